@@ -1,0 +1,366 @@
+//! Identities, domain-separated hashing and signing (SPEC §4.1).
+//!
+//! Every hash in ieschain is a blake3 hash in `derive_key` mode with a context string naming
+//! the kind of object ([`Domain`]). Every signature signs such a digest, so a signature made
+//! over one kind of object can never be replayed as a signature over another kind.
+//! Consensus checks use `verify_strict`, which rejects malleable signatures and small-order
+//! keys; weak keys are refused when a key enters a registry ([`PublicKey::is_weak`]).
+
+use std::fmt;
+
+use bincode::{Decode, Encode};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use thiserror::Error;
+
+/// The kinds of object that are hashed, each with its own blake3 `derive_key` context.
+///
+/// Adding a domain is a format change: the context strings are part of every digest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Domain {
+    /// A node's address, from its public key.
+    Address,
+    /// A record's signed content.
+    Record,
+    /// A private block header.
+    PrivateHeader,
+    /// A consortium block header.
+    ConsortiumHeader,
+    /// A relay block header.
+    RelayHeader,
+    /// A Merkle leaf.
+    MerkleLeaf,
+    /// An interior Merkle node.
+    MerkleNode,
+    /// An entry of a registry.
+    RegistryEntry,
+    /// The seed of an election draw.
+    ElectionSeed,
+    /// The genesis record of a data directory.
+    Genesis,
+    /// A transport envelope.
+    Envelope,
+    /// An admission credential (SPEC §6.1).
+    Credential,
+    /// Deterministic key derivation for built-in federations (SPEC §12 D2).
+    NodeKey,
+    /// The supervisor's key (SPEC §12 D2).
+    SupervisorKey,
+    /// A consortium's admission key, derived for the demo federations (SPEC §12 D13).
+    AdmissionKey,
+}
+
+impl Domain {
+    /// The blake3 `derive_key` context string of this domain.
+    pub const fn context(self) -> &'static str {
+        match self {
+            Domain::Address => "ieschain address v1",
+            Domain::Record => "ieschain record v1",
+            Domain::PrivateHeader => "ieschain private header v1",
+            Domain::ConsortiumHeader => "ieschain consortium header v1",
+            Domain::RelayHeader => "ieschain relay header v1",
+            Domain::MerkleLeaf => "ieschain merkle leaf v1",
+            Domain::MerkleNode => "ieschain merkle node v1",
+            Domain::RegistryEntry => "ieschain registry entry v1",
+            Domain::ElectionSeed => "ieschain election v1",
+            Domain::Genesis => "ieschain genesis v1",
+            Domain::Envelope => "ieschain envelope v1",
+            Domain::Credential => "ieschain credential v1",
+            Domain::NodeKey => "ieschain node key v1",
+            Domain::SupervisorKey => "ieschain supervisor v1",
+            Domain::AdmissionKey => "ieschain admission key v1",
+        }
+    }
+}
+
+/// A 32-byte blake3 digest.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Encode, Decode)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// The all-zero hash: every "previous hash" that does not exist yet (SPEC §12 D2).
+    pub const ZERO: Hash = Hash([0; 32]);
+
+    /// Hashes `parts`, concatenated, in `domain`.
+    pub fn of(domain: Domain, parts: &[&[u8]]) -> Hash {
+        let mut hasher = blake3::Hasher::new_derive_key(domain.context());
+        for part in parts {
+            hasher.update(part);
+        }
+        Hash(*hasher.finalize().as_bytes())
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first eight hex digits, for logs.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.short())
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// A node's address: the first 20 bytes of `derive_key("ieschain address v1", public key)`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Encode, Decode)]
+pub struct Address(pub [u8; 20]);
+
+impl Address {
+    /// The address of `key`.
+    pub fn of(key: &PublicKey) -> Address {
+        let digest = Hash::of(Domain::Address, &[&key.0]);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&digest.0[..20]);
+        Address(out)
+    }
+
+    /// Parses 40 hex digits.
+    pub fn from_hex(text: &str) -> Option<Address> {
+        let bytes = hex::decode(text).ok()?;
+        Some(Address(bytes.try_into().ok()?))
+    }
+
+    /// The first eight hex digits, for logs.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+}
+
+impl fmt::Debug for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Address({})", self.short())
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// An ed25519 public key, as its 32 compressed bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+pub struct PublicKey(pub [u8; 32]);
+
+impl PublicKey {
+    /// This key's address.
+    pub fn address(&self) -> Address {
+        Address::of(self)
+    }
+
+    /// Whether the key is not a valid curve point, or is of small order. Such keys are
+    /// refused at registration, which keeps batch verification as strict as `verify_strict`.
+    pub fn is_weak(&self) -> bool {
+        VerifyingKey::from_bytes(&self.0)
+            .map(|key| key.is_weak())
+            .unwrap_or(true)
+    }
+
+    /// Verifies `signature` over `digest` with `verify_strict`.
+    pub fn verify(&self, digest: &Hash, signature: &Signature) -> Result<(), SignatureError> {
+        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::BadKey)?;
+        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(&digest.0, &signature)
+            .map_err(|_| SignatureError::Invalid)
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", hex::encode(&self.0[..4]))
+    }
+}
+
+/// An ed25519 signature, as its 64 bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub struct Signature(pub [u8; 64]);
+
+impl Signature {
+    /// An all-zero placeholder, for content not yet signed. It never verifies.
+    pub const EMPTY: Signature = Signature([0; 64]);
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", hex::encode(&self.0[..4]))
+    }
+}
+
+/// Why a signature check failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum SignatureError {
+    /// The public key is not a valid curve point.
+    #[error("public key is not a valid ed25519 point")]
+    BadKey,
+    /// The signature does not verify under `verify_strict`.
+    #[error("signature does not verify")]
+    Invalid,
+}
+
+/// A node's signing key and its public half.
+pub struct Keypair {
+    signing: SigningKey,
+    public: PublicKey,
+    address: Address,
+}
+
+impl Keypair {
+    /// The key pair whose secret is `seed`.
+    pub fn from_seed(seed: [u8; 32]) -> Keypair {
+        let signing = SigningKey::from_bytes(&seed);
+        let public = PublicKey(signing.verifying_key().to_bytes());
+        Keypair {
+            address: public.address(),
+            signing,
+            public,
+        }
+    }
+
+    /// A key derived from a federation seed and a label, so that a reopened data directory
+    /// has the same keys (SPEC §12 D2). `domain` separates node, supervisor and admission keys.
+    pub fn derive(domain: Domain, seed: u64, label: &str) -> Keypair {
+        let secret = Hash::of(domain, &[&seed.to_be_bytes(), label.as_bytes()]);
+        Keypair::from_seed(secret.0)
+    }
+
+    /// The public key.
+    pub fn public(&self) -> PublicKey {
+        self.public
+    }
+
+    /// The address of the public key.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// Signs a domain-separated digest.
+    pub fn sign(&self, digest: &Hash) -> Signature {
+        Signature(self.signing.sign(&digest.0).to_bytes())
+    }
+}
+
+impl Clone for Keypair {
+    fn clone(&self) -> Self {
+        Keypair::from_seed(self.signing.to_bytes())
+    }
+}
+
+impl fmt::Debug for Keypair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        write!(f, "Keypair({})", self.address.short())
+    }
+}
+
+/// Verifies many (key, digest, signature) triples at once, falling back to one
+/// `verify_strict` per signature when the batch fails, so the answer is exactly what
+/// `verify_strict` would give (SPEC §12 D6). Returns the index of the first bad signature.
+///
+/// Weak keys are refused before batching, and so are signatures whose `R` is of small
+/// order, because the batch equation would accept some of those where `verify_strict` does
+/// not.
+pub fn verify_all(items: &[(PublicKey, Hash, Signature)]) -> Result<(), (usize, SignatureError)> {
+    let mut keys = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut messages: Vec<&[u8]> = Vec::with_capacity(items.len());
+    let mut batchable = items.len() > 1;
+    for (index, (key, digest, signature)) in items.iter().enumerate() {
+        let Ok(vk) = VerifyingKey::from_bytes(&key.0) else {
+            return Err((index, SignatureError::BadKey));
+        };
+        if vk.is_weak() || r_is_small_order(signature) {
+            batchable = false;
+        }
+        keys.push(vk);
+        signatures.push(ed25519_dalek::Signature::from_bytes(&signature.0));
+        messages.push(&digest.0);
+    }
+    if batchable && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
+        return Ok(());
+    }
+    for (index, (key, digest, signature)) in items.iter().enumerate() {
+        key.verify(digest, signature).map_err(|e| (index, e))?;
+    }
+    Ok(())
+}
+
+/// Whether the `R` half of a signature decodes to a point of small order (or to no point).
+fn r_is_small_order(signature: &Signature) -> bool {
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&signature.0[..32]);
+    match VerifyingKey::from_bytes(&r) {
+        Ok(point) => point.is_weak(),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_and_verify_round_trip() {
+        let key = Keypair::derive(Domain::NodeKey, 7, "source-1");
+        let digest = Hash::of(Domain::Record, &[b"hello"]);
+        let signature = key.sign(&digest);
+        assert_eq!(key.public().verify(&digest, &signature), Ok(()));
+        let other = Hash::of(Domain::PrivateHeader, &[b"hello"]);
+        assert_eq!(
+            key.public().verify(&other, &signature),
+            Err(SignatureError::Invalid),
+            "a signature in one domain must not verify in another"
+        );
+    }
+
+    #[test]
+    fn derived_keys_are_stable_and_distinct() {
+        let a = Keypair::derive(Domain::NodeKey, 1, "a");
+        assert_eq!(
+            a.public(),
+            Keypair::derive(Domain::NodeKey, 1, "a").public()
+        );
+        assert_ne!(
+            a.public(),
+            Keypair::derive(Domain::NodeKey, 2, "a").public()
+        );
+        assert_ne!(
+            a.public(),
+            Keypair::derive(Domain::SupervisorKey, 1, "a").public()
+        );
+    }
+
+    #[test]
+    fn batch_verification_agrees_with_strict() {
+        let items: Vec<_> = (0..8)
+            .map(|i| {
+                let key = Keypair::derive(Domain::NodeKey, 3, &format!("m{i}"));
+                let digest = Hash::of(Domain::Record, &[&[i as u8]]);
+                (key.public(), digest, key.sign(&digest))
+            })
+            .collect();
+        assert_eq!(verify_all(&items), Ok(()));
+        let mut bad = items.clone();
+        bad[5].2 .0[10] ^= 1;
+        assert_eq!(verify_all(&bad), Err((5, SignatureError::Invalid)));
+    }
+
+    #[test]
+    fn small_order_keys_are_weak() {
+        // The identity point: a small-order key that registration must refuse.
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert!(PublicKey(identity).is_weak());
+        assert!(!Keypair::derive(Domain::NodeKey, 1, "x").public().is_weak());
+    }
+}

@@ -1,0 +1,33 @@
+//! ieschain's pure domain: identities, records, blocks, Merkle proofs, registries,
+//! elections and validation. No actix, no RocksDB, no clock and no I/O: every function
+//! here is deterministic, which is what lets the property tests and the simulator drive it
+//! directly.
+//!
+//! # Layout
+//! - [`crypto`]: keys, addresses, domain-separated blake3 hashing, ed25519 signing.
+//! - [`codec`]: the one canonical encoding (bincode 2.0.1, limited, complete, canonical).
+//! - [`ids`]: consortiums, lanes and chain names.
+//! - [`record`]: records and the closed list of their kinds, with urgency.
+//! - [`block`]: the private, consortium and relay block formats.
+//! - [`merkle`]: Merkle roots and inclusion proofs.
+//! - [`registry`]: a consortium's registry and its root.
+//! - [`election`]: election records, the weight function and the verifiable draw.
+//! - [`genesis`]: the genesis record and the key directory.
+//! - [`validate`]: checking a block against its chain's head.
+#![deny(missing_docs)]
+
+pub mod block;
+pub mod codec;
+pub mod crypto;
+pub mod election;
+pub mod genesis;
+pub mod ids;
+pub mod merkle;
+pub mod record;
+pub mod registry;
+pub mod validate;
+
+pub use block::{AnyBlock, ChainBlock, ConsortiumBlock, PrivateBlock, RelayBlock};
+pub use crypto::{Address, Domain, Hash, Keypair, PublicKey, Signature};
+pub use ids::{ChainId, ChainKind, ConsortiumId};
+pub use record::{Audience, Record, RecordBody, RecordContent, RecordKind, Urgency};

@@ -1,0 +1,146 @@
+//! Merkle roots and inclusion proofs: of records in a block, and of consortium blocks in a
+//! relay block.
+//!
+//! A binary tree over leaf hashes. An interior node is `H(MerkleNode, left ‖ right)`; a
+//! node without a sibling is promoted unchanged to the next level (it is never paired with
+//! itself, which would let two different leaf lists share a root). The root of no leaves
+//! is [`Hash::ZERO`]. Leaves are hashed in [`Domain::MerkleLeaf`] by their owners
+//! ([`crate::record::Record::leaf`], [`crate::block::ConsortiumBlock::leaf`]), so a leaf can
+//! never be confused with an interior node.
+
+use bincode::{Decode, Encode};
+
+use crate::crypto::{Domain, Hash};
+
+fn node(left: &Hash, right: &Hash) -> Hash {
+    Hash::of(Domain::MerkleNode, &[&left.0, &right.0])
+}
+
+fn next_level(level: &[Hash]) -> Vec<Hash> {
+    level
+        .chunks(2)
+        .map(|pair| match pair {
+            [left, right] => node(left, right),
+            [single] => *single,
+            _ => unreachable!("chunks(2) yields one or two items"),
+        })
+        .collect()
+}
+
+/// The Merkle root of `leaves`.
+pub fn root(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => Hash::ZERO,
+        1 => leaves[0],
+        _ => {
+            let mut level = next_level(leaves);
+            while level.len() > 1 {
+                level = next_level(&level);
+            }
+            level[0]
+        }
+    }
+}
+
+/// A proof that a leaf sits at `index` among `leaf_count` leaves under some root.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct MerkleProof {
+    /// The leaf's position.
+    pub index: u64,
+    /// How many leaves the tree has.
+    pub leaf_count: u64,
+    /// The siblings on the path from the leaf to the root, bottom first.
+    pub siblings: Vec<Hash>,
+}
+
+impl MerkleProof {
+    /// Builds the proof for the leaf at `index`, or `None` if there is no such leaf.
+    pub fn build(leaves: &[Hash], index: usize) -> Option<MerkleProof> {
+        if index >= leaves.len() {
+            return None;
+        }
+        let mut siblings = Vec::new();
+        let mut level = leaves.to_vec();
+        let mut at = index;
+        while level.len() > 1 {
+            let sibling = at ^ 1;
+            if sibling < level.len() {
+                siblings.push(level[sibling]);
+            }
+            level = next_level(&level);
+            at /= 2;
+        }
+        Some(MerkleProof {
+            index: index as u64,
+            leaf_count: leaves.len() as u64,
+            siblings,
+        })
+    }
+
+    /// Whether `leaf` is at this proof's index under `root`.
+    pub fn verify(&self, root: &Hash, leaf: &Hash) -> bool {
+        if self.index >= self.leaf_count {
+            return false;
+        }
+        let mut hash = *leaf;
+        let mut at = self.index;
+        let mut len = self.leaf_count;
+        let mut siblings = self.siblings.iter();
+        while len > 1 {
+            let sibling = at ^ 1;
+            if sibling < len {
+                let Some(other) = siblings.next() else {
+                    return false;
+                };
+                hash = if at % 2 == 0 {
+                    node(&hash, other)
+                } else {
+                    node(other, &hash)
+                };
+            }
+            at /= 2;
+            len = len.div_ceil(2);
+        }
+        siblings.next().is_none() && hash == *root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaves(n: usize) -> Vec<Hash> {
+        (0..n)
+            .map(|i| Hash::of(Domain::MerkleLeaf, &[&(i as u64).to_be_bytes()]))
+            .collect()
+    }
+
+    #[test]
+    fn empty_and_single_roots() {
+        assert_eq!(root(&[]), Hash::ZERO);
+        let one = leaves(1);
+        assert_eq!(root(&one), one[0]);
+    }
+
+    #[test]
+    fn odd_node_is_promoted_not_duplicated() {
+        // [a, b, c] and [a, b, c, c] must have different roots.
+        let three = leaves(3);
+        let mut four = three.clone();
+        four.push(three[2]);
+        assert_ne!(root(&three), root(&four));
+    }
+
+    #[test]
+    fn proofs_verify_for_every_leaf_of_many_sizes() {
+        for n in 1..20 {
+            let l = leaves(n);
+            let r = root(&l);
+            for i in 0..n {
+                let proof = MerkleProof::build(&l, i).unwrap();
+                assert!(proof.verify(&r, &l[i]), "n={n} i={i}");
+            }
+            assert!(MerkleProof::build(&l, n).is_none());
+        }
+    }
+}

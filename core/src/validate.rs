@@ -1,0 +1,729 @@
+//! Pure validation of a block against its chain's head (SPEC §4, §7).
+//!
+//! Each lane kind has a state ([`PrivateLane`], [`ConsortiumLane`], [`RelayLane`]) that
+//! holds exactly what the next block is checked against: the head, the last `seq` of every
+//! author, and for relay lanes the registry and the election history. `append` checks a
+//! block and advances the state only if every check passes; on failure the state is as it
+//! was. Every failure is a [`BlockError`] that names the chain, the height and the reason.
+//!
+//! All signatures of a block are checked together with [`verify_all`], which batches them
+//! and falls back to one `verify_strict` per signature, so acceptance is exactly
+//! `verify_strict`'s (SPEC §12 D6).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use thiserror::Error;
+
+use crate::block::{ChainBlock, ConsortiumBlock, PrivateBlock, RelayBlock};
+use crate::codec::{self, CodecError};
+use crate::crypto::{verify_all, Address, Hash, PublicKey, Signature};
+use crate::election::{ElectionError, ElectionHistory, LanePosition};
+use crate::genesis::{Capacities, Directory, Genesis};
+use crate::ids::{ChainId, ConsortiumId};
+use crate::merkle;
+use crate::record::{Record, RecordBody, Urgency};
+use crate::registry::{Registry, RegistryError};
+
+/// How many recent relay-lane positions an election may cite as its lane head.
+pub const ELECTION_HEAD_WINDOW: usize = 256;
+
+/// A chain's head: the height and hash of its last block, or `(0, ZERO)` when empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Head {
+    /// Height of the last block; 0 when empty.
+    pub height: u64,
+    /// Hash of the last block; zero when empty.
+    pub hash: Hash,
+}
+
+/// A block that failed validation: which chain, which height, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("chain={chain} height={height}: {reason}")]
+pub struct BlockError {
+    /// The chain the block claims to extend.
+    pub chain: ChainId,
+    /// The height the block claims.
+    pub height: u64,
+    /// Why it was rejected.
+    pub reason: Reject,
+}
+
+/// Why a block was rejected.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum Reject {
+    /// The bytes did not decode.
+    #[error("undecodable: {0}")]
+    Decode(#[from] CodecError),
+    /// The block belongs to another chain.
+    #[error("block belongs to {got}, not {expected}")]
+    WrongChain {
+        /// This chain.
+        expected: ChainId,
+        /// The block's.
+        got: ChainId,
+    },
+    /// Not the next height.
+    #[error("height {got}, expected {expected}")]
+    Height {
+        /// Head height + 1.
+        expected: u64,
+        /// The block's.
+        got: u64,
+    },
+    /// `prev` is not the head's hash.
+    #[error("prev {got} does not match the head {expected}")]
+    Prev {
+        /// The head's hash.
+        expected: Hash,
+        /// The block's `prev`.
+        got: Hash,
+    },
+    /// A signature does not verify.
+    #[error("bad signature by {signer} on {what}")]
+    Signature {
+        /// Who should have signed.
+        signer: Address,
+        /// What was signed.
+        what: String,
+    },
+    /// The signer is not registered.
+    #[error("unknown signer {0}")]
+    UnknownSigner(Address),
+    /// The encoded block exceeds its capacity.
+    #[error("encoded size {size} bytes exceeds the capacity of {capacity} bytes")]
+    Capacity {
+        /// Encoded size.
+        size: usize,
+        /// Capacity.
+        capacity: u32,
+    },
+    /// The urgency bit does not match the records.
+    #[error("urgency bit is {header} but the records say {records}")]
+    UrgencyBit {
+        /// The header's bit.
+        header: bool,
+        /// Whether any record is urgent.
+        records: bool,
+    },
+    /// The urgency vector does not match the included blocks.
+    #[error("urgency vector: {0}")]
+    UrgencyVector(String),
+    /// The records root does not match the records.
+    #[error("records root does not match the records")]
+    RecordsRoot,
+    /// The blocks root does not match the included blocks.
+    #[error("blocks root does not match the included blocks")]
+    BlocksRoot,
+    /// The registry root does not match the registry after this block's additions.
+    #[error("registry root {got} does not match the registry, whose root is {expected}")]
+    RegistryRoot {
+        /// The recomputed root.
+        expected: Hash,
+        /// The header's.
+        got: Hash,
+    },
+    /// A registry addition is invalid.
+    #[error("registry addition: {0}")]
+    Registry(#[from] RegistryError),
+    /// Registry additions are not in ascending address order.
+    #[error("registry additions are not in ascending address order")]
+    RegistryOrder,
+    /// A record reuses an old `seq`.
+    #[error("replayed seq {seq} by {author}: last seq was {last}")]
+    Replay {
+        /// The author.
+        author: Address,
+        /// The record's seq.
+        seq: u64,
+        /// The last seq seen from the author.
+        last: u64,
+    },
+    /// A record in a lane is not by the lane's writer.
+    #[error("record by {author} in a lane written by {writer}")]
+    ForeignRecord {
+        /// The record's author.
+        author: Address,
+        /// The lane's writer.
+        writer: Address,
+    },
+    /// A consortium block was included twice, or out of its lane's order.
+    #[error(
+        "consortium block {author} height {height} is not above the last included height {last}"
+    )]
+    DuplicateInclusion {
+        /// The block's author.
+        author: Address,
+        /// The block's height.
+        height: u64,
+        /// The last included height of that author.
+        last: u64,
+    },
+    /// An included consortium block is invalid.
+    #[error("included block {index}: {reason}")]
+    Included {
+        /// Position in the relay block.
+        index: usize,
+        /// Why.
+        reason: Box<Reject>,
+    },
+    /// A relay block before the consortium's first election.
+    #[error("relay block before any election of the lane")]
+    NoElection,
+    /// A relay block from a deposed epoch (fencing, SPEC §5).
+    #[error("epoch {got} is older than {current}")]
+    StaleEpoch {
+        /// The block's epoch.
+        got: u64,
+        /// The newest epoch known.
+        current: u64,
+    },
+    /// A relay block claiming an epoch no election has started.
+    #[error("epoch {got} is newer than the elected epoch {current}")]
+    FutureEpoch {
+        /// The block's epoch.
+        got: u64,
+        /// The elected epoch.
+        current: u64,
+    },
+    /// The producer is not the elected relay of the epoch.
+    #[error("relay {got} is not the elected relay {elected} of this epoch")]
+    NotElected {
+        /// The block's relay.
+        got: Address,
+        /// The elected relay.
+        elected: Address,
+    },
+    /// An election record is not signed by the supervisor.
+    #[error("election record by {0}, not the supervisor")]
+    ElectionSigner(Address),
+    /// An election record does not recompute.
+    #[error("election: {0}")]
+    Election(#[from] ElectionError),
+    /// The other lanes' heads are malformed.
+    #[error("lane heads must name other lanes in ascending order")]
+    LaneHeads,
+}
+
+/// The last `seq` of each author, for replay protection.
+type Seqs = BTreeMap<Address, u64>;
+
+/// Checks `records`' seqs in order against `seqs`, returning the updates to apply.
+fn check_seqs(seqs: &Seqs, records: &[Record], updates: &mut Seqs) -> Result<(), Reject> {
+    for record in records {
+        let author = record.content.author;
+        let last = updates.get(&author).or_else(|| seqs.get(&author)).copied();
+        if let Some(last) = last {
+            if record.content.seq <= last {
+                return Err(Reject::Replay {
+                    author,
+                    seq: record.content.seq,
+                    last,
+                });
+            }
+        }
+        updates.insert(author, record.content.seq);
+    }
+    Ok(())
+}
+
+/// Signature checks collected over a block, with what each one covers.
+#[derive(Default)]
+struct Signatures {
+    items: Vec<(PublicKey, Hash, Signature)>,
+    labels: Vec<(Address, String)>,
+}
+
+impl Signatures {
+    fn push(
+        &mut self,
+        key: PublicKey,
+        signer: Address,
+        digest: Hash,
+        signature: Signature,
+        what: impl FnOnce() -> String,
+    ) {
+        self.items.push((key, digest, signature));
+        self.labels.push((signer, what()));
+    }
+
+    fn push_records(
+        &mut self,
+        records: &[Record],
+        key_of: impl Fn(&Address) -> Option<PublicKey>,
+    ) -> Result<(), Reject> {
+        for (index, record) in records.iter().enumerate() {
+            let author = record.content.author;
+            let key = key_of(&author).ok_or(Reject::UnknownSigner(author))?;
+            self.push(key, author, record.digest(), record.signature, || {
+                format!("record {index} (seq {})", record.content.seq)
+            });
+        }
+        Ok(())
+    }
+
+    fn verify(self) -> Result<(), Reject> {
+        verify_all(&self.items).map_err(|(index, _)| {
+            let (signer, what) = self.labels[index].clone();
+            Reject::Signature { signer, what }
+        })
+    }
+}
+
+fn check_link(head: &Head, height: u64, prev: Hash) -> Result<(), Reject> {
+    if height != head.height + 1 {
+        return Err(Reject::Height {
+            expected: head.height + 1,
+            got: height,
+        });
+    }
+    if prev != head.hash {
+        return Err(Reject::Prev {
+            expected: head.hash,
+            got: prev,
+        });
+    }
+    Ok(())
+}
+
+fn check_capacity<B: ChainBlock>(block: &B, capacity: u32) -> Result<(), Reject> {
+    let size = codec::encoded_len(block);
+    if size > capacity as usize {
+        return Err(Reject::Capacity { size, capacity });
+    }
+    Ok(())
+}
+
+/// The checks a lane makes of a block written by a single author (private and consortium
+/// blocks): records by the writer, records root, and the writer's seqs.
+fn check_single_writer(records: &[Record], writer: Address, root: Hash) -> Result<(), Reject> {
+    if let Some(foreign) = records.iter().find(|r| r.content.author != writer) {
+        return Err(Reject::ForeignRecord {
+            author: foreign.content.author,
+            writer,
+        });
+    }
+    if crate::block::records_root(records) != root {
+        return Err(Reject::RecordsRoot);
+    }
+    Ok(())
+}
+
+fn last_seq_after(records: &[Record], last: Option<u64>) -> Result<Option<u64>, Reject> {
+    let mut last = last;
+    for record in records {
+        if let Some(prev) = last {
+            if record.content.seq <= prev {
+                return Err(Reject::Replay {
+                    author: record.content.author,
+                    seq: record.content.seq,
+                    last: prev,
+                });
+            }
+        }
+        last = Some(record.content.seq);
+    }
+    Ok(last)
+}
+
+/// A member's private chain.
+#[derive(Clone, Debug)]
+pub struct PrivateLane {
+    /// The owner.
+    pub owner: Address,
+    /// The owner's key.
+    pub key: PublicKey,
+    /// The head.
+    pub head: Head,
+    /// The owner's last seq on this chain.
+    pub last_seq: Option<u64>,
+    /// Capacity in bytes (the consortium capacity).
+    pub capacity: u32,
+}
+
+impl PrivateLane {
+    /// An empty private chain of `owner`.
+    pub fn new(owner: Address, key: PublicKey, capacity: u32) -> Self {
+        PrivateLane {
+            owner,
+            key,
+            head: Head::default(),
+            last_seq: None,
+            capacity,
+        }
+    }
+
+    /// Checks `block` and, if valid, makes it the head.
+    pub fn append(&mut self, block: &PrivateBlock) -> Result<(), BlockError> {
+        let chain = ChainId::Private(self.owner);
+        let fail = |reason| BlockError {
+            chain,
+            height: block.header.height,
+            reason,
+        };
+        if block.chain() != chain {
+            return Err(fail(Reject::WrongChain {
+                expected: chain,
+                got: block.chain(),
+            }));
+        }
+        check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
+        check_capacity(block, self.capacity).map_err(fail)?;
+        check_single_writer(&block.records, self.owner, block.header.records_root).map_err(fail)?;
+        let last_seq = last_seq_after(&block.records, self.last_seq).map_err(fail)?;
+        let hash = block.hash();
+        let mut signatures = Signatures::default();
+        signatures.push(self.key, self.owner, hash, block.signature, || {
+            "header".into()
+        });
+        signatures
+            .push_records(&block.records, |_| Some(self.key))
+            .map_err(fail)?;
+        signatures.verify().map_err(fail)?;
+        self.head = Head {
+            height: block.header.height,
+            hash,
+        };
+        self.last_seq = last_seq;
+        Ok(())
+    }
+}
+
+/// Checks a consortium block on its own: capacity, root, urgency bit, writer, and all its
+/// signatures (added to `signatures`). Shared by [`ConsortiumLane`] and [`RelayLane`].
+fn check_consortium_block(
+    block: &ConsortiumBlock,
+    key: PublicKey,
+    capacity: u32,
+    signatures: &mut Signatures,
+) -> Result<Hash, Reject> {
+    check_capacity(block, capacity)?;
+    let author = block.header.author;
+    check_single_writer(&block.records, author, block.header.records_root)?;
+    let urgent = block.records.iter().any(|r| r.urgency() == Urgency::Urgent);
+    if urgent != block.header.urgent {
+        return Err(Reject::UrgencyBit {
+            header: block.header.urgent,
+            records: urgent,
+        });
+    }
+    let hash = block.hash();
+    signatures.push(key, author, hash, block.signature, || "header".into());
+    signatures.push_records(&block.records, |_| Some(key))?;
+    Ok(hash)
+}
+
+/// A member's lane of its consortium chain.
+#[derive(Clone, Debug)]
+pub struct ConsortiumLane {
+    /// The consortium.
+    pub consortium: ConsortiumId,
+    /// The member who writes the lane.
+    pub member: Address,
+    /// The member's key.
+    pub key: PublicKey,
+    /// The head.
+    pub head: Head,
+    /// The member's last seq in this lane.
+    pub last_seq: Option<u64>,
+    /// Capacity in bytes.
+    pub capacity: u32,
+}
+
+impl ConsortiumLane {
+    /// An empty lane.
+    pub fn new(consortium: ConsortiumId, member: Address, key: PublicKey, capacity: u32) -> Self {
+        ConsortiumLane {
+            consortium,
+            member,
+            key,
+            head: Head::default(),
+            last_seq: None,
+            capacity,
+        }
+    }
+
+    /// Checks `block` and, if valid, makes it the head.
+    pub fn append(&mut self, block: &ConsortiumBlock) -> Result<(), BlockError> {
+        let chain = ChainId::Consortium(self.consortium, self.member);
+        let fail = |reason| BlockError {
+            chain,
+            height: block.header.height,
+            reason,
+        };
+        if block.chain() != chain {
+            return Err(fail(Reject::WrongChain {
+                expected: chain,
+                got: block.chain(),
+            }));
+        }
+        check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
+        let last_seq = last_seq_after(&block.records, self.last_seq).map_err(fail)?;
+        let mut signatures = Signatures::default();
+        let hash = check_consortium_block(block, self.key, self.capacity, &mut signatures)
+            .map_err(fail)?;
+        signatures.verify().map_err(fail)?;
+        self.head = Head {
+            height: block.header.height,
+            hash,
+        };
+        self.last_seq = last_seq;
+        Ok(())
+    }
+}
+
+/// A consortium's lane of the relay chain.
+#[derive(Clone, Debug)]
+pub struct RelayLane {
+    /// The consortium whose relays write the lane.
+    pub lane: ConsortiumId,
+    /// The head.
+    pub head: Head,
+    /// The consortium's registry after the head.
+    pub registry: Registry,
+    /// The consortium's elections so far.
+    pub elections: ElectionHistory,
+    /// The last seq of every author seen in this lane.
+    pub seqs: BTreeMap<Address, u64>,
+    /// The last included consortium-lane height of every member.
+    pub included: BTreeMap<Address, u64>,
+    /// The last [`ELECTION_HEAD_WINDOW`] positions of the lane, for election lane heads.
+    pub recent: VecDeque<LanePosition>,
+    /// Block capacities.
+    pub capacities: Capacities,
+    /// The supervisor's key, which signs election records.
+    pub supervisor: PublicKey,
+}
+
+impl RelayLane {
+    /// The empty lane of `lane`, with its genesis registry.
+    pub fn new(genesis: &Genesis, lane: ConsortiumId) -> Self {
+        let mut recent = VecDeque::new();
+        recent.push_back(LanePosition {
+            height: 0,
+            hash: Hash::ZERO,
+        });
+        RelayLane {
+            lane,
+            head: Head::default(),
+            registry: genesis.registry(lane),
+            elections: ElectionHistory::new(lane),
+            seqs: BTreeMap::new(),
+            included: BTreeMap::new(),
+            recent,
+            capacities: genesis.capacities,
+            supervisor: genesis.supervisor,
+        }
+    }
+
+    /// Checks `block` and, if valid, makes it the head. `directory` supplies the keys of
+    /// authors from other consortiums (settlement parties) and learns this block's joiners.
+    pub fn append(
+        &mut self,
+        block: &RelayBlock,
+        directory: &mut Directory,
+    ) -> Result<(), BlockError> {
+        let chain = ChainId::Relay(self.lane);
+        let fail = |reason| BlockError {
+            chain,
+            height: block.header.height,
+            reason,
+        };
+        let header = &block.header;
+        if block.chain() != chain {
+            return Err(fail(Reject::WrongChain {
+                expected: chain,
+                got: block.chain(),
+            }));
+        }
+        check_link(&self.head, header.height, header.prev).map_err(fail)?;
+        check_capacity(block, self.capacities.relay).map_err(fail)?;
+
+        // The registry after this block's additions.
+        if header
+            .registry
+            .added
+            .windows(2)
+            .any(|w| w[0].address >= w[1].address)
+        {
+            return Err(fail(Reject::RegistryOrder));
+        }
+        let mut registry = self.registry.clone();
+        for entry in &header.registry.added {
+            registry.add(entry.clone()).map_err(|e| fail(e.into()))?;
+        }
+        let root = registry.root();
+        if root != header.registry.root {
+            return Err(fail(Reject::RegistryRoot {
+                expected: root,
+                got: header.registry.root,
+            }));
+        }
+
+        // The relay's own records: seqs, elections, then epoch and producer.
+        if block
+            .records
+            .iter()
+            .map(Record::leaf)
+            .collect::<Vec<_>>()
+            .as_slice()
+            .pipe(merkle::root)
+            != header.records_root
+        {
+            return Err(fail(Reject::RecordsRoot));
+        }
+        let mut seq_updates = Seqs::new();
+        check_seqs(&self.seqs, &block.records, &mut seq_updates).map_err(fail)?;
+        let mut elections = self.elections.clone();
+        let recent = &self.recent;
+        for record in &block.records {
+            if let RecordBody::Election(election) = &record.content.body {
+                if record.content.author != self.supervisor.address() {
+                    return Err(fail(Reject::ElectionSigner(record.content.author)));
+                }
+                elections
+                    .apply(
+                        election,
+                        record.digest(),
+                        |a| registry.get(a).is_some_and(|e| e.relay_capable),
+                        |position| recent.contains(position),
+                    )
+                    .map_err(|e| fail(e.into()))?;
+            }
+        }
+        let Some(elected) = elections.relay else {
+            return Err(fail(Reject::NoElection));
+        };
+        if header.epoch < elections.epoch {
+            return Err(fail(Reject::StaleEpoch {
+                got: header.epoch,
+                current: elections.epoch,
+            }));
+        }
+        if header.epoch > elections.epoch {
+            return Err(fail(Reject::FutureEpoch {
+                got: header.epoch,
+                current: elections.epoch,
+            }));
+        }
+        if header.relay != elected {
+            return Err(fail(Reject::NotElected {
+                got: header.relay,
+                elected,
+            }));
+        }
+
+        // Signatures: the header, the own records, every included block and its records.
+        let relay_key = registry
+            .get(&header.relay)
+            .map(|e| e.public_key)
+            .ok_or_else(|| fail(Reject::UnknownSigner(header.relay)))?;
+        let hash = block.hash();
+        let mut signatures = Signatures::default();
+        signatures.push(relay_key, header.relay, hash, block.signature, || {
+            "header".into()
+        });
+        let supervisor = self.supervisor;
+        signatures
+            .push_records(&block.records, |a| {
+                if *a == supervisor.address() {
+                    Some(supervisor)
+                } else {
+                    registry
+                        .get(a)
+                        .map(|e| e.public_key)
+                        .or_else(|| directory.get(a).map(|k| k.key))
+                }
+            })
+            .map_err(fail)?;
+
+        // Included consortium blocks.
+        if !header.urgency.is_well_formed() || header.urgency.len as usize != block.blocks.len() {
+            return Err(fail(Reject::UrgencyVector(format!(
+                "{} bits for {} blocks",
+                header.urgency.len,
+                block.blocks.len()
+            ))));
+        }
+        let mut included = BTreeMap::new();
+        let mut leaves = Vec::with_capacity(block.blocks.len());
+        for (index, inner) in block.blocks.iter().enumerate() {
+            let wrap = |reason| {
+                fail(Reject::Included {
+                    index,
+                    reason: Box::new(reason),
+                })
+            };
+            let author = inner.header.author;
+            if inner.header.consortium != self.lane {
+                return Err(wrap(Reject::WrongChain {
+                    expected: ChainId::Consortium(self.lane, author),
+                    got: inner.chain(),
+                }));
+            }
+            let key = registry
+                .get(&author)
+                .map(|e| e.public_key)
+                .ok_or_else(|| wrap(Reject::UnknownSigner(author)))?;
+            let last = included
+                .get(&author)
+                .or_else(|| self.included.get(&author))
+                .copied()
+                .unwrap_or(0);
+            if inner.header.height <= last {
+                return Err(wrap(Reject::DuplicateInclusion {
+                    author,
+                    height: inner.header.height,
+                    last,
+                }));
+            }
+            included.insert(author, inner.header.height);
+            check_seqs(&self.seqs, &inner.records, &mut seq_updates).map_err(wrap)?;
+            check_consortium_block(inner, key, self.capacities.consortium, &mut signatures)
+                .map_err(wrap)?;
+            if header.urgency.get(index) != Some(inner.header.urgent) {
+                return Err(fail(Reject::UrgencyVector(format!(
+                    "bit {index} does not match the block's urgency bit"
+                ))));
+            }
+            leaves.push(inner.leaf());
+        }
+        if merkle::root(&leaves) != header.blocks_root {
+            return Err(fail(Reject::BlocksRoot));
+        }
+        if header.lane_heads.windows(2).any(|w| w[0].lane >= w[1].lane)
+            || header.lane_heads.iter().any(|h| h.lane == self.lane)
+        {
+            return Err(fail(Reject::LaneHeads));
+        }
+        signatures.verify().map_err(fail)?;
+
+        // Every check passed: advance.
+        for entry in &header.registry.added {
+            directory.add(self.lane, entry);
+        }
+        self.registry = registry;
+        self.elections = elections;
+        self.seqs.extend(seq_updates);
+        self.included.extend(included);
+        self.head = Head {
+            height: header.height,
+            hash,
+        };
+        self.recent.push_back(LanePosition {
+            height: header.height,
+            hash,
+        });
+        if self.recent.len() > ELECTION_HEAD_WINDOW {
+            self.recent.pop_front();
+        }
+        Ok(())
+    }
+}
+
+/// Applies a function to a value; keeps long expressions readable.
+trait Pipe: Sized {
+    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
+        f(self)
+    }
+}
+impl<T> Pipe for T {}
