@@ -13,6 +13,7 @@
 //! - [`registry`]: a consortium's registry and its root.
 //! - [`election`]: election records, the weight function and the verifiable draw.
 //! - [`genesis`]: the genesis record and the key directory.
+//! - [`sample`]: deterministic sample federations and ledgers, from a seed.
 //! - [`validate`]: checking a block against its chain's head.
 #![deny(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod ids;
 pub mod merkle;
 pub mod record;
 pub mod registry;
+pub mod sample;
 pub mod validate;
 
 pub use block::{AnyBlock, ChainBlock, ConsortiumBlock, PrivateBlock, RelayBlock};

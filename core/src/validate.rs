@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use thiserror::Error;
 
-use crate::block::{ChainBlock, ConsortiumBlock, PrivateBlock, RelayBlock};
+use crate::block::{AnyBlock, ChainBlock, ConsortiumBlock, PrivateBlock, RelayBlock};
 use crate::codec::{self, CodecError};
 use crate::crypto::{verify_all, Address, Hash, PublicKey, Signature};
 use crate::election::{ElectionError, ElectionHistory, LanePosition};
@@ -560,19 +560,9 @@ impl RelayLane {
         }
 
         // The relay's own records: seqs, elections, then epoch and producer.
-        if block
-            .records
-            .iter()
-            .map(Record::leaf)
-            .collect::<Vec<_>>()
-            .as_slice()
-            .pipe(merkle::root)
-            != header.records_root
-        {
+        if crate::block::records_root(&block.records) != header.records_root {
             return Err(fail(Reject::RecordsRoot));
         }
-        let mut seq_updates = Seqs::new();
-        check_seqs(&self.seqs, &block.records, &mut seq_updates).map_err(fail)?;
         let mut elections = self.elections.clone();
         let recent = &self.recent;
         for record in &block.records {
@@ -644,6 +634,7 @@ impl RelayLane {
                 block.blocks.len()
             ))));
         }
+        let mut seq_updates = Seqs::new();
         let mut included = BTreeMap::new();
         let mut leaves = Vec::with_capacity(block.blocks.len());
         for (index, inner) in block.blocks.iter().enumerate() {
@@ -687,6 +678,9 @@ impl RelayLane {
             }
             leaves.push(inner.leaf());
         }
+        // The relay's own records come after the blocks it includes: those were written
+        // first, so an author's seqs run through the included blocks, then the records.
+        check_seqs(&self.seqs, &block.records, &mut seq_updates).map_err(fail)?;
         if merkle::root(&leaves) != header.blocks_root {
             return Err(fail(Reject::BlocksRoot));
         }
@@ -720,10 +714,78 @@ impl RelayLane {
     }
 }
 
-/// Applies a function to a value; keeps long expressions readable.
-trait Pipe: Sized {
-    fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
-        f(self)
+/// The validation state of any chain: what `verify` and the nodes keep per chain.
+#[derive(Clone, Debug)]
+pub enum LaneState {
+    /// A private chain.
+    Private(PrivateLane),
+    /// A consortium lane.
+    Consortium(ConsortiumLane),
+    /// A relay lane.
+    Relay(Box<RelayLane>),
+}
+
+impl LaneState {
+    /// The empty state of `chain`. Keys come from `directory`, so a member that joined must
+    /// be learnt (from a relay lane) before its own chains are checked.
+    pub fn new(
+        genesis: &Genesis,
+        directory: &Directory,
+        chain: ChainId,
+    ) -> Result<LaneState, BlockError> {
+        let unknown = |address| BlockError {
+            chain,
+            height: 1,
+            reason: Reject::UnknownSigner(address),
+        };
+        let capacity = genesis.capacities.consortium;
+        Ok(match chain {
+            ChainId::Private(owner) => {
+                let key = directory.get(&owner).ok_or_else(|| unknown(owner))?.key;
+                LaneState::Private(PrivateLane::new(owner, key, capacity))
+            }
+            ChainId::Consortium(consortium, member) => {
+                let key = directory.get(&member).ok_or_else(|| unknown(member))?.key;
+                LaneState::Consortium(ConsortiumLane::new(consortium, member, key, capacity))
+            }
+            ChainId::Relay(lane) => LaneState::Relay(Box::new(RelayLane::new(genesis, lane))),
+        })
+    }
+
+    /// The head.
+    pub fn head(&self) -> Head {
+        match self {
+            LaneState::Private(lane) => lane.head,
+            LaneState::Consortium(lane) => lane.head,
+            LaneState::Relay(lane) => lane.head,
+        }
+    }
+
+    /// Checks a block of any kind against this chain, and advances on success.
+    pub fn append(
+        &mut self,
+        block: &AnyBlock,
+        directory: &mut Directory,
+    ) -> Result<(), BlockError> {
+        match (self, block) {
+            (LaneState::Private(lane), AnyBlock::Private(b)) => lane.append(b),
+            (LaneState::Consortium(lane), AnyBlock::Consortium(b)) => lane.append(b),
+            (LaneState::Relay(lane), AnyBlock::Relay(b)) => lane.append(b, directory),
+            (lane, other) => {
+                let expected = match lane {
+                    LaneState::Private(l) => ChainId::Private(l.owner),
+                    LaneState::Consortium(l) => ChainId::Consortium(l.consortium, l.member),
+                    LaneState::Relay(l) => ChainId::Relay(l.lane),
+                };
+                Err(BlockError {
+                    chain: expected,
+                    height: other.height(),
+                    reason: Reject::WrongChain {
+                        expected,
+                        got: other.chain(),
+                    },
+                })
+            }
+        }
     }
 }
-impl<T> Pipe for T {}
