@@ -15,6 +15,7 @@
 //! - [`genesis`]: the genesis record and the key directory.
 //! - [`sample`]: deterministic sample federations and ledgers, from a seed.
 //! - [`validate`]: checking a block against its chain's head.
+//! - [`window`]: the window and urgency rules of relay batching.
 #![deny(missing_docs)]
 
 pub mod block;
@@ -28,6 +29,7 @@ pub mod record;
 pub mod registry;
 pub mod sample;
 pub mod validate;
+pub mod window;
 
 pub use block::{AnyBlock, ChainBlock, ConsortiumBlock, PrivateBlock, RelayBlock};
 pub use crypto::{Address, Domain, Hash, Keypair, PublicKey, Signature};
