@@ -1,0 +1,480 @@
+//! The wire vocabulary between nodes (SPEC §8): every message one node sends another, and
+//! the signed envelope that carries it.
+//!
+//! Messages travel only as [`Envelope`]s: the sender's address, the recipient, the sender's
+//! restart count (its *incarnation*, SPEC §12 D9), a per-incarnation sequence number, the
+//! encoded [`Message`], and the sender's signature over all of it. The receiver checks an
+//! envelope with an [`Inbox`] before it decodes the payload: a bad signature, an unknown
+//! sender, an old incarnation or a replayed sequence number is rejected and counted, never
+//! a crash. An exact duplicate (a network duplicate) is dropped quietly.
+
+use std::collections::BTreeMap;
+
+use bincode::{Decode, Encode};
+use thiserror::Error;
+
+use crate::block::{AnyBlock, ConsortiumBlock, RelayBlock};
+use crate::codec::{self, CodecError};
+use crate::crypto::{Address, Domain, Hash, Keypair, PublicKey, Signature};
+use crate::election::LanePosition;
+use crate::ids::{ChainId, ConsortiumId};
+use crate::record::Record;
+
+/// Every message between nodes. Each variant's doc says who sends it to whom, and when.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Message {
+    /// member → its relay: a new block of the member's consortium lane. Resent to a new
+    /// relay until acknowledged (SPEC §12 D4).
+    Submit {
+        /// The block.
+        block: ConsortiumBlock,
+    },
+    /// relay → member: the block is durable at the relay and at the backup (D4).
+    Ack {
+        /// The relay's epoch.
+        epoch: u64,
+        /// The block's author.
+        author: Address,
+        /// Its height in the author's lane.
+        height: u64,
+        /// Its hash.
+        hash: Hash,
+    },
+    /// relay → backup: a consortium block to keep before the relay acknowledges it.
+    Replicate {
+        /// The relay's epoch.
+        epoch: u64,
+        /// The block.
+        block: ConsortiumBlock,
+    },
+    /// relay → backup: a relay block to keep before the relay broadcasts it.
+    ReplicateRelay {
+        /// The block.
+        block: RelayBlock,
+    },
+    /// backup → relay: the replicated block is durable at the backup.
+    Replicated {
+        /// The relay's epoch the backup serves.
+        epoch: u64,
+        /// Hash of the block.
+        hash: Hash,
+    },
+    /// relay → every other relay and backup: a new block of the sender's relay lane.
+    RelayBlock {
+        /// The block.
+        block: RelayBlock,
+    },
+    /// any holder → a holder: send me `chain` from height `from` on (lane sync, backup
+    /// catch-up, gap repair).
+    SyncRequest {
+        /// The chain.
+        chain: ChainId,
+        /// First height wanted.
+        from: u64,
+    },
+    /// reply to [`Message::SyncRequest`]: blocks of the chain, ascending, and the sender's head.
+    SyncBlocks {
+        /// The chain.
+        chain: ChainId,
+        /// The blocks (at most a page).
+        blocks: Vec<AnyBlock>,
+        /// The sender's head height of the chain.
+        head: u64,
+    },
+    /// relay → members of its consortium: records from elsewhere addressed to them.
+    Forward {
+        /// The relay lane the records arrived on.
+        lane: ConsortiumId,
+        /// The relay block's height.
+        height: u64,
+        /// The records.
+        records: Vec<Record>,
+    },
+    /// relay-capable member → supervisor, every `heartbeat_interval` (D11).
+    Heartbeat {
+        /// The member's consortium.
+        consortium: ConsortiumId,
+        /// The newest epoch the member knows.
+        epoch: u64,
+        /// The member's copy of its consortium's relay lane head.
+        lane_head: LanePosition,
+        /// When it was sent, by the sender's clock: the lease runs from here.
+        sent_at: u64,
+    },
+    /// supervisor → relay: the relay may acknowledge and produce until `until` (D3).
+    Lease {
+        /// The relay's epoch.
+        epoch: u64,
+        /// Lease expiry, ms.
+        until: u64,
+    },
+    /// supervisor → the consortium's members and every relay and backup: an election.
+    /// relay → its members: the same record, after it took over (D4).
+    Elected {
+        /// The election record, signed by the supervisor.
+        record: Record,
+    },
+    /// supervisor → relay: the period is over; send what is waiting and stop.
+    HandOver {
+        /// The epoch that ends.
+        epoch: u64,
+    },
+    /// relay → supervisor: drained; this is the lane's final head of the epoch.
+    HandedOver {
+        /// The epoch that ended.
+        epoch: u64,
+        /// The lane head after the final block.
+        lane_head: LanePosition,
+    },
+    /// backup → relay: caught up; acknowledgements may again wait on the backup.
+    CaughtUp {
+        /// The relay's epoch.
+        epoch: u64,
+    },
+}
+
+impl Message {
+    /// A short name, for logs and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Submit { .. } => "submit",
+            Message::Ack { .. } => "ack",
+            Message::Replicate { .. } => "replicate",
+            Message::ReplicateRelay { .. } => "replicate_relay",
+            Message::Replicated { .. } => "replicated",
+            Message::RelayBlock { .. } => "relay_block",
+            Message::SyncRequest { .. } => "sync_request",
+            Message::SyncBlocks { .. } => "sync_blocks",
+            Message::Forward { .. } => "forward",
+            Message::Heartbeat { .. } => "heartbeat",
+            Message::Lease { .. } => "lease",
+            Message::Elected { .. } => "elected",
+            Message::HandOver { .. } => "hand_over",
+            Message::HandedOver { .. } => "handed_over",
+            Message::CaughtUp { .. } => "caught_up",
+        }
+    }
+}
+
+/// The signed part of an envelope.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct EnvelopeHeader {
+    /// The sender.
+    pub from: Address,
+    /// The recipient.
+    pub to: Address,
+    /// The sender's restart count.
+    pub incarnation: u32,
+    /// Per (sender, incarnation), strictly increasing.
+    pub seq: u64,
+}
+
+/// A signed message in transit.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Envelope {
+    /// Sender, recipient, incarnation, sequence.
+    pub header: EnvelopeHeader,
+    /// The encoded [`Message`].
+    pub payload: Vec<u8>,
+    /// The sender's signature over [`Envelope::digest`].
+    pub signature: Signature,
+}
+
+impl Envelope {
+    /// Encodes and signs `message` from `key` to `to`.
+    pub fn seal(
+        key: &Keypair,
+        to: Address,
+        incarnation: u32,
+        seq: u64,
+        message: &Message,
+    ) -> Envelope {
+        let header = EnvelopeHeader {
+            from: key.address(),
+            to,
+            incarnation,
+            seq,
+        };
+        let payload = codec::encode(message);
+        let digest = Self::digest_of(&header, &payload);
+        Envelope {
+            header,
+            payload,
+            signature: key.sign(&digest),
+        }
+    }
+
+    fn digest_of(header: &EnvelopeHeader, payload: &[u8]) -> Hash {
+        Hash::of(Domain::Envelope, &[&codec::encode(header), payload])
+    }
+
+    /// The digest the sender signs.
+    pub fn digest(&self) -> Hash {
+        Self::digest_of(&self.header, &self.payload)
+    }
+
+    /// Encoded size, for transport accounting.
+    pub fn size(&self) -> usize {
+        codec::encoded_len(self)
+    }
+}
+
+/// Why an envelope was dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum EnvelopeError {
+    /// Not addressed to this node.
+    #[error("envelope for {to} delivered to {me}")]
+    WrongRecipient {
+        /// Addressee.
+        to: Address,
+        /// This node.
+        me: Address,
+    },
+    /// The sender is not registered.
+    #[error("unknown sender {0}")]
+    UnknownSender(Address),
+    /// The signature does not verify.
+    #[error("bad envelope signature from {0}")]
+    BadSignature(Address),
+    /// From an incarnation older than one already seen.
+    #[error("envelope from {from} incarnation {got}, already saw {current}")]
+    StaleIncarnation {
+        /// Sender.
+        from: Address,
+        /// The envelope's incarnation.
+        got: u32,
+        /// The newest seen.
+        current: u32,
+    },
+    /// A sequence number below the replay window.
+    #[error("replayed envelope seq {seq} from {from}")]
+    Replay {
+        /// Sender.
+        from: Address,
+        /// The envelope's seq.
+        seq: u64,
+    },
+    /// Seen before: a network duplicate, dropped without counting as hostile.
+    #[error("duplicate envelope seq {seq} from {from}")]
+    Duplicate {
+        /// Sender.
+        from: Address,
+        /// The envelope's seq.
+        seq: u64,
+    },
+    /// The payload does not decode.
+    #[error("malformed payload from {from}: {source}")]
+    Malformed {
+        /// Sender.
+        from: Address,
+        /// Why.
+        source: CodecError,
+    },
+}
+
+impl EnvelopeError {
+    /// Whether the drop counts as hostile (SPEC §12 D9): everything but a duplicate.
+    pub fn is_hostile(&self) -> bool {
+        !matches!(self, EnvelopeError::Duplicate { .. })
+    }
+
+    /// A short name, for counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EnvelopeError::WrongRecipient { .. } => "wrong_recipient",
+            EnvelopeError::UnknownSender(_) => "unknown_sender",
+            EnvelopeError::BadSignature(_) => "bad_signature",
+            EnvelopeError::StaleIncarnation { .. } => "stale_incarnation",
+            EnvelopeError::Replay { .. } => "replay",
+            EnvelopeError::Duplicate { .. } => "duplicate",
+            EnvelopeError::Malformed { .. } => "malformed",
+        }
+    }
+}
+
+/// How many sequence numbers below the highest seen are still accepted (out of order).
+pub const REPLAY_WINDOW: u64 = 256;
+
+/// Per sender: the newest incarnation, the highest seq, and which of the last
+/// [`REPLAY_WINDOW`] seqs were seen.
+#[derive(Clone, Debug, Default)]
+struct SeenFrom {
+    incarnation: u32,
+    highest: u64,
+    seen: [u64; (REPLAY_WINDOW / 64) as usize],
+}
+
+impl SeenFrom {
+    fn bit(&self, offset: u64) -> bool {
+        self.seen[(offset / 64) as usize] & (1 << (offset % 64)) != 0
+    }
+
+    fn set(&mut self, offset: u64) {
+        self.seen[(offset / 64) as usize] |= 1 << (offset % 64);
+    }
+
+    /// Shifts the window up by `by` positions (offset 0 is the highest seq).
+    fn shift(&mut self, by: u64) {
+        if by >= REPLAY_WINDOW {
+            self.seen = Default::default();
+            return;
+        }
+        let mut bits = vec![false; REPLAY_WINDOW as usize];
+        for offset in 0..REPLAY_WINDOW - by {
+            bits[(offset + by) as usize] = self.bit(offset);
+        }
+        self.seen = Default::default();
+        for (offset, bit) in bits.into_iter().enumerate() {
+            if bit {
+                self.set(offset as u64);
+            }
+        }
+    }
+}
+
+/// A node's envelope checks: signature, sender, incarnation and replay window.
+#[derive(Clone, Debug)]
+pub struct Inbox {
+    me: Address,
+    peers: BTreeMap<Address, SeenFrom>,
+}
+
+impl Inbox {
+    /// The inbox of node `me`.
+    pub fn new(me: Address) -> Self {
+        Inbox {
+            me,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// Checks `envelope` and decodes its message. `key_of` gives a sender's registered key.
+    /// On success the envelope is marked seen.
+    pub fn accept(
+        &mut self,
+        envelope: &Envelope,
+        key_of: impl Fn(&Address) -> Option<PublicKey>,
+    ) -> Result<Message, EnvelopeError> {
+        let header = &envelope.header;
+        let from = header.from;
+        if header.to != self.me {
+            return Err(EnvelopeError::WrongRecipient {
+                to: header.to,
+                me: self.me,
+            });
+        }
+        let key = key_of(&from).ok_or(EnvelopeError::UnknownSender(from))?;
+        key.verify(&envelope.digest(), &envelope.signature)
+            .map_err(|_| EnvelopeError::BadSignature(from))?;
+        let seen = self.peers.entry(from).or_default();
+        if header.incarnation < seen.incarnation {
+            return Err(EnvelopeError::StaleIncarnation {
+                from,
+                got: header.incarnation,
+                current: seen.incarnation,
+            });
+        }
+        if header.incarnation > seen.incarnation {
+            *seen = SeenFrom {
+                incarnation: header.incarnation,
+                ..SeenFrom::default()
+            };
+        }
+        // Seqs start at 1, so a fresh peer's `highest` of 0 never collides.
+        let seq = header.seq;
+        if seq > seen.highest {
+            seen.shift(seq - seen.highest);
+            seen.highest = seq;
+            seen.set(0);
+        } else {
+            let offset = seen.highest - seq;
+            if offset >= REPLAY_WINDOW || seq == 0 {
+                return Err(EnvelopeError::Replay { from, seq });
+            }
+            if seen.bit(offset) {
+                return Err(EnvelopeError::Duplicate { from, seq });
+            }
+            seen.set(offset);
+        }
+        codec::decode(&envelope.payload).map_err(|source| EnvelopeError::Malformed { from, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> (Keypair, Keypair) {
+        (
+            Keypair::derive(Domain::NodeKey, 1, "a"),
+            Keypair::derive(Domain::NodeKey, 1, "b"),
+        )
+    }
+
+    fn heartbeat() -> Message {
+        Message::CaughtUp { epoch: 1 }
+    }
+
+    #[test]
+    fn accepts_in_order_out_of_order_and_drops_duplicates() {
+        let (a, b) = keys();
+        let mut inbox = Inbox::new(b.address());
+        let key_of = |x: &Address| (*x == a.address()).then(|| a.public());
+        let e1 = Envelope::seal(&a, b.address(), 0, 1, &heartbeat());
+        let e3 = Envelope::seal(&a, b.address(), 0, 3, &heartbeat());
+        let e2 = Envelope::seal(&a, b.address(), 0, 2, &heartbeat());
+        assert_eq!(inbox.accept(&e1, key_of), Ok(heartbeat()));
+        assert_eq!(inbox.accept(&e3, key_of), Ok(heartbeat()));
+        assert_eq!(
+            inbox.accept(&e2, key_of),
+            Ok(heartbeat()),
+            "reordered, within the window"
+        );
+        let dup = inbox.accept(&e2, key_of).unwrap_err();
+        assert!(matches!(dup, EnvelopeError::Duplicate { seq: 2, .. }));
+        assert!(!dup.is_hostile());
+        let far = Envelope::seal(&a, b.address(), 0, 3 + REPLAY_WINDOW, &heartbeat());
+        inbox.accept(&far, key_of).unwrap();
+        let err = inbox.accept(&e1, key_of).unwrap_err();
+        assert!(matches!(err, EnvelopeError::Replay { seq: 1, .. }));
+        assert!(err.is_hostile());
+    }
+
+    #[test]
+    fn rejects_forged_unknown_and_stale() {
+        let (a, b) = keys();
+        let mut inbox = Inbox::new(b.address());
+        let key_of = |x: &Address| (*x == a.address()).then(|| a.public());
+        let mut forged = Envelope::seal(&a, b.address(), 0, 1, &heartbeat());
+        forged.payload = codec::encode(&Message::CaughtUp { epoch: 9 });
+        assert!(matches!(
+            inbox.accept(&forged, key_of),
+            Err(EnvelopeError::BadSignature(_))
+        ));
+        let stranger = Keypair::derive(Domain::NodeKey, 1, "stranger");
+        let unknown = Envelope::seal(&stranger, b.address(), 0, 1, &heartbeat());
+        assert!(matches!(
+            inbox.accept(&unknown, key_of),
+            Err(EnvelopeError::UnknownSender(_))
+        ));
+        let restarted = Envelope::seal(&a, b.address(), 1, 1, &heartbeat());
+        inbox.accept(&restarted, key_of).unwrap();
+        let old = Envelope::seal(&a, b.address(), 0, 50, &heartbeat());
+        assert!(matches!(
+            inbox.accept(&old, key_of),
+            Err(EnvelopeError::StaleIncarnation { .. })
+        ));
+        let misdelivered = Envelope::seal(&a, a.address(), 1, 2, &heartbeat());
+        assert!(matches!(
+            inbox.accept(&misdelivered, key_of),
+            Err(EnvelopeError::WrongRecipient { .. })
+        ));
+        let mut garbage = Envelope::seal(&a, b.address(), 1, 3, &heartbeat());
+        garbage.payload = vec![0xff; 3];
+        garbage.signature = a.sign(&garbage.digest());
+        assert!(matches!(
+            inbox.accept(&garbage, key_of),
+            Err(EnvelopeError::Malformed { .. })
+        ));
+    }
+}
