@@ -10,6 +10,7 @@
 //! - [`record`]: records and the closed list of their kinds, with urgency.
 //! - [`block`]: the private, consortium and relay block formats.
 //! - [`merkle`]: Merkle roots and inclusion proofs.
+//! - [`node`]: the node state machines: supervisor, member, relay and backup duties.
 //! - [`message`]: the wire messages between nodes, the signed envelope, and the inbox checks.
 //! - [`registry`]: a consortium's registry and its root.
 //! - [`election`]: election records, the weight function and the verifiable draw.
@@ -26,6 +27,7 @@ pub mod election;
 pub mod genesis;
 pub mod ids;
 pub mod merkle;
+pub mod node;
 pub mod message;
 pub mod record;
 pub mod registry;

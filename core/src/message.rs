@@ -109,10 +109,12 @@ pub enum Message {
         until: u64,
     },
     /// supervisor → the consortium's members and every relay and backup: an election.
-    /// relay → its members: the same record, after it took over (D4).
+    /// It carries the consortium's last few election records, oldest first, the new one
+    /// last, so that a relay whose predecessor died before carrying its own record can
+    /// carry both and the lane's chain of elections has no gap.
     Elected {
-        /// The election record, signed by the supervisor.
-        record: Record,
+        /// Election records signed by the supervisor, oldest first; the last is the new one.
+        records: Vec<Record>,
     },
     /// supervisor → relay: the period is over; send what is waiting and stop.
     HandOver {
@@ -125,6 +127,20 @@ pub enum Message {
         epoch: u64,
         /// The lane head after the final block.
         lane_head: LanePosition,
+    },
+    /// member → supervisor, at start and after a restart: who serves my consortium? The
+    /// supervisor answers with [`Message::Elected`].
+    Discover {
+        /// The member's consortium.
+        consortium: ConsortiumId,
+    },
+    /// relay → member: a submitted block was not taken (not the relay, no lease, …);
+    /// the member resends it when the next election arrives.
+    NotTaken {
+        /// The block's height.
+        height: u64,
+        /// Why.
+        why: String,
     },
     /// backup → relay: caught up; acknowledgements may again wait on the backup.
     CaughtUp {
@@ -152,6 +168,8 @@ impl Message {
             Message::HandOver { .. } => "hand_over",
             Message::HandedOver { .. } => "handed_over",
             Message::CaughtUp { .. } => "caught_up",
+            Message::Discover { .. } => "discover",
+            Message::NotTaken { .. } => "not_taken",
         }
     }
 }

@@ -1,0 +1,1537 @@
+//! A member node (SPEC §3): an enterprise or a user, with its private chain and its lane
+//! of the consortium chain, and the relay and backup duties it takes on when elected.
+//!
+//! **As a member** it fills an open consortium block with its records and closes it on an
+//! urgent record, when full, or after `member_max_wait` (SPEC §12 D10); stores it; and
+//! submits it to its relay, resending it to each new relay until it is acknowledged (D4).
+//! Meter readings go to its private chain the same way.
+//!
+//! **As a holder** (while relay or backup) it keeps copies of its consortium's whole
+//! consortium chain and of the whole relay chain (D1), each validated block by block.
+//!
+//! **As the relay** it validates and stores each submitted block, replicates it to the
+//! backup, and acknowledges it once the backup has it (D4). It batches blocks that need the
+//! relay chain with the [`Window`], seals relay blocks, replicates each to the backup, and
+//! then broadcasts it to every other relay and backup. It acts only under a lease from the
+//! supervisor (D3). A new relay first asks the other relays for its lane's head, and only
+//! then continues the lane with a block that carries its election record (SPEC §5, D10).
+//!
+//! **As the backup** it keeps a hot copy of everything the relay replicates, so that it can
+//! take over at once, including the acknowledged blocks not yet in a relay block.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use crate::block::{
+    AnyBlock, ChainBlock, ConsortiumBlock, LaneHead, PrivateBlock, RelayBlock, RelayDraft,
+};
+use crate::codec;
+use crate::crypto::{Address, Keypair, PublicKey};
+use crate::election::{ElectionRecord, LanePosition};
+use crate::genesis::{Directory, Genesis};
+use crate::ids::{ChainId, ConsortiumId};
+use crate::message::Message;
+use crate::node::{Effect, Event, RecordStamp, Timing};
+use crate::record::{Audience, Record, RecordBody, RecordContent, RecordKind, Urgency};
+use crate::validate::{ConsortiumLane, Head, PrivateLane, Reject, RelayLane};
+use crate::window::{Flush, FlushReason, Window};
+
+/// Bytes kept free in a consortium block for its header and vector lengths.
+const BLOCK_OVERHEAD: usize = 512;
+
+/// The latest election of one consortium, as this node knows it.
+#[derive(Clone, Debug)]
+struct Serving {
+    epoch: u64,
+    /// The supervisor's record seq, which orders elections of the same epoch.
+    seq: u64,
+    relay: Address,
+    backup: Option<Address>,
+    records: Vec<Record>,
+}
+
+/// The copies a relay or backup keeps (SPEC §12 D1).
+#[derive(Clone, Debug)]
+struct Holder {
+    directory: Directory,
+    capacity: u32,
+    relay_lanes: BTreeMap<ConsortiumId, RelayLane>,
+    member_lanes: BTreeMap<Address, ConsortiumLane>,
+    /// Blocks of this consortium that need the relay chain and are not yet in a relay
+    /// block of its lane, in arrival order: what a new relay must include.
+    unincluded: BTreeMap<u64, ConsortiumBlock>,
+    unincluded_at: BTreeMap<(Address, u64), u64>,
+    arrivals: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum RelayState {
+    /// Waiting for the other relays' lane heads until `deadline`.
+    Syncing {
+        waiting: BTreeSet<Address>,
+        deadline: u64,
+    },
+    /// Producing.
+    Active,
+    /// Handed over; produces nothing more.
+    Stopped,
+}
+
+#[derive(Clone, Debug)]
+enum Pending {
+    /// Acknowledge once the backup has the block.
+    Ack {
+        hash: crate::crypto::Hash,
+        author: Address,
+        height: u64,
+    },
+    /// Broadcast once the backup has the relay block.
+    Broadcast {
+        hash: crate::crypto::Hash,
+        block: Box<RelayBlock>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct RelayDuty {
+    epoch: u64,
+    lease_until: u64,
+    window: Window,
+    state: RelayState,
+    backup: Option<Address>,
+    backup_ready: bool,
+    pending: VecDeque<Pending>,
+    acked: BTreeMap<Address, u64>,
+    took_over: bool,
+    degraded_reported: bool,
+}
+
+#[derive(Clone, Debug)]
+struct BackupDuty {
+    epoch: u64,
+    relay: Address,
+    /// Chains still being caught up from the relay.
+    catching_up: BTreeSet<ChainId>,
+}
+
+#[derive(Clone, Debug)]
+enum Duty {
+    None,
+    Relay(Box<RelayDuty>),
+    Backup(BackupDuty),
+}
+
+/// A member's state machine.
+#[derive(Debug)]
+pub struct Member {
+    key: Keypair,
+    me: Address,
+    consortium: ConsortiumId,
+    relay_capable: bool,
+    supervisor: Address,
+    timing: Timing,
+    genesis: Arc<Genesis>,
+    directory: Arc<Directory>,
+    seq: u64,
+    private: PrivateLane,
+    lane: ConsortiumLane,
+    open: Vec<Record>,
+    open_bytes: usize,
+    open_since: Option<u64>,
+    open_private: Vec<Record>,
+    private_since: Option<u64>,
+    unacked: BTreeMap<u64, ConsortiumBlock>,
+    serving: BTreeMap<ConsortiumId, Serving>,
+    next_heartbeat: u64,
+    discovered: bool,
+    holder: Option<Box<Holder>>,
+    duty: Duty,
+}
+
+impl Member {
+    /// A member with `key` in `consortium`. `genesis` and `directory` are the federation's
+    /// read-only configuration, shared by all nodes of a process.
+    pub fn new(
+        key: Keypair,
+        consortium: ConsortiumId,
+        genesis: Arc<Genesis>,
+        directory: Arc<Directory>,
+        timing: Timing,
+    ) -> Self {
+        let me = key.address();
+        let relay_capable = genesis
+            .consortiums
+            .get(consortium.0 as usize)
+            .and_then(|c| c.members.iter().find(|m| m.address == me))
+            .is_some_and(|m| m.relay_capable);
+        let capacity = genesis.capacities.consortium;
+        Member {
+            private: PrivateLane::new(me, key.public(), capacity),
+            lane: ConsortiumLane::new(consortium, me, key.public(), capacity),
+            supervisor: genesis.supervisor.address(),
+            key,
+            me,
+            consortium,
+            relay_capable,
+            timing,
+            genesis,
+            directory,
+            seq: 0,
+            open: Vec::new(),
+            open_bytes: 0,
+            open_since: None,
+            open_private: Vec::new(),
+            private_since: None,
+            unacked: BTreeMap::new(),
+            serving: BTreeMap::new(),
+            next_heartbeat: 0,
+            discovered: false,
+            holder: None,
+            duty: Duty::None,
+        }
+    }
+
+    /// This member's address.
+    pub fn address(&self) -> Address {
+        self.me
+    }
+
+    /// Its consortium.
+    pub fn consortium(&self) -> ConsortiumId {
+        self.consortium
+    }
+
+    /// Whether it currently serves as relay.
+    pub fn is_relay(&self) -> bool {
+        matches!(self.duty, Duty::Relay(_))
+    }
+
+    /// Whether it currently serves as backup.
+    pub fn is_backup(&self) -> bool {
+        matches!(self.duty, Duty::Backup(_))
+    }
+
+    /// The relay it submits to.
+    pub fn relay(&self) -> Option<Address> {
+        self.serving.get(&self.consortium).map(|s| s.relay)
+    }
+
+    /// The head of its own consortium lane.
+    pub fn lane_head(&self) -> Head {
+        self.lane.head
+    }
+
+    /// Blocks submitted and not yet acknowledged.
+    pub fn unacked(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// The head of its copy of relay lane `lane`, if it holds one.
+    pub fn relay_lane_head(&self, lane: ConsortiumId) -> Option<Head> {
+        Some(self.holder.as_ref()?.relay_lanes.get(&lane)?.head)
+    }
+
+    /// The key of `address` as this node knows it, for envelope checks.
+    pub fn key_of(&self, address: &Address) -> Option<PublicKey> {
+        if let Some(holder) = &self.holder {
+            if let Some(known) = holder.directory.get(address) {
+                return Some(known.key);
+            }
+        }
+        self.directory.get(address).map(|k| k.key)
+    }
+
+    /// Replays a block of the node's own store on restart, rebuilding its state. Blocks
+    /// must come chain by chain in height order, relay lanes first.
+    pub fn recover(&mut self, block: &AnyBlock) -> Result<(), crate::validate::BlockError> {
+        match block.chain() {
+            ChainId::Private(owner) if owner == self.me => {
+                if let AnyBlock::Private(b) = block {
+                    self.private.append(b)?;
+                    self.bump_seq(b.records());
+                }
+            }
+            ChainId::Consortium(_, author) if author == self.me => {
+                if let AnyBlock::Consortium(b) = block {
+                    self.lane.append(b)?;
+                    self.bump_seq(b.records());
+                    // Unknown whether the relay has it: resend the head on election.
+                    self.unacked.clear();
+                    self.unacked.insert(b.height(), b.clone());
+                    // A holder (its store had relay lanes, replayed first) keeps the own
+                    // lane among its copies too.
+                    if let Some(holder) = self.holder.as_mut() {
+                        holder.accept_member_block(b).map_err(|reason| {
+                            crate::validate::BlockError {
+                                chain: b.chain(),
+                                height: b.height(),
+                                reason,
+                            }
+                        })?;
+                    }
+                }
+            }
+            _ => {
+                self.holder_mut().accept_block(block)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn bump_seq(&mut self, records: &[Record]) {
+        for record in records {
+            self.seq = self.seq.max(record.content.seq);
+        }
+    }
+
+    fn holder_mut(&mut self) -> &mut Holder {
+        let genesis = &self.genesis;
+        let directory = &self.directory;
+        self.holder.get_or_insert_with(|| {
+            Box::new(Holder {
+                directory: (**directory).clone(),
+                capacity: genesis.capacities.consortium,
+                relay_lanes: genesis
+                    .consortiums
+                    .iter()
+                    .map(|c| (c.id, RelayLane::new(genesis, c.id)))
+                    .collect(),
+                member_lanes: BTreeMap::new(),
+                unincluded: BTreeMap::new(),
+                unincluded_at: BTreeMap::new(),
+                arrivals: 0,
+            })
+        })
+    }
+
+    // ----- the member's own lanes -----
+
+    /// Writes a record of this member, from the workload or the host. Meter readings go to
+    /// the private chain, everything else to the consortium lane. Returns the record's seq.
+    pub fn write(&mut self, audience: Audience, body: RecordBody, now: u64) -> (u64, Vec<Effect>) {
+        self.seq += 1;
+        let seq = self.seq;
+        let record = RecordContent {
+            author: self.me,
+            seq,
+            created_at: now,
+            audience,
+            body,
+        }
+        .sign(&self.key);
+        let mut effects = Vec::new();
+        if record.kind() == RecordKind::MeterReading {
+            let size = codec::encoded_len(&record);
+            let used: usize = self.open_private.iter().map(codec::encoded_len).sum();
+            if used + size + BLOCK_OVERHEAD > self.genesis.capacities.consortium as usize {
+                self.close_private(now, &mut effects);
+            }
+            self.open_private.push(record);
+            self.private_since.get_or_insert(now);
+            return (seq, effects);
+        }
+        let size = codec::encoded_len(&record);
+        if self.open_bytes + size + BLOCK_OVERHEAD > self.genesis.capacities.consortium as usize {
+            self.close_lane(now, &mut effects);
+        }
+        let urgent = record.urgency() == Urgency::Urgent;
+        self.open.push(record);
+        self.open_bytes += size;
+        self.open_since.get_or_insert(now);
+        if urgent {
+            self.close_lane(now, &mut effects);
+        }
+        (seq, effects)
+    }
+
+    fn close_private(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        if self.open_private.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.open_private);
+        self.private_since = None;
+        let head = self.private.head;
+        let block = PrivateBlock::seal(&self.key, head.height + 1, head.hash, now, records);
+        if self.private.append(&block).is_ok() {
+            effects.push(Effect::Persist(vec![block.into()]));
+        }
+    }
+
+    fn close_lane(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        if self.open.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.open);
+        self.open_bytes = 0;
+        self.open_since = None;
+        let head = self.lane.head;
+        let block = ConsortiumBlock::seal(
+            &self.key,
+            self.consortium,
+            head.height + 1,
+            head.hash,
+            now,
+            records,
+        );
+        if let Err(err) = self.lane.append(&block) {
+            effects.push(self.rejected("own_block", false, err.to_string()));
+            return;
+        }
+        effects.push(Effect::Persist(vec![block.clone().into()]));
+        self.unacked.insert(block.height(), block.clone());
+        if let Some(relay) = self.relay() {
+            effects.push(Effect::Send {
+                to: relay,
+                message: Message::Submit { block },
+            });
+        }
+    }
+
+    fn rejected(&self, kind: &'static str, hostile: bool, detail: String) -> Effect {
+        Effect::Emit(Event::Rejected {
+            node: self.me,
+            kind,
+            hostile,
+            detail,
+        })
+    }
+
+    /// Advances timers: closes open blocks after `member_max_wait`, heartbeats, the
+    /// relay's window and take-over deadline.
+    pub fn tick(&mut self, now: u64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if !self.discovered {
+            self.discovered = true;
+            effects.push(Effect::Send {
+                to: self.supervisor,
+                message: Message::Discover {
+                    consortium: self.consortium,
+                },
+            });
+        }
+        let wait = self.timing.member_max_wait_ms;
+        if self.open_since.is_some_and(|t| now >= t + wait) {
+            self.close_lane(now, &mut effects);
+        }
+        if self.private_since.is_some_and(|t| now >= t + wait) {
+            self.close_private(now, &mut effects);
+        }
+        if self.relay_capable && now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.timing.heartbeat_ms;
+            let lane_head = self
+                .relay_lane_head(self.consortium)
+                .map(|h| LanePosition {
+                    height: h.height,
+                    hash: h.hash,
+                })
+                .unwrap_or(LanePosition {
+                    height: 0,
+                    hash: crate::crypto::Hash::ZERO,
+                });
+            effects.push(Effect::Send {
+                to: self.supervisor,
+                message: Message::Heartbeat {
+                    consortium: self.consortium,
+                    epoch: self.serving.get(&self.consortium).map_or(0, |s| s.epoch),
+                    lane_head,
+                    sent_at: now,
+                },
+            });
+        }
+        self.relay_tick(now, &mut effects);
+        effects
+    }
+
+    /// Handles a message that passed the envelope checks.
+    pub fn deliver(&mut self, from: Address, message: Message, now: u64) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match message {
+            Message::Elected { records } => self.on_elected(from, records, now, &mut effects),
+            Message::Ack { height, hash, .. } => {
+                if self.relay() == Some(from) {
+                    let acked: Vec<u64> = self.unacked.range(..=height).map(|(h, _)| *h).collect();
+                    if self.unacked.get(&height).is_some_and(|b| b.hash() == hash)
+                        || acked.len() > 1
+                    {
+                        for h in acked {
+                            if let Some(block) = self.unacked.remove(&h) {
+                                effects.push(Effect::Emit(Event::Acked {
+                                    member: self.me,
+                                    height: h,
+                                    records: block.records.len() as u32,
+                                    at: now,
+                                }));
+                            }
+                        }
+                    }
+                }
+            }
+            Message::NotTaken { .. } => {}
+            Message::Lease { epoch, until } => {
+                if from == self.supervisor {
+                    if let Duty::Relay(duty) = &mut self.duty {
+                        if duty.epoch == epoch {
+                            duty.lease_until = duty.lease_until.max(until);
+                        }
+                    }
+                }
+            }
+            Message::HandOver { epoch } => {
+                if from == self.supervisor {
+                    self.on_hand_over(epoch, now, &mut effects);
+                }
+            }
+            Message::Submit { block } => self.on_submit(from, block, now, &mut effects),
+            Message::Replicate { epoch, block } => {
+                self.on_replicate(from, epoch, block, &mut effects)
+            }
+            Message::ReplicateRelay { block } => {
+                self.on_replicate_relay(from, block, now, &mut effects)
+            }
+            Message::Replicated { epoch, hash } => {
+                self.on_replicated(from, epoch, hash, now, &mut effects)
+            }
+            Message::RelayBlock { block } => self.on_relay_block(from, block, now, &mut effects),
+            Message::SyncRequest {
+                chain,
+                from: height,
+            } => {
+                // Serve own chains to anyone registered, held copies to holders.
+                effects.push(Effect::ServeSync {
+                    to: from,
+                    chain,
+                    from: height,
+                });
+            }
+            Message::SyncBlocks {
+                chain,
+                blocks,
+                head,
+            } => self.on_sync_blocks(from, chain, blocks, head, now, &mut effects),
+            Message::CaughtUp { epoch } => {
+                if let Duty::Relay(duty) = &mut self.duty {
+                    if duty.epoch == epoch && duty.backup == Some(from) {
+                        duty.backup_ready = true;
+                        duty.degraded_reported = false;
+                    }
+                }
+            }
+            Message::Forward { .. } => {}
+            Message::Heartbeat { .. } | Message::HandedOver { .. } | Message::Discover { .. } => {
+                effects.push(self.rejected(
+                    "misrouted",
+                    false,
+                    "supervisor message sent to a member".into(),
+                ));
+            }
+        }
+        effects
+    }
+
+    // ----- elections -----
+
+    fn on_elected(
+        &mut self,
+        from: Address,
+        records: Vec<Record>,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        if from != self.supervisor && self.relay() != Some(from) {
+            effects.push(self.rejected(
+                "unknown_sender",
+                true,
+                "election not from the supervisor".into(),
+            ));
+            return;
+        }
+        let supervisor = self.genesis.supervisor;
+        let mut latest: Option<(ElectionRecord, u64)> = None;
+        for record in &records {
+            let RecordBody::Election(election) = &record.content.body else {
+                effects.push(self.rejected(
+                    "invalid_election",
+                    true,
+                    "not an election record".into(),
+                ));
+                return;
+            };
+            if record.content.author != supervisor.address() || record.verify(&supervisor).is_err()
+            {
+                effects.push(self.rejected(
+                    "bad_signature",
+                    true,
+                    "election record not signed by the supervisor".into(),
+                ));
+                return;
+            }
+            latest = Some((election.clone(), record.content.seq));
+        }
+        let Some((election, seq)) = latest else {
+            return;
+        };
+        let consortium = election.consortium;
+        if let Some(current) = self.serving.get(&consortium) {
+            if (current.epoch, current.seq) >= (election.epoch, seq) {
+                return;
+            }
+        }
+        let previous = self.serving.insert(
+            consortium,
+            Serving {
+                epoch: election.epoch,
+                seq,
+                relay: election.relay,
+                backup: election.backup,
+                records,
+            },
+        );
+        if consortium != self.consortium {
+            return;
+        }
+        // Resend every unacknowledged block to the (possibly new) relay (D4).
+        for block in self.unacked.values() {
+            effects.push(Effect::Send {
+                to: election.relay,
+                message: Message::Submit {
+                    block: block.clone(),
+                },
+            });
+        }
+        let previous_relay = previous.map(|p| p.relay);
+        if election.relay == self.me {
+            match &mut self.duty {
+                Duty::Relay(duty) if duty.epoch == election.epoch => {
+                    // Same epoch: the backup changed (backup lost).
+                    duty.backup = election.backup;
+                    duty.backup_ready = false;
+                    Self::release_pending(&self.serving, self.me, duty, effects);
+                }
+                _ => self.become_relay(&election, previous_relay, now, effects),
+            }
+        } else if election.backup == Some(self.me) {
+            let already = matches!(&self.duty, Duty::Backup(b) if b.relay == election.relay && b.epoch == election.epoch);
+            if !already {
+                self.become_backup(&election, effects);
+            }
+        } else if !matches!(self.duty, Duty::None) {
+            self.duty = Duty::None;
+        }
+    }
+
+    fn become_relay(
+        &mut self,
+        election: &ElectionRecord,
+        previous: Option<Address>,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let lane = self.consortium;
+        self.holder_mut();
+        let mut waiting: BTreeSet<Address> = self
+            .serving
+            .iter()
+            .filter(|(c, _)| **c != lane)
+            .map(|(_, s)| s.relay)
+            .collect();
+        waiting.extend(previous.filter(|p| *p != self.me));
+        let from = self.relay_lane_head(lane).map_or(1, |h| h.height + 1);
+        for to in &waiting {
+            effects.push(Effect::Send {
+                to: *to,
+                message: Message::SyncRequest {
+                    chain: ChainId::Relay(lane),
+                    from,
+                },
+            });
+        }
+        let state = if waiting.is_empty() {
+            RelayState::Active
+        } else {
+            RelayState::Syncing {
+                waiting,
+                deadline: now + self.timing.sync_timeout_ms(),
+            }
+        };
+        self.duty = Duty::Relay(Box::new(RelayDuty {
+            epoch: election.epoch,
+            lease_until: 0,
+            window: Window::new(self.timing.window),
+            state,
+            backup: election.backup,
+            backup_ready: false,
+            pending: VecDeque::new(),
+            acked: BTreeMap::new(),
+            took_over: false,
+            degraded_reported: false,
+        }));
+        if election.backup.is_some() {
+            // The backup catches up first; until then acknowledgements wait only on the
+            // relay's own sync (D4). It was the backup's job to be hot, so this is short.
+            effects.push(Effect::Emit(Event::Degraded {
+                consortium: lane,
+                epoch: election.epoch,
+                why: "new backup catching up".into(),
+            }));
+        }
+        self.relay_tick(now, effects);
+    }
+
+    fn become_backup(&mut self, election: &ElectionRecord, effects: &mut Vec<Effect>) {
+        self.holder_mut();
+        let mut catching_up = BTreeSet::new();
+        let relay = election.relay;
+        let members: Vec<Address> = self
+            .genesis
+            .consortiums
+            .get(self.consortium.0 as usize)
+            .map(|c| c.members.iter().map(|m| m.address).collect())
+            .unwrap_or_default();
+        let holder = self.holder.as_ref();
+        let mut chains: Vec<(ChainId, u64)> = Vec::new();
+        for lane in self.genesis.consortiums.iter().map(|c| c.id) {
+            let head = holder
+                .and_then(|h| h.relay_lanes.get(&lane))
+                .map_or(0, |l| l.head.height);
+            chains.push((ChainId::Relay(lane), head + 1));
+        }
+        for member in members.into_iter().filter(|m| *m != relay && *m != self.me) {
+            let head = holder
+                .and_then(|h| h.member_lanes.get(&member))
+                .map_or(0, |l| l.head.height);
+            chains.push((ChainId::Consortium(self.consortium, member), head + 1));
+        }
+        for (chain, from) in chains {
+            catching_up.insert(chain);
+            effects.push(Effect::Send {
+                to: relay,
+                message: Message::SyncRequest { chain, from },
+            });
+        }
+        self.duty = Duty::Backup(BackupDuty {
+            epoch: election.epoch,
+            relay,
+            catching_up,
+        });
+    }
+
+    fn on_hand_over(&mut self, epoch: u64, now: u64, effects: &mut Vec<Effect>) {
+        let Duty::Relay(duty) = &mut self.duty else {
+            return;
+        };
+        if duty.epoch != epoch {
+            return;
+        }
+        if let Some(flush) = duty.window.drain() {
+            self.produce(flush, now, effects);
+        }
+        if let Duty::Relay(duty) = &mut self.duty {
+            duty.state = RelayState::Stopped;
+        }
+        let head = self.relay_lane_head(self.consortium).unwrap_or_default();
+        effects.push(Effect::Send {
+            to: self.supervisor,
+            message: Message::HandedOver {
+                epoch,
+                lane_head: LanePosition {
+                    height: head.height,
+                    hash: head.hash,
+                },
+            },
+        });
+    }
+
+    // ----- relay duty -----
+
+    fn relay_tick(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        let Duty::Relay(duty) = &mut self.duty else {
+            return;
+        };
+        if let RelayState::Syncing { deadline, waiting } = &duty.state {
+            if waiting.is_empty() || now >= *deadline {
+                duty.state = RelayState::Active;
+            }
+        }
+        if duty.state != RelayState::Active || now >= duty.lease_until {
+            return;
+        }
+        if !duty.took_over {
+            duty.took_over = true;
+            // Everything acknowledged and not yet included goes first (S3).
+            let backlog: Vec<ConsortiumBlock> = self
+                .holder
+                .as_ref()
+                .map(|h| h.unincluded.values().cloned().collect())
+                .unwrap_or_default();
+            let mut flushes = Vec::new();
+            if let Duty::Relay(duty) = &mut self.duty {
+                for block in backlog {
+                    flushes.extend(duty.window.add(block, now));
+                }
+                flushes.extend(duty.window.drain());
+            }
+            if flushes.is_empty() {
+                flushes.push(Flush {
+                    blocks: Vec::new(),
+                    reason: FlushReason::Drain,
+                });
+            }
+            for flush in flushes {
+                self.produce(flush, now, effects);
+            }
+            let epoch = match &self.duty {
+                Duty::Relay(d) => d.epoch,
+                _ => 0,
+            };
+            effects.push(Effect::Emit(Event::TookOver {
+                consortium: self.consortium,
+                epoch,
+                relay: self.me,
+                at: now,
+            }));
+            return;
+        }
+        if let Duty::Relay(duty) = &mut self.duty {
+            if let Some(flush) = duty.window.tick(now) {
+                self.produce(flush, now, effects);
+            }
+        }
+    }
+
+    fn on_submit(
+        &mut self,
+        from: Address,
+        block: ConsortiumBlock,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Duty::Relay(duty) = &self.duty else {
+            effects.push(Effect::Send {
+                to: from,
+                message: Message::NotTaken {
+                    height: block.height(),
+                    why: "not the relay".into(),
+                },
+            });
+            return;
+        };
+        let epoch = duty.epoch;
+        if block.header.author != from || block.header.consortium != self.consortium {
+            effects.push(self.rejected(
+                "foreign_block",
+                true,
+                format!("block of {} submitted by {from}", block.header.author),
+            ));
+            return;
+        }
+        let author = from;
+        let height = block.height();
+        let acked = duty.acked.get(&author).copied().unwrap_or(0);
+        match self.holder_mut().accept_member_block(&block) {
+            Ok(Accepted::New) => {}
+            Ok(Accepted::Duplicate) => {
+                // The original reply (D9): re-acknowledge what was acknowledged.
+                if height <= acked {
+                    effects.push(Effect::Send {
+                        to: author,
+                        message: Message::Ack {
+                            epoch,
+                            author,
+                            height,
+                            hash: block.hash(),
+                        },
+                    });
+                }
+                return;
+            }
+            Err(Reject::Height { expected, got }) if got > expected => {
+                effects.push(Effect::Send {
+                    to: author,
+                    message: Message::SyncRequest {
+                        chain: ChainId::Consortium(self.consortium, author),
+                        from: expected,
+                    },
+                });
+                return;
+            }
+            Err(reason) => {
+                let kind = reject_kind(&reason);
+                effects.push(self.rejected(
+                    kind,
+                    true,
+                    format!("block {author} height {height}: {reason}"),
+                ));
+                return;
+            }
+        }
+        // The node's own lane is one stored chain: the writer already persisted it.
+        if author != self.me {
+            effects.push(Effect::Persist(vec![block.clone().into()]));
+        }
+        let hash = block.hash();
+        let Duty::Relay(duty) = &mut self.duty else {
+            return;
+        };
+        match duty.backup.filter(|_| duty.backup_ready) {
+            Some(backup) => {
+                effects.push(Effect::Send {
+                    to: backup,
+                    message: Message::Replicate {
+                        epoch,
+                        block: block.clone(),
+                    },
+                });
+                duty.pending.push_back(Pending::Ack {
+                    hash,
+                    author,
+                    height,
+                });
+            }
+            None => {
+                if !duty.degraded_reported {
+                    duty.degraded_reported = true;
+                    effects.push(Effect::Emit(Event::Degraded {
+                        consortium: self.consortium,
+                        epoch,
+                        why: "acknowledging without a caught-up backup".into(),
+                    }));
+                }
+                duty.acked.insert(author, height);
+                effects.push(Effect::Send {
+                    to: author,
+                    message: Message::Ack {
+                        epoch,
+                        author,
+                        height,
+                        hash,
+                    },
+                });
+            }
+        }
+        if block.is_external() && duty.state == RelayState::Active && duty.took_over {
+            let flushes = duty.window.add(block, now);
+            for flush in flushes {
+                self.produce(flush, now, effects);
+            }
+        }
+    }
+
+    /// Seals, stores and replicates one relay block; it is broadcast once the backup has it.
+    fn produce(&mut self, flush: Flush, now: u64, effects: &mut Vec<Effect>) {
+        let lane = self.consortium;
+        let Some(serving) = self.serving.get(&lane).cloned() else {
+            return;
+        };
+        let Duty::Relay(duty) = &self.duty else {
+            return;
+        };
+        let epoch = duty.epoch;
+        let Some(holder) = self.holder.as_deref() else {
+            return;
+        };
+        let Some(own) = holder.relay_lanes.get(&lane) else {
+            return;
+        };
+        // Carry the election records the lane does not have yet, in order.
+        let carried = own.elections.last_election;
+        let start = serving
+            .records
+            .iter()
+            .position(|r| r.digest() == carried)
+            .map_or(0, |i| i + 1);
+        let records: Vec<Record> = serving.records[start..].to_vec();
+        let lane_heads: Vec<LaneHead> = holder
+            .relay_lanes
+            .iter()
+            .filter(|(l, state)| **l != lane && state.head.height > 0)
+            .map(|(l, state)| LaneHead {
+                lane: *l,
+                height: state.head.height,
+                hash: state.head.hash,
+            })
+            .collect();
+        let draft = RelayDraft {
+            lane,
+            height: own.head.height + 1,
+            prev: own.head.hash,
+            epoch,
+            time: now,
+            registry_root: own.registry.root(),
+            added: Vec::new(),
+            lane_heads,
+            blocks: flush.blocks,
+            records,
+        };
+        let block = draft.seal(&self.key);
+        let any = AnyBlock::Relay(block.clone());
+        if let Err(err) = self.holder_mut().accept_block(&any) {
+            effects.push(self.rejected("own_relay_block", false, err.to_string()));
+            return;
+        }
+        effects.push(Effect::Persist(vec![any]));
+        let hash = block.hash();
+        let committed = committed_event(self.me, &block, true, Some(flush.reason), now);
+        let Duty::Relay(duty) = &mut self.duty else {
+            return;
+        };
+        match duty.backup.filter(|_| duty.backup_ready) {
+            Some(backup) => {
+                effects.push(Effect::Send {
+                    to: backup,
+                    message: Message::ReplicateRelay {
+                        block: block.clone(),
+                    },
+                });
+                duty.pending.push_back(Pending::Broadcast {
+                    hash,
+                    block: Box::new(block),
+                });
+            }
+            None => broadcast(&self.serving, self.me, &block, effects),
+        }
+        effects.push(Effect::Emit(committed));
+    }
+
+    fn on_replicated(
+        &mut self,
+        from: Address,
+        epoch: u64,
+        hash: crate::crypto::Hash,
+        _now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Duty::Relay(duty) = &mut self.duty else {
+            return;
+        };
+        if duty.backup != Some(from) || duty.epoch != epoch {
+            return;
+        }
+        // Replies come in order; release everything up to and including this one.
+        let Some(position) = duty.pending.iter().position(|p| match p {
+            Pending::Ack { hash: h, .. } | Pending::Broadcast { hash: h, .. } => *h == hash,
+        }) else {
+            return;
+        };
+        for pending in duty.pending.drain(..=position) {
+            match pending {
+                Pending::Ack {
+                    hash,
+                    author,
+                    height,
+                } => {
+                    duty.acked.insert(author, height);
+                    effects.push(Effect::Send {
+                        to: author,
+                        message: Message::Ack {
+                            epoch,
+                            author,
+                            height,
+                            hash,
+                        },
+                    });
+                }
+                Pending::Broadcast { block, .. } => {
+                    broadcast(&self.serving, self.me, &block, effects)
+                }
+            }
+        }
+    }
+
+    /// Releases everything waiting on a backup that is gone (D4: acknowledge after the
+    /// relay's own sync until a new backup has caught up).
+    fn release_pending(
+        serving: &BTreeMap<ConsortiumId, Serving>,
+        me: Address,
+        duty: &mut RelayDuty,
+        effects: &mut Vec<Effect>,
+    ) {
+        let epoch = duty.epoch;
+        for pending in duty.pending.drain(..) {
+            match pending {
+                Pending::Ack {
+                    hash,
+                    author,
+                    height,
+                } => {
+                    duty.acked.insert(author, height);
+                    effects.push(Effect::Send {
+                        to: author,
+                        message: Message::Ack {
+                            epoch,
+                            author,
+                            height,
+                            hash,
+                        },
+                    });
+                }
+                Pending::Broadcast { block, .. } => broadcast(serving, me, &block, effects),
+            }
+        }
+    }
+
+    // ----- backup duty and holder copies -----
+
+    fn on_replicate(
+        &mut self,
+        from: Address,
+        epoch: u64,
+        block: ConsortiumBlock,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Duty::Backup(duty) = &self.duty else {
+            effects.push(self.rejected("not_backup", false, format!("replicate from {from}")));
+            return;
+        };
+        if duty.relay != from || epoch < duty.epoch {
+            effects.push(self.rejected(
+                "stale_epoch",
+                true,
+                format!("replicate from {from} epoch {epoch}"),
+            ));
+            return;
+        }
+        let hash = block.hash();
+        match self.holder_mut().accept_member_block(&block) {
+            Ok(Accepted::New) if block.header.author != self.me => {
+                effects.push(Effect::Persist(vec![block.into()]))
+            }
+            Ok(Accepted::New) => {}
+            Ok(Accepted::Duplicate) => {}
+            Err(reason) => {
+                effects.push(self.rejected(
+                    reject_kind(&reason),
+                    true,
+                    format!("replicated block: {reason}"),
+                ));
+                return;
+            }
+        }
+        effects.push(Effect::Send {
+            to: from,
+            message: Message::Replicated { epoch, hash },
+        });
+    }
+
+    fn on_replicate_relay(
+        &mut self,
+        from: Address,
+        block: RelayBlock,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Duty::Backup(duty) = &self.duty else {
+            effects.push(self.rejected(
+                "not_backup",
+                false,
+                format!("replicate relay block from {from}"),
+            ));
+            return;
+        };
+        if duty.relay != from {
+            effects.push(self.rejected(
+                "stale_epoch",
+                true,
+                format!("relay block replicated by {from}, not the relay"),
+            ));
+            return;
+        }
+        let epoch = block.header.epoch;
+        let hash = block.hash();
+        if self.accept_relay_block(from, block, now, effects) {
+            effects.push(Effect::Send {
+                to: from,
+                message: Message::Replicated { epoch, hash },
+            });
+        }
+    }
+
+    fn on_relay_block(
+        &mut self,
+        from: Address,
+        block: RelayBlock,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self.holder.is_none() {
+            effects.push(self.rejected("not_holder", false, format!("relay block from {from}")));
+            return;
+        }
+        if self.accept_relay_block(from, block.clone(), now, effects) && self.is_relay() {
+            self.forward(&block, effects);
+        }
+    }
+
+    /// Validates and stores a relay block in the holder copies. Returns whether it is now
+    /// held (newly or already).
+    fn accept_relay_block(
+        &mut self,
+        from: Address,
+        block: RelayBlock,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let lane = block.header.lane;
+        // Fencing (S1): never accept an epoch older than the newest known election.
+        if let Some(serving) = self.serving.get(&lane) {
+            if block.header.epoch < serving.epoch {
+                effects.push(self.rejected(
+                    "stale_epoch",
+                    true,
+                    format!(
+                        "relay block lane {lane} height {} epoch {} < {}",
+                        block.height(),
+                        block.header.epoch,
+                        serving.epoch
+                    ),
+                ));
+                return false;
+            }
+        }
+        let any = AnyBlock::Relay(block.clone());
+        match self.holder_mut().accept_block(&any) {
+            Ok(()) => {
+                effects.push(Effect::Persist(vec![any]));
+                effects.push(Effect::Emit(committed_event(
+                    self.me, &block, false, None, now,
+                )));
+                true
+            }
+            Err(err) => match err.reason {
+                Reject::Height { expected, got } if got > expected => {
+                    effects.push(Effect::Send {
+                        to: from,
+                        message: Message::SyncRequest {
+                            chain: ChainId::Relay(lane),
+                            from: expected,
+                        },
+                    });
+                    false
+                }
+                Reject::Height { .. } => true,
+                reason => {
+                    effects.push(self.rejected(
+                        reject_kind(&reason),
+                        true,
+                        format!(
+                            "relay block lane {lane} height {}: {reason}",
+                            block.height()
+                        ),
+                    ));
+                    false
+                }
+            },
+        }
+    }
+
+    /// Forwards to this relay's members the records of another lane's block that are
+    /// addressed to them and that they act on (protocol records and elections).
+    fn forward(&self, block: &RelayBlock, effects: &mut Vec<Effect>) {
+        if block.header.lane == self.consortium {
+            return;
+        }
+        let members: Vec<Address> = self
+            .genesis
+            .consortiums
+            .get(self.consortium.0 as usize)
+            .map(|c| c.members.iter().map(|m| m.address).collect())
+            .unwrap_or_default();
+        let mut per_member: BTreeMap<Address, Vec<Record>> = BTreeMap::new();
+        let records = block
+            .blocks
+            .iter()
+            .flat_map(|b| b.records.iter())
+            .chain(block.records.iter())
+            .filter(|r| is_forwarded(r.kind()));
+        for record in records {
+            match &record.content.audience {
+                Audience::Members(list) => {
+                    for m in list.iter().filter(|m| members.contains(m)) {
+                        per_member.entry(*m).or_default().push(record.clone());
+                    }
+                }
+                Audience::Consortiums(list) if !list.contains(&self.consortium) => {}
+                Audience::Own => {}
+                Audience::Consortiums(_) | Audience::Everyone => {
+                    for m in &members {
+                        per_member.entry(*m).or_default().push(record.clone());
+                    }
+                }
+            }
+        }
+        for (to, records) in per_member {
+            if to != self.me {
+                effects.push(Effect::Send {
+                    to,
+                    message: Message::Forward {
+                        lane: block.header.lane,
+                        height: block.height(),
+                        records,
+                    },
+                });
+            }
+        }
+    }
+
+    fn on_sync_blocks(
+        &mut self,
+        from: Address,
+        chain: ChainId,
+        blocks: Vec<AnyBlock>,
+        head: u64,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self.holder.is_none() {
+            return;
+        }
+        let mut last = None;
+        for block in blocks {
+            if block.chain() != chain {
+                effects.push(self.rejected(
+                    "invalid_block",
+                    true,
+                    format!("sync of {chain} carried {}", block.chain()),
+                ));
+                return;
+            }
+            let height = block.height();
+            let accepted = match &block {
+                AnyBlock::Relay(relay) => {
+                    let lane = relay.header.lane;
+                    let fenced = self
+                        .serving
+                        .get(&lane)
+                        .is_some_and(|s| relay.header.epoch < s.epoch);
+                    if fenced {
+                        false
+                    } else {
+                        match self.holder_mut().accept_block(&block) {
+                            Ok(()) => {
+                                effects.push(Effect::Persist(vec![block.clone()]));
+                                effects.push(Effect::Emit(committed_event(
+                                    self.me, relay, false, None, now,
+                                )));
+                                true
+                            }
+                            Err(err) => {
+                                matches!(err.reason, Reject::Height { got, expected } if got < expected)
+                            }
+                        }
+                    }
+                }
+                AnyBlock::Consortium(member_block) => {
+                    match self.holder_mut().accept_member_block(member_block) {
+                        Ok(Accepted::New) => {
+                            if member_block.header.author != self.me {
+                                effects.push(Effect::Persist(vec![block.clone()]));
+                            }
+                            true
+                        }
+                        Ok(Accepted::Duplicate) => true,
+                        Err(_) => false,
+                    }
+                }
+                AnyBlock::Private(_) => false,
+            };
+            if !accepted {
+                effects.push(self.rejected(
+                    "invalid_block",
+                    true,
+                    format!("synced {chain} height {height} from {from}"),
+                ));
+                break;
+            }
+            last = Some(height);
+        }
+        let complete = last.is_none_or(|h| h >= head);
+        if !complete {
+            if let Some(h) = last {
+                effects.push(Effect::Send {
+                    to: from,
+                    message: Message::SyncRequest { chain, from: h + 1 },
+                });
+                return;
+            }
+        }
+        // A member whose lane the relay asked for: resubmit is not needed, the relay
+        // received the blocks; acknowledge them through the normal path.
+        match &mut self.duty {
+            Duty::Relay(duty) => {
+                if let RelayState::Syncing { waiting, .. } = &mut duty.state {
+                    if chain == ChainId::Relay(self.consortium) {
+                        waiting.remove(&from);
+                    }
+                }
+                self.relay_tick(now, effects);
+            }
+            Duty::Backup(duty) => {
+                duty.catching_up.remove(&chain);
+                if duty.catching_up.is_empty() {
+                    let (relay, epoch) = (duty.relay, duty.epoch);
+                    effects.push(Effect::Send {
+                        to: relay,
+                        message: Message::CaughtUp { epoch },
+                    });
+                }
+            }
+            Duty::None => {}
+        }
+    }
+}
+
+/// Sends a relay block to every other relay and backup this node knows of.
+fn broadcast(
+    serving: &BTreeMap<ConsortiumId, Serving>,
+    me: Address,
+    block: &RelayBlock,
+    effects: &mut Vec<Effect>,
+) {
+    let mut recipients: BTreeSet<Address> = BTreeSet::new();
+    for s in serving.values() {
+        recipients.insert(s.relay);
+        recipients.extend(s.backup);
+    }
+    recipients.remove(&me);
+    // The own backup received it by replication.
+    if let Some(own) = serving.get(&block.header.lane) {
+        if let Some(backup) = own.backup {
+            recipients.remove(&backup);
+        }
+    }
+    for to in recipients {
+        effects.push(Effect::Send {
+            to,
+            message: Message::RelayBlock {
+                block: block.clone(),
+            },
+        });
+    }
+}
+
+fn committed_event(
+    node: Address,
+    block: &RelayBlock,
+    produced: bool,
+    reason: Option<FlushReason>,
+    now: u64,
+) -> Event {
+    Event::Committed {
+        node,
+        lane: block.header.lane,
+        height: block.height(),
+        epoch: block.header.epoch,
+        produced,
+        reason,
+        blocks: block.blocks.len() as u32,
+        urgent_blocks: block.header.urgency.count_urgent() as u32,
+        records: block
+            .blocks
+            .iter()
+            .flat_map(|b| b.records.iter())
+            .map(|r| RecordStamp {
+                author: r.content.author,
+                seq: r.content.seq,
+                created_at: r.content.created_at,
+                urgent: r.urgency() == Urgency::Urgent,
+            })
+            .collect(),
+        at: now,
+    }
+}
+
+/// Record kinds a relay forwards to its members: what they act on.
+fn is_forwarded(kind: RecordKind) -> bool {
+    !matches!(
+        kind,
+        RecordKind::EnergySupply
+            | RecordKind::EquipmentMaintenance
+            | RecordKind::EfficiencyAudit
+            | RecordKind::EnergySavingDesign
+            | RecordKind::DistributedEnergy
+            | RecordKind::MeterReading
+    )
+}
+
+/// The counter name of a rejection.
+pub fn reject_kind(reason: &Reject) -> &'static str {
+    match reason {
+        Reject::Signature { .. } => "bad_signature",
+        Reject::UnknownSigner(_) => "unknown_sender",
+        Reject::Replay { .. } => "replay",
+        Reject::StaleEpoch { .. } => "stale_epoch",
+        Reject::Height { .. } | Reject::Prev { .. } => "out_of_order",
+        _ => "invalid_block",
+    }
+}
+
+/// Whether a member block was new or already held.
+enum Accepted {
+    New,
+    Duplicate,
+}
+
+impl Holder {
+    /// Validates a relay or consortium block into the copies.
+    fn accept_block(&mut self, block: &AnyBlock) -> Result<(), crate::validate::BlockError> {
+        match block {
+            AnyBlock::Relay(relay) => {
+                let lane = relay.header.lane;
+                let state = self
+                    .relay_lanes
+                    .get_mut(&lane)
+                    .ok_or(crate::validate::BlockError {
+                        chain: ChainId::Relay(lane),
+                        height: relay.height(),
+                        reason: Reject::WrongChain {
+                            expected: ChainId::Relay(lane),
+                            got: ChainId::Relay(lane),
+                        },
+                    })?;
+                state.append(relay, &mut self.directory)?;
+                for included in &relay.blocks {
+                    let key = (included.header.author, included.header.height);
+                    if let Some(arrival) = self.unincluded_at.remove(&key) {
+                        self.unincluded.remove(&arrival);
+                    }
+                }
+                Ok(())
+            }
+            AnyBlock::Consortium(member_block) => match self.accept_member_block(member_block) {
+                Ok(_) => Ok(()),
+                Err(reason) => Err(crate::validate::BlockError {
+                    chain: member_block.chain(),
+                    height: member_block.height(),
+                    reason,
+                }),
+            },
+            AnyBlock::Private(_) => Ok(()),
+        }
+    }
+
+    fn accept_member_block(&mut self, block: &ConsortiumBlock) -> Result<Accepted, Reject> {
+        let author = block.header.author;
+        if !self.member_lanes.contains_key(&author) {
+            let key = self
+                .directory
+                .get(&author)
+                .ok_or(Reject::UnknownSigner(author))?
+                .key;
+            let state = ConsortiumLane::new(block.header.consortium, author, key, self.capacity);
+            self.member_lanes.insert(author, state);
+        }
+        let Some(lane) = self.member_lanes.get_mut(&author) else {
+            return Err(Reject::UnknownSigner(author));
+        };
+        if block.height() <= lane.head.height {
+            return Ok(Accepted::Duplicate);
+        }
+        lane.append(block).map_err(|e| e.reason)?;
+        if block.is_external() {
+            self.arrivals += 1;
+            self.unincluded.insert(self.arrivals, block.clone());
+            self.unincluded_at
+                .insert((author, block.height()), self.arrivals);
+        }
+        Ok(Accepted::New)
+    }
+}

@@ -1,0 +1,186 @@
+//! The node state machines (STYLE: "sans-IO core, thin actors").
+//!
+//! Each machine takes an input (a delivered message, a tick of the clock, a request of the
+//! host) and answers with [`Effect`]s, in order: send a message, persist blocks to the
+//! node's own store, serve a sync request from the store, emit an event. The actors of
+//! `ieschain-actors` only carry the effects out. A [`Effect::Persist`] must be durable
+//! before any later effect of the same answer is carried out: that is what makes an
+//! acknowledgement mean "durable" (SPEC §12 D4).
+//!
+//! - [`supervisor`]: failure detection, leases, elections, rotation (SPEC §5).
+//! - [`member`]: a member's lanes, and the relay and backup duties it takes on when elected.
+
+pub mod member;
+pub mod supervisor;
+
+use crate::block::AnyBlock;
+use crate::crypto::Address;
+use crate::election::ElectionReason;
+use crate::ids::{ChainId, ConsortiumId};
+use crate::message::Message;
+use crate::window::{FlushReason, WindowConfig};
+
+/// What a machine asks its actor to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Send `message` to `to` through the transport.
+    Send {
+        /// Recipient.
+        to: Address,
+        /// The message.
+        message: Message,
+    },
+    /// Append these blocks to the node's own copies of their chains, atomically and
+    /// durably, before carrying out any later effect.
+    Persist(Vec<AnyBlock>),
+    /// Read `chain` from height `from` in the node's store and send it to `to` as
+    /// [`Message::SyncBlocks`].
+    ServeSync {
+        /// Who asked.
+        to: Address,
+        /// The chain.
+        chain: ChainId,
+        /// First height wanted.
+        from: u64,
+    },
+    /// Tell the host.
+    Emit(Event),
+}
+
+/// The federation's timing (SPEC §12 D13), in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Heartbeat period of relay-capable members.
+    pub heartbeat_ms: u64,
+    /// Missed heartbeats before a node is declared failed.
+    pub suspect_after: u32,
+    /// A relay's term.
+    pub period_ms: u64,
+    /// A member closes its open consortium block after this long.
+    pub member_max_wait_ms: u64,
+    /// The relay window.
+    pub window: WindowConfig,
+}
+
+impl Timing {
+    /// How long without a heartbeat before the supervisor declares a node failed.
+    pub fn suspect_ms(&self) -> u64 {
+        self.suspect_after as u64 * self.heartbeat_ms
+    }
+
+    /// How long a lease lasts after the heartbeat that renewed it was sent (SPEC §12 D3).
+    pub fn lease_ms(&self) -> u64 {
+        (self.suspect_after.saturating_sub(1)) as u64 * self.heartbeat_ms
+    }
+
+    /// How long a new relay waits for the other relays' lane heads before it continues.
+    pub fn sync_timeout_ms(&self) -> u64 {
+        2 * self.heartbeat_ms
+    }
+}
+
+/// A record as the latency measurements see it: who, which, created when, how urgent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordStamp {
+    /// Author.
+    pub author: Address,
+    /// Seq.
+    pub seq: u64,
+    /// Creation time, ms.
+    pub created_at: u64,
+    /// Whether its kind is urgent.
+    pub urgent: bool,
+}
+
+/// What the federation tells its host (SPEC §10, "typed events").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A node stored a relay block: produced it (`produced`), or received it.
+    Committed {
+        /// The node.
+        node: Address,
+        /// The relay lane.
+        lane: ConsortiumId,
+        /// Height.
+        height: u64,
+        /// Epoch.
+        epoch: u64,
+        /// Whether this node produced it.
+        produced: bool,
+        /// Why the producer sent it.
+        reason: Option<FlushReason>,
+        /// Consortium blocks included.
+        blocks: u32,
+        /// How many of them were urgent.
+        urgent_blocks: u32,
+        /// The records of the included blocks.
+        records: Vec<RecordStamp>,
+        /// When, ms.
+        at: u64,
+    },
+    /// A member's block was acknowledged by its relay.
+    Acked {
+        /// The member.
+        member: Address,
+        /// Height in its lane.
+        height: u64,
+        /// Records in the block.
+        records: u32,
+        /// When, ms.
+        at: u64,
+    },
+    /// The supervisor elected a relay.
+    Elected {
+        /// Consortium.
+        consortium: ConsortiumId,
+        /// New epoch.
+        epoch: u64,
+        /// Why.
+        reason: ElectionReason,
+        /// The relay.
+        relay: Address,
+        /// The backup.
+        backup: Option<Address>,
+        /// When, ms.
+        at: u64,
+    },
+    /// A new relay sent its first block: the take-over is complete.
+    TookOver {
+        /// Consortium.
+        consortium: ConsortiumId,
+        /// Epoch.
+        epoch: u64,
+        /// The relay.
+        relay: Address,
+        /// When, ms.
+        at: u64,
+    },
+    /// A relay acknowledges without a caught-up backup (SPEC §12 D4).
+    Degraded {
+        /// Consortium.
+        consortium: ConsortiumId,
+        /// Epoch.
+        epoch: u64,
+        /// Why.
+        why: String,
+    },
+    /// No candidate is left: the consortium is cut off from the relay chain (SPEC §5).
+    CutOff {
+        /// Consortium.
+        consortium: ConsortiumId,
+        /// When, ms.
+        at: u64,
+    },
+    /// A node rejected something it received, and counted it.
+    Rejected {
+        /// The node.
+        node: Address,
+        /// A short kind, for counters: `bad_signature`, `unknown_sender`, `replay`,
+        /// `stale_epoch`, `invalid_block`, ….
+        kind: &'static str,
+        /// Whether it counts as hostile (SPEC §12 D9).
+        hostile: bool,
+        /// What exactly.
+        detail: String,
+    },
+}
