@@ -1,1 +1,41 @@
-//! actors
+//! ieschain's actors (SPEC §3, §8): every enterprise, user, relay and backup is an actix
+//! actor with its own mailbox, and one supervisor actor detects failures and rotates relays.
+//!
+//! The actors are thin: each owns a state machine of `ieschain_core::node` and carries out
+//! its effects through three seams, so that the simulation can swap them without touching
+//! an actor:
+//! - [`transport`]: signed envelopes between nodes ([`transport::InProcess`] here);
+//! - [`clock`]: wall time in `run`, virtual time in `simulate`;
+//! - storage: each node's own [`ieschain_storage::HolderStore`].
+//!
+//! # Layout
+//! - [`messages`]: the actix message catalogue.
+//! - [`node`]: the member actor, with relay and backup duties.
+//! - [`supervisor`]: the supervisor actor.
+//! - [`outbox`]: carrying out effects.
+//! - [`workload`]: the members' generated records.
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod messages;
+pub mod node;
+pub mod outbox;
+pub mod supervisor;
+pub mod transport;
+pub mod workload;
+
+use thiserror::Error;
+
+/// What can go wrong inside an actor.
+#[derive(Debug, Error)]
+pub enum ActorError {
+    /// The node's store failed.
+    #[error("storage: {0}")]
+    Store(#[from] ieschain_storage::StoreError),
+    /// The node's store holds a chain that does not replay.
+    #[error("recovering from the store: {0}")]
+    Recover(String),
+    /// The node is not running.
+    #[error("node {0} is not running")]
+    NotRunning(String),
+}

@@ -1,0 +1,199 @@
+//! The member actor: an enterprise or a user, and the relay and backup duties it takes on
+//! when elected (SPEC §3). It owns a [`Member`] machine and carries out its effects; the
+//! machine makes every decision.
+//!
+//! On start it replays its own store into the machine, so a restarted node recovers from
+//! its own storage and from nothing else. It ticks the machine every `tick_ms`, and drives
+//! the workload generator, if it has one.
+
+use std::sync::Arc;
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
+use ieschain_core::genesis::{Directory, Genesis};
+use ieschain_core::message::Inbox;
+use ieschain_core::node::member::Member;
+use ieschain_core::node::{Event, Timing};
+use ieschain_core::{AnyBlock, ChainId, ConsortiumId};
+
+use crate::messages::{Crash, Deliver, NodeStatus, Status, Write};
+use crate::outbox::Outbox;
+use crate::workload::Workload;
+use crate::ActorError;
+
+/// Mailbox capacity of a node: bounded, so that overload slows producers (SPEC §8).
+pub const MAILBOX: usize = 16_384;
+
+/// A member node.
+pub struct NodeActor {
+    member: Member,
+    inbox: Inbox,
+    outbox: Outbox,
+    workload: Option<Workload>,
+    tick_ms: u64,
+}
+
+impl std::fmt::Debug for NodeActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeActor")
+            .field("node", &self.member.address())
+            .finish()
+    }
+}
+
+impl NodeActor {
+    /// A member node of `consortium`; `genesis` and `directory` are the federation's shared,
+    /// read-only configuration.
+    pub fn new(
+        outbox: Outbox,
+        consortium: ConsortiumId,
+        genesis: Arc<Genesis>,
+        directory: Arc<Directory>,
+        timing: Timing,
+        workload: Option<Workload>,
+    ) -> Self {
+        let member = Member::new(outbox.key.clone(), consortium, genesis, directory, timing);
+        let tick_ms = (timing.member_max_wait_ms.min(timing.heartbeat_ms) / 4).clamp(5, 50);
+        NodeActor {
+            inbox: Inbox::new(outbox.address()),
+            member,
+            outbox,
+            workload,
+            tick_ms,
+        }
+    }
+
+    /// Replays the node's own store: relay lanes first, then its consortium copies and own
+    /// lanes, each chain in height order.
+    fn recover(&mut self) -> Result<(), ActorError> {
+        let mut chains = self.outbox.store.chains()?;
+        chains.sort_by_key(|(chain, _)| match chain {
+            ChainId::Relay(_) => 0,
+            ChainId::Consortium(_, author) if *author != self.member.address() => 1,
+            _ => 2,
+        });
+        for (chain, head) in chains {
+            let mut from = 1;
+            while from <= head.height {
+                let blocks: Vec<AnyBlock> = self.outbox.store.range(chain, from, 256)?;
+                if blocks.is_empty() {
+                    break;
+                }
+                for block in &blocks {
+                    self.member
+                        .recover(block)
+                        .map_err(|e| ActorError::Recover(e.to_string()))?;
+                }
+                from += blocks.len() as u64;
+            }
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self) {
+        let now = self.outbox.now();
+        if let Some(workload) = &mut self.workload {
+            for (audience, body) in workload.due(now, self.member.consortium()) {
+                let (_, effects) = self.member.write(audience, body, now);
+                self.outbox.run(effects);
+            }
+        }
+        let effects = self.member.tick(now);
+        self.outbox.run(effects);
+    }
+}
+
+impl Actor for NodeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        if let Err(err) = self.recover() {
+            log::error!(
+                "node {}: cannot recover: {err}",
+                self.member.address().short()
+            );
+            self.outbox.emit(&Event::Rejected {
+                node: self.member.address(),
+                kind: "recover_failed",
+                hostile: false,
+                detail: err.to_string(),
+            });
+            ctx.stop();
+            return;
+        }
+        self.outbox
+            .transport
+            .register(self.member.address(), ctx.address().recipient());
+        ctx.run_interval(std::time::Duration::from_millis(self.tick_ms), |node, _| {
+            node.tick()
+        });
+        self.tick();
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.outbox.transport.unregister(&self.member.address());
+    }
+}
+
+impl Handler<Deliver> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(envelope): Deliver, _: &mut Self::Context) {
+        let member = &self.member;
+        match self.inbox.accept(&envelope, |a| member.key_of(a)) {
+            Ok(message) => {
+                let now = self.outbox.now();
+                let effects = self.member.deliver(envelope.header.from, message, now);
+                self.outbox.run(effects);
+            }
+            Err(err) => {
+                if err.is_hostile() {
+                    log::warn!(
+                        "node {}: rejected envelope: {err}",
+                        self.member.address().short()
+                    );
+                }
+                self.outbox.emit(&Event::Rejected {
+                    node: self.member.address(),
+                    kind: err.name(),
+                    hostile: err.is_hostile(),
+                    detail: err.to_string(),
+                });
+            }
+        }
+    }
+}
+
+impl Handler<Write> for NodeActor {
+    type Result = Result<u64, ActorError>;
+
+    fn handle(&mut self, write: Write, _: &mut Self::Context) -> Self::Result {
+        let now = self.outbox.now();
+        let (seq, effects) = self.member.write(write.audience, write.body, now);
+        self.outbox.run(effects);
+        Ok(seq)
+    }
+}
+
+impl Handler<Crash> for NodeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, ctx: &mut Self::Context) {
+        self.outbox.transport.unregister(&self.member.address());
+        ctx.stop();
+    }
+}
+
+impl Handler<Status> for NodeActor {
+    type Result = actix::MessageResult<Status>;
+
+    fn handle(&mut self, _: Status, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(NodeStatus {
+            relay: self.member.is_relay(),
+            backup: self.member.is_backup(),
+            lane_height: self.member.lane_head().height,
+            unacked: self.member.unacked(),
+            incarnation: self.outbox.incarnation,
+        })
+    }
+}

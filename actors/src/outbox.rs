@@ -1,0 +1,138 @@
+//! Carrying out a machine's effects: the one place where an actor touches the transport,
+//! its store and the host's event sink. Shared by every kind of node.
+
+use std::sync::Arc;
+
+use ieschain_core::message::{Envelope, Message};
+use ieschain_core::node::{Effect, Event};
+use ieschain_core::{Address, Keypair};
+use ieschain_storage::HolderStore;
+
+use crate::clock::Clock;
+use crate::transport::Transport;
+
+/// Where a node's events go: the host's observer.
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// How many blocks one sync reply carries.
+pub const SYNC_PAGE: usize = 64;
+
+/// What a node needs to act on the world: its key, its restart count and envelope
+/// counter, its store, the transport, the clock and the event sink.
+pub struct Outbox {
+    /// The node's key.
+    pub key: Keypair,
+    /// Its restart count (SPEC §12 D9).
+    pub incarnation: u32,
+    next_seq: u64,
+    /// Its own store handle.
+    pub store: HolderStore,
+    /// The transport.
+    pub transport: Arc<dyn Transport>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// The host's event sink.
+    pub events: EventSink,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("node", &self.key.address())
+            .field("incarnation", &self.incarnation)
+            .finish()
+    }
+}
+
+impl Outbox {
+    /// An outbox for a node in its `incarnation`.
+    pub fn new(
+        key: Keypair,
+        incarnation: u32,
+        store: HolderStore,
+        transport: Arc<dyn Transport>,
+        clock: Arc<dyn Clock>,
+        events: EventSink,
+    ) -> Self {
+        Outbox {
+            key,
+            incarnation,
+            next_seq: 0,
+            store,
+            transport,
+            clock,
+            events,
+        }
+    }
+
+    /// The node's address.
+    pub fn address(&self) -> Address {
+        self.key.address()
+    }
+
+    /// The time now.
+    pub fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Seals and sends one message.
+    pub fn send(&mut self, to: Address, message: &Message) {
+        self.next_seq += 1;
+        let envelope = Envelope::seal(&self.key, to, self.incarnation, self.next_seq, message);
+        self.transport.send(envelope);
+    }
+
+    /// Emits an event to the host.
+    pub fn emit(&self, event: &Event) {
+        (self.events)(event);
+    }
+
+    /// Carries out `effects` in order. A failed persist stops the rest: nothing that
+    /// follows a write (an acknowledgement, a broadcast) may go out without it.
+    pub fn run(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, message } => self.send(to, &message),
+                Effect::Persist(blocks) => {
+                    if let Err(err) = self.store.append_many(&blocks) {
+                        log::error!(
+                            "node {}: persist failed, dropping what follows: {err}",
+                            self.address().short()
+                        );
+                        self.emit(&Event::Rejected {
+                            node: self.address(),
+                            kind: "persist_failed",
+                            hostile: false,
+                            detail: err.to_string(),
+                        });
+                        return;
+                    }
+                }
+                Effect::ServeSync { to, chain, from } => {
+                    let blocks = self.store.range(chain, from.max(1), SYNC_PAGE);
+                    let head = self.store.head(chain);
+                    match (blocks, head) {
+                        (Ok(blocks), Ok(head)) => {
+                            let head = head.map_or(0, |h| h.height);
+                            self.send(
+                                to,
+                                &Message::SyncBlocks {
+                                    chain,
+                                    blocks,
+                                    head,
+                                },
+                            );
+                        }
+                        (Err(err), _) | (_, Err(err)) => {
+                            log::warn!(
+                                "node {}: cannot serve {chain}: {err}",
+                                self.address().short()
+                            );
+                        }
+                    }
+                }
+                Effect::Emit(event) => self.emit(&event),
+            }
+        }
+    }
+}
