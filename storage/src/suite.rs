@@ -21,9 +21,9 @@ use std::collections::BTreeSet;
 
 use ieschain_core::codec;
 use ieschain_core::genesis::Genesis;
-use ieschain_core::sample::{SampleFederation, SampleMember, SAMPLE_EPOCH_MS};
+use ieschain_core::sample::{newcomer_key, SampleFederation, SampleMember, SAMPLE_EPOCH_MS};
 use ieschain_core::validate::Head;
-use ieschain_core::{Address, AnyBlock, ChainId, Hash, PrivateBlock};
+use ieschain_core::{Address, AnyBlock, ChainId, Hash, Keypair, PrivateBlock};
 
 use crate::error::StoreError;
 use crate::store::ChainStore;
@@ -71,6 +71,7 @@ pub fn test_all<B: StoreBuilder>(builder: &B) -> Result<(), StoreError> {
     sample_ledger_round_trips(builder)?;
     verify_accepts_sample_ledger(builder)?;
     verify_names_tampered_blocks(builder)?;
+    verify_learns_joined_members(builder)?;
     Ok(())
 }
 
@@ -96,6 +97,7 @@ macro_rules! conformance_tests {
             sample_ledger_round_trips,
             verify_accepts_sample_ledger,
             verify_names_tampered_blocks,
+            verify_learns_joined_members,
         );
     };
     (@cases $builder:expr; $($case:ident),* $(,)?) => {
@@ -625,7 +627,23 @@ fn load_sample<B: StoreBuilder>(
     ),
     StoreError,
 > {
-    let federation = SampleFederation::four_party(SEED, 4);
+    load_sample_seeded(builder, SEED)
+}
+
+/// Loads the four-party sample ledger of `seed` in group commits of 64.
+fn load_sample_seeded<B: StoreBuilder>(
+    builder: &B,
+    seed: u64,
+) -> Result<
+    (
+        SampleFederation,
+        Vec<(Address, AnyBlock)>,
+        B::Guard,
+        B::Store,
+    ),
+    StoreError,
+> {
+    let federation = SampleFederation::four_party(seed, 4);
     let ledger = federation.ledger(6);
     let (guard, store) = builder.build(&federation.genesis)?;
     for batch in ledger.appends.chunks(64) {
@@ -762,6 +780,78 @@ pub fn verify_names_tampered_blocks<B: StoreBuilder>(builder: &B) -> Result<(), 
         store.overwrite_unchecked(holder, chain, head.height + 1, &bytes)?;
         expect_bad_block(&store, "private/source-3", head.height + 1, "source-3");
     }
+    Ok(())
+}
+
+/// `count` linked private blocks of the chain of `key`, with no records.
+fn private_blocks_of(key: &Keypair, count: u64) -> Vec<(Address, AnyBlock)> {
+    let mut prev = Hash::ZERO;
+    (1..=count)
+        .map(|height| {
+            let block =
+                AnyBlock::Private(PrivateBlock::seal(key, height, prev, height, Vec::new()));
+            prev = block.hash();
+            (key.address(), block)
+        })
+        .collect()
+}
+
+/// A member that joined through a relay lane (not in the genesis record) holds a private
+/// chain that verifies, whatever its address's place among the holders: relay lanes are
+/// replayed first, so its key is known. A chain signed by a key nobody registered is a bad
+/// block at height 1, held by a node named by its address.
+pub fn verify_learns_joined_members<B: StoreBuilder>(builder: &B) -> Result<(), StoreError> {
+    // A federation in which a joined member's address sorts before every relay holder's,
+    // so that its chain is listed before any relay lane that registers it: checking relay
+    // lanes first only within each holder would fail on it.
+    let joined = |federation: &SampleFederation, consortium: &str| {
+        newcomer_key(federation.genesis.seed, &format!("{consortium}-joined"))
+    };
+    let seed = (SEED..SEED + 64)
+        .find(|seed| {
+            let federation = SampleFederation::four_party(*seed, 4);
+            let ledger = federation.ledger(6);
+            let first_relay_holder = ledger
+                .appends
+                .iter()
+                .filter(|(_, b)| matches!(b, AnyBlock::Relay(_)))
+                .map(|(h, _)| *h)
+                .min();
+            federation
+                .genesis
+                .consortiums
+                .iter()
+                .any(|c| Some(joined(&federation, &c.name).address()) < first_relay_holder)
+        })
+        .unwrap_or_else(|| panic!("no sample seed puts a joined member before every relay"));
+    let (federation, appends, _guard, store) = load_sample_seeded(builder, seed)?;
+    let mut newcomers = Vec::new();
+    for consortium in &federation.genesis.consortiums {
+        let key = joined(&federation, &consortium.name);
+        let registered = appends.iter().any(|(_, b)| {
+            matches!(b, AnyBlock::Relay(r)
+                if r.header.registry.added.iter().any(|e| e.address == key.address()))
+        });
+        assert!(
+            registered,
+            "the sample ledger registers {}-joined",
+            consortium.name
+        );
+        store.append_many(&private_blocks_of(&key, 3))?;
+        newcomers.push(key);
+    }
+    match verify(&store) {
+        Ok(summary) => assert_eq!(
+            summary.blocks,
+            appends.len() as u64 + 3 * newcomers.len() as u64
+        ),
+        Err(e) => panic!("joined members' chains must verify: {e}"),
+    }
+
+    let stranger = newcomer_key(federation.genesis.seed, "never-registered");
+    store.append_many(&private_blocks_of(&stranger, 2))?;
+    let name = stranger.address().to_string();
+    expect_bad_block(&store, &format!("private/{name}"), 1, &name);
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use ieschain_core::sample::{SampleFederation, SAMPLE_EPOCH_MS};
 use ieschain_core::{Address, AnyBlock, Audience, Hash, PrivateBlock, RecordBody, RecordContent};
-use ieschain_storage::{ChainStore, RocksOptions, RocksStore};
+use ieschain_storage::{verify, ChainStore, RocksOptions, RocksStore};
 
 const DIR_VAR: &str = "IESCHAIN_MEMORY_DIR";
 const MEMBERS_PER_CONSORTIUM: usize = 5_000;
@@ -32,7 +32,8 @@ fn peak_rss_kib() -> u64 {
 }
 
 /// The child: opens the store, reads every head through `chains()` and the block at each
-/// head, and prints one line with its peak RSS. Does nothing when run by hand.
+/// head, and prints its peak RSS; then verifies every chain in full and prints the peak
+/// again. Does nothing when run by hand.
 #[test]
 #[ignore = "run by `ten_thousand_members_open_in_bounded_memory` as its child process"]
 fn memory_child() {
@@ -49,9 +50,13 @@ fn memory_child() {
             read += 1;
         }
     }
+    let peak = peak_rss_kib();
+    let summary = verify(&store).unwrap();
     println!(
-        "memory_child chains={} heads_read={read} peak_before_open_kib={before} peak_rss_kib={}",
+        "memory_child chains={} heads_read={read} peak_before_open_kib={before} peak_rss_kib={peak} \
+         verified_blocks={} peak_after_verify_kib={}",
         chains.len(),
+        summary.blocks,
         peak_rss_kib()
     );
 }
@@ -134,10 +139,14 @@ fn ten_thousand_members_open_in_bounded_memory() {
     };
     let chains = field("chains");
     let peak = field("peak_rss_kib");
+    let verified = field("peak_after_verify_kib");
     println!(
-        "10,000 members: wrote {} blocks in {written:.1?}; a fresh process opened the store and read {chains} heads with a peak RSS of {:.1} MiB ({line})",
+        "10,000 members: wrote {} blocks in {written:.1?}; a fresh process opened the store and \
+         read {chains} heads with a peak RSS of {:.1} MiB, {:.1} MiB after verifying every chain \
+         ({line})",
         federation.members.len() as u64 * BLOCKS_PER_MEMBER,
-        peak as f64 / 1024.0
+        peak as f64 / 1024.0,
+        verified as f64 / 1024.0
     );
     assert_eq!(chains, federation.members.len() as u64);
     assert_eq!(field("heads_read"), chains);
