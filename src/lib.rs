@@ -1,7 +1,20 @@
-//! facade
+//! ieschain: an energy blockchain for integrated energy services, with a relay chain over
+//! per-consortium chains (SPEC §1). This crate is the facade: it re-exports the layers and
+//! holds the command-line interface.
 //!
 //! # Layout
-//! - [`config`]: the federation configuration: TOML files in `federations/`, their checks,
-//!   and the genesis record and keys they build.
+//! - [`core`] (`ieschain-core`): the pure domain: identities, records, blocks, Merkle
+//!   proofs, registries, elections, validation. No I/O.
+//! - [`storage`] (`ieschain-storage`): the RocksDB chain store, its in-memory twin, and the
+//!   full verification of a data directory.
+//! - [`actors`] (`ieschain-actors`): the actix actors (members, relays, backups, supervisor).
+//! - [`cli`]: the `ieschain` command (`verify`, `inspect`).
+//! - [`demo`]: writing a sample ledger of every chain kind into a store.
+#![deny(missing_docs)]
 
-pub mod config;
+pub mod cli;
+pub mod demo;
+
+pub use ieschain_actors as actors;
+pub use ieschain_core as core;
+pub use ieschain_storage as storage;

@@ -1,0 +1,385 @@
+//! The `ieschain` command line (SPEC §10).
+//!
+//! Exit codes are part of the interface: 0 on success; for `verify`, 1 when a block is bad
+//! (with a line containing `chain=<name> height=<h>`); 2 on usage or I/O errors. Bad flags
+//! and bad files produce one clear line, never a panic.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ieschain_core::genesis::Directory;
+use ieschain_core::record::RecordBody;
+use ieschain_core::{AnyBlock, ChainId, Record};
+use ieschain_storage::verify::{verify, VerifyError};
+use ieschain_storage::{ChainStore, RocksStore};
+use serde_json::{json, Value};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ieschain",
+    version,
+    about = "An energy blockchain for integrated energy services: consortium chains under a relay chain",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify every chain of every node in a data directory: hash links, signatures,
+    /// capacity, urgency bits, registry roots, replay protection and every election.
+    /// Exits 0 when all verify, 1 naming the first bad block (`chain=<name> height=<h>`),
+    /// 2 on usage or I/O errors.
+    Verify {
+        /// The data directory.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
+    /// Show the chains of a data directory, the blocks and records of one chain, and the
+    /// election history of every relay lane.
+    Inspect {
+        /// The data directory.
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// A chain, named as `verify` names it: `relay/<consortium>`,
+        /// `consortium/<consortium>/<member>` or `private/<member>`.
+        #[arg(long, value_name = "NAME")]
+        chain: Option<String>,
+        /// Whose copy of the chain to show (a member name); by default the first holder.
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// First height to show.
+        #[arg(long, value_name = "H", default_value_t = 1)]
+        from: u64,
+        /// How many blocks to show.
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line with `args` (the first is the program name) and returns the exit
+/// code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help and version to stdout with success, errors to stderr.
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Verify { data } => run_verify(&data),
+        Command::Inspect {
+            data,
+            chain,
+            node,
+            from,
+            limit,
+            json,
+        } => match inspect(&data, chain.as_deref(), node.as_deref(), from, limit, json) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("ieschain inspect: {message}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn run_verify(data: &Path) -> ExitCode {
+    let store = match RocksStore::open_existing(data) {
+        Ok(store) => store,
+        Err(err) => {
+            eprintln!("ieschain verify: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match verify(&store) {
+        Ok(summary) => {
+            println!(
+                "ok: {} chains, {} blocks verified in {}",
+                summary.chains,
+                summary.blocks,
+                data.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err @ VerifyError::BadBlock { .. }) => {
+            println!("FAILED {err}");
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("ieschain verify: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Names of every node: the genesis registries plus every member a relay lane registered.
+fn directory(store: &dyn ChainStore) -> Result<Directory, String> {
+    let mut directory = Directory::from_genesis(store.genesis());
+    for (holder, chain, head) in store.chains().map_err(|e| e.to_string())? {
+        let ChainId::Relay(lane) = chain else { continue };
+        for block in store
+            .range(holder, chain, 1, head.height as usize)
+            .map_err(|e| e.to_string())?
+        {
+            if let AnyBlock::Relay(relay) = block {
+                for entry in &relay.header.registry.added {
+                    directory.add(lane, entry);
+                }
+            }
+        }
+    }
+    Ok(directory)
+}
+
+fn chain_name(store: &dyn ChainStore, directory: &Directory, chain: &ChainId) -> String {
+    let genesis = store.genesis();
+    chain.render(|c| genesis.consortium_name(c), |m| directory.name(m))
+}
+
+fn inspect(
+    data: &Path,
+    chain: Option<&str>,
+    node: Option<&str>,
+    from: u64,
+    limit: usize,
+    as_json: bool,
+) -> Result<(), String> {
+    let store = RocksStore::open_existing(data).map_err(|e| e.to_string())?;
+    let directory = directory(&store)?;
+    let chains = store.chains().map_err(|e| e.to_string())?;
+    let Some(wanted) = chain else {
+        let listing: Vec<Value> = chains
+            .iter()
+            .map(|(holder, chain, head)| {
+                json!({
+                    "node": directory.name(holder),
+                    "chain": chain_name(&store, &directory, chain),
+                    "height": head.height,
+                    "head": head.hash.to_string(),
+                })
+            })
+            .collect();
+        let elections = election_history(&store, &chains, &directory)?;
+        if as_json {
+            let out = json!({ "chains": listing, "elections": elections });
+            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+        } else {
+            println!("{:<16} {:<40} {:>7}  head", "node", "chain", "height");
+            for item in &listing {
+                println!(
+                    "{:<16} {:<40} {:>7}  {}",
+                    item["node"].as_str().unwrap_or_default(),
+                    item["chain"].as_str().unwrap_or_default(),
+                    item["height"],
+                    &item["head"].as_str().unwrap_or_default()[..16.min(item["head"].as_str().unwrap_or_default().len())]
+                );
+            }
+            println!("\nelection history:");
+            for e in &elections {
+                println!(
+                    "  {:<10} epoch {:>3} {:<11} relay {:<14} backup {:<14} ({} candidates)",
+                    e["consortium"].as_str().unwrap_or_default(),
+                    e["epoch"],
+                    e["reason"].as_str().unwrap_or_default(),
+                    e["relay"].as_str().unwrap_or_default(),
+                    e["backup"].as_str().unwrap_or("-"),
+                    e["candidates"].as_array().map(Vec::len).unwrap_or(0),
+                );
+            }
+        }
+        return Ok(());
+    };
+    let matching: Vec<_> = chains
+        .iter()
+        .filter(|(holder, c, _)| {
+            chain_name(&store, &directory, c) == wanted
+                && node.is_none_or(|n| directory.name(holder) == n)
+        })
+        .collect();
+    let Some((holder, chain, _)) = matching.first() else {
+        return Err(format!(
+            "no chain named {wanted}{} in {}; run `ieschain inspect --data {}` to list them",
+            node.map(|n| format!(" held by {n}")).unwrap_or_default(),
+            data.display(),
+            data.display()
+        ));
+    };
+    let blocks = store
+        .range(*holder, *chain, from, limit)
+        .map_err(|e| e.to_string())?;
+    let shown: Vec<Value> = blocks.iter().map(|b| block_json(b, &directory, &store)).collect();
+    if as_json {
+        let out = json!({
+            "node": directory.name(holder),
+            "chain": wanted,
+            "blocks": shown,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+    } else {
+        println!("{wanted}, held by {}", directory.name(holder));
+        for block in &shown {
+            print_block(block);
+        }
+    }
+    Ok(())
+}
+
+fn election_history(
+    store: &dyn ChainStore,
+    chains: &[(ieschain_core::Address, ChainId, ieschain_core::validate::Head)],
+    directory: &Directory,
+) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (holder, chain, head) in chains {
+        let ChainId::Relay(lane) = chain else { continue };
+        if !seen.insert(*lane) {
+            continue;
+        }
+        for block in store
+            .range(*holder, *chain, 1, head.height as usize)
+            .map_err(|e| e.to_string())?
+        {
+            for record in block.records() {
+                if let RecordBody::Election(e) = &record.content.body {
+                    out.push(json!({
+                        "consortium": store.genesis().consortium_name(e.consortium),
+                        "epoch": e.epoch,
+                        "reason": format!("{:?}", e.reason).to_lowercase(),
+                        "relay": directory.name(&e.relay),
+                        "backup": e.backup.map(|b| directory.name(&b)),
+                        "candidates": e.candidates.iter().map(|c| json!({
+                            "member": directory.name(&c.address),
+                            "failures": c.failures,
+                            "terms": c.terms,
+                        })).collect::<Vec<_>>(),
+                        "seed": e.seed.to_string(),
+                        "height": block.height(),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn record_json(record: &Record, directory: &Directory) -> Value {
+    json!({
+        "author": directory.name(&record.content.author),
+        "seq": record.content.seq,
+        "kind": record.kind().name(),
+        "urgent": record.urgency() == ieschain_core::Urgency::Urgent,
+        "created_at": record.content.created_at,
+        "body": format!("{:?}", record.content.body),
+    })
+}
+
+fn block_json(block: &AnyBlock, directory: &Directory, store: &dyn ChainStore) -> Value {
+    let records: Vec<Value> = block
+        .records()
+        .iter()
+        .map(|r| record_json(r, directory))
+        .collect();
+    let mut value = json!({
+        "height": block.height(),
+        "hash": block.hash().to_string(),
+        "prev": block.prev().to_string(),
+        "records": records,
+    });
+    match block {
+        AnyBlock::Private(b) => value["time"] = json!(b.header.time),
+        AnyBlock::Consortium(b) => {
+            value["time"] = json!(b.header.time);
+            value["urgent"] = json!(b.header.urgent);
+        }
+        AnyBlock::Relay(b) => {
+            let h = &b.header;
+            value["time"] = json!(h.time);
+            value["epoch"] = json!(h.epoch);
+            value["relay"] = json!(directory.name(&h.relay));
+            value["urgency"] = json!((0..h.urgency.len as usize)
+                .map(|i| if h.urgency.get(i) == Some(true) { '1' } else { '0' })
+                .collect::<String>());
+            value["registry_added"] = json!(h
+                .registry
+                .added
+                .iter()
+                .map(|e| e.name.clone())
+                .collect::<Vec<_>>());
+            value["included"] = json!(b
+                .blocks
+                .iter()
+                .map(|c| json!({
+                    "chain": chain_name(store, directory, &ieschain_core::ChainBlock::chain(c)),
+                    "height": c.header.height,
+                    "urgent": c.header.urgent,
+                    "records": c.records.iter().map(|r| record_json(r, directory)).collect::<Vec<_>>(),
+                }))
+                .collect::<Vec<_>>());
+        }
+    }
+    value
+}
+
+fn print_block(block: &Value) {
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    print!(
+        "height {} hash {} time {}",
+        block["height"],
+        &s(&block["hash"])[..16],
+        block["time"]
+    );
+    if !block["epoch"].is_null() {
+        print!(
+            " epoch {} relay {} urgency [{}]",
+            block["epoch"],
+            s(&block["relay"]),
+            s(&block["urgency"])
+        );
+    }
+    if let Some(true) = block["urgent"].as_bool() {
+        print!(" URGENT");
+    }
+    println!();
+    let print_records = |records: &Value, indent: &str| {
+        for r in records.as_array().into_iter().flatten() {
+            println!(
+                "{indent}seq {:>4} {:<22} {}{} by {}",
+                r["seq"],
+                s(&r["kind"]),
+                if r["urgent"].as_bool() == Some(true) { "urgent " } else { "" },
+                "",
+                s(&r["author"])
+            );
+        }
+    };
+    for added in block["registry_added"].as_array().into_iter().flatten() {
+        println!("  registry + {}", s(added));
+    }
+    for inner in block["included"].as_array().into_iter().flatten() {
+        println!(
+            "  includes {} height {}{}",
+            s(&inner["chain"]),
+            inner["height"],
+            if inner["urgent"].as_bool() == Some(true) { " (urgent)" } else { "" }
+        );
+        print_records(&inner["records"], "    ");
+    }
+    print_records(&block["records"], "  ");
+}

@@ -1,0 +1,36 @@
+//! Shared fixtures of the integration tests.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ieschain::demo::write_sample_ledger;
+use ieschain_core::sample::SampleFederation;
+use ieschain_storage::{RocksOptions, RocksStore};
+
+/// Writes the sample ledger of `seed` (4 members per consortium, 6 rounds) into `dir`, as
+/// `examples/ledger_basics.rs` does.
+pub fn sample_dir(dir: &Path, seed: u64) -> SampleFederation {
+    let federation = SampleFederation::four_party(seed, 4);
+    let store = RocksStore::open(dir, &federation.genesis, RocksOptions::default()).unwrap();
+    write_sample_ledger(&store, &federation, 6).unwrap();
+    federation
+}
+
+/// Runs the `ieschain` binary with `args`.
+pub fn ieschain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ieschain"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+/// The exit code, stdout and stderr of `output`, as text.
+pub fn outcome(output: &Output) -> (i32, String, String) {
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
