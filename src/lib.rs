@@ -8,11 +8,14 @@
 //! - [`storage`] (`ieschain-storage`): the RocksDB chain store, its in-memory twin, and the
 //!   full verification of a data directory.
 //! - [`actors`] (`ieschain-actors`): the actix actors (members, relays, backups, supervisor).
+//! - [`config`]: the federation configuration: TOML files in `federations/`, their checks,
+//!   and the genesis record and keys they build.
 //! - [`cli`]: the `ieschain` command (`verify`, `inspect`).
 //! - [`demo`]: writing a sample ledger of every chain kind into a store.
 #![deny(missing_docs)]
 
 pub mod cli;
+pub mod config;
 pub mod demo;
 
 pub use ieschain_actors as actors;
