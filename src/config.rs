@@ -18,11 +18,11 @@
 //!   largest window is 7 by default.
 //! - **Energy** is in Wh: a grid member's `line_capacity_wh` is what its one line can carry
 //!   in one delivery slot (D12).
-//! - **Workload** record rates are records per second per member that may author the kind
-//!   (the table in `core/src/record.rs`); protocol rates are runs per minute for the whole
-//!   federation. The defaults give a 30-second run of `four-party.toml` steady traffic (a
-//!   few records per second per member, about 40 a second in all) that 2 cores carry
-//!   easily.
+//! - **Workload** record rates are records per second per member, every member generating
+//!   each kind (`ieschain_actors::workload`); protocol rates are runs per minute for the
+//!   whole federation. The defaults give a 30-second run of `four-party.toml` steady
+//!   traffic (2 records per second per member, about 34 a second in all, 15% of them
+//!   urgent) that 2 cores carry easily.
 //! - **Election**: `f(E) = exp(-3E)` by default (SPEC §5); `k` is kept in thousandths
 //!   because the draw computes weights in integers (D5).
 //! - **Grid approval** needs every grid member unless `grid_quorum` says how many (§6.2).
@@ -441,13 +441,13 @@ impl<'de> Deserialize<'de> for GridQuorum {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WorkloadConfig {
-    /// Records per second per member that may author each kind.
+    /// Records per second per member, by kind.
     pub records: RecordRates,
     /// Protocol runs per minute for the whole federation.
     pub protocols: ProtocolRates,
 }
 
-/// Records per second per member that may author the kind: the six services of the paper
+/// Records per second per member, by kind: the six services of the paper
 /// (SPEC §4.2) and meter readings, by their [`RecordKind::name`]s.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
