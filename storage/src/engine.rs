@@ -82,6 +82,9 @@ impl From<rocksdb::Error> for EngineError {
     }
 }
 
+/// Entries of a scan: (key, value), ascending by key.
+pub(crate) type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Ordered byte maps, one per column family.
 pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
     /// The value at `key`.
@@ -95,7 +98,7 @@ pub(crate) trait Engine: Send + Sync + std::fmt::Debug {
         prefix: &[u8],
         from: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError>;
+    ) -> Result<Entries, EngineError>;
 
     /// Applies every write of `batch` atomically; when `sync`, it is durable (WAL fsync)
     /// before this returns.

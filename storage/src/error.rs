@@ -34,25 +34,11 @@ pub enum StoreError {
         /// Why it did not decode.
         source: CodecError,
     },
-    /// `append` was given a block that does not extend the head of its chain.
-    #[error(
-        "appending block {chain} height {height} to holder {}: not the next block: the head is \
-         height {} ({}), the block has height {height} and prev {}",
-        holder.short(), head.height, head.hash.short(), prev.short()
-    )]
-    NotNext {
-        /// The holder whose copy was being extended.
-        holder: Address,
-        /// The chain.
-        chain: ChainId,
-        /// The block's height.
-        height: u64,
-        /// The block's `prev`.
-        prev: Hash,
-        /// The head it had to extend: the block must have height `head.height + 1` and
-        /// prev `head.hash`.
-        head: Head,
-    },
+    /// `append` was given a block that does not extend the head of its chain. Boxed, so
+    /// that every `Result<_, StoreError>` stays small; match it as
+    /// `StoreError::NotNext { .. }` or `StoreError::NotNext(not_next)`.
+    #[error(transparent)]
+    NotNext(Box<NotNext>),
     /// A block's encoding exceeds what the codec will ever decode, so it could not be read
     /// back.
     #[error(
@@ -137,6 +123,28 @@ pub enum StoreError {
         /// The column family.
         cf: &'static str,
     },
+}
+
+/// A block that is not the next one of its chain: its height is not the head's + 1, or its
+/// `prev` is not the head's hash.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error(
+    "appending block {chain} height {height} to holder {}: not the next block: the head is \
+     height {} ({}), the block has height {height} and prev {}",
+    holder.short(), head.height, head.hash.short(), prev.short()
+)]
+pub struct NotNext {
+    /// The holder whose copy was being extended.
+    pub holder: Address,
+    /// The chain.
+    pub chain: ChainId,
+    /// The block's height.
+    pub height: u64,
+    /// The block's `prev`.
+    pub prev: Hash,
+    /// The head it had to extend: the block must have height `head.height + 1` and prev
+    /// `head.hash`.
+    pub head: Head,
 }
 
 impl StoreError {

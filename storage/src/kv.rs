@@ -15,7 +15,7 @@ use ieschain_core::validate::Head;
 use ieschain_core::{Address, AnyBlock, ChainId, Hash};
 
 use crate::engine::{Batch, Engine};
-use crate::error::StoreError;
+use crate::error::{NotNext, StoreError};
 use crate::schema::{
     BlockKey, FormatKey, FormatVersion, GenesisKey, GenesisRecord, HashIndex, HeadKey, Heads,
     IndexKey, KeyCodec, Location, Negotiation, NegotiationKey, Negotiations, Schema, StoreFormat,
@@ -115,13 +115,13 @@ impl<E: Engine> KvStore<E> {
         let height = block.height();
         let prev = block.prev();
         if Some(height) != head.height.checked_add(1) || prev != head.hash {
-            return Err(StoreError::NotNext {
+            return Err(StoreError::NotNext(Box::new(NotNext {
                 holder,
                 chain,
                 height,
                 prev,
                 head,
-            });
+            })));
         }
         let bytes = codec::encode(block);
         if bytes.len() > codec::MAX_DECODE {

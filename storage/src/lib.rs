@@ -11,7 +11,7 @@
 //! - [`holder`]: [`HolderStore`], one node's handle, scoped to its own key prefix.
 //! - [`verify()`]: checks every chain of every holder and names the first bad block.
 //! - [`suite`]: the conformance suite both stores pass.
-//! - [`error`]: [`StoreError`].
+//! - [`error`]: [`StoreError`], what went wrong and where.
 //!
 //! The chain logic (next-block checks, group commit, heads, negotiations) is written once,
 //! over a private key-value seam that RocksDB and the in-memory maps implement; so raw
@@ -30,7 +30,7 @@ pub mod store;
 pub mod suite;
 pub mod verify;
 
-pub use error::StoreError;
+pub use error::{NotNext, StoreError};
 pub use holder::HolderStore;
 pub use memory::MemoryStore;
 pub use rocks::{RocksOptions, RocksStore};

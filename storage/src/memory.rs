@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: the in-memory twin of [`crate::RocksStore`], for simulations and tests.
 //!
 //! It keeps the same keys and values as the RocksDB store, in one `BTreeMap` per column
-//! family behind a `Mutex`, and runs the same chain logic ([`crate::kv`]). A batch is
+//! family behind a `Mutex`, and runs the same chain logic (the private `kv` module). A batch is
 //! applied under one lock, so it is atomic; nothing is durable.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use ieschain_core::genesis::Genesis;
 
-use crate::engine::{Batch, Engine, EngineError, Op};
+use crate::engine::{Batch, Engine, EngineError, Entries, Op};
 use crate::kv::{delegate_chain_store, KvStore};
 use crate::schema::Cf;
 
@@ -41,7 +41,7 @@ impl Engine for MemEngine {
         prefix: &[u8],
         from: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+    ) -> Result<Entries, EngineError> {
         let maps = self.maps();
         Ok(maps[cf.index()]
             .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))

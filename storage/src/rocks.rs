@@ -23,7 +23,7 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB,
 };
 
-use crate::engine::{Batch, Engine, EngineError, Op};
+use crate::engine::{Batch, Engine, EngineError, Entries, Op};
 use crate::error::StoreError;
 use crate::kv::{delegate_chain_store, KvStore};
 use crate::schema::{Cf, FormatKey, FormatVersion, GenesisKey, GenesisRecord, StoreFormat};
@@ -101,7 +101,7 @@ impl Engine for RocksEngine {
         prefix: &[u8],
         from: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+    ) -> Result<Entries, EngineError> {
         let mut out = Vec::new();
         if limit == 0 {
             return Ok(out);

@@ -143,13 +143,12 @@ fn members(federation: &SampleFederation) -> (&SampleMember, &SampleMember) {
 /// Asserts that `result` is `NotNext` against `head` for a block at `height`.
 fn expect_not_next<T: std::fmt::Debug>(result: Result<T, StoreError>, head: Head, height: u64) {
     match result {
-        Err(StoreError::NotNext {
-            head: got_head,
-            height: got_height,
-            ..
-        }) => {
-            assert_eq!(got_head, head, "NotNext must report the current head");
-            assert_eq!(got_height, height, "NotNext must report the block's height");
+        Err(StoreError::NotNext(not_next)) => {
+            assert_eq!(not_next.head, head, "NotNext must report the current head");
+            assert_eq!(
+                not_next.height, height,
+                "NotNext must report the block's height"
+            );
         }
         other => panic!("expected NotNext at height {height} over {head:?}, got {other:?}"),
     }
@@ -615,49 +614,42 @@ pub fn sample_ledger_round_trips<B: StoreBuilder>(builder: &B) -> Result<(), Sto
     Ok(())
 }
 
+/// A store loaded with a sample ledger. Fields drop in order: the store before its guard.
+struct Loaded<B: StoreBuilder> {
+    federation: SampleFederation,
+    appends: Vec<(Address, AnyBlock)>,
+    store: B::Store,
+    _guard: B::Guard,
+}
+
 /// Loads the four-party sample ledger in group commits of 64.
-fn load_sample<B: StoreBuilder>(
-    builder: &B,
-) -> Result<
-    (
-        SampleFederation,
-        Vec<(Address, AnyBlock)>,
-        B::Guard,
-        B::Store,
-    ),
-    StoreError,
-> {
+fn load_sample<B: StoreBuilder>(builder: &B) -> Result<Loaded<B>, StoreError> {
     load_sample_seeded(builder, SEED)
 }
 
 /// Loads the four-party sample ledger of `seed` in group commits of 64.
-fn load_sample_seeded<B: StoreBuilder>(
-    builder: &B,
-    seed: u64,
-) -> Result<
-    (
-        SampleFederation,
-        Vec<(Address, AnyBlock)>,
-        B::Guard,
-        B::Store,
-    ),
-    StoreError,
-> {
+fn load_sample_seeded<B: StoreBuilder>(builder: &B, seed: u64) -> Result<Loaded<B>, StoreError> {
     let federation = SampleFederation::four_party(seed, 4);
     let ledger = federation.ledger(6);
     let (guard, store) = builder.build(&federation.genesis)?;
     for batch in ledger.appends.chunks(64) {
         store.append_many(batch)?;
     }
-    Ok((federation, ledger.appends, guard, store))
+    Ok(Loaded {
+        federation,
+        appends: ledger.appends,
+        store,
+        _guard: guard,
+    })
 }
 
 /// `verify` accepts the sample ledger, counting every chain and block.
 pub fn verify_accepts_sample_ledger<B: StoreBuilder>(builder: &B) -> Result<(), StoreError> {
-    let (_federation, appends, _guard, store) = load_sample(builder)?;
+    let loaded = load_sample(builder)?;
+    let (appends, store) = (&loaded.appends, &loaded.store);
     let chains: BTreeSet<(Address, ChainId)> =
         appends.iter().map(|(h, b)| (*h, b.chain())).collect();
-    match verify(&store) {
+    match verify(store) {
         Ok(summary) => {
             assert_eq!(summary.chains, chains.len());
             assert_eq!(summary.blocks, appends.len() as u64);
@@ -711,7 +703,8 @@ pub fn verify_names_tampered_blocks<B: StoreBuilder>(builder: &B) -> Result<(), 
 
     // A member's own lane, re-encoded with a changed time: its signature no longer holds.
     {
-        let (federation, _, _guard, store) = load_sample(builder)?;
+        let loaded = load_sample(builder)?;
+        let (federation, store) = (&loaded.federation, &loaded.store);
         let member = federation
             .member("grid-2")
             .unwrap_or_else(|| panic!("the four-party sample has grid-2"));
@@ -729,12 +722,13 @@ pub fn verify_names_tampered_blocks<B: StoreBuilder>(builder: &B) -> Result<(), 
             &codec::encode(&AnyBlock::Consortium(block)),
         )?;
         assert_eq!(store.head(holder, chain)?, head);
-        expect_bad_block(&store, "consortium/grid/grid-2", 3, "grid-2");
+        expect_bad_block(store, "consortium/grid/grid-2", 3, "grid-2");
     }
 
     // One flipped byte of a private block.
     {
-        let (federation, _, _guard, store) = load_sample(builder)?;
+        let loaded = load_sample(builder)?;
+        let (federation, store) = (&loaded.federation, &loaded.store);
         let member = federation
             .member("load-1")
             .unwrap_or_else(|| panic!("the four-party sample has load-1"));
@@ -748,25 +742,27 @@ pub fn verify_names_tampered_blocks<B: StoreBuilder>(builder: &B) -> Result<(), 
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x01;
         store.overwrite_unchecked(holder, chain, 2, &bytes)?;
-        expect_bad_block(&store, "private/load-1", 2, "load-1");
+        expect_bad_block(store, "private/load-1", 2, "load-1");
     }
 
     // Garbage in one relay's copy of a relay lane; other relays' copies are intact.
     {
-        let (federation, appends, _guard, store) = load_sample(builder)?;
+        let loaded = load_sample(builder)?;
+        let (federation, appends, store) = (&loaded.federation, &loaded.appends, &loaded.store);
         let (holder, block) = appends
             .iter()
             .find(|(_, b)| matches!(b, AnyBlock::Relay(_)) && b.height() == 4)
             .unwrap_or_else(|| panic!("the sample has relay blocks at height 4"));
         let chain = block.chain();
         store.overwrite_unchecked(*holder, chain, 4, b"\x02 not a relay block")?;
-        let name = format!("relay/{}", chain_consortium(&federation, &chain));
-        expect_bad_block(&store, &name, 4, &name_of(&federation, holder));
+        let name = format!("relay/{}", chain_consortium(federation, &chain));
+        expect_bad_block(store, &name, 4, &name_of(federation, holder));
     }
 
     // A block stored above the head.
     {
-        let (federation, _, _guard, store) = load_sample(builder)?;
+        let loaded = load_sample(builder)?;
+        let (federation, store) = (&loaded.federation, &loaded.store);
         let member = federation
             .member("source-3")
             .unwrap_or_else(|| panic!("the four-party sample has source-3"));
@@ -778,7 +774,7 @@ pub fn verify_names_tampered_blocks<B: StoreBuilder>(builder: &B) -> Result<(), 
         let first = store.raw_range(holder, chain, 1, 1)?;
         let bytes = first.first().map(|(_, b)| b.clone()).unwrap_or_default();
         store.overwrite_unchecked(holder, chain, head.height + 1, &bytes)?;
-        expect_bad_block(&store, "private/source-3", head.height + 1, "source-3");
+        expect_bad_block(store, "private/source-3", head.height + 1, "source-3");
     }
     Ok(())
 }
@@ -824,10 +820,11 @@ pub fn verify_learns_joined_members<B: StoreBuilder>(builder: &B) -> Result<(), 
                 .any(|c| Some(joined(&federation, &c.name).address()) < first_relay_holder)
         })
         .unwrap_or_else(|| panic!("no sample seed puts a joined member before every relay"));
-    let (federation, appends, _guard, store) = load_sample_seeded(builder, seed)?;
+    let loaded = load_sample_seeded(builder, seed)?;
+    let (federation, appends, store) = (&loaded.federation, &loaded.appends, &loaded.store);
     let mut newcomers = Vec::new();
     for consortium in &federation.genesis.consortiums {
-        let key = joined(&federation, &consortium.name);
+        let key = joined(federation, &consortium.name);
         let registered = appends.iter().any(|(_, b)| {
             matches!(b, AnyBlock::Relay(r)
                 if r.header.registry.added.iter().any(|e| e.address == key.address()))
@@ -840,7 +837,7 @@ pub fn verify_learns_joined_members<B: StoreBuilder>(builder: &B) -> Result<(), 
         store.append_many(&private_blocks_of(&key, 3))?;
         newcomers.push(key);
     }
-    match verify(&store) {
+    match verify(store) {
         Ok(summary) => assert_eq!(
             summary.blocks,
             appends.len() as u64 + 3 * newcomers.len() as u64
@@ -851,7 +848,7 @@ pub fn verify_learns_joined_members<B: StoreBuilder>(builder: &B) -> Result<(), 
     let stranger = newcomer_key(federation.genesis.seed, "never-registered");
     store.append_many(&private_blocks_of(&stranger, 2))?;
     let name = stranger.address().to_string();
-    expect_bad_block(&store, &format!("private/{name}"), 1, &name);
+    expect_bad_block(store, &format!("private/{name}"), 1, &name);
     Ok(())
 }
 
