@@ -160,7 +160,7 @@ impl PublicKey {
     }
 
     /// Whether the key is not a valid curve point, or is of small order. Such keys are
-    /// refused at registration, which keeps batch verification as strict as `verify_strict`.
+    /// refused at registration (`verify_strict` refuses them too).
     pub fn is_weak(&self) -> bool {
         VerifyingKey::from_bytes(&self.0)
             .map(|key| key.is_weak())
@@ -263,46 +263,24 @@ impl fmt::Debug for Keypair {
     }
 }
 
-/// Verifies many (key, digest, signature) triples at once, falling back to one
-/// `verify_strict` per signature when the batch fails, so the answer is exactly what
-/// `verify_strict` would give (SPEC §12 D6). Returns the index of the first bad signature.
+/// Verifies many (key, digest, signature) triples, each with `verify_strict`, and returns
+/// the index of the first bad one. Acceptance is exactly `verify_strict`'s (SPEC §12 D6).
 ///
-/// Weak keys are refused before batching, and so are signatures whose `R` is of small
-/// order, because the batch equation would accept some of those where `verify_strict` does
-/// not.
+/// There is deliberately no batch fast path: D6 allows one only where it cannot accept what
+/// `verify_strict` rejects, and ed25519-dalek's `verify_batch` can. Its equation is
+/// cofactorless with 128-bit coefficients `z_i` derived from the batch, so a signer who puts
+/// a torsion point `T` into `R` (`R = r·B + T`, `s = r + h·a`; not of small order, so a
+/// small-order check does not catch it) gets a signature that `verify_strict` always
+/// refuses but the batch accepts whenever `z_i·T = 0`: about half the time for `T` of order
+/// 2, depending on the other signatures in the batch. Nodes that batch the same block
+/// differently (a consortium lane, a relay lane) would disagree. Refusing every `R` and key
+/// with a torsion component costs a scalar multiplication each, more than the batch saves.
+/// `core/tests/signatures.rs` holds the adversarial case.
 pub fn verify_all(items: &[(PublicKey, Hash, Signature)]) -> Result<(), (usize, SignatureError)> {
-    let mut keys = Vec::with_capacity(items.len());
-    let mut signatures = Vec::with_capacity(items.len());
-    let mut messages: Vec<&[u8]> = Vec::with_capacity(items.len());
-    let mut batchable = items.len() > 1;
-    for (index, (key, digest, signature)) in items.iter().enumerate() {
-        let Ok(vk) = VerifyingKey::from_bytes(&key.0) else {
-            return Err((index, SignatureError::BadKey));
-        };
-        if vk.is_weak() || r_is_small_order(signature) {
-            batchable = false;
-        }
-        keys.push(vk);
-        signatures.push(ed25519_dalek::Signature::from_bytes(&signature.0));
-        messages.push(&digest.0);
-    }
-    if batchable && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok() {
-        return Ok(());
-    }
     for (index, (key, digest, signature)) in items.iter().enumerate() {
         key.verify(digest, signature).map_err(|e| (index, e))?;
     }
     Ok(())
-}
-
-/// Whether the `R` half of a signature decodes to a point of small order (or to no point).
-fn r_is_small_order(signature: &Signature) -> bool {
-    let mut r = [0u8; 32];
-    r.copy_from_slice(&signature.0[..32]);
-    match VerifyingKey::from_bytes(&r) {
-        Ok(point) => point.is_weak(),
-        Err(_) => true,
-    }
 }
 
 #[cfg(test)]

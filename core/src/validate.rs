@@ -6,9 +6,9 @@
 //! block and advances the state only if every check passes; on failure the state is as it
 //! was. Every failure is a [`BlockError`] that names the chain, the height and the reason.
 //!
-//! All signatures of a block are checked together with [`verify_all`], which batches them
-//! and falls back to one `verify_strict` per signature, so acceptance is exactly
-//! `verify_strict`'s (SPEC §12 D6).
+//! All signatures of a block are checked together with [`verify_all`], one `verify_strict`
+//! each, so acceptance is exactly `verify_strict`'s (SPEC §12 D6); its docs say why it does
+//! not batch.
 
 use std::collections::{BTreeMap, VecDeque};
 

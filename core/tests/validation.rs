@@ -1176,7 +1176,8 @@ fn tampered_election_is_election() {
         hash: Hash::of(Domain::RelayHeader, &[b"another lane"]),
     };
 
-    let cases: Vec<(ElectionRecord, fn(&ElectionError) -> bool)> = vec![
+    type Expect = fn(&ElectionError) -> bool;
+    let cases: Vec<(ElectionRecord, Expect)> = vec![
         (swapped, |e| matches!(e, ElectionError::Draw { .. })),
         (reseeded, |e| *e == ElectionError::Seed),
         (inflated, |e| matches!(e, ElectionError::Stats { .. })),
