@@ -93,8 +93,8 @@ impl<'a> Feed<'a> {
 fn open(sync: bool) -> (tempfile::TempDir, RocksStore) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let genesis = common::federation().genesis;
-    let store = RocksStore::open(dir.path(), &genesis, RocksOptions { sync })
-        .expect("a fresh store opens");
+    let store =
+        RocksStore::open(dir.path(), &genesis, RocksOptions { sync }).expect("a fresh store opens");
     (dir, store)
 }
 
