@@ -1,8 +1,8 @@
 //! [`MemoryStore`]: the in-memory twin of [`crate::RocksStore`], for simulations and tests.
 //!
 //! It keeps the same keys and values as the RocksDB store, in one `BTreeMap` per column
-//! family behind a `Mutex`, and runs the same chain logic (the private `kv` module). A batch is
-//! applied under one lock, so it is atomic; nothing is durable.
+//! family behind a `Mutex`, and runs the same chain logic (the private `kv` module). A
+//! batch is applied under one lock, so it is atomic; nothing is durable.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -17,9 +17,20 @@ use crate::schema::Cf;
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// One ordered map per column family.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct MemEngine {
     maps: Mutex<[Map; Cf::ALL.len()]>,
+}
+
+impl std::fmt::Debug for MemEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let maps = self.maps();
+        let mut out = f.debug_struct("MemEngine");
+        for cf in Cf::ALL {
+            out.field(cf.name(), &maps[cf.index()].len());
+        }
+        out.finish()
+    }
 }
 
 impl MemEngine {

@@ -102,3 +102,16 @@ fn holder_handles_are_scoped_in_rocksdb() {
     );
     scoped_handles_see_only_their_own(store, &federation);
 }
+
+/// Debug output of a store names its engine and genesis hash, not 10,000 registry entries.
+#[test]
+fn debug_output_stays_short() {
+    let federation = SampleFederation::new(3, &["a", "b"], 500);
+    let store = MemoryStore::new(federation.genesis.clone());
+    let text = format!(
+        "{:?}",
+        HolderStore::new(Arc::new(store), federation.members[0].entry.address)
+    );
+    assert!(text.len() < 400, "{text}");
+    assert!(text.contains(&federation.genesis.hash().short()), "{text}");
+}
