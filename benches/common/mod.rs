@@ -35,10 +35,13 @@ pub fn quick() -> Criterion {
         .configure_from_args()
 }
 
-/// Whether the bench binary runs in test mode (`cargo test --benches`, or `-- --test`),
-/// where every benchmark runs once and extra measurements should be skipped.
+/// Whether the bench binary runs in test mode, where criterion runs every benchmark once
+/// and extra measurements should be skipped: `-- --test`, `-- --list`, or no `--bench`
+/// argument at all (`cargo test --benches`), as criterion itself decides.
 pub fn test_mode() -> bool {
-    std::env::args().any(|a| a == "--test" || a == "--list")
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    has("--test") || has("--list") || !has("--bench")
 }
 
 /// The paper's four-party federation with [`MEMBERS`] members per consortium.
