@@ -197,7 +197,8 @@ fn io_error(doing: String, source: std::io::Error) -> StoreError {
 impl RocksStore {
     /// Opens the store in `dir`, creating the directory and the database if missing. The
     /// first open writes `genesis` into the metadata; a later open with another genesis is
-    /// [`StoreError::GenesisMismatch`] (SPEC §12 D2).
+    /// [`StoreError::GenesisMismatch`] (SPEC §12 D2). A RocksDB database that ieschain did
+    /// not create is [`StoreError::NotADataDir`], and is left untouched.
     pub fn open(
         dir: &Path,
         genesis: &Genesis,
@@ -220,6 +221,20 @@ impl RocksStore {
                     format!("reading data directory {}", dir.display()),
                     e,
                 ))
+            }
+        }
+        // A database that is not ours is refused, not extended with our column families.
+        if dir.join("CURRENT").is_file() {
+            let existing = Self::list_cf(dir)?;
+            if !existing.iter().any(|name| name == Cf::Meta.name()) {
+                return Err(StoreError::NotADataDir {
+                    path: dir.to_path_buf(),
+                    why: format!(
+                        "it holds a database without a {} column family, which ieschain did \
+                         not create; refusing to write into it",
+                        Cf::Meta.name()
+                    ),
+                });
             }
         }
         let engine = Self::open_engine(dir, true)?;
@@ -287,11 +302,7 @@ impl RocksStore {
                 why: "it holds no database (no CURRENT file)".to_string(),
             });
         }
-        let existing =
-            DB::list_cf(&Options::default(), dir).map_err(|source| StoreError::Rocks {
-                doing: format!("listing the column families of {}", dir.display()),
-                source,
-            })?;
+        let existing = Self::list_cf(dir)?;
         let missing: Vec<&str> = Cf::ALL
             .iter()
             .map(|cf| cf.name())
@@ -336,12 +347,7 @@ impl RocksStore {
         // open the database.
         let mut names: Vec<String> = Cf::ALL.iter().map(|cf| cf.name().to_string()).collect();
         if dir.join("CURRENT").is_file() {
-            let existing =
-                DB::list_cf(&Options::default(), dir).map_err(|source| StoreError::Rocks {
-                    doing: format!("listing the column families of {}", dir.display()),
-                    source,
-                })?;
-            for name in existing {
+            for name in Self::list_cf(dir)? {
                 if !names.contains(&name) && name != "default" {
                     names.push(name);
                 }
@@ -357,6 +363,13 @@ impl RocksStore {
             }
         })?;
         Ok(RocksEngine { db, _cache: cache })
+    }
+
+    fn list_cf(dir: &Path) -> Result<Vec<String>, StoreError> {
+        DB::list_cf(&Options::default(), dir).map_err(|source| StoreError::Rocks {
+            doing: format!("listing the column families of {}", dir.display()),
+            source,
+        })
     }
 
     fn check_format(engine: &RocksEngine, dir: &Path) -> Result<(), StoreError> {

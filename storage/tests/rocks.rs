@@ -116,7 +116,8 @@ fn assert_names(err: &StoreError, path: &Path) {
 }
 
 /// `open_existing` never creates anything, and gives a distinct typed error for a missing
-/// directory, a file in its place, an empty directory and a RocksDB that is not ours.
+/// directory, a file in its place, an empty directory and a RocksDB that is not ours;
+/// `open` refuses the file and the foreign database too.
 #[test]
 fn open_existing_refuses_what_is_not_a_data_directory() -> TestResult {
     let root = tempfile::tempdir()?;
@@ -161,6 +162,18 @@ fn open_existing_refuses_what_is_not_a_data_directory() -> TestResult {
     let err = RocksStore::open_existing(&foreign).unwrap_err();
     assert!(matches!(err, StoreError::NotADataDir { .. }), "{err:?}");
     assert_names(&err, &foreign);
+    let err =
+        RocksStore::open(&foreign, &federation().genesis, RocksOptions::default()).unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotADataDir { .. }),
+        "open too: {err:?}"
+    );
+    assert_names(&err, &foreign);
+    assert_eq!(
+        rocksdb::DB::list_cf(&rocksdb::Options::default(), &foreign)?,
+        ["default"],
+        "a foreign database gets no column families"
+    );
     Ok(())
 }
 
