@@ -43,6 +43,12 @@ pub fn root(leaves: &[Hash]) -> Hash {
 }
 
 /// A proof that a leaf sits at `index` among `leaf_count` leaves under some root.
+///
+/// The root does not commit to the number of leaves, so `leaf_count` must come from
+/// somewhere the verifier trusts (for a relay block's included blocks, the signed
+/// `header.urgency.len`), not from the prover: with another count, the same siblings can
+/// verify at another index (the last of 3 leaves also verifies as index 1 of 2). With the
+/// true count, no other index verifies.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct MerkleProof {
     /// The leaf's position.
@@ -77,7 +83,8 @@ impl MerkleProof {
         })
     }
 
-    /// Whether `leaf` is at this proof's index under `root`.
+    /// Whether `leaf` is at this proof's index under `root`, given that the tree has
+    /// `leaf_count` leaves (which the caller must check, see [`MerkleProof`]).
     pub fn verify(&self, root: &Hash, leaf: &Hash) -> bool {
         if self.index >= self.leaf_count {
             return false;

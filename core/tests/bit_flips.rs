@@ -119,7 +119,7 @@ fn unflipped_targets_validate() {
 }
 
 proptest! {
-    #![proptest_config(config(8192))]
+    #![proptest_config(config(16384))]
 
     /// Any bit of any block of the ledger, flipped, in the block's own encoding or in its
     /// `AnyBlock` encoding: never a valid block.

@@ -13,6 +13,7 @@ use ieschain_core::codec::{self, decode, decode_lenient, encode, encoded_len, Co
 use ieschain_core::election::ElectionRecord;
 use ieschain_core::genesis::Genesis;
 use ieschain_core::merkle::MerkleProof;
+use ieschain_core::message::{Envelope, Message};
 use ieschain_core::registry::RegistryEntry;
 use ieschain_core::sample::SampleFederation;
 use ieschain_core::{AnyBlock, ConsortiumBlock, PrivateBlock, Record, RecordContent, RelayBlock};
@@ -37,7 +38,7 @@ macro_rules! round_trip {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(512))]
 
     /// A record of every one of the twenty kinds, Election included, round-trips.
     #[test]
@@ -108,6 +109,14 @@ proptest! {
     #[test]
     fn merkle_proof_round_trips(proof in merkle_proof()) {
         round_trip!(MerkleProof, &proof);
+    }
+
+    /// Any wire message (every variant) and any envelope round-trip.
+    #[test]
+    fn message_and_envelope_round_trip(message in message(), envelope in envelope()) {
+        prop_assert!(!message_names(&message).is_empty());
+        round_trip!(Message, &message);
+        round_trip!(Envelope, &envelope);
     }
 
     /// Any urgency vector round-trips, well formed or not.
@@ -199,6 +208,8 @@ fn decode_as_everything(bytes: &[u8]) -> Result<usize, TestCaseError> {
         try_decode!(Genesis, bytes),
         try_decode!(MerkleProof, bytes),
         try_decode!(UrgencyBits, bytes),
+        try_decode!(Message, bytes),
+        try_decode!(Envelope, bytes),
     ];
     Ok(results.iter().filter(|ok| **ok).count())
 }
@@ -279,11 +290,13 @@ fn any_encoding() -> impl Strategy<Value = Vec<u8>> {
         genesis().prop_map(|v| encode(&v)),
         merkle_proof().prop_map(|v| encode(&v)),
         urgency_bits().prop_map(|v| encode(&v)),
+        message().prop_map(|v| encode(&v)),
+        envelope().prop_map(|v| encode(&v)),
     ]
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(2048))]
 
     /// Random bytes decode as every top-level type without panicking.
     #[test]

@@ -24,7 +24,7 @@ fn leaves() -> impl Strategy<Value = Vec<Hash>> {
 }
 
 proptest! {
-    #![proptest_config(config(128))]
+    #![proptest_config(config(256))]
 
     /// Every member's proof verifies, and records its index and the leaf count.
     #[test]
@@ -133,4 +133,32 @@ fn single_leaf_and_empty_tree() {
     assert!(proof.verify(&leaf, &leaf));
     assert_eq!(root(&[]), Hash::ZERO);
     assert!(MerkleProof::build(&[], 0).is_none());
+}
+
+/// The root does not bind the leaf count, which is why `MerkleProof`'s docs require a
+/// trusted `leaf_count`: the proof of the last of three leaves also verifies as "index 1 of
+/// 2", and the proof of the second of two as "index 2 of 3". A verifier that took the count
+/// from the prover could be told a wrong position. If this test starts failing, the root
+/// has begun to commit to the count (a format change): update the docs with it.
+#[test]
+fn leaf_count_is_not_bound_by_the_root() {
+    let leaves: Vec<Hash> = (0..3u64)
+        .map(|i| Hash::of(Domain::MerkleLeaf, &[&i.to_be_bytes()]))
+        .collect();
+    let r = root(&leaves);
+    let proof = MerkleProof::build(&leaves, 2).unwrap();
+    let relabelled = MerkleProof {
+        index: 1,
+        leaf_count: 2,
+        ..proof
+    };
+    assert!(relabelled.verify(&r, &leaves[2]));
+    let two = &leaves[..2];
+    let proof = MerkleProof::build(two, 1).unwrap();
+    let relabelled = MerkleProof {
+        index: 2,
+        leaf_count: 3,
+        ..proof
+    };
+    assert!(relabelled.verify(&root(two), &two[1]));
 }

@@ -14,6 +14,7 @@ use ieschain_core::election::{
 };
 use ieschain_core::genesis::{Capacities, ConsortiumGenesis, Directory, Genesis};
 use ieschain_core::merkle::MerkleProof;
+use ieschain_core::message::{Envelope, EnvelopeHeader, Message};
 use ieschain_core::record::RecordKind;
 use ieschain_core::record::Role;
 use ieschain_core::registry::RegistryEntry;
@@ -571,4 +572,115 @@ pub fn one_copy_per_chain(positioned: Vec<Positioned>) -> Vec<Positioned> {
         .into_iter()
         .filter(|p| *first_holder.entry(p.block.chain()).or_insert(p.holder) == p.holder)
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire messages.
+// ---------------------------------------------------------------------------------------
+
+/// Any chain id.
+pub fn chain_id() -> impl Strategy<Value = ChainId> {
+    prop_oneof![
+        consortium().prop_map(ChainId::Relay),
+        (consortium(), address()).prop_map(|(c, a)| ChainId::Consortium(c, a)),
+        address().prop_map(ChainId::Private),
+    ]
+}
+
+/// Any message, every variant (see [`message_names`] for the exhaustiveness guard).
+pub fn message() -> impl Strategy<Value = Message> {
+    let u = any::<u64>;
+    prop_oneof![
+        consortium_block().prop_map(|block| Message::Submit { block }),
+        (u(), address(), u(), hash()).prop_map(|(epoch, author, height, hash)| Message::Ack {
+            epoch,
+            author,
+            height,
+            hash
+        }),
+        (u(), consortium_block()).prop_map(|(epoch, block)| Message::Replicate { epoch, block }),
+        relay_block().prop_map(|block| Message::ReplicateRelay { block }),
+        (u(), hash()).prop_map(|(epoch, hash)| Message::Replicated { epoch, hash }),
+        relay_block().prop_map(|block| Message::RelayBlock { block }),
+        (chain_id(), u()).prop_map(|(chain, from)| Message::SyncRequest { chain, from }),
+        (chain_id(), vec(any_block(), 0..3), u()).prop_map(|(chain, blocks, head)| {
+            Message::SyncBlocks {
+                chain,
+                blocks,
+                head,
+            }
+        }),
+        (consortium(), u(), vec(record(), 0..3)).prop_map(|(lane, height, records)| {
+            Message::Forward {
+                lane,
+                height,
+                records,
+            }
+        }),
+        (consortium(), u(), lane_position(), u()).prop_map(
+            |(consortium, epoch, lane_head, sent_at)| Message::Heartbeat {
+                consortium,
+                epoch,
+                lane_head,
+                sent_at
+            }
+        ),
+        (u(), u()).prop_map(|(epoch, until)| Message::Lease { epoch, until }),
+        vec(record(), 0..3).prop_map(|records| Message::Elected { records }),
+        u().prop_map(|epoch| Message::HandOver { epoch }),
+        (u(), lane_position())
+            .prop_map(|(epoch, lane_head)| Message::HandedOver { epoch, lane_head }),
+        consortium().prop_map(|consortium| Message::Discover { consortium }),
+        (u(), text()).prop_map(|(height, why)| Message::NotTaken { height, why }),
+        u().prop_map(|epoch| Message::CaughtUp { epoch }),
+    ]
+}
+
+/// The name of every message variant. The match has no wildcard, so a new variant does not
+/// compile until [`message`] (above) generates it too.
+pub fn message_names(m: &Message) -> &'static str {
+    match m {
+        Message::Submit { .. }
+        | Message::Ack { .. }
+        | Message::Replicate { .. }
+        | Message::ReplicateRelay { .. }
+        | Message::Replicated { .. }
+        | Message::RelayBlock { .. }
+        | Message::SyncRequest { .. }
+        | Message::SyncBlocks { .. }
+        | Message::Forward { .. }
+        | Message::Heartbeat { .. }
+        | Message::Lease { .. }
+        | Message::Elected { .. }
+        | Message::HandOver { .. }
+        | Message::HandedOver { .. }
+        | Message::Discover { .. }
+        | Message::NotTaken { .. }
+        | Message::CaughtUp { .. } => m.name(),
+    }
+}
+
+/// Any envelope: a header, a payload that is either an encoded message or arbitrary bytes,
+/// and any signature.
+pub fn envelope() -> impl Strategy<Value = Envelope> {
+    (
+        (address(), address(), any::<u32>(), any::<u64>()),
+        prop_oneof![
+            message().prop_map(|m| ieschain_core::codec::encode(&m)),
+            vec(any::<u8>(), 0..64),
+        ],
+        signature(),
+    )
+        .prop_map(
+            |((from, to, incarnation, seq), payload, signature)| Envelope {
+                header: EnvelopeHeader {
+                    from,
+                    to,
+                    incarnation,
+                    seq,
+                },
+                payload,
+                signature,
+            },
+        )
 }
