@@ -8,8 +8,10 @@
 //!
 //! - `crypto/sign`: one ed25519 signature over a 32-byte digest.
 //! - `crypto/verify_strict`: one `PublicKey::verify` (ed25519 `verify_strict`).
-//! - `crypto/verify_all/{64,600}`: `verify_all` over that many signatures (the batch fast
-//!   path with its small-order checks); throughput is reported per signature.
+//! - `crypto/verify_all/{64,600}`: `verify_all` over that many signatures from distinct
+//!   signers; throughput is reported per signature. `verify_all` has no batch path (a
+//!   batch can accept what `verify_strict` refuses, see `core::crypto::verify_all`): it is
+//!   one `verify_strict` per signature.
 //! - `crypto/blake3/{1KiB,1MiB}`: `Hash::of` in `derive_key` mode.
 
 use criterion::{black_box, BenchmarkId, Criterion, Throughput};

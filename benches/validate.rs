@@ -15,17 +15,21 @@
 //!   `append` checks, passed to `verify_all` (what validation calls).
 //! - `validate/consortium_1Mbit/verify_strict_each`: the same triples, one `verify_strict`
 //!   each.
-//! - `validate/consortium_1Mbit/dalek_verify_batch`: for reference only, the floor under
-//!   `verify_all`: `ed25519_dalek::verify_batch` on keys decompressed before the timed part,
-//!   without `verify_all`'s per-item key decompression and small-order `R` check.
+//! - `validate/consortium_1Mbit/strict_key_once`: for reference, `verify_strict` on each
+//!   triple with the signer's key decompressed once, before the timed part. It accepts
+//!   exactly what `verify_all` accepts; the difference is the repeated key decompression.
+//! - `validate/consortium_1Mbit/dalek_verify_batch`: for reference only,
+//!   `ed25519_dalek::verify_batch` on keys decompressed before the timed part. It is NOT a
+//!   sound replacement: it accepts torsioned signatures that `verify_strict` refuses
+//!   (`core/tests/signatures.rs`). It shows what batching would have cost.
 //! - `validate/parts/*`: the non-signature work `append` does, one part at a time, to show
 //!   where any overhead is: the size pass, the records root, the record digests, the header
 //!   hash.
 //!
 //! After criterion, the bench measures `append`, `verify_all` and `verify_strict_each`
 //! interleaved, round after round in the same process, and prints the medians and the
-//! ratios `append / verify_all` (the target's measure) and, for reference,
-//! `append / verify_strict_each` and `append / dalek_verify_batch`, against 1.2.
+//! ratios `append / verify_all` (the target's measure) and, for reference, `append` to
+//! each of the other signature measures, against 1.2.
 
 use std::time::{Duration, Instant};
 
@@ -72,6 +76,16 @@ impl Dalek {
         }
     }
 
+    /// `verify_strict` on each triple, keys already decompressed.
+    fn verify_strict(&self) -> bool {
+        self.keys
+            .iter()
+            .zip(&self.signatures)
+            .zip(&self.digests)
+            .all(|((key, signature), digest)| key.verify_strict(digest, signature).is_ok())
+    }
+
+    /// The batch equation (unsound for consensus; reference only).
     fn verify(&self) -> bool {
         let messages: Vec<&[u8]> = self.digests.iter().map(|d| &d[..]).collect();
         ed25519_dalek::verify_batch(&messages, &self.signatures, &self.keys).is_ok()
@@ -102,6 +116,7 @@ fn fixture() -> Fixture {
     );
     let dalek = Dalek::new(&triples);
     assert!(dalek.verify());
+    assert!(dalek.verify_strict());
     Fixture {
         lane,
         block,
@@ -132,6 +147,9 @@ fn benches(c: &mut Criterion, f: &Fixture) {
     });
     group.bench_function("verify_strict_each", |b| {
         b.iter(|| verify_each(black_box(&f.triples)))
+    });
+    group.bench_function("strict_key_once", |b| {
+        b.iter(|| black_box(&f.dalek).verify_strict())
     });
     group.bench_function("dalek_verify_batch", |b| {
         b.iter(|| black_box(&f.dalek).verify())
@@ -169,6 +187,7 @@ fn ratio(f: &Fixture) {
     let mut append = Vec::with_capacity(rounds);
     let mut batch = Vec::with_capacity(rounds);
     let mut each = Vec::with_capacity(rounds);
+    let mut key_once = Vec::with_capacity(rounds);
     let mut floor = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let mut lane = f.lane.clone();
@@ -188,6 +207,11 @@ fn ratio(f: &Fixture) {
         assert!(ok);
 
         let start = Instant::now();
+        let ok = black_box(&f.dalek).verify_strict();
+        key_once.push(start.elapsed());
+        assert!(ok);
+
+        let start = Instant::now();
         let ok = black_box(&f.dalek).verify();
         floor.push(start.elapsed());
         assert!(ok);
@@ -199,10 +223,12 @@ fn ratio(f: &Fixture) {
     let append = median(&mut append);
     let batch = median(&mut batch);
     let each = median(&mut each);
+    let key_once = median(&mut key_once);
     let floor = median(&mut floor);
     let n = f.triples.len() as f64;
     let to_batch = append.as_secs_f64() / batch.as_secs_f64();
     let to_each = append.as_secs_f64() / each.as_secs_f64();
+    let to_key_once = append.as_secs_f64() / key_once.as_secs_f64();
     let to_floor = append.as_secs_f64() / floor.as_secs_f64();
     println!();
     println!("validation ratio, {rounds} interleaved rounds, medians:");
@@ -220,6 +246,11 @@ fn ratio(f: &Fixture) {
         "  verify_strict_each  {:>10.1} µs  ({:.2} µs/signature)",
         common::micros(each),
         common::micros(each) / n
+    );
+    println!(
+        "  strict_key_once     {:>10.1} µs  ({:.2} µs/signature)",
+        common::micros(key_once),
+        common::micros(key_once) / n
     );
     println!(
         "  dalek_verify_batch  {:>10.1} µs  ({:.2} µs/signature)",
@@ -245,7 +276,11 @@ fn ratio(f: &Fixture) {
         verdict(to_each)
     );
     println!(
-        "  ratio append / dalek_verify_batch = {to_floor:.3}  ({}; reference)",
+        "  ratio append / strict_key_once    = {to_key_once:.3}  ({}; reference)",
+        verdict(to_key_once)
+    );
+    println!(
+        "  ratio append / dalek_verify_batch = {to_floor:.3}  ({}; reference, unsound)",
         verdict(to_floor)
     );
 }
