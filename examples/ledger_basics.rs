@@ -37,7 +37,9 @@ fn parse() -> Result<Options> {
     let (mut seed, mut members, mut rounds) = (1, 4, 6);
     while let Some(arg) = args.next() {
         let mut number = |name: &str| -> Result<u64> {
-            let text = args.next().with_context(|| format!("{name} needs a value"))?;
+            let text = args
+                .next()
+                .with_context(|| format!("{name} needs a value"))?;
             text.parse()
                 .with_context(|| format!("{name} must be a non-negative integer, not {text:?}"))
         };

@@ -16,6 +16,10 @@ use ieschain_storage::verify::{verify, VerifyError};
 use ieschain_storage::{ChainStore, RocksStore};
 use serde_json::{json, Value};
 
+use crate::config::FederationConfig;
+use crate::federation::Federation;
+use crate::report::{report, RunInfo};
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +35,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a federation in real time with its workload: elections, batching, rotations,
+    /// failovers. Prints progress and a summary, and writes the JSON report.
+    Run {
+        /// The federation's TOML file; the built-in four-party federation by default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The data directory (created if missing; reopened if it exists).
+        #[arg(long, value_name = "DIR", default_value = "ieschain-data")]
+        data: PathBuf,
+        /// How long to run, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+        duration: f64,
+        /// The seed of keys and workload; the configuration's by default.
+        #[arg(long, value_name = "N")]
+        seed: Option<u64>,
+        /// Where to write the JSON report.
+        #[arg(long, value_name = "FILE.json")]
+        report: Option<PathBuf>,
+    },
     /// Verify every chain of every node in a data directory: hash links, signatures,
     /// capacity, urgency bits, registry roots, replay protection and every election.
     /// Exits 0 when all verify, 1 naming the first bad block (`chain=<name> height=<h>`),
@@ -81,6 +104,19 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     match cli.command {
+        Command::Run {
+            config,
+            data,
+            duration,
+            seed,
+            report,
+        } => match run(config.as_deref(), &data, duration, seed, report.as_deref()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("ieschain run: {message}");
+                ExitCode::from(2)
+            }
+        },
         Command::Verify { data } => run_verify(&data),
         Command::Inspect {
             data,
@@ -97,6 +133,127 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             }
         },
     }
+}
+
+fn run(
+    config: Option<&Path>,
+    data: &Path,
+    duration: f64,
+    seed: Option<u64>,
+    report_path: Option<&Path>,
+) -> Result<(), String> {
+    use std::io::{IsTerminal, Write};
+    use std::time::{Duration, Instant};
+
+    if !(duration.is_finite() && duration > 0.0 && duration <= 7.0 * 86_400.0) {
+        return Err(format!(
+            "--duration must be a positive number of seconds up to a week, not {duration}"
+        ));
+    }
+    let (config, origin) = match config {
+        Some(path) => (
+            FederationConfig::from_file(path).map_err(|e| e.to_string())?,
+            path.display().to_string(),
+        ),
+        None => (
+            FederationConfig::four_party(),
+            "built-in four-party".to_string(),
+        ),
+    };
+    let seed = seed.unwrap_or(config.seed);
+    let members = config.member_count() as usize;
+    let consortiums = config.consortiums.len();
+    println!(
+        "ieschain run: {origin}, {consortiums} consortiums, {members} members, seed {seed}, data in {}, for {duration} s",
+        data.display()
+    );
+    let federation = Federation::builder(config)
+        .data_dir(data)
+        .seed(seed)
+        .start()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let total = Duration::from_secs_f64(duration);
+    let tty = std::io::stdout().is_terminal();
+    let mut last_line = Instant::now();
+    while started.elapsed() < total {
+        std::thread::sleep(Duration::from_millis(250).min(total.saturating_sub(started.elapsed())));
+        if tty || last_line.elapsed() >= Duration::from_secs(5) || started.elapsed() >= total {
+            last_line = Instant::now();
+            let stats = federation.stats();
+            let relays: Vec<String> = federation
+                .relays()
+                .iter()
+                .map(|(c, (epoch, relay, _))| {
+                    format!(
+                        "{}:{}@{}",
+                        federation.genesis().consortium_name(*c),
+                        federation.name_of(relay),
+                        epoch
+                    )
+                })
+                .collect();
+            let line = format!(
+                "{:>5.1}s  committed {:>7}  relay blocks {:>5}  acks {:>6}  elections {:>3} (failover {}, rotation {})  relays {}",
+                started.elapsed().as_secs_f64(),
+                stats.records_committed,
+                stats.relay_blocks,
+                stats.acks,
+                stats.elections,
+                stats.failovers,
+                stats.rotations,
+                relays.join(" ")
+            );
+            if tty {
+                print!("\r{line}\x1b[K");
+                let _ = std::io::stdout().flush();
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+    if tty {
+        println!();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let stats = federation.stats();
+    federation.shutdown().map_err(|e| e.to_string())?;
+    let info = RunInfo {
+        seed,
+        duration_s: elapsed,
+        config: origin,
+        members,
+        consortiums,
+        invariants_broken: Vec::new(),
+    };
+    let value = report(&info, &stats);
+    println!(
+        "summary: {} records committed in {} relay blocks ({:.0} records/s), {} urgent flushes; {} acks",
+        stats.records_committed,
+        stats.relay_blocks,
+        value["throughput_rps"].as_f64().unwrap_or(0.0),
+        stats.urgent_flushes,
+        stats.acks
+    );
+    println!(
+        "         latency to the last relay: urgent p50 {:.0} ms p99 {:.0} ms, normal p50 {:.0} ms p99 {:.0} ms",
+        stats.urgent.p50, stats.urgent.p99, stats.normal.p50, stats.normal.p99
+    );
+    println!(
+        "         elections {}: failovers {}, rotations {}, backups replaced {}; rejected {:?}",
+        stats.elections, stats.failovers, stats.rotations, stats.backups_replaced, stats.rejected
+    );
+    println!(
+        "         transport: {} envelopes delivered ({} bytes), {} dropped",
+        stats.transport.delivered, stats.transport.bytes, stats.transport.dropped
+    );
+    if let Some(path) = report_path {
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
+        std::fs::write(path, text)
+            .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
+        println!("         report written to {}", path.display());
+    }
+    Ok(())
 }
 
 fn run_verify(data: &Path) -> ExitCode {
@@ -132,7 +289,9 @@ fn run_verify(data: &Path) -> ExitCode {
 fn directory(store: &dyn ChainStore) -> Result<Directory, String> {
     let mut directory = Directory::from_genesis(store.genesis());
     for (holder, chain, head) in store.chains().map_err(|e| e.to_string())? {
-        let ChainId::Relay(lane) = chain else { continue };
+        let ChainId::Relay(lane) = chain else {
+            continue;
+        };
         for block in store
             .range(holder, chain, 1, head.height as usize)
             .map_err(|e| e.to_string())?
@@ -178,7 +337,10 @@ fn inspect(
         let elections = election_history(&store, &chains, &directory)?;
         if as_json {
             let out = json!({ "chains": listing, "elections": elections });
-            println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+            );
         } else {
             println!("{:<16} {:<40} {:>7}  head", "node", "chain", "height");
             for item in &listing {
@@ -187,7 +349,8 @@ fn inspect(
                     item["node"].as_str().unwrap_or_default(),
                     item["chain"].as_str().unwrap_or_default(),
                     item["height"],
-                    &item["head"].as_str().unwrap_or_default()[..16.min(item["head"].as_str().unwrap_or_default().len())]
+                    &item["head"].as_str().unwrap_or_default()
+                        [..16.min(item["head"].as_str().unwrap_or_default().len())]
                 );
             }
             println!("\nelection history:");
@@ -223,14 +386,20 @@ fn inspect(
     let blocks = store
         .range(*holder, *chain, from, limit)
         .map_err(|e| e.to_string())?;
-    let shown: Vec<Value> = blocks.iter().map(|b| block_json(b, &directory, &store)).collect();
+    let shown: Vec<Value> = blocks
+        .iter()
+        .map(|b| block_json(b, &directory, &store))
+        .collect();
     if as_json {
         let out = json!({
             "node": directory.name(holder),
             "chain": wanted,
             "blocks": shown,
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+        );
     } else {
         println!("{wanted}, held by {}", directory.name(holder));
         for block in &shown {
@@ -242,13 +411,19 @@ fn inspect(
 
 fn election_history(
     store: &dyn ChainStore,
-    chains: &[(ieschain_core::Address, ChainId, ieschain_core::validate::Head)],
+    chains: &[(
+        ieschain_core::Address,
+        ChainId,
+        ieschain_core::validate::Head,
+    )],
     directory: &Directory,
 ) -> Result<Vec<Value>, String> {
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for (holder, chain, head) in chains {
-        let ChainId::Relay(lane) = chain else { continue };
+        let ChainId::Relay(lane) = chain else {
+            continue;
+        };
         if !seen.insert(*lane) {
             continue;
         }
@@ -314,7 +489,11 @@ fn block_json(block: &AnyBlock, directory: &Directory, store: &dyn ChainStore) -
             value["epoch"] = json!(h.epoch);
             value["relay"] = json!(directory.name(&h.relay));
             value["urgency"] = json!((0..h.urgency.len as usize)
-                .map(|i| if h.urgency.get(i) == Some(true) { '1' } else { '0' })
+                .map(|i| if h.urgency.get(i) == Some(true) {
+                    '1'
+                } else {
+                    '0'
+                })
                 .collect::<String>());
             value["registry_added"] = json!(h
                 .registry
@@ -360,11 +539,14 @@ fn print_block(block: &Value) {
     let print_records = |records: &Value, indent: &str| {
         for r in records.as_array().into_iter().flatten() {
             println!(
-                "{indent}seq {:>4} {:<22} {}{} by {}",
+                "{indent}seq {:>4} {:<22} {}by {}",
                 r["seq"],
                 s(&r["kind"]),
-                if r["urgent"].as_bool() == Some(true) { "urgent " } else { "" },
-                "",
+                if r["urgent"].as_bool() == Some(true) {
+                    "urgent "
+                } else {
+                    ""
+                },
                 s(&r["author"])
             );
         }
@@ -377,7 +559,11 @@ fn print_block(block: &Value) {
             "  includes {} height {}{}",
             s(&inner["chain"]),
             inner["height"],
-            if inner["urgent"].as_bool() == Some(true) { " (urgent)" } else { "" }
+            if inner["urgent"].as_bool() == Some(true) {
+                " (urgent)"
+            } else {
+                ""
+            }
         );
         print_records(&inner["records"], "    ");
     }

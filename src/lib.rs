@@ -10,13 +10,18 @@
 //! - [`actors`] (`ieschain-actors`): the actix actors (members, relays, backups, supervisor).
 //! - [`config`]: the federation configuration: TOML files in `federations/`, their checks,
 //!   and the genesis record and keys they build.
-//! - [`cli`]: the `ieschain` command (`verify`, `inspect`).
+//! - [`cli`]: the `ieschain` command (`run`, `verify`, `inspect`).
 //! - [`demo`]: writing a sample ledger of every chain kind into a store.
+//! - [`federation`]: the running federation: builder, handle, events, statistics.
+//! - [`report`]: the JSON report of `run` and `simulate`.
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod federation;
+pub mod report;
 
 pub use ieschain_actors as actors;
 pub use ieschain_core as core;

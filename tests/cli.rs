@@ -14,7 +14,11 @@ use util::{ieschain, outcome, sample_dir};
 fn verify_passes_on_the_sample_ledger() {
     let dir = tempfile::tempdir().unwrap();
     sample_dir(dir.path(), 1);
-    let (code, stdout, stderr) = outcome(&ieschain(&["verify", "--data", dir.path().to_str().unwrap()]));
+    let (code, stdout, stderr) = outcome(&ieschain(&[
+        "verify",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]));
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.starts_with("ok: "), "{stdout}");
 }
@@ -29,17 +33,31 @@ fn verify_names_a_tampered_block() {
     {
         let store = RocksStore::open_existing(dir.path()).unwrap();
         let chain = ChainId::Consortium(member.consortium, member.entry.address);
-        let Some(AnyBlock::Consortium(mut block)) = store.block(member.entry.address, chain, 3).unwrap() else {
+        let Some(AnyBlock::Consortium(mut block)) =
+            store.block(member.entry.address, chain, 3).unwrap()
+        else {
             panic!("grid-2 holds its own lane");
         };
         block.header.time += 1;
         store
-            .overwrite_unchecked(member.entry.address, chain, 3, &codec::encode(&AnyBlock::Consortium(block)))
+            .overwrite_unchecked(
+                member.entry.address,
+                chain,
+                3,
+                &codec::encode(&AnyBlock::Consortium(block)),
+            )
             .unwrap();
     }
-    let (code, stdout, stderr) = outcome(&ieschain(&["verify", "--data", dir.path().to_str().unwrap()]));
+    let (code, stdout, stderr) = outcome(&ieschain(&[
+        "verify",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]));
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
-    assert!(stdout.contains("chain=consortium/grid/grid-2 height=3"), "{stdout}");
+    assert!(
+        stdout.contains("chain=consortium/grid/grid-2 height=3"),
+        "{stdout}"
+    );
     assert!(stdout.contains("node=grid-2"), "{stdout}");
 }
 
@@ -52,10 +70,19 @@ fn verify_names_an_undecodable_block() {
     {
         let store = RocksStore::open_existing(dir.path()).unwrap();
         store
-            .overwrite_unchecked(member.entry.address, ChainId::Private(member.entry.address), 2, b"\xff\xfe garbage")
+            .overwrite_unchecked(
+                member.entry.address,
+                ChainId::Private(member.entry.address),
+                2,
+                b"\xff\xfe garbage",
+            )
             .unwrap();
     }
-    let (code, stdout, _) = outcome(&ieschain(&["verify", "--data", dir.path().to_str().unwrap()]));
+    let (code, stdout, _) = outcome(&ieschain(&[
+        "verify",
+        "--data",
+        dir.path().to_str().unwrap(),
+    ]));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("chain=private/load-1 height=2"), "{stdout}");
 }
@@ -71,24 +98,46 @@ fn verify_reports_bad_directories_with_exit_2() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     for path in [&missing, &garbage, &empty] {
-        let (code, stdout, stderr) = outcome(&ieschain(&["verify", "--data", path.to_str().unwrap()]));
-        assert_eq!(code, 2, "{}: stdout {stdout} stderr {stderr}", path.display());
+        let (code, stdout, stderr) =
+            outcome(&ieschain(&["verify", "--data", path.to_str().unwrap()]));
+        assert_eq!(
+            code,
+            2,
+            "{}: stdout {stdout} stderr {stderr}",
+            path.display()
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
-        assert!(stderr.contains(path.file_name().unwrap().to_str().unwrap()), "error must name the path: {stderr}");
+        assert!(
+            stderr.contains(path.file_name().unwrap().to_str().unwrap()),
+            "error must name the path: {stderr}"
+        );
         assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
     }
-    assert!(!empty.join("CURRENT").exists(), "verify must not create a database");
+    assert!(
+        !empty.join("CURRENT").exists(),
+        "verify must not create a database"
+    );
 }
 
 /// Bad flags exit 2; `--help` exits 0 for every command.
 #[test]
 fn flags_and_help() {
-    for args in [&["verify"][..], &["verify", "--data"], &["frobnicate"], &["verify", "--data", "x", "--bogus"], &["inspect", "--data", "x", "--limit", "many"]] {
+    for args in [
+        &["verify"][..],
+        &["verify", "--data"],
+        &["frobnicate"],
+        &["verify", "--data", "x", "--bogus"],
+        &["inspect", "--data", "x", "--limit", "many"],
+    ] {
         let (code, _, stderr) = outcome(&ieschain(args));
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
-    for args in [&["--help"][..], &["verify", "--help"], &["inspect", "--help"]] {
+    for args in [
+        &["--help"][..],
+        &["verify", "--help"],
+        &["inspect", "--help"],
+    ] {
         let (code, stdout, _) = outcome(&ieschain(args));
         assert_eq!(code, 0, "{args:?}");
         assert!(stdout.contains("Usage"), "{stdout}");
@@ -105,18 +154,44 @@ fn inspect_shows_chains_blocks_and_elections() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("relay/source"), "{stdout}");
     assert!(stdout.contains("private/load-3"), "{stdout}");
-    assert!(stdout.contains("rotation") && stdout.contains("failover") && stdout.contains("initial"), "{stdout}");
+    assert!(
+        stdout.contains("rotation") && stdout.contains("failover") && stdout.contains("initial"),
+        "{stdout}"
+    );
 
-    let (code, stdout, stderr) = outcome(&ieschain(&["inspect", "--data", data, "--chain", "relay/grid", "--limit", "3", "--json"]));
+    let (code, stdout, stderr) = outcome(&ieschain(&[
+        "inspect",
+        "--data",
+        data,
+        "--chain",
+        "relay/grid",
+        "--limit",
+        "3",
+        "--json",
+    ]));
     assert_eq!(code, 0, "{stderr}");
     let value: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let blocks = value["blocks"].as_array().unwrap();
     assert_eq!(blocks.len(), 3);
     assert_eq!(blocks[0]["height"], 1);
-    assert!(blocks[0]["records"].as_array().unwrap().iter().any(|r| r["kind"] == "election"));
-    assert!(blocks[1]["registry_added"].as_array().unwrap().iter().any(|n| n == "grid-joined"));
+    assert!(blocks[0]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["kind"] == "election"));
+    assert!(blocks[1]["registry_added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n == "grid-joined"));
 
-    let (code, _, stderr) = outcome(&ieschain(&["inspect", "--data", data, "--chain", "relay/nowhere"]));
+    let (code, _, stderr) = outcome(&ieschain(&[
+        "inspect",
+        "--data",
+        data,
+        "--chain",
+        "relay/nowhere",
+    ]));
     assert_eq!(code, 2);
     assert!(stderr.contains("no chain named relay/nowhere"), "{stderr}");
 }

@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 
 use ieschain_core::block::ChainBlock;
 use ieschain_core::sample::SampleFederation;
-use ieschain_core::{Audience, ChainId, ConsortiumBlock, Hash, PrivateBlock, RecordBody, RecordContent};
+use ieschain_core::{
+    Audience, ChainId, ConsortiumBlock, Hash, PrivateBlock, RecordBody, RecordContent,
+};
 use ieschain_storage::verify::verify;
 use ieschain_storage::{ChainStore, RocksOptions, RocksStore};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -36,7 +38,12 @@ fn durability_child() {
     };
     let federation = federation();
     let member = &federation.members[0];
-    let store = RocksStore::open(std::path::Path::new(&dir), &federation.genesis, RocksOptions::default()).unwrap();
+    let store = RocksStore::open(
+        std::path::Path::new(&dir),
+        &federation.genesis,
+        RocksOptions::default(),
+    )
+    .unwrap();
     let address = member.entry.address;
     let private = ChainId::Private(address);
     let lane = ChainId::Consortium(member.consortium, address);
@@ -49,7 +56,10 @@ fn durability_child() {
             seq,
             created_at: seq,
             audience: Audience::Own,
-            body: RecordBody::MeterReading { meter: 1, wh: seq * 10 },
+            body: RecordBody::MeterReading {
+                meter: 1,
+                wh: seq * 10,
+            },
         }
         .sign(&member.key);
         let block = PrivateBlock::seal(&member.key, head.height + 1, head.hash, seq, vec![record]);
@@ -65,11 +75,24 @@ fn durability_child() {
                 seq,
                 created_at: seq,
                 audience: Audience::Own,
-                body: RecordBody::EquipmentMaintenance { equipment: "pump".into(), detail: format!("visit {seq}") },
+                body: RecordBody::EquipmentMaintenance {
+                    equipment: "pump".into(),
+                    detail: format!("visit {seq}"),
+                },
             }
             .sign(&member.key);
-            let block = ConsortiumBlock::seal(&member.key, member.consortium, head.height + 1, head.hash, seq, vec![record]);
-            head = ieschain_core::validate::Head { height: block.height(), hash: block.hash() };
+            let block = ConsortiumBlock::seal(
+                &member.key,
+                member.consortium,
+                head.height + 1,
+                head.hash,
+                seq,
+                vec![record],
+            );
+            head = ieschain_core::validate::Head {
+                height: block.height(),
+                hash: block.hash(),
+            };
             batch.push((address, block.into()));
         }
         store.append_many(&batch).unwrap();
@@ -93,7 +116,14 @@ fn killed_appender_loses_no_acknowledged_block() {
     for round in 0..5 {
         let kill_after = 5 + rng.next_u32() as usize % 120;
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "durability_child", "--ignored", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "durability_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(DIR_VAR, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -116,9 +146,13 @@ fn killed_appender_loses_no_acknowledged_block() {
         // SIGKILL: no destructors, no flush.
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(seen >= kill_after, "round {round}: the child stopped after {seen} acknowledgements");
+        assert!(
+            seen >= kill_after,
+            "round {round}: the child stopped after {seen} acknowledgements"
+        );
 
-        let store = RocksStore::open(dir.path(), &federation.genesis, RocksOptions::default()).unwrap();
+        let store =
+            RocksStore::open(dir.path(), &federation.genesis, RocksOptions::default()).unwrap();
         for ((chain, height), hash) in &acked {
             let chain_id = match chain.as_str() {
                 "private" => ChainId::Private(address),
@@ -134,7 +168,11 @@ fn killed_appender_loses_no_acknowledged_block() {
         let summary = verify(&store).unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert!(summary.blocks as usize >= acked.len());
     }
-    assert!(acked.len() > 25, "only {} acknowledgements over five rounds", acked.len());
+    assert!(
+        acked.len() > 25,
+        "only {} acknowledgements over five rounds",
+        acked.len()
+    );
 }
 
 fn hex_to_32(text: &str) -> [u8; 32] {

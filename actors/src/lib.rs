@@ -15,6 +15,7 @@
 //! - [`outbox`]: carrying out effects.
 //! - [`workload`]: the members' generated records.
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod clock;
 pub mod messages;

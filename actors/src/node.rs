@@ -143,6 +143,12 @@ impl Handler<Deliver> for NodeActor {
         match self.inbox.accept(&envelope, |a| member.key_of(a)) {
             Ok(message) => {
                 let now = self.outbox.now();
+                log::trace!(
+                    "node {} <- {}: {}",
+                    self.member.address().short(),
+                    envelope.header.from.short(),
+                    message.name()
+                );
                 let effects = self.member.deliver(envelope.header.from, message, now);
                 self.outbox.run(effects);
             }

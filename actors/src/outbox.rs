@@ -84,6 +84,37 @@ impl Outbox {
 
     /// Emits an event to the host.
     pub fn emit(&self, event: &Event) {
+        if let Event::Elected {
+            consortium,
+            epoch,
+            reason,
+            relay,
+            backup,
+            at,
+        } = event
+        {
+            log::info!(
+                "election: consortium {consortium} epoch {epoch} {reason:?} relay {} backup {:?} at {at}",
+                relay.short(),
+                backup.map(|b| b.short())
+            );
+        }
+        if let Event::Rejected {
+            kind,
+            hostile,
+            detail,
+            ..
+        } = event
+        {
+            if kind.starts_with("own_") {
+                log::error!("node {}: {kind}: {detail}", self.address().short());
+            } else if *hostile {
+                log::warn!(
+                    "node {}: rejected ({kind}): {detail}",
+                    self.address().short()
+                );
+            }
+        }
         (self.events)(event);
     }
 

@@ -17,14 +17,15 @@ pub struct Rates {
     pub per_kind: Vec<(RecordKind, f64)>,
 }
 
-/// One member's generator.
+/// One member's generator: for each kind, Poisson arrivals at the kind's rate, with
+/// exponential gaps drawn from the member's own stream.
 #[derive(Debug)]
 pub struct Workload {
     rates: Rates,
     rng: ChaCha8Rng,
     consortiums: u16,
-    last: Option<u64>,
-    carry: Vec<f64>,
+    /// When each kind's next record is due, ms; `None` until the first call.
+    next: Vec<Option<u64>>,
     counter: u64,
 }
 
@@ -36,31 +37,38 @@ impl Workload {
         key[..8].copy_from_slice(&seed.to_le_bytes());
         key[8..28].copy_from_slice(&address.0);
         Workload {
-            carry: vec![0.0; rates.per_kind.len()],
+            next: vec![None; rates.per_kind.len()],
             rates,
             rng: ChaCha8Rng::from_seed(key),
             consortiums: consortiums.max(2),
-            last: None,
             counter: 0,
         }
     }
 
-    /// The records due between the last call and `now`, from `own` consortium.
+    /// An exponential gap, ms, for `rate` per second.
+    fn gap_ms(&mut self, rate: f64) -> u64 {
+        // A uniform in (0, 1]: 53 random bits, never zero.
+        let uniform = ((self.rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
+        (-uniform.ln() / rate * 1000.0).max(1.0) as u64
+    }
+
+    /// The records due up to `now`, from `own` consortium.
     pub fn due(&mut self, now: u64, own: ConsortiumId) -> Vec<(Audience, RecordBody)> {
-        let Some(last) = self.last.replace(now) else {
-            return Vec::new();
-        };
-        let elapsed = now.saturating_sub(last) as f64 / 1000.0;
         let mut out = Vec::new();
         for index in 0..self.rates.per_kind.len() {
             let (kind, rate) = self.rates.per_kind[index];
-            // Accumulate the expected count; emit its whole part, keep the rest.
-            self.carry[index] += rate * elapsed;
-            let count = self.carry[index].floor();
-            self.carry[index] -= count;
-            for _ in 0..count as u64 {
-                out.push(self.record(kind, own));
+            if rate <= 0.0 || !rate.is_finite() {
+                continue;
             }
+            let mut due = match self.next[index] {
+                Some(due) => due,
+                None => now + self.gap_ms(rate),
+            };
+            while due <= now {
+                out.push(self.record(kind, own));
+                due += self.gap_ms(rate);
+            }
+            self.next[index] = Some(due);
         }
         out
     }

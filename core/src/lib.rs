@@ -19,6 +19,7 @@
 //! - [`validate`]: checking a block against its chain's head.
 //! - [`window`]: the window and urgency rules of relay batching.
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod block;
 pub mod codec;
@@ -27,8 +28,8 @@ pub mod election;
 pub mod genesis;
 pub mod ids;
 pub mod merkle;
-pub mod node;
 pub mod message;
+pub mod node;
 pub mod record;
 pub mod registry;
 pub mod sample;

@@ -454,3 +454,42 @@ fn rotation_after_one_period() {
     net.verify_all();
     net.assert_no_fork();
 }
+
+/// An urgent record reaches every relay without waiting on the window (L2): within a few
+/// network steps of its creation, here a few 10 ms ticks.
+#[test]
+fn urgent_record_reaches_every_relay_at_once() {
+    let mut net = Net::new(5, 4);
+    net.run(1_500);
+    let created = net.now;
+    net.write("grid-3", true);
+    let author = net.federation.member("grid-3").unwrap().entry.address;
+    net.run(500);
+    let mut lanes_at: BTreeMap<ConsortiumId, u64> = BTreeMap::new();
+    for event in &net.events {
+        if let Event::Committed {
+            node, records, at, ..
+        } = event
+        {
+            let Some(member) = net.members.get(node) else {
+                continue;
+            };
+            if !(member.is_relay()) {
+                continue;
+            }
+            if records
+                .iter()
+                .any(|r| r.author == author && r.created_at == created)
+            {
+                lanes_at.entry(member.consortium()).or_insert(*at);
+            }
+        }
+    }
+    assert_eq!(lanes_at.len(), 4, "reached only {lanes_at:?}");
+    let last = lanes_at.values().max().unwrap();
+    assert!(
+        last - created <= 30,
+        "urgent record took {} ms to reach the last relay",
+        last - created
+    );
+}

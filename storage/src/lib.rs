@@ -18,6 +18,7 @@
 //! bytes never leave this crate except where asked for ([`ChainStore::raw_range`],
 //! [`ChainStore::overwrite_unchecked`]).
 #![deny(missing_docs)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod engine;
 pub mod error;

@@ -77,6 +77,14 @@ enum RelayState {
     Stopped,
 }
 
+/// What the relay does once the backup confirms a replication: entries are released in
+/// order, each once its own confirmation has arrived.
+#[derive(Clone, Debug)]
+struct PendingEntry {
+    done: bool,
+    action: Pending,
+}
+
 #[derive(Clone, Debug)]
 enum Pending {
     /// Acknowledge once the backup has the block.
@@ -92,6 +100,14 @@ enum Pending {
     },
 }
 
+impl Pending {
+    fn hash(&self) -> crate::crypto::Hash {
+        match self {
+            Pending::Ack { hash, .. } | Pending::Broadcast { hash, .. } => *hash,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct RelayDuty {
     epoch: u64,
@@ -100,7 +116,7 @@ struct RelayDuty {
     state: RelayState,
     backup: Option<Address>,
     backup_ready: bool,
-    pending: VecDeque<Pending>,
+    pending: VecDeque<PendingEntry>,
     acked: BTreeMap<Address, u64>,
     took_over: bool,
     degraded_reported: bool,
@@ -112,6 +128,11 @@ struct BackupDuty {
     relay: Address,
     /// Chains still being caught up from the relay.
     catching_up: BTreeSet<ChainId>,
+    /// Replicated blocks that arrived ahead of a gap, with the epoch they came in: stored
+    /// and confirmed once the gap is synced from the relay.
+    parked: BTreeMap<(Address, u64), (u64, ConsortiumBlock)>,
+    /// Relay blocks of the own lane that arrived ahead of a gap, by height.
+    parked_relay: BTreeMap<u64, RelayBlock>,
 }
 
 #[derive(Clone, Debug)]
@@ -143,6 +164,9 @@ pub struct Member {
     unacked: BTreeMap<u64, ConsortiumBlock>,
     serving: BTreeMap<ConsortiumId, Serving>,
     next_heartbeat: u64,
+    /// When unacknowledged blocks are next resent (a relay that was not yet serving, a
+    /// lost message): duplicates are re-acknowledged, so resending is always safe (D9).
+    next_resend: u64,
     discovered: bool,
     holder: Option<Box<Holder>>,
     duty: Duty,
@@ -185,6 +209,7 @@ impl Member {
             unacked: BTreeMap::new(),
             serving: BTreeMap::new(),
             next_heartbeat: 0,
+            next_resend: 0,
             discovered: false,
             holder: None,
             duty: Duty::None,
@@ -378,6 +403,9 @@ impl Member {
             return;
         }
         effects.push(Effect::Persist(vec![block.clone().into()]));
+        if self.unacked.is_empty() {
+            self.next_resend = now + self.resend_ms();
+        }
         self.unacked.insert(block.height(), block.clone());
         if let Some(relay) = self.relay() {
             effects.push(Effect::Send {
@@ -385,6 +413,12 @@ impl Member {
                 message: Message::Submit { block },
             });
         }
+    }
+
+    /// How long a block waits for its acknowledgement before it is resent: long enough
+    /// for a replicated acknowledgement, short next to a failover.
+    fn resend_ms(&self) -> u64 {
+        2 * self.timing.heartbeat_ms
     }
 
     fn rejected(&self, kind: &'static str, hostile: bool, detail: String) -> Effect {
@@ -415,6 +449,19 @@ impl Member {
         }
         if self.private_since.is_some_and(|t| now >= t + wait) {
             self.close_private(now, &mut effects);
+        }
+        if !self.unacked.is_empty() && now >= self.next_resend {
+            if let Some(relay) = self.relay() {
+                for block in self.unacked.values() {
+                    effects.push(Effect::Send {
+                        to: relay,
+                        message: Message::Submit {
+                            block: block.clone(),
+                        },
+                    });
+                }
+            }
+            self.next_resend = now + self.resend_ms();
         }
         if self.relay_capable && now >= self.next_heartbeat {
             self.next_heartbeat = now + self.timing.heartbeat_ms;
@@ -695,7 +742,7 @@ impl Member {
                 .map_or(0, |l| l.head.height);
             chains.push((ChainId::Relay(lane), head + 1));
         }
-        for member in members.into_iter().filter(|m| *m != relay && *m != self.me) {
+        for member in members.into_iter().filter(|m| *m != self.me) {
             let head = holder
                 .and_then(|h| h.member_lanes.get(&member))
                 .map_or(0, |l| l.head.height);
@@ -712,6 +759,8 @@ impl Member {
             epoch: election.epoch,
             relay,
             catching_up,
+            parked: BTreeMap::new(),
+            parked_relay: BTreeMap::new(),
         });
     }
 
@@ -827,8 +876,15 @@ impl Member {
         let author = from;
         let height = block.height();
         let acked = duty.acked.get(&author).copied().unwrap_or(0);
-        match self.holder_mut().accept_member_block(&block) {
-            Ok(Accepted::New) => {}
+        let pending = duty.pending.iter().any(|e| {
+            matches!(e.action, Pending::Ack { author: a, height: h, .. } if a == author && h == height)
+        });
+        let fresh = match self.holder_mut().accept_member_block(&block) {
+            Ok(Accepted::New) => true,
+            // Held, but not acknowledged by this relay: it came by replication while this
+            // node was the backup, or by a sync. Acknowledge it the normal way, through the
+            // backup, without storing it again.
+            Ok(Accepted::Duplicate) if height > acked && !pending => false,
             Ok(Accepted::Duplicate) => {
                 // The original reply (D9): re-acknowledge what was acknowledged.
                 if height <= acked {
@@ -863,9 +919,9 @@ impl Member {
                 ));
                 return;
             }
-        }
+        };
         // The node's own lane is one stored chain: the writer already persisted it.
-        if author != self.me {
+        if fresh && author != self.me {
             effects.push(Effect::Persist(vec![block.clone().into()]));
         }
         let hash = block.hash();
@@ -881,10 +937,13 @@ impl Member {
                         block: block.clone(),
                     },
                 });
-                duty.pending.push_back(Pending::Ack {
-                    hash,
-                    author,
-                    height,
+                duty.pending.push_back(PendingEntry {
+                    done: false,
+                    action: Pending::Ack {
+                        hash,
+                        author,
+                        height,
+                    },
                 });
             }
             None => {
@@ -908,7 +967,7 @@ impl Member {
                 });
             }
         }
-        if block.is_external() && duty.state == RelayState::Active && duty.took_over {
+        if fresh && block.is_external() && duty.state == RelayState::Active && duty.took_over {
             let flushes = duty.window.add(block, now);
             for flush in flushes {
                 self.produce(flush, now, effects);
@@ -940,6 +999,18 @@ impl Member {
             .position(|r| r.digest() == carried)
             .map_or(0, |i| i + 1);
         let records: Vec<Record> = serving.records[start..].to_vec();
+        // Never include a block twice: the lane may have included it meanwhile (a block
+        // resent to a new relay, a backlog taken over).
+        let mut seen = BTreeSet::new();
+        let blocks: Vec<ConsortiumBlock> = flush
+            .blocks
+            .into_iter()
+            .filter(|b| {
+                let key = (b.header.author, b.header.height);
+                let included = own.included.get(&key.0).copied().unwrap_or(0);
+                key.1 > included && seen.insert(key)
+            })
+            .collect();
         let lane_heads: Vec<LaneHead> = holder
             .relay_lanes
             .iter()
@@ -959,7 +1030,7 @@ impl Member {
             registry_root: own.registry.root(),
             added: Vec::new(),
             lane_heads,
-            blocks: flush.blocks,
+            blocks,
             records,
         };
         let block = draft.seal(&self.key);
@@ -982,9 +1053,12 @@ impl Member {
                         block: block.clone(),
                     },
                 });
-                duty.pending.push_back(Pending::Broadcast {
-                    hash,
-                    block: Box::new(block),
+                duty.pending.push_back(PendingEntry {
+                    done: false,
+                    action: Pending::Broadcast {
+                        hash,
+                        block: Box::new(block),
+                    },
                 });
             }
             None => broadcast(&self.serving, self.me, &block, effects),
@@ -1006,34 +1080,54 @@ impl Member {
         if duty.backup != Some(from) || duty.epoch != epoch {
             return;
         }
-        // Replies come in order; release everything up to and including this one.
-        let Some(position) = duty.pending.iter().position(|p| match p {
-            Pending::Ack { hash: h, .. } | Pending::Broadcast { hash: h, .. } => *h == hash,
-        }) else {
-            return;
-        };
-        for pending in duty.pending.drain(..=position) {
-            match pending {
-                Pending::Ack {
-                    hash,
-                    author,
-                    height,
-                } => {
-                    duty.acked.insert(author, height);
-                    effects.push(Effect::Send {
-                        to: author,
-                        message: Message::Ack {
-                            epoch,
-                            author,
-                            height,
-                            hash,
-                        },
-                    });
-                }
-                Pending::Broadcast { block, .. } => {
-                    broadcast(&self.serving, self.me, &block, effects)
-                }
+        // Mark this one confirmed, then release confirmed entries from the front, so that
+        // acknowledgements and broadcasts keep their order and none goes out before the
+        // backup has its block.
+        if let Some(entry) = duty.pending.iter_mut().find(|e| e.action.hash() == hash) {
+            entry.done = true;
+        }
+        while duty.pending.front().is_some_and(|e| e.done) {
+            if let Some(entry) = duty.pending.pop_front() {
+                Self::release(
+                    &self.serving,
+                    self.me,
+                    epoch,
+                    &mut duty.acked,
+                    entry.action,
+                    effects,
+                );
             }
+        }
+    }
+
+    /// Carries out one released action: an acknowledgement or a broadcast.
+    fn release(
+        serving: &BTreeMap<ConsortiumId, Serving>,
+        me: Address,
+        epoch: u64,
+        acked: &mut BTreeMap<Address, u64>,
+        action: Pending,
+        effects: &mut Vec<Effect>,
+    ) {
+        match action {
+            Pending::Ack {
+                hash,
+                author,
+                height,
+            } => {
+                let last = acked.entry(author).or_insert(0);
+                *last = (*last).max(height);
+                effects.push(Effect::Send {
+                    to: author,
+                    message: Message::Ack {
+                        epoch,
+                        author,
+                        height,
+                        hash,
+                    },
+                });
+            }
+            Pending::Broadcast { block, .. } => broadcast(serving, me, &block, effects),
         }
     }
 
@@ -1046,26 +1140,8 @@ impl Member {
         effects: &mut Vec<Effect>,
     ) {
         let epoch = duty.epoch;
-        for pending in duty.pending.drain(..) {
-            match pending {
-                Pending::Ack {
-                    hash,
-                    author,
-                    height,
-                } => {
-                    duty.acked.insert(author, height);
-                    effects.push(Effect::Send {
-                        to: author,
-                        message: Message::Ack {
-                            epoch,
-                            author,
-                            height,
-                            hash,
-                        },
-                    });
-                }
-                Pending::Broadcast { block, .. } => broadcast(serving, me, &block, effects),
-            }
+        for entry in std::mem::take(&mut duty.pending) {
+            Self::release(serving, me, epoch, &mut duty.acked, entry.action, effects);
         }
     }
 
@@ -1085,18 +1161,36 @@ impl Member {
         if duty.relay != from || epoch < duty.epoch {
             effects.push(self.rejected(
                 "stale_epoch",
-                true,
+                false,
                 format!("replicate from {from} epoch {epoch}"),
             ));
             return;
         }
         let hash = block.hash();
+        let (author, height) = (block.header.author, block.height());
         match self.holder_mut().accept_member_block(&block) {
-            Ok(Accepted::New) if block.header.author != self.me => {
+            Ok(Accepted::New) if author != self.me => {
                 effects.push(Effect::Persist(vec![block.into()]))
             }
-            Ok(Accepted::New) => {}
-            Ok(Accepted::Duplicate) => {}
+            Ok(_) => {}
+            Err(Reject::Height { expected, got }) if got > expected => {
+                // A gap: fetch it from the relay, and confirm this block once it is stored.
+                let chain = ChainId::Consortium(self.consortium, author);
+                if let Duty::Backup(duty) = &mut self.duty {
+                    let asked = duty.parked.keys().any(|(a, _)| *a == author);
+                    duty.parked.insert((author, height), (epoch, block));
+                    if !asked {
+                        effects.push(Effect::Send {
+                            to: from,
+                            message: Message::SyncRequest {
+                                chain,
+                                from: expected,
+                            },
+                        });
+                    }
+                }
+                return;
+            }
             Err(reason) => {
                 effects.push(self.rejected(
                     reject_kind(&reason),
@@ -1110,6 +1204,43 @@ impl Member {
             to: from,
             message: Message::Replicated { epoch, hash },
         });
+    }
+
+    /// Stores and confirms the parked replicated blocks of `author` that now follow its
+    /// lane's head.
+    fn unpark(&mut self, author: Address, effects: &mut Vec<Effect>) {
+        loop {
+            let Duty::Backup(duty) = &mut self.duty else {
+                return;
+            };
+            let relay = duty.relay;
+            let Some((&key, _)) = duty.parked.range((author, 0)..=(author, u64::MAX)).next() else {
+                return;
+            };
+            let Some((epoch, block)) = duty.parked.remove(&key) else {
+                return;
+            };
+            let hash = block.hash();
+            match self.holder_mut().accept_member_block(&block) {
+                Ok(Accepted::New) => {
+                    if author != self.me {
+                        effects.push(Effect::Persist(vec![block.into()]));
+                    }
+                }
+                Ok(Accepted::Duplicate) => {}
+                Err(_) => {
+                    // Still a gap: put it back and wait for the rest of the sync.
+                    if let Duty::Backup(duty) = &mut self.duty {
+                        duty.parked.insert(key, (epoch, block));
+                    }
+                    return;
+                }
+            }
+            effects.push(Effect::Send {
+                to: relay,
+                message: Message::Replicated { epoch, hash },
+            });
+        }
     }
 
     fn on_replicate_relay(
@@ -1130,9 +1261,28 @@ impl Member {
         if duty.relay != from {
             effects.push(self.rejected(
                 "stale_epoch",
-                true,
+                false,
                 format!("relay block replicated by {from}, not the relay"),
             ));
+            return;
+        }
+        let lane = block.header.lane;
+        let head = self.relay_lane_head(lane).map_or(0, |h| h.height);
+        if block.height() > head + 1 {
+            // A gap: fetch it, and confirm this block once it is stored.
+            if let Duty::Backup(duty) = &mut self.duty {
+                let asked = !duty.parked_relay.is_empty();
+                duty.parked_relay.insert(block.height(), block);
+                if !asked {
+                    effects.push(Effect::Send {
+                        to: from,
+                        message: Message::SyncRequest {
+                            chain: ChainId::Relay(lane),
+                            from: head + 1,
+                        },
+                    });
+                }
+            }
             return;
         }
         let epoch = block.header.epoch;
@@ -1140,6 +1290,39 @@ impl Member {
         if self.accept_relay_block(from, block, now, effects) {
             effects.push(Effect::Send {
                 to: from,
+                message: Message::Replicated { epoch, hash },
+            });
+        }
+    }
+
+    /// Stores and confirms the parked relay blocks that now follow the own lane's head.
+    fn unpark_relay(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        loop {
+            let Duty::Backup(duty) = &mut self.duty else {
+                return;
+            };
+            let relay = duty.relay;
+            let Some((&height, _)) = duty.parked_relay.iter().next() else {
+                return;
+            };
+            let head = self
+                .relay_lane_head(self.consortium)
+                .map_or(0, |h| h.height);
+            let Duty::Backup(duty) = &mut self.duty else {
+                return;
+            };
+            if height > head + 1 {
+                return;
+            }
+            let Some(block) = duty.parked_relay.remove(&height) else {
+                return;
+            };
+            let (epoch, hash) = (block.header.epoch, block.hash());
+            if height == head + 1 && !self.accept_relay_block(relay, block, now, effects) {
+                continue;
+            }
+            effects.push(Effect::Send {
+                to: relay,
                 message: Message::Replicated { epoch, hash },
             });
         }
@@ -1176,7 +1359,7 @@ impl Member {
             if block.header.epoch < serving.epoch {
                 effects.push(self.rejected(
                     "stale_epoch",
-                    true,
+                    false,
                     format!(
                         "relay block lane {lane} height {} epoch {} < {}",
                         block.height(),
@@ -1296,29 +1479,28 @@ impl Member {
             }
             let height = block.height();
             let accepted = match &block {
-                AnyBlock::Relay(relay) => {
-                    let lane = relay.header.lane;
-                    let fenced = self
-                        .serving
-                        .get(&lane)
-                        .is_some_and(|s| relay.header.epoch < s.epoch);
-                    if fenced {
-                        false
-                    } else {
-                        match self.holder_mut().accept_block(&block) {
-                            Ok(()) => {
-                                effects.push(Effect::Persist(vec![block.clone()]));
-                                effects.push(Effect::Emit(committed_event(
-                                    self.me, relay, false, None, now,
-                                )));
-                                true
-                            }
-                            Err(err) => {
-                                matches!(err.reason, Reject::Height { got, expected } if got < expected)
-                            }
-                        }
+                // History below a newer epoch's first block is legitimate; the lane's own
+                // validation places every epoch (fencing applies to live broadcasts).
+                AnyBlock::Relay(relay) => match self.holder_mut().accept_block(&block) {
+                    Ok(()) => {
+                        effects.push(Effect::Persist(vec![block.clone()]));
+                        effects.push(Effect::Emit(committed_event(
+                            self.me, relay, false, None, now,
+                        )));
+                        true
                     }
-                }
+                    Err(err) if matches!(err.reason, Reject::Height { got, expected } if got < expected) => {
+                        true
+                    }
+                    Err(err) => {
+                        effects.push(self.rejected(
+                            "invalid_block",
+                            true,
+                            format!("synced from {from}: {err}"),
+                        ));
+                        return;
+                    }
+                },
                 AnyBlock::Consortium(member_block) => {
                     match self.holder_mut().accept_member_block(member_block) {
                         Ok(Accepted::New) => {
@@ -1364,7 +1546,17 @@ impl Member {
                 }
                 self.relay_tick(now, effects);
             }
-            Duty::Backup(duty) => {
+            Duty::Backup(_) => {
+                match chain {
+                    ChainId::Consortium(_, author) => self.unpark(author, effects),
+                    ChainId::Relay(lane) if lane == self.consortium => {
+                        self.unpark_relay(now, effects)
+                    }
+                    _ => {}
+                }
+                let Duty::Backup(duty) = &mut self.duty else {
+                    return;
+                };
                 duty.catching_up.remove(&chain);
                 if duty.catching_up.is_empty() {
                     let (relay, epoch) = (duty.relay, duty.epoch);

@@ -21,6 +21,9 @@ use crate::message::Message;
 use crate::window::{FlushReason, WindowConfig};
 
 /// What a machine asks its actor to do.
+// A message may carry a whole relay block inline; effects live only from one machine
+// step to its execution, so boxing would cost an allocation per send for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     /// Send `message` to `to` through the transport.

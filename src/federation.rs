@@ -1,0 +1,775 @@
+//! The federation: built from a [`FederationConfig`] and a data directory, run by actix on
+//! a thread of its own, and driven through a [`FederationHandle`] (SPEC §10).
+//!
+//! The handle is `Send` and `Clone`, and usable from any thread or any tokio runtime: its
+//! methods are `async` and talk to the actors through their mailboxes, so the host needs
+//! no actix of its own. Blocking hosts can use [`FederationHandle::block_on`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ieschain::federation::FederationError> {
+//! use ieschain::config::FederationConfig;
+//! use ieschain::federation::Federation;
+//!
+//! let federation = Federation::builder(FederationConfig::four_party())
+//!     .data_dir("./ieschain-data")
+//!     .seed(1)
+//!     .start()?;
+//! let mut events = federation.subscribe();
+//! // ... submit records, watch events ...
+//! # let _ = events.try_recv();
+//! federation.shutdown()?;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use actix::{Actor, Addr};
+use ieschain_actors::clock::{Clock, SystemClock};
+use ieschain_actors::messages::{Crash, NodeStatus, Status, Write};
+use ieschain_actors::node::NodeActor;
+use ieschain_actors::outbox::{EventSink, Outbox};
+use ieschain_actors::supervisor::SupervisorActor;
+use ieschain_actors::transport::{InProcess, Transport, TransportStats};
+use ieschain_actors::workload::{Rates, Workload};
+use ieschain_core::election::ElectionReason;
+use ieschain_core::genesis::{Directory, Genesis};
+use ieschain_core::message::Envelope;
+use ieschain_core::node::{Event, Timing};
+use ieschain_core::{Address, Audience, ConsortiumId, Hash, Keypair, RecordBody};
+use ieschain_storage::{ChainStore, HolderStore, RocksOptions, RocksStore, StoreError};
+use thiserror::Error;
+use tokio::sync::broadcast;
+
+use crate::config::{ConfigError, FederationConfig, Keys};
+
+/// How many events a subscriber may fall behind before it misses some.
+pub const EVENT_BUFFER: usize = 65_536;
+
+/// Why a federation could not start or act.
+#[derive(Debug, Error)]
+pub enum FederationError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be opened or written.
+    #[error("data directory: {0}")]
+    Store(#[from] StoreError),
+    /// No member has that name.
+    #[error("no member named {0}")]
+    UnknownMember(String),
+    /// The member's node is crashed or stopped.
+    #[error("member {0} is not running")]
+    NotRunning(String),
+    /// The member is running already.
+    #[error("member {0} is already running")]
+    AlreadyRunning(String),
+    /// The actor system is gone.
+    #[error("the federation has stopped: {0}")]
+    Stopped(String),
+}
+
+/// Builds a [`Federation`].
+#[derive(Debug)]
+pub struct FederationBuilder {
+    config: FederationConfig,
+    data_dir: PathBuf,
+    seed: Option<u64>,
+    workload: bool,
+    sync: bool,
+}
+
+impl FederationBuilder {
+    /// Where the federation's RocksDB lives (default `./ieschain-data`).
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// The seed of keys and workload (default: the configuration's).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Whether members generate the configured workload (default on).
+    pub fn workload(mut self, on: bool) -> Self {
+        self.workload = on;
+        self
+    }
+
+    /// Whether appends are fsynced (default on; tests of logic may turn it off).
+    pub fn sync(mut self, on: bool) -> Self {
+        self.sync = on;
+        self
+    }
+
+    /// Opens the data directory and starts every actor on a thread of its own.
+    pub fn start(self) -> Result<FederationHandle, FederationError> {
+        Federation::start(self)
+    }
+}
+
+/// A federation: namespace of [`Federation::builder`].
+#[derive(Debug)]
+pub struct Federation;
+
+struct NodeEntry {
+    name: String,
+    consortium: ConsortiumId,
+    addr: Option<Addr<NodeActor>>,
+    incarnation: u32,
+}
+
+struct Started {
+    system: actix::System,
+    arbiter: actix::ArbiterHandle,
+    nodes: BTreeMap<Address, Addr<NodeActor>>,
+    supervisor: Addr<SupervisorActor>,
+}
+
+/// What the federation shares with its actors to build (and rebuild) nodes.
+struct Parts {
+    genesis: Arc<Genesis>,
+    directory: Arc<Directory>,
+    keys: Keys,
+    timing: Timing,
+    rates: Rates,
+    workload: bool,
+    seed: u64,
+    store: Arc<dyn ChainStore>,
+    transport: Arc<InProcess>,
+    clock: Arc<dyn Clock>,
+    sink: EventSink,
+}
+
+impl Parts {
+    fn node(&self, key: Keypair, consortium: ConsortiumId, incarnation: u32) -> NodeActor {
+        let address = key.address();
+        let outbox = Outbox::new(
+            key,
+            incarnation,
+            HolderStore::new(self.store.clone(), address),
+            self.transport.clone() as Arc<dyn Transport>,
+            self.clock.clone(),
+            self.sink.clone(),
+        );
+        let workload = self.workload.then(|| {
+            Workload::new(
+                self.rates.clone(),
+                self.seed ^ incarnation as u64,
+                address,
+                self.genesis.consortiums.len() as u16,
+            )
+        });
+        NodeActor::new(
+            outbox,
+            consortium,
+            self.genesis.clone(),
+            self.directory.clone(),
+            self.timing,
+            workload,
+        )
+    }
+}
+
+struct Inner {
+    system: actix::System,
+    arbiter: actix::ArbiterHandle,
+    nodes: Mutex<BTreeMap<Address, NodeEntry>>,
+    names: BTreeMap<String, Address>,
+    supervisor: Addr<SupervisorActor>,
+    parts: Arc<Parts>,
+    events: broadcast::Sender<Event>,
+    stats: Arc<Mutex<Collector>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The host's handle on a running federation: `Send`, `Clone`, usable from any thread.
+#[derive(Clone)]
+pub struct FederationHandle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FederationHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FederationHandle")
+            .field("members", &self.inner.names.len())
+            .finish()
+    }
+}
+
+impl Federation {
+    /// A builder for a federation of `config`.
+    pub fn builder(config: FederationConfig) -> FederationBuilder {
+        FederationBuilder {
+            seed: None,
+            config,
+            data_dir: PathBuf::from("ieschain-data"),
+            workload: true,
+            sync: true,
+        }
+    }
+
+    fn start(builder: FederationBuilder) -> Result<FederationHandle, FederationError> {
+        let config = builder.config;
+        config.check()?;
+        let seed = builder.seed.unwrap_or(config.seed);
+        let (genesis, keys) = config.genesis(seed)?;
+        let store: Arc<dyn ChainStore> = Arc::new(RocksStore::open(
+            &builder.data_dir,
+            &genesis,
+            RocksOptions { sync: builder.sync },
+        )?);
+        let timing = Timing {
+            heartbeat_ms: config.timing.heartbeat_interval_ms(),
+            suspect_after: config.timing.suspect_after,
+            period_ms: config.timing.period_ms(),
+            member_max_wait_ms: config.timing.member_max_wait_ms(),
+            window: config.window_config(),
+        };
+        let rates = Rates {
+            per_kind: config
+                .workload
+                .records
+                .iter()
+                .into_iter()
+                .filter(|(_, rate)| *rate > 0.0)
+                .collect(),
+        };
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let stats = Arc::new(Mutex::new(Collector::new(genesis.consortiums.len())));
+        let sink: EventSink = {
+            let events = events.clone();
+            let stats = stats.clone();
+            Arc::new(move |event: &Event| {
+                if let Ok(mut stats) = stats.lock() {
+                    stats.observe(event);
+                }
+                let _ = events.send(event.clone());
+            })
+        };
+        let directory = Arc::new(Directory::from_genesis(&genesis));
+        let genesis = Arc::new(genesis);
+        let parts = Arc::new(Parts {
+            genesis: genesis.clone(),
+            directory: directory.clone(),
+            keys,
+            timing,
+            rates,
+            workload: builder.workload,
+            seed,
+            store: store.clone(),
+            transport: Arc::new(InProcess::new()),
+            clock: Arc::new(SystemClock),
+            sink,
+        });
+
+        let mut members: Vec<(String, ConsortiumId, Keypair)> = Vec::new();
+        for c in &genesis.consortiums {
+            for m in &c.members {
+                let Some(key) = parts.keys.by_address(&m.address) else {
+                    continue;
+                };
+                members.push((m.name.clone(), c.id, key.clone()));
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Started>();
+        let thread_parts = parts.clone();
+        let thread_members = members.clone();
+        let thread = std::thread::Builder::new()
+            .name("ieschain-actix".into())
+            .spawn(move || {
+                let system = actix::System::new();
+                let started = system.block_on(async move {
+                    let parts = thread_parts;
+                    let supervisor_outbox = Outbox::new(
+                        parts.keys.supervisor.clone(),
+                        0,
+                        HolderStore::new(parts.store.clone(), parts.keys.supervisor.address()),
+                        parts.transport.clone() as Arc<dyn Transport>,
+                        parts.clock.clone(),
+                        parts.sink.clone(),
+                    );
+                    let supervisor = SupervisorActor::new(
+                        supervisor_outbox,
+                        &parts.genesis,
+                        parts.directory.clone(),
+                        parts.timing,
+                    )
+                    .start();
+                    let nodes = thread_members
+                        .into_iter()
+                        .map(|(_, consortium, key)| {
+                            let address = key.address();
+                            (address, parts.node(key, consortium, 0).start())
+                        })
+                        .collect();
+                    Started {
+                        system: actix::System::current(),
+                        arbiter: actix::Arbiter::current(),
+                        nodes,
+                        supervisor,
+                    }
+                });
+                if tx.send(started).is_ok() {
+                    let _ = system.run();
+                }
+            })
+            .map_err(|e| FederationError::Stopped(e.to_string()))?;
+        let started = rx
+            .recv()
+            .map_err(|_| FederationError::Stopped("the actor thread failed to start".into()))?;
+        let mut nodes = BTreeMap::new();
+        let mut names = BTreeMap::new();
+        for (name, consortium, key) in members {
+            let address = key.address();
+            names.insert(name.clone(), address);
+            nodes.insert(
+                address,
+                NodeEntry {
+                    name,
+                    consortium,
+                    addr: started.nodes.get(&address).cloned(),
+                    incarnation: 0,
+                },
+            );
+        }
+        Ok(FederationHandle {
+            inner: Arc::new(Inner {
+                system: started.system,
+                arbiter: started.arbiter,
+                nodes: Mutex::new(nodes),
+                names,
+                supervisor: started.supervisor,
+                parts,
+                events,
+                stats,
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+}
+
+impl FederationHandle {
+    /// Runs a future of this handle to completion on the calling thread, for hosts
+    /// without an async runtime.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        futures_lite_block_on(future)
+    }
+
+    /// The genesis record.
+    pub fn genesis(&self) -> &Genesis {
+        &self.inner.parts.genesis
+    }
+
+    /// The address of the member called `name`.
+    pub fn address_of(&self, name: &str) -> Result<Address, FederationError> {
+        self.inner
+            .names
+            .get(name)
+            .copied()
+            .ok_or_else(|| FederationError::UnknownMember(name.to_string()))
+    }
+
+    /// The name of the member at `address`.
+    pub fn name_of(&self, address: &Address) -> String {
+        self.inner
+            .parts
+            .keys
+            .name_of(address)
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if *address == self.inner.parts.keys.supervisor.address() {
+                    "supervisor".into()
+                } else {
+                    address.short()
+                }
+            })
+    }
+
+    /// The member names of every consortium, by consortium.
+    pub fn members(&self) -> Vec<(ConsortiumId, String)> {
+        self.inner
+            .nodes
+            .lock()
+            .map(|nodes| {
+                nodes
+                    .values()
+                    .map(|n| (n.consortium, n.name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn addr(&self, name: &str) -> Result<Addr<NodeActor>, FederationError> {
+        let address = self.address_of(name)?;
+        let nodes = self
+            .inner
+            .nodes
+            .lock()
+            .map_err(|_| FederationError::Stopped("poisoned".into()))?;
+        nodes
+            .get(&address)
+            .and_then(|n| n.addr.clone())
+            .ok_or_else(|| FederationError::NotRunning(name.to_string()))
+    }
+
+    /// Writes a record as member `name`. Returns its seq; the acknowledgement comes later
+    /// as an [`Event::Acked`].
+    pub async fn submit(
+        &self,
+        name: &str,
+        audience: Audience,
+        body: RecordBody,
+    ) -> Result<u64, FederationError> {
+        let addr = self.addr(name)?;
+        addr.send(Write { audience, body })
+            .await
+            .map_err(|e| FederationError::NotRunning(format!("{name}: {e}")))?
+            .map_err(|e| FederationError::Stopped(e.to_string()))
+    }
+
+    /// The status of member `name`'s node.
+    pub async fn status(&self, name: &str) -> Result<NodeStatus, FederationError> {
+        let addr = self.addr(name)?;
+        addr.send(Status)
+            .await
+            .map_err(|e| FederationError::NotRunning(format!("{name}: {e}")))
+    }
+
+    /// The current relay of every consortium, by the events seen so far.
+    pub fn relays(&self) -> BTreeMap<ConsortiumId, (u64, Address, Option<Address>)> {
+        self.inner
+            .stats
+            .lock()
+            .map(|s| s.serving.clone())
+            .unwrap_or_default()
+    }
+
+    /// Crashes member `name`'s node: it stops at once and its memory is gone; its store
+    /// keeps what it had persisted.
+    pub async fn crash(&self, name: &str) -> Result<(), FederationError> {
+        let addr = self.addr(name)?;
+        let address = self.address_of(name)?;
+        self.inner.parts.transport.unregister(&address);
+        let _ = addr.send(Crash).await;
+        if let Ok(mut nodes) = self.inner.nodes.lock() {
+            if let Some(node) = nodes.get_mut(&address) {
+                node.addr = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// Restarts member `name`'s crashed node: a new incarnation that recovers from its
+    /// own store.
+    pub async fn restart(&self, name: &str) -> Result<(), FederationError> {
+        let address = self.address_of(name)?;
+        let (consortium, incarnation) = {
+            let mut nodes = self
+                .inner
+                .nodes
+                .lock()
+                .map_err(|_| FederationError::Stopped("poisoned".into()))?;
+            let node = nodes
+                .get_mut(&address)
+                .ok_or_else(|| FederationError::UnknownMember(name.to_string()))?;
+            if node.addr.is_some() {
+                return Err(FederationError::AlreadyRunning(name.to_string()));
+            }
+            node.incarnation += 1;
+            (node.consortium, node.incarnation)
+        };
+        let key = self
+            .inner
+            .parts
+            .keys
+            .by_address(&address)
+            .cloned()
+            .ok_or_else(|| FederationError::UnknownMember(name.to_string()))?;
+        let parts = self.inner.parts.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = self.inner.arbiter.spawn_fn(move || {
+            let _ = tx.send(parts.node(key, consortium, incarnation).start());
+        });
+        if !spawned {
+            return Err(FederationError::Stopped("the actor thread is gone".into()));
+        }
+        let addr = rx
+            .await
+            .map_err(|_| FederationError::Stopped("restart did not complete".into()))?;
+        if let Ok(mut nodes) = self.inner.nodes.lock() {
+            if let Some(node) = nodes.get_mut(&address) {
+                node.addr = Some(addr);
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts member `name` off from every other node until [`FederationHandle::heal`].
+    pub fn isolate(&self, name: &str) -> Result<(), FederationError> {
+        let address = self.address_of(name)?;
+        self.inner.parts.transport.isolate(address);
+        Ok(())
+    }
+
+    /// Ends every partition.
+    pub fn heal(&self) {
+        self.inner.parts.transport.heal();
+    }
+
+    /// Sends a raw envelope through the transport, as a node (or an attacker) would: for
+    /// fault-injection and hostile-input tests.
+    pub fn inject(&self, envelope: Envelope) {
+        self.inner.parts.transport.send(envelope);
+    }
+
+    /// The key of member `name`, for tests that must sign as it (built-in federations
+    /// derive every key from the seed, SPEC §12 D2).
+    pub fn key_of(&self, name: &str) -> Result<Keypair, FederationError> {
+        self.inner
+            .parts
+            .keys
+            .member(name)
+            .cloned()
+            .ok_or_else(|| FederationError::UnknownMember(name.to_string()))
+    }
+
+    /// A stream of the federation's events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// The statistics so far.
+    pub fn stats(&self) -> Stats {
+        let transport = self.inner.parts.transport.stats();
+        self.inner
+            .stats
+            .lock()
+            .map(|s| s.snapshot(transport))
+            .unwrap_or_default()
+    }
+
+    /// The store, for queries: every node's chains.
+    pub fn store(&self) -> Arc<dyn ChainStore> {
+        self.inner.parts.store.clone()
+    }
+
+    /// Stops every actor, flushes storage and joins the actor thread. Other clones of the
+    /// handle fail from then on.
+    pub fn shutdown(&self) -> Result<(), FederationError> {
+        self.inner.system.stop();
+        let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+        let _ = &self.inner.supervisor;
+        self.inner.parts.store.flush()?;
+        Ok(())
+    }
+}
+
+/// A tiny executor for [`FederationHandle::block_on`]: parks the thread between polls.
+fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake, Waker};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut context = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
+/// Latency percentiles, ms.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Samples.
+    pub count: usize,
+}
+
+/// What the federation has done so far.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Records in relay blocks (each counted once, by the producer).
+    pub records_committed: u64,
+    /// Relay blocks produced.
+    pub relay_blocks: u64,
+    /// Relay blocks sent because of an urgent block.
+    pub urgent_flushes: u64,
+    /// Blocks acknowledged to members.
+    pub acks: u64,
+    /// Elections of every reason.
+    pub elections: u64,
+    /// Failovers.
+    pub failovers: u64,
+    /// Rotations.
+    pub rotations: u64,
+    /// Backups replaced.
+    pub backups_replaced: u64,
+    /// Rejections counted, by kind.
+    pub rejected: BTreeMap<String, u64>,
+    /// Hostile rejections.
+    pub hostile: u64,
+    /// Degraded periods reported.
+    pub degraded: u64,
+    /// Consortiums cut off.
+    pub cut_off: u64,
+    /// Urgent records, creation to arrival at the last relay.
+    pub urgent: Percentiles,
+    /// Normal records, creation to arrival at the last relay.
+    pub normal: Percentiles,
+    /// Transport counters.
+    pub transport: TransportStats,
+    /// blake3 of the event log so far.
+    pub event_log_digest: Hash,
+    /// Events seen.
+    pub events: u64,
+}
+
+/// Folds the event stream into [`Stats`].
+struct Collector {
+    lanes: usize,
+    serving: BTreeMap<ConsortiumId, (u64, Address, Option<Address>)>,
+    arrivals: BTreeMap<(Address, u64), (u64, bool, BTreeSet<ConsortiumId>)>,
+    urgent: Vec<u64>,
+    normal: Vec<u64>,
+    stats: Stats,
+    digest: blake3::Hasher,
+}
+
+impl Collector {
+    fn new(lanes: usize) -> Self {
+        Collector {
+            lanes,
+            serving: BTreeMap::new(),
+            arrivals: BTreeMap::new(),
+            urgent: Vec::new(),
+            normal: Vec::new(),
+            stats: Stats::default(),
+            digest: blake3::Hasher::new_derive_key("ieschain event log v1"),
+        }
+    }
+
+    fn observe(&mut self, event: &Event) {
+        self.stats.events += 1;
+        self.digest.update(format!("{event:?}\n").as_bytes());
+        match event {
+            Event::Committed {
+                node,
+                produced,
+                reason,
+                blocks: _,
+                records,
+                at,
+                ..
+            } => {
+                if *produced {
+                    self.stats.relay_blocks += 1;
+                    self.stats.records_committed += records.len() as u64;
+                    if *reason == Some(ieschain_core::window::FlushReason::Urgent) {
+                        self.stats.urgent_flushes += 1;
+                    }
+                }
+                // A record has reached a lane's relay when the lane's relay or its backup (a
+                // hot copy that takes over at once) holds it; it has reached the last relay
+                // when every lane's has.
+                let Some(lane_of_node) = self
+                    .serving
+                    .iter()
+                    .find(|(_, (_, relay, backup))| relay == node || backup.as_ref() == Some(node))
+                    .map(|(lane, _)| *lane)
+                else {
+                    return;
+                };
+                for stamp in records {
+                    let entry = self.arrivals.entry((stamp.author, stamp.seq)).or_insert((
+                        stamp.created_at,
+                        stamp.urgent,
+                        BTreeSet::new(),
+                    ));
+                    entry.2.insert(lane_of_node);
+                    if entry.2.len() >= self.lanes {
+                        let latency = at.saturating_sub(entry.0);
+                        if entry.1 {
+                            self.urgent.push(latency);
+                        } else {
+                            self.normal.push(latency);
+                        }
+                        self.arrivals.remove(&(stamp.author, stamp.seq));
+                    }
+                }
+                // Records that never reach every relay (lost with an unacknowledged block)
+                // are forgotten after a minute.
+                let horizon = at.saturating_sub(60_000);
+                self.arrivals
+                    .retain(|_, (created, _, _)| *created >= horizon);
+            }
+            Event::Acked { .. } => self.stats.acks += 1,
+            Event::Elected {
+                consortium,
+                epoch,
+                reason,
+                relay,
+                backup,
+                ..
+            } => {
+                self.stats.elections += 1;
+                match reason {
+                    ElectionReason::Failover => self.stats.failovers += 1,
+                    ElectionReason::Rotation => self.stats.rotations += 1,
+                    ElectionReason::BackupLost => self.stats.backups_replaced += 1,
+                    ElectionReason::Initial => {}
+                }
+                self.serving.insert(*consortium, (*epoch, *relay, *backup));
+            }
+            Event::TookOver { .. } => {}
+            Event::Degraded { .. } => self.stats.degraded += 1,
+            Event::CutOff { .. } => self.stats.cut_off += 1,
+            Event::Rejected { kind, hostile, .. } => {
+                *self.stats.rejected.entry((*kind).to_string()).or_default() += 1;
+                if *hostile {
+                    self.stats.hostile += 1;
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self, transport: TransportStats) -> Stats {
+        let mut stats = self.stats.clone();
+        stats.urgent = percentiles(&self.urgent);
+        stats.normal = percentiles(&self.normal);
+        stats.transport = transport;
+        stats.event_log_digest = Hash(*self.digest.clone().finalize().as_bytes());
+        stats
+    }
+}
+
+fn percentiles(samples: &[u64]) -> Percentiles {
+    if samples.is_empty() {
+        return Percentiles::default();
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64;
+    Percentiles {
+        p50: at(0.50),
+        p99: at(0.99),
+        count: sorted.len(),
+    }
+}

@@ -1,0 +1,66 @@
+//! The JSON report that `run` and `simulate` write (SPEC §10). Outside tools read it, so
+//! its fields only ever grow.
+
+use serde_json::{json, Value};
+
+use crate::federation::Stats;
+
+/// What a run adds to its statistics to make a report.
+#[derive(Clone, Debug)]
+pub struct RunInfo {
+    /// The seed.
+    pub seed: u64,
+    /// Wall (or virtual) seconds the federation ran.
+    pub duration_s: f64,
+    /// The configuration file, or `built-in four-party`.
+    pub config: String,
+    /// Members in the federation.
+    pub members: usize,
+    /// Consortiums in the federation.
+    pub consortiums: usize,
+    /// Invariants that broke (empty when none did).
+    pub invariants_broken: Vec<String>,
+}
+
+/// The report as JSON, with every field SPEC §10 lists.
+pub fn report(info: &RunInfo, stats: &Stats) -> Value {
+    let throughput = if info.duration_s > 0.0 {
+        stats.records_committed as f64 / info.duration_s
+    } else {
+        0.0
+    };
+    json!({
+        "seed": info.seed,
+        "duration_s": info.duration_s,
+        "config": info.config,
+        "members": info.members,
+        "consortiums": info.consortiums,
+        "records_committed": stats.records_committed,
+        "relay_blocks": stats.relay_blocks,
+        "urgent_flushes": stats.urgent_flushes,
+        "throughput_rps": throughput,
+        "acks": stats.acks,
+        "latency_ms": {
+            "urgent": { "p50": stats.urgent.p50, "p99": stats.urgent.p99, "samples": stats.urgent.count },
+            "normal": { "p50": stats.normal.p50, "p99": stats.normal.p99, "samples": stats.normal.count },
+        },
+        "elections": stats.elections,
+        "failovers": stats.failovers,
+        "rotations": stats.rotations,
+        "backups_replaced": stats.backups_replaced,
+        "joins": 0,
+        "trades": { "power": 0, "data": 0 },
+        "rejected": stats.rejected,
+        "hostile": stats.hostile,
+        "degraded": stats.degraded,
+        "cut_off": stats.cut_off,
+        "transport": {
+            "delivered": stats.transport.delivered,
+            "bytes": stats.transport.bytes,
+            "dropped": stats.transport.dropped,
+        },
+        "invariants_broken": info.invariants_broken,
+        "event_log_digest": stats.event_log_digest.to_string(),
+        "events": stats.events,
+    })
+}
