@@ -217,7 +217,13 @@ impl Supervisor {
 
     /// Advances the failure detector and the terms.
     pub fn tick(&mut self, now: u64) -> Vec<Effect> {
-        self.started_at.get_or_insert(now);
+        if self.started_at.is_none() {
+            self.started_at = Some(now);
+            // Terms recovered from the chain restart with the supervisor.
+            for watch in &mut self.watches {
+                watch.term_started = now;
+            }
+        }
         let mut effects = Vec::new();
         for index in 0..self.watches.len() {
             let watch = &self.watches[index];
