@@ -1632,10 +1632,13 @@ fn committed_event(
 }
 
 /// Record kinds a relay forwards to its members: what they act on.
+/// Data offers are not fanned out yet: forwarding each to every member of a 2,500-member
+/// consortium swamps the transport; the data-trade protocol will route them to buyers.
 fn is_forwarded(kind: RecordKind) -> bool {
     !matches!(
         kind,
-        RecordKind::EnergySupply
+        RecordKind::DataTrade
+            | RecordKind::EnergySupply
             | RecordKind::EquipmentMaintenance
             | RecordKind::EfficiencyAudit
             | RecordKind::EnergySavingDesign
