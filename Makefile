@@ -9,10 +9,14 @@ SEED ?= 1
 deps:
 	@scripts/ensure-deps.sh
 
-## make run: the main job. Until the actor federation lands it writes the sample ledger
-## (every chain kind) into $(DATA) and verifies every chain of it.
+## make run: the main job: the built-in four-party federation, live for $(DURATION) s on
+## RocksDB in $(DATA) (elections, batching, rotations), its JSON report in
+## $(DATA)/report.json, then a full `ieschain verify` of every chain it wrote.
+DURATION ?= 30
 run: deps
-	$(CARGO) run --example ledger_basics -- $(DATA) --seed $(SEED)
+	$(CARGO) build --bin ieschain
+	mkdir -p $(DATA)
+	$(CARGO) run --bin ieschain -- run --data $(DATA) --duration $(DURATION) --seed $(SEED) --report $(DATA)/report.json
 	$(CARGO) run --bin ieschain -- verify --data $(DATA)
 
 ## make test: the whole gate: formatting, lints, every test, docs.
