@@ -14,6 +14,7 @@
 //! - [`supervisor`]: the supervisor actor.
 //! - [`outbox`]: carrying out effects.
 //! - [`workload`]: the members' generated records.
+//! - [`sim`]: the fault-injecting transport of simulations.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -21,6 +22,7 @@ pub mod clock;
 pub mod messages;
 pub mod node;
 pub mod outbox;
+pub mod sim;
 pub mod supervisor;
 pub mod transport;
 pub mod workload;
