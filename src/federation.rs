@@ -131,28 +131,33 @@ struct Started {
 }
 
 /// What the federation shares with its actors to build (and rebuild) nodes.
-struct Parts {
-    genesis: Arc<Genesis>,
-    directory: Arc<Directory>,
-    keys: Keys,
-    timing: Timing,
-    rates: Rates,
-    workload: bool,
-    seed: u64,
-    store: Arc<dyn ChainStore>,
-    transport: Arc<InProcess>,
-    clock: Arc<dyn Clock>,
-    sink: EventSink,
+pub(crate) struct Parts {
+    pub(crate) genesis: Arc<Genesis>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) keys: Keys,
+    pub(crate) timing: Timing,
+    pub(crate) rates: Rates,
+    pub(crate) workload: bool,
+    pub(crate) seed: u64,
+    pub(crate) store: Arc<dyn ChainStore>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) sink: EventSink,
 }
 
 impl Parts {
-    fn node(&self, key: Keypair, consortium: ConsortiumId, incarnation: u32) -> NodeActor {
+    pub(crate) fn node(
+        &self,
+        key: Keypair,
+        consortium: ConsortiumId,
+        incarnation: u32,
+    ) -> NodeActor {
         let address = key.address();
         let outbox = Outbox::new(
             key,
             incarnation,
             HolderStore::new(self.store.clone(), address),
-            self.transport.clone() as Arc<dyn Transport>,
+            self.transport.clone(),
             self.clock.clone(),
             self.sink.clone(),
         );
@@ -177,6 +182,7 @@ impl Parts {
 
 struct Inner {
     system: actix::System,
+    network: Arc<InProcess>,
     arbiter: actix::ArbiterHandle,
     nodes: Mutex<BTreeMap<Address, NodeEntry>>,
     names: BTreeMap<String, Address>,
@@ -253,6 +259,7 @@ impl Federation {
         };
         let directory = Arc::new(Directory::from_genesis(&genesis));
         let genesis = Arc::new(genesis);
+        let network = Arc::new(InProcess::new());
         let parts = Arc::new(Parts {
             genesis: genesis.clone(),
             directory: directory.clone(),
@@ -262,7 +269,7 @@ impl Federation {
             workload: builder.workload,
             seed,
             store: store.clone(),
-            transport: Arc::new(InProcess::new()),
+            transport: network.clone(),
             clock: Arc::new(SystemClock),
             sink,
         });
@@ -289,7 +296,7 @@ impl Federation {
                         parts.keys.supervisor.clone(),
                         0,
                         HolderStore::new(parts.store.clone(), parts.keys.supervisor.address()),
-                        parts.transport.clone() as Arc<dyn Transport>,
+                        parts.transport.clone(),
                         parts.clock.clone(),
                         parts.sink.clone(),
                     );
@@ -340,6 +347,7 @@ impl Federation {
         Ok(FederationHandle {
             inner: Arc::new(Inner {
                 system: started.system,
+                network,
                 arbiter: started.arbiter,
                 nodes: Mutex::new(nodes),
                 names,
@@ -512,13 +520,13 @@ impl FederationHandle {
     /// Cuts member `name` off from every other node until [`FederationHandle::heal`].
     pub fn isolate(&self, name: &str) -> Result<(), FederationError> {
         let address = self.address_of(name)?;
-        self.inner.parts.transport.isolate(address);
+        self.inner.network.isolate(address);
         Ok(())
     }
 
     /// Ends every partition.
     pub fn heal(&self) {
-        self.inner.parts.transport.heal();
+        self.inner.network.heal();
     }
 
     /// Sends a raw envelope through the transport, as a node (or an attacker) would: for
@@ -643,7 +651,7 @@ pub struct Stats {
 }
 
 /// Folds the event stream into [`Stats`].
-struct Collector {
+pub(crate) struct Collector {
     lanes: usize,
     serving: BTreeMap<ConsortiumId, (u64, Address, Option<Address>)>,
     arrivals: BTreeMap<(Address, u64), (u64, bool, BTreeSet<ConsortiumId>)>,
@@ -654,7 +662,7 @@ struct Collector {
 }
 
 impl Collector {
-    fn new(lanes: usize) -> Self {
+    pub(crate) fn new(lanes: usize) -> Self {
         Collector {
             lanes,
             serving: BTreeMap::new(),
@@ -666,7 +674,7 @@ impl Collector {
         }
     }
 
-    fn observe(&mut self, event: &Event) {
+    pub(crate) fn observe(&mut self, event: &Event) {
         self.stats.events += 1;
         self.digest.update(format!("{event:?}\n").as_bytes());
         match event {
@@ -750,7 +758,7 @@ impl Collector {
         }
     }
 
-    fn snapshot(&self, transport: TransportStats) -> Stats {
+    pub(crate) fn snapshot(&self, transport: TransportStats) -> Stats {
         let mut stats = self.stats.clone();
         stats.urgent = percentiles(&self.urgent);
         stats.normal = percentiles(&self.normal);
