@@ -1611,6 +1611,7 @@ fn committed_event(
         node,
         lane: block.header.lane,
         height: block.height(),
+        hash: block.hash(),
         epoch: block.header.epoch,
         produced,
         reason,

@@ -106,6 +106,8 @@ pub enum Event {
         lane: ConsortiumId,
         /// Height.
         height: u64,
+        /// The block's hash.
+        hash: crate::crypto::Hash,
         /// Epoch.
         epoch: u64,
         /// Whether this node produced it.
