@@ -17,8 +17,10 @@ use ieschain_storage::{ChainStore, RocksStore};
 use serde_json::{json, Value};
 
 use crate::config::FederationConfig;
+use crate::faults::FaultPlan;
 use crate::federation::Federation;
 use crate::report::{report, RunInfo};
+use crate::simulation::Simulation;
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -53,6 +55,35 @@ enum Command {
         /// Where to write the JSON report.
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
+    },
+    /// Simulate a federation deterministically in virtual time, with faults, checking every
+    /// invariant of SPEC §9 after every event and in full at the end. Exits 1 if an
+    /// invariant broke, printing the command that replays the run.
+    ///
+    /// FAULTS is a comma-separated list: drop:P, dup:P, delay:MIN-MAXms,
+    /// crash-relay:CONSORTIUM@T, crash:MEMBER@T, restart:MEMBER@T,
+    /// partition:C[+C...]@T+DURATION, pause:MEMBER@T+DURATION, random. Times take units
+    /// (500ms, 90s, 2m).
+    Simulate {
+        /// The federation's TOML file; the built-in four-party federation by default.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The seed of keys, workload and faults.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        seed: u64,
+        /// The fault plan (see above); none by default, or the configuration's `faults`.
+        #[arg(long, value_name = "SPEC")]
+        faults: Option<String>,
+        /// Virtual seconds of the faulty (safety) phase; a healed liveness phase follows.
+        #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+        until: f64,
+        /// Where to write the JSON report.
+        #[arg(long, value_name = "FILE.json")]
+        report: Option<PathBuf>,
+        /// Where to write the canonical event log (one line per event; its blake3 is the
+        /// report's `event_log_digest`).
+        #[arg(long, value_name = "FILE")]
+        event_log: Option<PathBuf>,
     },
     /// Verify every chain of every node in a data directory: hash links, signatures,
     /// capacity, urgency bits, registry roots, replay protection and every election.
@@ -114,6 +145,28 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("ieschain run: {message}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Simulate {
+            config,
+            seed,
+            faults,
+            until,
+            report,
+            event_log,
+        } => match simulate(
+            config.as_deref(),
+            seed,
+            faults.as_deref(),
+            until,
+            report.as_deref(),
+            event_log.as_deref(),
+        ) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(message) => {
+                eprintln!("ieschain simulate: {message}");
                 ExitCode::from(2)
             }
         },
@@ -254,6 +307,102 @@ fn run(
         println!("         report written to {}", path.display());
     }
     Ok(())
+}
+
+/// Runs a simulation; `Ok(false)` when an invariant broke.
+fn simulate(
+    config_path: Option<&Path>,
+    seed: u64,
+    faults: Option<&str>,
+    until: f64,
+    report_path: Option<&Path>,
+    event_log: Option<&Path>,
+) -> Result<bool, String> {
+    if !(until.is_finite() && until > 0.0 && until <= 7.0 * 86_400.0) {
+        return Err(format!(
+            "--until must be a positive number of virtual seconds up to a week, not {until}"
+        ));
+    }
+    let (config, origin) = match config_path {
+        Some(path) => (
+            FederationConfig::from_file(path).map_err(|e| e.to_string())?,
+            path.display().to_string(),
+        ),
+        None => (
+            FederationConfig::four_party(),
+            "built-in four-party".to_string(),
+        ),
+    };
+    let until_ms = (until * 1000.0) as u64;
+    let spec = faults
+        .map(str::to_string)
+        .or_else(|| config.faults.clone())
+        .unwrap_or_default();
+    let plan = FaultPlan::parse(&spec, &config, seed, until_ms).map_err(|e| e.to_string())?;
+    let members = config.member_count() as usize;
+    let consortiums = config.consortiums.len();
+    let mut simulation = Simulation::new(config, seed, until_ms);
+    simulation.plan = plan;
+    simulation.keep_log = event_log.is_some();
+    let started = std::time::Instant::now();
+    let outcome = simulation.run().map_err(|e| e.to_string())?;
+    let wall = started.elapsed().as_secs_f64();
+    let stats = &outcome.stats;
+    println!(
+        "ieschain simulate: {origin}, seed {seed}, faults `{spec}`: {:.0} virtual s in {wall:.1} s",
+        outcome.virtual_ms as f64 / 1000.0
+    );
+    for (at, fault) in &outcome.applied {
+        println!("  at {:>8.3}s  {fault}", *at as f64 / 1000.0);
+    }
+    println!(
+        "  {} records committed in {} relay blocks; {} acks; elections {} (failovers {}, rotations {}, backups replaced {}); transport {} delivered, {} dropped",
+        stats.records_committed,
+        stats.relay_blocks,
+        stats.acks,
+        stats.elections,
+        stats.failovers,
+        stats.rotations,
+        stats.backups_replaced,
+        stats.transport.delivered,
+        stats.transport.dropped
+    );
+    println!("  event log digest {}", stats.event_log_digest);
+    if let Some(path) = event_log {
+        let mut text = outcome.log.join("\n");
+        text.push('\n');
+        std::fs::write(path, text)
+            .map_err(|e| format!("writing the event log to {}: {e}", path.display()))?;
+    }
+    let info = RunInfo {
+        seed,
+        duration_s: outcome.virtual_ms as f64 / 1000.0,
+        config: origin.clone(),
+        members,
+        consortiums,
+        invariants_broken: outcome.broken.clone(),
+    };
+    if let Some(path) = report_path {
+        let text =
+            serde_json::to_string_pretty(&report(&info, stats)).map_err(|e| e.to_string())?;
+        std::fs::write(path, text)
+            .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
+    }
+    if outcome.broken.is_empty() {
+        println!("  invariants: all held");
+        Ok(true)
+    } else {
+        for broken in &outcome.broken {
+            println!("  BROKEN {broken}");
+        }
+        let config_flag = config_path
+            .map(|p| format!(" --config {}", p.display()))
+            .unwrap_or_default();
+        println!(
+            "  replay: ieschain simulate{config_flag} --seed {seed} --until {until} --faults '{spec}'"
+        );
+        Ok(false)
+    }
 }
 
 fn run_verify(data: &Path) -> ExitCode {

@@ -653,7 +653,7 @@ pub struct Stats {
 /// Folds the event stream into [`Stats`].
 pub(crate) struct Collector {
     lanes: usize,
-    serving: BTreeMap<ConsortiumId, (u64, Address, Option<Address>)>,
+    pub(crate) serving: BTreeMap<ConsortiumId, (u64, Address, Option<Address>)>,
     arrivals: BTreeMap<(Address, u64), (u64, bool, BTreeSet<ConsortiumId>)>,
     urgent: Vec<u64>,
     normal: Vec<u64>,

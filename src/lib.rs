@@ -14,14 +14,20 @@
 //! - [`demo`]: writing a sample ledger of every chain kind into a store.
 //! - [`federation`]: the running federation: builder, handle, events, statistics.
 //! - [`report`]: the JSON report of `run` and `simulate`.
+//! - [`simulation`]: deterministic simulation in virtual time with a seeded fault plan.
+//! - [`faults`]: the fault plan and the `--faults` grammar.
+//! - [`invariants`]: the checker of SPEC §9's invariants.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod faults;
 pub mod federation;
+pub mod invariants;
 pub mod report;
+pub mod simulation;
 
 pub use ieschain_actors as actors;
 pub use ieschain_core as core;

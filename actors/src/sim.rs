@@ -123,7 +123,9 @@ impl SimNetwork {
     /// Delivers every queued envelope that is due, in (time, send order).
     fn pump(&self) {
         let now = self.now_ms();
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         while let Some(entry) = state.queue.first_entry() {
             if entry.key().0 > now {
                 break;
@@ -140,7 +142,10 @@ impl SimNetwork {
 
 fn cut(partitions: &[BTreeSet<Address>], envelope: &Envelope) -> bool {
     let (from, to) = (envelope.header.from, envelope.header.to);
-    from != to && partitions.iter().any(|group| group.contains(&from) != group.contains(&to))
+    from != to
+        && partitions
+            .iter()
+            .any(|group| group.contains(&from) != group.contains(&to))
 }
 
 fn uniform(rng: &mut ChaCha8Rng) -> f64 {
@@ -162,7 +167,9 @@ impl Transport for SimNetwork {
 
     fn send(&self, envelope: Envelope) {
         let now = self.now_ms();
-        let Ok(mut state) = self.state.lock() else { return };
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
         if cut(&state.partitions, &envelope) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;

@@ -681,7 +681,11 @@ impl Member {
             .filter(|(c, _)| **c != lane)
             .map(|(_, s)| s.relay)
             .collect();
-        waiting.extend(previous.filter(|p| *p != self.me));
+        // The previous relay answers only on a rotation: after a failover it is gone, and
+        // waiting for it would only spend the timeout.
+        if election.reason == crate::election::ElectionReason::Rotation {
+            waiting.extend(previous.filter(|p| *p != self.me));
+        }
         let from = self.relay_lane_head(lane).map_or(1, |h| h.height + 1);
         for to in &waiting {
             effects.push(Effect::Send {

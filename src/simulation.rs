@@ -1,0 +1,363 @@
+//! Deterministic simulation (SPEC §8, §9): a whole federation in virtual time, with faults
+//! from a seeded plan, checked against every invariant.
+//!
+//! The federation runs on a current-thread tokio runtime with paused time under actix, so
+//! time advances only when every actor is idle: an hour of federation time takes seconds,
+//! and the same seed and plan give the same event log, byte for byte. Nothing in a
+//! simulation reads the wall clock, an unseeded RNG, or a hash map's order:
+//! - keys derive from the seed (SPEC §12 D2), the workload and the network faults from
+//!   seeded ChaCha streams;
+//! - the network delivers in (virtual time, send order) ([`ieschain_actors::sim`]);
+//! - there are no extra threads: no `Arbiter::new`, no `spawn_blocking`; storage is the
+//!   in-memory twin, called synchronously, so a crash loses exactly what the node had not
+//!   persisted (its memory) and keeps what it had.
+//!
+//! A run has a **safety phase** (`until`, with the plan's faults) and then a **liveness
+//! phase** (faults healed, crashed nodes restarted) in which the federation must converge;
+//! then the final checks of [`Invariants`] run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use ieschain_actors::clock::TokioClock;
+use ieschain_actors::messages::Crash;
+use ieschain_actors::node::NodeActor;
+use ieschain_actors::outbox::{EventSink, Outbox};
+use ieschain_actors::sim::{NetworkFaults, SimNetwork};
+use ieschain_actors::supervisor::SupervisorActor;
+use ieschain_actors::transport::Transport;
+use ieschain_actors::workload::Rates;
+use ieschain_core::genesis::Directory;
+use ieschain_core::node::{Event, Timing};
+use ieschain_core::sample::SAMPLE_EPOCH_MS;
+use ieschain_core::{Address, ConsortiumId, Keypair};
+use ieschain_storage::{ChainStore, HolderStore, MemoryStore};
+use thiserror::Error;
+
+use crate::config::{ConfigError, FederationConfig};
+use crate::faults::{FaultAction, FaultPlan};
+use crate::federation::{Collector, Parts, Stats};
+use crate::invariants::Invariants;
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct Simulation {
+    /// The federation.
+    pub config: FederationConfig,
+    /// The seed of keys, workload and faults.
+    pub seed: u64,
+    /// Length of the safety phase, virtual ms.
+    pub until_ms: u64,
+    /// The faults.
+    pub plan: FaultPlan,
+    /// Length of the liveness phase after the faults heal, virtual ms.
+    pub settle_ms: u64,
+    /// Whether to keep the event log's lines in the outcome.
+    pub keep_log: bool,
+}
+
+/// What a simulation found.
+#[derive(Clone, Debug)]
+pub struct SimulationOutcome {
+    /// The statistics, with the event-log digest.
+    pub stats: Stats,
+    /// The invariants that broke, each with its detail; empty when none did.
+    pub broken: Vec<String>,
+    /// Virtual ms simulated, both phases.
+    pub virtual_ms: u64,
+    /// Faults applied, with their times.
+    pub applied: Vec<(u64, String)>,
+    /// The canonical event log, one line per event, when asked for.
+    pub log: Vec<String>,
+}
+
+/// Why a simulation could not run.
+#[derive(Debug, Error)]
+pub enum SimulationError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The runtime could not be built.
+    #[error("simulation runtime: {0}")]
+    Runtime(String),
+}
+
+struct Node {
+    key: Keypair,
+    consortium: ConsortiumId,
+    addr: Option<Addr<NodeActor>>,
+    incarnation: u32,
+}
+
+impl Simulation {
+    /// A simulation of `config` with `seed` for `until_ms`, no faults, and a liveness phase
+    /// long enough for two failovers.
+    pub fn new(config: FederationConfig, seed: u64, until_ms: u64) -> Self {
+        let settle_ms = 4 * config.timing.suspect_timeout().as_millis() as u64
+            + config.timing.max_wait_ms().unwrap_or(0)
+            + 2_000;
+        Simulation {
+            config,
+            seed,
+            until_ms,
+            plan: FaultPlan::default(),
+            settle_ms,
+            keep_log: false,
+        }
+    }
+
+    /// Runs it on the calling thread, which must not be inside another tokio runtime.
+    pub fn run(self) -> Result<SimulationOutcome, SimulationError> {
+        self.config.check()?;
+        let (genesis, keys) = self.config.genesis(self.seed)?;
+        let store: Arc<dyn ChainStore> = Arc::new(MemoryStore::new(genesis.clone()));
+        let system = actix::System::with_tokio_rt(|| {
+            // A runtime that cannot be built is a broken environment, not bad input; the
+            // error surfaces when the system starts.
+            #[allow(clippy::expect_used)]
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .start_paused(true)
+                .build()
+                .expect("a current-thread tokio runtime with paused time")
+        });
+        let result = system.block_on(self.drive(genesis, keys, store));
+        actix::System::current().stop();
+        // Let the system run out before it is dropped (actix#531).
+        system
+            .run()
+            .map_err(|e| SimulationError::Runtime(e.to_string()))?;
+        Ok(result)
+    }
+
+    async fn drive(
+        self,
+        genesis: ieschain_core::genesis::Genesis,
+        keys: crate::config::Keys,
+        store: Arc<dyn ChainStore>,
+    ) -> SimulationOutcome {
+        let start = tokio::time::Instant::now();
+        let network = Arc::new(SimNetwork::new(self.seed));
+        network.set_faults(self.plan.network.clone());
+        let collector = Arc::new(Mutex::new(Collector::new(genesis.consortiums.len())));
+        let invariants = Arc::new(Mutex::new(Invariants::new()));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink: EventSink = {
+            let collector = collector.clone();
+            let invariants = invariants.clone();
+            let log = log.clone();
+            let keep_log = self.keep_log;
+            Arc::new(move |event: &Event| {
+                if keep_log {
+                    if let Ok(mut log) = log.lock() {
+                        log.push(format!("{event:?}"));
+                    }
+                }
+                if let Ok(mut c) = collector.lock() {
+                    c.observe(event);
+                }
+                if let Ok(mut i) = invariants.lock() {
+                    i.observe(event);
+                }
+            })
+        };
+        let config = &self.config;
+        let timing = Timing {
+            heartbeat_ms: config.timing.heartbeat_interval_ms(),
+            suspect_after: config.timing.suspect_after,
+            period_ms: config.timing.period_ms(),
+            member_max_wait_ms: config.timing.member_max_wait_ms(),
+            window: config.window_config(),
+        };
+        let genesis = Arc::new(genesis);
+        let parts = Arc::new(Parts {
+            directory: Arc::new(Directory::from_genesis(&genesis)),
+            genesis: genesis.clone(),
+            keys,
+            timing,
+            rates: Rates {
+                per_kind: config
+                    .workload
+                    .records
+                    .iter()
+                    .into_iter()
+                    .filter(|(_, r)| *r > 0.0)
+                    .collect(),
+            },
+            workload: true,
+            seed: self.seed,
+            store: store.clone(),
+            transport: network.clone() as Arc<dyn Transport>,
+            clock: Arc::new(TokioClock::new(SAMPLE_EPOCH_MS)),
+            sink,
+        });
+        let supervisor_outbox = Outbox::new(
+            parts.keys.supervisor.clone(),
+            0,
+            HolderStore::new(store.clone(), parts.keys.supervisor.address()),
+            parts.transport.clone(),
+            parts.clock.clone(),
+            parts.sink.clone(),
+        );
+        let _supervisor =
+            SupervisorActor::new(supervisor_outbox, &genesis, parts.directory.clone(), timing)
+                .start();
+        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        let mut members: BTreeMap<Address, ConsortiumId> = BTreeMap::new();
+        for c in &genesis.consortiums {
+            for m in &c.members {
+                let Some(key) = parts.keys.by_address(&m.address).cloned() else {
+                    continue;
+                };
+                members.insert(m.address, c.id);
+                let addr = parts.node(key.clone(), c.id, 0).start();
+                nodes.insert(
+                    m.name.clone(),
+                    Node {
+                        key,
+                        consortium: c.id,
+                        addr: Some(addr),
+                        incarnation: 0,
+                    },
+                );
+            }
+        }
+        let names_by_consortium: BTreeMap<String, ConsortiumId> = genesis
+            .consortiums
+            .iter()
+            .map(|c| (c.name.clone(), c.id))
+            .collect();
+
+        // The safety phase: faults at their times.
+        let mut applied = Vec::new();
+        for (at, action) in &self.plan.events {
+            if *at >= self.until_ms {
+                break;
+            }
+            tokio::time::sleep_until(start + Duration::from_millis(*at)).await;
+            let serving = collector
+                .lock()
+                .map(|c| c.serving.clone())
+                .unwrap_or_default();
+            match action {
+                FaultAction::CrashRelay(name) => {
+                    let Some(lane) = names_by_consortium.get(name) else {
+                        continue;
+                    };
+                    let Some((epoch, relay, _)) = serving.get(lane).copied() else {
+                        continue;
+                    };
+                    if let Some(node) = nodes.values_mut().find(|n| n.key.address() == relay) {
+                        crash(node, &network);
+                        if let Ok(mut i) = invariants.lock() {
+                            i.relay_crashed(*lane, epoch, parts.clock.now_ms());
+                        }
+                    }
+                }
+                FaultAction::Crash(name) => {
+                    if let Some(node) = nodes.get_mut(name) {
+                        let address = node.key.address();
+                        let was_relay = serving
+                            .iter()
+                            .find(|(_, (_, r, _))| *r == address)
+                            .map(|(l, (e, _, _))| (*l, *e));
+                        if node.addr.is_some() {
+                            crash(node, &network);
+                            if let (Some((lane, epoch)), Ok(mut i)) = (was_relay, invariants.lock())
+                            {
+                                i.relay_crashed(lane, epoch, parts.clock.now_ms());
+                            }
+                        }
+                    }
+                }
+                FaultAction::Restart(name) => {
+                    if let Some(node) = nodes.get_mut(name) {
+                        restart(node, &parts);
+                    }
+                }
+                FaultAction::Partition(group) => {
+                    let cut: BTreeSet<Address> = nodes
+                        .values()
+                        .filter(|n| {
+                            group
+                                .iter()
+                                .any(|g| names_by_consortium.get(g) == Some(&n.consortium))
+                        })
+                        .map(|n| n.key.address())
+                        .collect();
+                    network.partition(cut);
+                }
+                FaultAction::Isolate(name) => {
+                    if let Some(node) = nodes.get(name) {
+                        network.partition(BTreeSet::from([node.key.address()]));
+                    }
+                }
+                FaultAction::Heal => network.heal(),
+            }
+            applied.push((*at, action.to_string()));
+        }
+        tokio::time::sleep_until(start + Duration::from_millis(self.until_ms)).await;
+
+        // The liveness phase: heal everything, restart every crashed node, and let the
+        // federation converge.
+        network.heal();
+        network.set_faults(NetworkFaults::default());
+        for node in nodes.values_mut() {
+            if node.addr.is_none() {
+                restart(node, &parts);
+            }
+        }
+        let end = self.until_ms + self.settle_ms;
+        tokio::time::sleep_until(start + Duration::from_millis(end)).await;
+
+        let serving = collector
+            .lock()
+            .map(|c| c.serving.clone())
+            .unwrap_or_default();
+        let live_relays: BTreeMap<ConsortiumId, Address> = serving
+            .iter()
+            .map(|(lane, (_, relay, _))| (*lane, *relay))
+            .collect();
+        // L1 with 3 network delays of the worst configured delay, and a tick of slack.
+        let bound = (timing.suspect_after as u64 + 1) * timing.heartbeat_ms
+            + 3 * self.plan.network.delay_ms.1
+            + 100;
+        let broken = invariants
+            .lock()
+            .map(|mut i| i.finish(store.as_ref(), &live_relays, bound, &members))
+            .unwrap_or_else(|_| vec!["checker poisoned".into()]);
+        let stats = collector
+            .lock()
+            .map(|c| c.snapshot(network.stats()))
+            .unwrap_or_default();
+        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        SimulationOutcome {
+            stats,
+            broken,
+            virtual_ms: end,
+            applied,
+            log,
+        }
+    }
+}
+
+fn crash(node: &mut Node, network: &SimNetwork) {
+    network.unregister(&node.key.address());
+    if let Some(addr) = node.addr.take() {
+        let _ = addr.try_send(Crash);
+    }
+}
+
+fn restart(node: &mut Node, parts: &Parts) {
+    if node.addr.is_some() {
+        return;
+    }
+    node.incarnation += 1;
+    node.addr = Some(
+        parts
+            .node(node.key.clone(), node.consortium, node.incarnation)
+            .start(),
+    );
+}
