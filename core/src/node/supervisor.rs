@@ -142,7 +142,7 @@ impl Supervisor {
 
     /// Handles a message from a node.
     pub fn deliver(&mut self, from: Address, message: Message, now: u64) -> Vec<Effect> {
-        self.started_at.get_or_insert(now);
+        self.start(now);
         let mut effects = Vec::new();
         match message {
             Message::Heartbeat {
@@ -215,15 +215,21 @@ impl Supervisor {
             .map(|_| index)
     }
 
-    /// Advances the failure detector and the terms.
-    pub fn tick(&mut self, now: u64) -> Vec<Effect> {
+    /// Notes the supervisor's start at its first input, tick or message alike: terms
+    /// recovered from the chain restart with the supervisor, so a relay serves a full
+    /// period after a restart before it is rotated.
+    fn start(&mut self, now: u64) {
         if self.started_at.is_none() {
             self.started_at = Some(now);
-            // Terms recovered from the chain restart with the supervisor.
             for watch in &mut self.watches {
                 watch.term_started = now;
             }
         }
+    }
+
+    /// Advances the failure detector and the terms.
+    pub fn tick(&mut self, now: u64) -> Vec<Effect> {
+        self.start(now);
         let mut effects = Vec::new();
         for index in 0..self.watches.len() {
             let watch = &self.watches[index];
