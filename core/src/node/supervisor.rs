@@ -193,6 +193,23 @@ impl Supervisor {
             Message::Discover { consortium } => {
                 if let Some(watch) = self.watches.get(consortium.0 as usize) {
                     if !watch.records.is_empty() {
+                        // A relay or backup that (re)started learns first who serves the
+                        // other lanes, as a newly elected one does (`announce`): it
+                        // broadcasts its relay blocks to them, and syncs its lane from them.
+                        let serves =
+                            watch.history.relay == Some(from) || watch.history.backup == Some(from);
+                        for (index, other) in self.watches.iter().enumerate() {
+                            if !serves || index == consortium.0 as usize || other.records.is_empty()
+                            {
+                                continue;
+                            }
+                            effects.push(Effect::Send {
+                                to: from,
+                                message: Message::Elected {
+                                    records: other.records.clone(),
+                                },
+                            });
+                        }
                         effects.push(Effect::Send {
                             to: from,
                             message: Message::Elected {
