@@ -38,7 +38,7 @@ use ieschain_core::election::ElectionReason;
 use ieschain_core::genesis::{Directory, Genesis};
 use ieschain_core::message::Envelope;
 use ieschain_core::node::{Event, Timing};
-use ieschain_core::{Address, Audience, ConsortiumId, Hash, Keypair, RecordBody};
+use ieschain_core::{Address, Audience, ChainId, ConsortiumId, Hash, Keypair, RecordBody};
 use ieschain_storage::{ChainStore, HolderStore, RocksOptions, RocksStore, StoreError};
 use thiserror::Error;
 use tokio::sync::broadcast;
@@ -246,7 +246,11 @@ impl Federation {
                 .collect(),
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let stats = Arc::new(Mutex::new(Collector::new(genesis.consortiums.len())));
+        let mut collector = Collector::new(genesis.consortiums.len());
+        // A reopened directory: no `Elected` event repeats the elections already made, so
+        // who serves comes from the supervisor's chain.
+        collector.serving = recovered_elections(&*store, keys.supervisor.address())?;
+        let stats = Arc::new(Mutex::new(collector));
         let sink: EventSink = {
             let events = events.clone();
             let stats = stats.clone();
@@ -577,6 +581,32 @@ impl FederationHandle {
         let _ = &self.inner.supervisor;
         self.inner.parts.store.flush()?;
         Ok(())
+    }
+}
+
+/// Who serves each consortium: (epoch, relay, backup).
+type ServingMap = BTreeMap<ConsortiumId, (u64, Address, Option<Address>)>;
+
+/// The latest election of every consortium on the supervisor's chain in `store`: who
+/// serves a reopened directory.
+fn recovered_elections(
+    store: &dyn ChainStore,
+    supervisor: Address,
+) -> Result<ServingMap, StoreError> {
+    let chain = ChainId::Private(supervisor);
+    let mut serving = BTreeMap::new();
+    let mut from = 1;
+    loop {
+        let blocks = store.range(supervisor, chain, from, 256)?;
+        if blocks.is_empty() {
+            return Ok(serving);
+        }
+        from += blocks.len() as u64;
+        for record in blocks.iter().flat_map(|b| b.records()) {
+            if let RecordBody::Election(e) = &record.content.body {
+                serving.insert(e.consortium, (e.epoch, e.relay, e.backup));
+            }
+        }
     }
 }
 
