@@ -19,7 +19,7 @@
 //!   normal ones within `max_wait` plus delays. Checked only while the network is healthy.
 //! - **L4 join:** no join protocol runs yet (the protocols issue).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use ieschain_core::node::Event;
 use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Hash};
@@ -30,7 +30,7 @@ use ieschain_storage::ChainStore;
 pub struct Invariants {
     writers: BTreeMap<(ConsortiumId, u64), Address>,
     blocks: BTreeMap<(ConsortiumId, u64), Hash>,
-    acked: BTreeSet<(Address, u64)>,
+    acked: BTreeMap<(Address, u64), u64>,
     crashes: Vec<(ConsortiumId, u64, u64)>,
     took_over: Vec<(ConsortiumId, u64, u64)>,
     broken: Vec<String>,
@@ -87,8 +87,10 @@ impl Invariants {
                     );
                 }
             }
-            Event::Acked { member, height, .. } => {
-                self.acked.insert((*member, *height));
+            Event::Acked {
+                member, height, at, ..
+            } => {
+                self.acked.entry((*member, *height)).or_insert(*at);
             }
             Event::TookOver {
                 consortium,
@@ -106,13 +108,15 @@ impl Invariants {
     }
 
     /// The final checks, once faults have healed: L1 against `bound_ms`, S3 against the
-    /// live relays' stores, and S4/S5 with a full verify.
+    /// live relays' stores for blocks acknowledged by `acked_before` (later ones may still
+    /// be waiting in a window), and S4/S5 with a full verify.
     pub fn finish(
         &mut self,
         store: &dyn ChainStore,
         live_relays: &BTreeMap<ConsortiumId, Address>,
         bound_ms: u64,
         members: &BTreeMap<Address, ConsortiumId>,
+        acked_before: u64,
     ) -> Vec<String> {
         for (lane, epoch, at) in self.crashes.clone() {
             let served = self
@@ -132,8 +136,8 @@ impl Invariants {
         // chain (D4) it is included exactly once in every live relay's copy of that lane.
         let mut external: BTreeMap<ConsortiumId, Vec<(Address, u64)>> = BTreeMap::new();
         for (lane, relay) in live_relays {
-            for (member, height) in &self.acked.clone() {
-                if members.get(member) != Some(lane) {
+            for ((member, height), at) in &self.acked.clone() {
+                if members.get(member) != Some(lane) || *at > acked_before {
                     continue;
                 }
                 let held = store

@@ -324,9 +324,16 @@ impl Simulation {
         let bound = (timing.suspect_after as u64 + 1) * timing.heartbeat_ms
             + 3 * self.plan.network.delay_ms.1
             + 100;
+        // Acknowledged blocks must be on the relay chain within the window's bound; the
+        // last moments' acknowledgements may still be waiting in a window.
+        let drain = config.timing.max_wait_ms().unwrap_or(0)
+            + timing.member_max_wait_ms
+            + 2 * timing.heartbeat_ms
+            + 1_000;
+        let acked_before = SAMPLE_EPOCH_MS + end.saturating_sub(drain);
         let broken = invariants
             .lock()
-            .map(|mut i| i.finish(store.as_ref(), &live_relays, bound, &members))
+            .map(|mut i| i.finish(store.as_ref(), &live_relays, bound, &members, acked_before))
             .unwrap_or_else(|_| vec!["checker poisoned".into()]);
         let stats = collector
             .lock()

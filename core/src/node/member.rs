@@ -70,6 +70,11 @@ enum RelayState {
     Syncing {
         waiting: BTreeSet<Address>,
         deadline: u64,
+        /// The lane head the election was drawn on: the relay never continues below it,
+        /// or it would fork the block its predecessor wrote there.
+        target: u64,
+        /// Whom to ask again when the deadline passes below the target.
+        ask: BTreeSet<Address>,
     },
     /// Producing.
     Active,
@@ -92,6 +97,8 @@ enum Pending {
         hash: crate::crypto::Hash,
         author: Address,
         height: u64,
+        /// The block, to replicate again if the confirmation does not come.
+        block: Box<ConsortiumBlock>,
     },
     /// Broadcast once the backup has the relay block.
     Broadcast {
@@ -115,11 +122,13 @@ struct RelayDuty {
     window: Window,
     state: RelayState,
     backup: Option<Address>,
-    backup_ready: bool,
     pending: VecDeque<PendingEntry>,
     acked: BTreeMap<Address, u64>,
     took_over: bool,
     degraded_reported: bool,
+    /// When unconfirmed replications are next sent again (a lost message must not stall
+    /// the acknowledgements and broadcasts queued behind it).
+    next_retry: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -557,8 +566,8 @@ impl Member {
             } => self.on_sync_blocks(from, chain, blocks, head, now, &mut effects),
             Message::CaughtUp { epoch } => {
                 if let Duty::Relay(duty) = &mut self.duty {
+                    // The backup has every chain: the next degraded period is reported anew.
                     if duty.epoch == epoch && duty.backup == Some(from) {
-                        duty.backup_ready = true;
                         duty.degraded_reported = false;
                     }
                 }
@@ -649,10 +658,18 @@ impl Member {
         if election.relay == self.me {
             match &mut self.duty {
                 Duty::Relay(duty) if duty.epoch == election.epoch => {
-                    // Same epoch: the backup changed (backup lost).
+                    // Same epoch: the backup changed (backup lost). Whatever waited on the
+                    // lost backup is replicated to the new one; with no backup at all it
+                    // is released on the relay's own sync (D4, degraded).
                     duty.backup = election.backup;
-                    duty.backup_ready = false;
-                    Self::release_pending(&self.serving, self.me, duty, effects);
+                    if duty.backup.is_some() {
+                        for entry in duty.pending.iter_mut() {
+                            entry.done = false;
+                        }
+                        duty.next_retry = 0;
+                    } else {
+                        Self::release_pending(&self.serving, self.me, duty, effects);
+                    }
                 }
                 _ => self.become_relay(&election, previous_relay, now, effects),
             }
@@ -696,13 +713,13 @@ impl Member {
                 },
             });
         }
-        let state = if waiting.is_empty() {
-            RelayState::Active
-        } else {
-            RelayState::Syncing {
-                waiting,
-                deadline: now + self.timing.sync_timeout_ms(),
-            }
+        let mut ask = waiting.clone();
+        ask.extend(previous.filter(|p| *p != self.me));
+        let state = RelayState::Syncing {
+            waiting,
+            deadline: now + self.timing.sync_timeout_ms(),
+            target: election.lane_head.height,
+            ask,
         };
         self.duty = Duty::Relay(Box::new(RelayDuty {
             epoch: election.epoch,
@@ -710,11 +727,11 @@ impl Member {
             window: Window::new(self.timing.window),
             state,
             backup: election.backup,
-            backup_ready: false,
             pending: VecDeque::new(),
             acked: BTreeMap::new(),
             took_over: false,
             degraded_reported: false,
+            next_retry: 0,
         }));
         if election.backup.is_some() {
             // The backup catches up first; until then acknowledgements wait only on the
@@ -797,12 +814,54 @@ impl Member {
     // ----- relay duty -----
 
     fn relay_tick(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        let lane = self.consortium;
+        let head = self.relay_lane_head(lane).map_or(0, |h| h.height);
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };
-        if let RelayState::Syncing { deadline, waiting } = &duty.state {
-            if waiting.is_empty() || now >= *deadline {
+        if let RelayState::Syncing {
+            deadline,
+            waiting,
+            target,
+            ask,
+        } = &mut duty.state
+        {
+            if head >= *target && (waiting.is_empty() || now >= *deadline) {
                 duty.state = RelayState::Active;
+            } else if now >= *deadline {
+                // Still below the election's lane head: ask again, and never continue
+                // below it (S2).
+                *deadline = now + self.timing.sync_timeout_ms();
+                for to in ask.iter() {
+                    effects.push(Effect::Send {
+                        to: *to,
+                        message: Message::SyncRequest {
+                            chain: ChainId::Relay(lane),
+                            from: head + 1,
+                        },
+                    });
+                }
+            }
+        }
+        if now >= duty.next_retry {
+            duty.next_retry = now + self.timing.heartbeat_ms;
+            if let Some(backup) = duty.backup {
+                let epoch = duty.epoch;
+                for entry in duty.pending.iter().filter(|e| !e.done) {
+                    let message = match &entry.action {
+                        Pending::Ack { block, .. } => Message::Replicate {
+                            epoch,
+                            block: (**block).clone(),
+                        },
+                        Pending::Broadcast { block, .. } => Message::ReplicateRelay {
+                            block: (**block).clone(),
+                        },
+                    };
+                    effects.push(Effect::Send {
+                        to: backup,
+                        message,
+                    });
+                }
             }
         }
         if duty.state != RelayState::Active || now >= duty.lease_until {
@@ -932,7 +991,7 @@ impl Member {
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };
-        match duty.backup.filter(|_| duty.backup_ready) {
+        match duty.backup {
             Some(backup) => {
                 effects.push(Effect::Send {
                     to: backup,
@@ -947,6 +1006,7 @@ impl Member {
                         hash,
                         author,
                         height,
+                        block: Box::new(block.clone()),
                     },
                 });
             }
@@ -1049,7 +1109,7 @@ impl Member {
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };
-        match duty.backup.filter(|_| duty.backup_ready) {
+        match duty.backup {
             Some(backup) => {
                 effects.push(Effect::Send {
                     to: backup,
@@ -1118,6 +1178,7 @@ impl Member {
                 hash,
                 author,
                 height,
+                ..
             } => {
                 let last = acked.entry(author).or_insert(0);
                 *last = (*last).max(height);
@@ -1472,6 +1533,9 @@ impl Member {
             return;
         }
         let mut last = None;
+        // Member blocks that arrive by a sync need the relay chain as much as submitted
+        // ones: an active relay puts them in its window (S3).
+        let mut windowed = Vec::new();
         for block in blocks {
             if block.chain() != chain {
                 effects.push(self.rejected(
@@ -1511,6 +1575,9 @@ impl Member {
                             if member_block.header.author != self.me {
                                 effects.push(Effect::Persist(vec![block.clone()]));
                             }
+                            if member_block.is_external() {
+                                windowed.push(member_block.clone());
+                            }
                             true
                         }
                         Ok(Accepted::Duplicate) => true,
@@ -1528,6 +1595,17 @@ impl Member {
                 break;
             }
             last = Some(height);
+        }
+        if let Duty::Relay(duty) = &mut self.duty {
+            if duty.state == RelayState::Active && duty.took_over {
+                let mut flushes = Vec::new();
+                for block in windowed {
+                    flushes.extend(duty.window.add(block, now));
+                }
+                for flush in flushes {
+                    self.produce(flush, now, effects);
+                }
+            }
         }
         let complete = last.is_none_or(|h| h >= head);
         if !complete {
