@@ -424,6 +424,16 @@ impl Member {
         }
     }
 
+    /// Asks the supervisor who serves this node's consortium.
+    fn discover(&self) -> Effect {
+        Effect::Send {
+            to: self.supervisor,
+            message: Message::Discover {
+                consortium: self.consortium,
+            },
+        }
+    }
+
     /// How long a block waits for its acknowledgement before it is resent: long enough
     /// for a replicated acknowledgement, short next to a failover.
     fn resend_ms(&self) -> u64 {
@@ -522,13 +532,18 @@ impl Member {
                     }
                 }
             }
-            Message::NotTaken { .. } => {}
+            // Not taken: this node's idea of its relay is out of date (a lost election
+            // message). Ask the supervisor again; the block is resent on the answer.
+            Message::NotTaken { .. } => effects.push(self.discover()),
             Message::Lease { epoch, until } => {
                 if from == self.supervisor {
-                    if let Duty::Relay(duty) = &mut self.duty {
-                        if duty.epoch == epoch {
+                    match &mut self.duty {
+                        Duty::Relay(duty) if duty.epoch == epoch => {
                             duty.lease_until = duty.lease_until.max(until);
                         }
+                        // A lease for an epoch this node does not serve: it missed the
+                        // election that made it relay.
+                        _ => effects.push(self.discover()),
                     }
                 }
             }
@@ -1220,7 +1235,9 @@ impl Member {
         effects: &mut Vec<Effect>,
     ) {
         let Duty::Backup(duty) = &self.duty else {
+            // Perhaps this node missed the election that made it backup: ask.
             effects.push(self.rejected("not_backup", false, format!("replicate from {from}")));
+            effects.push(self.discover());
             return;
         };
         if duty.relay != from || epoch < duty.epoch {
@@ -1321,6 +1338,7 @@ impl Member {
                 false,
                 format!("replicate relay block from {from}"),
             ));
+            effects.push(self.discover());
             return;
         };
         if duty.relay != from {
@@ -1804,7 +1822,14 @@ impl Holder {
             return Ok(Accepted::Duplicate);
         }
         lane.append(block).map_err(|e| e.reason)?;
-        if block.is_external() {
+        // On recovery the relay lanes are replayed first: a block they already include is
+        // not waiting for a relay block.
+        let included = self
+            .relay_lanes
+            .get(&block.header.consortium)
+            .and_then(|l| l.included.get(&author))
+            .is_some_and(|h| *h >= block.height());
+        if block.is_external() && !included {
             self.arrivals += 1;
             self.unincluded.insert(self.arrivals, block.clone());
             self.unincluded_at
