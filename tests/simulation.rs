@@ -1,0 +1,98 @@
+//! Deterministic simulation (SPEC §8, §9): one seed replays the same run exactly, a fault
+//! plan drives the federation only through the transport and the node lifecycle, and the
+//! invariant checker watches every event.
+
+use ieschain::config::FederationConfig;
+use ieschain::faults::FaultPlan;
+use ieschain::simulation::{Simulation, SimulationOutcome};
+
+fn simulate(seed: u64, until_s: u64, faults: &str) -> SimulationOutcome {
+    let config = FederationConfig::four_party();
+    let until = until_s * 1000;
+    let mut simulation = Simulation::new(config.clone(), seed, until);
+    simulation.plan = FaultPlan::parse(faults, &config, seed, until).unwrap();
+    simulation.run().unwrap()
+}
+
+/// The same seed and plan give the same event log, byte for byte; another seed another.
+#[test]
+fn same_seed_same_digest() {
+    let a = simulate(11, 20, "drop:0.01,delay:1-10ms");
+    let b = simulate(11, 20, "drop:0.01,delay:1-10ms");
+    let c = simulate(12, 20, "drop:0.01,delay:1-10ms");
+    assert_eq!(a.stats.event_log_digest, b.stats.event_log_digest);
+    assert_eq!(a.stats.records_committed, b.stats.records_committed);
+    assert_ne!(a.stats.event_log_digest, c.stats.event_log_digest);
+    assert!(a.stats.events > 1_000, "only {} events", a.stats.events);
+}
+
+/// A healthy federation, simulated for a virtual minute, commits records, rotates its
+/// relays and breaks no invariant; virtual time runs far faster than the wall clock.
+#[test]
+fn healthy_minute_holds_every_invariant() {
+    let started = std::time::Instant::now();
+    let outcome = simulate(1, 60, "");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+    assert!(outcome.stats.records_committed > 100);
+    assert!(
+        outcome.stats.rotations >= 4 * 5,
+        "rotations {}",
+        outcome.stats.rotations
+    );
+    assert!(outcome.virtual_ms >= 60_000);
+    assert!(
+        started.elapsed().as_secs() < 60,
+        "a virtual minute took {:?}",
+        started.elapsed()
+    );
+}
+
+/// Every fault form of `--faults` runs through the simulator, is applied at its time, and
+/// (each alone) breaks no invariant.
+#[test]
+fn every_fault_form_applies() {
+    for (faults, applied) in [
+        ("drop:0.02", 0),
+        ("dup:0.02", 0),
+        ("delay:1-20ms", 0),
+        ("crash-relay:source@10s", 1),
+        ("crash:load-mall@8s,restart:load-mall@16s", 2),
+        ("partition:grid+load@10s+5s", 2),
+        ("pause:service-esco@10s+3s", 2),
+    ] {
+        let outcome = simulate(3, 25, faults);
+        assert_eq!(
+            outcome.applied.len(),
+            applied,
+            "{faults}: {:?}",
+            outcome.applied
+        );
+        assert!(outcome.broken.is_empty(), "{faults}: {:#?}", outcome.broken);
+    }
+}
+
+/// A relay crash is followed by a failover (the checker's L1 holds within its bound).
+#[test]
+fn crashed_relay_fails_over() {
+    let outcome = simulate(4, 30, "crash-relay:grid@12s");
+    assert!(outcome.stats.failovers >= 1);
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
+/// Regression (found by `ieschain simulate --seed 5 --until 200 --faults random`): lane #1
+/// forked at height 19 when a node missed the election message that made it backup. Fixed
+/// by nodes asking the supervisor again when replication or a lease surprises them.
+#[test]
+fn regression_seed_5_random_fork() {
+    let outcome = simulate(5, 200, "random");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
+/// Regression (found by `ieschain simulate --seed 3 --until 200 --faults random`): no relay
+/// takes lanes #1 and #2 over within the L1 bound after crashes. Kept red until fixed.
+#[test]
+#[ignore = "bug: L1 missed for lanes #1 and #2 under seed 3's random plan (open in the simulation issue)"]
+fn regression_seed_3_random_failover_late() {
+    let outcome = simulate(3, 200, "random");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
