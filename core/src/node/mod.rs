@@ -76,9 +76,13 @@ impl Timing {
         (self.suspect_after.saturating_sub(1)) as u64 * self.heartbeat_ms
     }
 
-    /// How long a new relay waits for the other relays' lane heads before it continues.
+    /// How long a new relay waits for the other relays' lane heads before it continues
+    /// (it never continues below its election's lane head, whatever the wait). One
+    /// heartbeat keeps a failover within SPEC §12 D10's bound when one reply is lost: the
+    /// backup already holds every block the old relay broadcast, since replication comes
+    /// first.
     pub fn sync_timeout_ms(&self) -> u64 {
-        2 * self.heartbeat_ms
+        self.heartbeat_ms
     }
 }
 
