@@ -14,7 +14,8 @@
 //! - **S6 trades:** no trade protocol runs yet (the protocols issue); nothing to break.
 //! - **S7 durability:** checked by the process-kill tests, not inside a simulation.
 //! - **L1 failover:** after a relay crash, a new relay takes over within
-//!   `(suspect_after + 1) × heartbeat_interval` plus 3 network delays (SPEC §12 D10).
+//!   `(suspect_after + 1) × heartbeat_interval` plus 3 network delays (SPEC §12 D10),
+//!   unless no candidate is left and the consortium is reported cut off (SPEC §5).
 //! - **L2 / L3 latency:** urgent records reach every relay without waiting on the window;
 //!   normal ones within `max_wait` plus delays. Checked only while the network is healthy.
 //! - **L4 join:** no join protocol runs yet (the protocols issue).
@@ -33,6 +34,7 @@ pub struct Invariants {
     acked: BTreeMap<(Address, u64), u64>,
     crashes: Vec<(ConsortiumId, u64, u64)>,
     took_over: Vec<(ConsortiumId, u64, u64)>,
+    cut_off: Vec<(ConsortiumId, u64)>,
     broken: Vec<String>,
 }
 
@@ -123,7 +125,13 @@ impl Invariants {
                 .took_over
                 .iter()
                 .any(|(l, e, t)| *l == lane && *e > epoch && *t >= at && *t - at <= bound_ms);
-            if !served {
+            // With no candidate left the consortium is cut off, reported, and rejoins when
+            // one comes back (SPEC §5): L1 does not apply.
+            let cut_off = self
+                .cut_off
+                .iter()
+                .any(|(l, t)| *l == lane && *t >= at && *t - at <= bound_ms);
+            if !served && !cut_off {
                 self.fail(
                     "L1",
                     format!(
