@@ -37,7 +37,7 @@ use ieschain_actors::workload::{Rates, Workload};
 use ieschain_core::election::ElectionReason;
 use ieschain_core::genesis::{Directory, Genesis};
 use ieschain_core::message::Envelope;
-use ieschain_core::node::{Event, Timing};
+use ieschain_core::node::{Event, Mutations, Timing};
 use ieschain_core::{Address, Audience, ChainId, ConsortiumId, Hash, Keypair, RecordBody};
 use ieschain_storage::{ChainStore, HolderStore, RocksOptions, RocksStore, StoreError};
 use thiserror::Error;
@@ -235,6 +235,7 @@ impl Federation {
             period_ms: config.timing.period_ms(),
             member_max_wait_ms: config.timing.member_max_wait_ms(),
             window: config.window_config(),
+            mutations: Mutations::default(),
         };
         let rates = Rates {
             per_kind: config

@@ -30,7 +30,7 @@ use ieschain_actors::supervisor::SupervisorActor;
 use ieschain_actors::transport::Transport;
 use ieschain_actors::workload::Rates;
 use ieschain_core::genesis::Directory;
-use ieschain_core::node::{Event, Timing};
+use ieschain_core::node::{Event, Mutations, Timing};
 use ieschain_core::sample::SAMPLE_EPOCH_MS;
 use ieschain_core::{Address, ConsortiumId, Keypair};
 use ieschain_storage::{ChainStore, HolderStore, MemoryStore};
@@ -56,6 +56,8 @@ pub struct Simulation {
     pub settle_ms: u64,
     /// Whether to keep the event log's lines in the outcome.
     pub keep_log: bool,
+    /// Deliberate bugs to switch on, for tests of the checker; all off by default.
+    pub mutations: Mutations,
 }
 
 /// What a simulation found.
@@ -105,6 +107,7 @@ impl Simulation {
             plan: FaultPlan::default(),
             settle_ms,
             keep_log: false,
+            mutations: Mutations::default(),
         }
     }
 
@@ -170,6 +173,7 @@ impl Simulation {
             period_ms: config.timing.period_ms(),
             member_max_wait_ms: config.timing.member_max_wait_ms(),
             window: config.window_config(),
+            mutations: self.mutations,
         };
         let genesis = Arc::new(genesis);
         let parts = Arc::new(Parts {

@@ -11,7 +11,7 @@ use ieschain_core::genesis::Directory;
 use ieschain_core::message::Message;
 use ieschain_core::node::member::Member;
 use ieschain_core::node::supervisor::Supervisor;
-use ieschain_core::node::{Effect, Event, Timing};
+use ieschain_core::node::{Effect, Event, Mutations, Timing};
 use ieschain_core::sample::SampleFederation;
 use ieschain_core::validate::LaneState;
 use ieschain_core::window::WindowConfig;
@@ -24,6 +24,7 @@ fn timing(federation: &SampleFederation) -> Timing {
         period_ms: 10_000,
         member_max_wait_ms: 200,
         window: WindowConfig::new(&federation.genesis.capacities),
+        mutations: Mutations::default(),
     }
 }
 

@@ -879,7 +879,9 @@ impl Member {
                 }
             }
         }
-        if duty.state != RelayState::Active || now >= duty.lease_until {
+        // Deliberate bug (`no_fencing`, tests only): a relay ignores its lease's expiry.
+        let lease_expired = now >= duty.lease_until && !self.timing.mutations.no_fencing;
+        if duty.state != RelayState::Active || lease_expired {
             return;
         }
         if !duty.took_over {
@@ -1006,7 +1008,29 @@ impl Member {
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };
+        // Deliberate bug (`ack_before_replication`, tests only): replicate, but acknowledge
+        // at once on the relay's own sync, as if there were no backup.
+        let ack_now = self.timing.mutations.ack_before_replication;
         match duty.backup {
+            Some(backup) if ack_now => {
+                effects.push(Effect::Send {
+                    to: backup,
+                    message: Message::Replicate {
+                        epoch,
+                        block: block.clone(),
+                    },
+                });
+                duty.acked.insert(author, height);
+                effects.push(Effect::Send {
+                    to: author,
+                    message: Message::Ack {
+                        epoch,
+                        author,
+                        height,
+                        hash,
+                    },
+                });
+            }
             Some(backup) => {
                 effects.push(Effect::Send {
                     to: backup,
@@ -1438,7 +1462,9 @@ impl Member {
     ) -> bool {
         let lane = block.header.lane;
         // Fencing (S1): never accept an epoch older than the newest known election.
-        if let Some(serving) = self.serving.get(&lane) {
+        // Deliberate bug (`no_fencing`, tests only): accept any epoch.
+        let fencing = !self.timing.mutations.no_fencing;
+        if let Some(serving) = self.serving.get(&lane).filter(|_| fencing) {
             if block.header.epoch < serving.epoch {
                 effects.push(self.rejected(
                     "stale_epoch",

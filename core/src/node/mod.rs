@@ -63,6 +63,25 @@ pub struct Timing {
     pub member_max_wait_ms: u64,
     /// The relay window.
     pub window: WindowConfig,
+    /// Deliberate bugs, for tests that show the invariant checker catches them; all off in
+    /// every product path.
+    pub mutations: Mutations,
+}
+
+/// Deliberate bugs, for tests that show the invariant checker catches them (the simulation
+/// issue's "broken variants"); all off in every product path. Each switch reintroduces one
+/// bug at the exact place the protocol guards against it:
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mutations {
+    /// No epoch fencing: receivers accept relay blocks of epochs older than the newest
+    /// election they know, and a relay keeps producing after its lease expired (S1, S2).
+    pub no_fencing: bool,
+    /// The relay acknowledges a consortium block on its own sync even when it has a backup,
+    /// without waiting for the backup's confirmation (S3 after a relay crash).
+    pub ack_before_replication: bool,
+    /// The supervisor draws relay and backup with a seed that is not the chain's (it mixes
+    /// in its own record seq), so the election does not recompute (S4, S5).
+    pub unseeded_election: bool,
 }
 
 impl Timing {

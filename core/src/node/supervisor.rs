@@ -19,8 +19,10 @@
 use std::collections::BTreeMap;
 
 use crate::block::{AnyBlock, ChainBlock, PrivateBlock};
-use crate::crypto::{Address, Hash, Keypair};
-use crate::election::{ElectionHistory, ElectionReason, ElectionRecord, LanePosition, WeightFn};
+use crate::crypto::{Address, Domain, Hash, Keypair};
+use crate::election::{
+    draw, ElectionHistory, ElectionReason, ElectionRecord, LanePosition, WeightFn,
+};
 use crate::genesis::Genesis;
 use crate::ids::ConsortiumId;
 use crate::message::Message;
@@ -349,7 +351,7 @@ impl Supervisor {
     ) {
         let eligible = self.eligible(index, now);
         let consortium = self.watches[index].history.consortium;
-        let Some(election) =
+        let Some(mut election) =
             self.watches[index]
                 .history
                 .elect(reason, &eligible, self.weight_fn, lane_head)
@@ -364,6 +366,27 @@ impl Supervisor {
             return;
         };
         self.seq += 1;
+        // The supervisor's own history follows its own decisions (below); with the
+        // deliberate bug it follows the honest draw, so that it keeps working.
+        let honest = election.clone();
+        if self.timing.mutations.unseeded_election {
+            // Deliberate bug (`unseeded_election`, tests only): the draw's seed mixes in
+            // the supervisor's record seq, which the chain does not give (S5).
+            election.seed = Hash::of(
+                Domain::ElectionSeed,
+                &[&election.seed.0, &self.seq.to_le_bytes()],
+            );
+            let fixed = (reason != ElectionReason::Initial).then_some(election.relay);
+            if let Some(drawn) = draw(
+                &election.candidates,
+                election.weight_fn,
+                &election.seed,
+                fixed,
+            ) {
+                election.relay = drawn.relay;
+                election.backup = drawn.backup;
+            }
+        }
         let record = RecordContent {
             author: self.key.address(),
             seq: self.seq,
@@ -375,7 +398,7 @@ impl Supervisor {
         // The supervisor's own history follows its own decisions exactly.
         let _ = self.watches[index]
             .history
-            .apply(&election, record.digest(), |_| true, |_| true);
+            .apply(&honest, record.digest(), |_| true, |_| true);
         let block = PrivateBlock::seal(
             &self.key,
             self.chain.0 + 1,
