@@ -5,7 +5,8 @@
 //! the end of a run, against every node's store:
 //!
 //! - **S1 one writer per lane:** for each lane and epoch, at most one node produces blocks.
-//! - **S2 no fork:** no two nodes hold different blocks at the same height of a lane.
+//! - **S2 no fork:** no node holds two different blocks at the same height of a lane, and
+//!   at the end the live relays' copies of every lane agree.
 //! - **S3 no loss:** once faults heal, every acknowledged consortium block is in the relay
 //!   chain of every live relay, exactly once (Jepsen's set checker: acknowledged but absent
 //!   is lost; unacknowledged writes may appear or not).
@@ -20,7 +21,7 @@
 //!   normal ones within `max_wait` plus delays. Checked only while the network is healthy.
 //! - **L4 join:** no join protocol runs yet (the protocols issue).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ieschain_core::node::Event;
 use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Hash};
@@ -30,7 +31,7 @@ use ieschain_storage::ChainStore;
 #[derive(Debug, Default)]
 pub struct Invariants {
     writers: BTreeMap<(ConsortiumId, u64), Address>,
-    blocks: BTreeMap<(ConsortiumId, u64), Hash>,
+    blocks: BTreeMap<(Address, ConsortiumId, u64), Hash>,
     acked: BTreeMap<(Address, u64), u64>,
     crashes: Vec<(ConsortiumId, u64, u64)>,
     took_over: Vec<(ConsortiumId, u64, u64)>,
@@ -76,15 +77,16 @@ impl Invariants {
                         );
                     }
                 }
-                let known = *self.blocks.entry((*lane, *height)).or_insert(*hash);
+                // S2 is about one node's own view: it never holds two blocks at one height.
+                let known = *self.blocks.entry((*node, *lane, *height)).or_insert(*hash);
                 if known != *hash {
                     self.fail(
                         "S2",
                         format!(
-                            "lane {lane} height {height}: {} holds {}, another node {}",
+                            "node {} holds two blocks at lane {lane} height {height}: {} and {}",
                             node.short(),
-                            hash.short(),
-                            known.short()
+                            known.short(),
+                            hash.short()
                         ),
                     );
                 }
@@ -197,6 +199,37 @@ impl Invariants {
                         n => self.fail("S3", format!("block {} height {} is included {n} times in lane {lane}", key.0.short(), key.1)),
                     }
                 }
+            }
+        }
+        // Replicas agree: the live relays' copies of every lane are prefixes of one another.
+        // (A deposed relay may keep an unconfirmed block above its successor's cut-off,
+        // SPEC §12 D3; it is not a live relay.)
+        let relays: Vec<Address> = live_relays.values().copied().collect();
+        for lane in live_relays.keys() {
+            let chain = ChainId::Relay(*lane);
+            let heads: Vec<(Address, u64)> = relays
+                .iter()
+                .map(|r| {
+                    (
+                        *r,
+                        store.head(*r, chain).ok().flatten().map_or(0, |h| h.height),
+                    )
+                })
+                .collect();
+            let common = heads.iter().map(|(_, h)| *h).min().unwrap_or(0);
+            if common == 0 {
+                continue;
+            }
+            let hashes: BTreeSet<Hash> = relays
+                .iter()
+                .filter_map(|r| store.block(*r, chain, common).ok().flatten())
+                .map(|b| b.hash())
+                .collect();
+            if hashes.len() > 1 {
+                self.fail(
+                    "S2",
+                    format!("live relays disagree on lane {lane} at height {common}"),
+                );
             }
         }
         if let Err(err) = ieschain_storage::verify(store) {

@@ -1087,6 +1087,13 @@ impl Member {
         let Duty::Relay(duty) = &self.duty else {
             return;
         };
+        // Fencing by lease (SPEC §12 D3): no block without a live lease, whatever path asks
+        // (a timer, a submitted urgent block, a sync). A relay cut off from the supervisor
+        // may still hear its own blocks; it must not extend the lane on them. The blocks
+        // stay among the holder's unincluded ones for whoever relays next.
+        if now >= duty.lease_until && !self.timing.mutations.no_fencing {
+            return;
+        }
         let epoch = duty.epoch;
         let Some(holder) = self.holder.as_deref() else {
             return;
