@@ -100,10 +100,11 @@ enum Pending {
         /// The block, to replicate again if the confirmation does not come.
         block: Box<ConsortiumBlock>,
     },
-    /// Broadcast once the backup has the relay block.
+    /// Store, broadcast and announce once the backup has the relay block.
     Broadcast {
         hash: crate::crypto::Hash,
         block: Box<RelayBlock>,
+        reason: FlushReason,
     },
 }
 
@@ -129,6 +130,12 @@ struct RelayDuty {
     /// When unconfirmed replications are next sent again (a lost message must not stall
     /// the acknowledgements and broadcasts queued behind it).
     next_retry: u64,
+    /// The own lane as it was before the first relay block the backup has not confirmed.
+    /// Such blocks are not stored yet; a relay deposed before the confirmation goes back
+    /// to this, so that it never keeps a block above its successor's cut-off (D3).
+    rollback: Option<Box<RelayLane>>,
+    /// Blocks flushed while the lease had lapsed: back into the window when it is renewed.
+    held: Vec<ConsortiumBlock>,
 }
 
 #[derive(Clone, Debug)]
@@ -683,7 +690,7 @@ impl Member {
                         }
                         duty.next_retry = 0;
                     } else {
-                        Self::release_pending(&self.serving, self.me, duty, effects);
+                        Self::release_pending(&self.serving, self.me, duty, now, effects);
                     }
                 }
                 _ => self.become_relay(&election, previous_relay, now, effects),
@@ -694,6 +701,7 @@ impl Member {
                 self.become_backup(&election, effects);
             }
         } else if !matches!(self.duty, Duty::None) {
+            self.step_down();
             self.duty = Duty::None;
         }
     }
@@ -705,6 +713,8 @@ impl Member {
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
+        // A new epoch: whatever the old one left unconfirmed goes.
+        self.step_down();
         let lane = self.consortium;
         self.holder_mut();
         let mut waiting: BTreeSet<Address> = self
@@ -747,6 +757,8 @@ impl Member {
             took_over: false,
             degraded_reported: false,
             next_retry: 0,
+            rollback: None,
+            held: Vec::new(),
         }));
         if election.backup.is_some() {
             // The backup catches up first; until then acknowledgements wait only on the
@@ -761,6 +773,7 @@ impl Member {
     }
 
     fn become_backup(&mut self, election: &ElectionRecord, effects: &mut Vec<Effect>) {
+        self.step_down();
         self.holder_mut();
         let mut catching_up = BTreeSet::new();
         let relay = election.relay;
@@ -813,7 +826,15 @@ impl Member {
         if let Duty::Relay(duty) = &mut self.duty {
             duty.state = RelayState::Stopped;
         }
-        let head = self.relay_lane_head(self.consortium).unwrap_or_default();
+        // Report the last confirmed head: an unconfirmed final block may yet be rolled back,
+        // and the next election must be drawn on a block that stays on the lane.
+        let confirmed = match &self.duty {
+            Duty::Relay(duty) => duty.rollback.as_ref().map(|lane| lane.head),
+            _ => None,
+        };
+        let head = confirmed
+            .or_else(|| self.relay_lane_head(self.consortium))
+            .unwrap_or_default();
         effects.push(Effect::Send {
             to: self.supervisor,
             message: Message::HandedOver {
@@ -921,7 +942,12 @@ impl Member {
             return;
         }
         if let Duty::Relay(duty) = &mut self.duty {
-            if let Some(flush) = duty.window.tick(now) {
+            let mut flushes = Vec::new();
+            for block in std::mem::take(&mut duty.held) {
+                flushes.extend(duty.window.add(block, now));
+            }
+            flushes.extend(duty.window.tick(now));
+            for flush in flushes {
                 self.produce(flush, now, effects);
             }
         }
@@ -1092,6 +1118,9 @@ impl Member {
         // may still hear its own blocks; it must not extend the lane on them. The blocks
         // stay among the holder's unincluded ones for whoever relays next.
         if now >= duty.lease_until && !self.timing.mutations.no_fencing {
+            if let Duty::Relay(duty) = &mut self.duty {
+                duty.held.extend(flush.blocks);
+            }
             return;
         }
         let epoch = duty.epoch;
@@ -1145,18 +1174,25 @@ impl Member {
         };
         let block = draft.seal(&self.key);
         let any = AnyBlock::Relay(block.clone());
+        let unconfirmed = duty
+            .pending
+            .iter()
+            .any(|e| matches!(e.action, Pending::Broadcast { .. }));
+        let snapshot = (duty.backup.is_some() && !unconfirmed).then(|| Box::new(own.clone()));
         if let Err(err) = self.holder_mut().accept_block(&any) {
             effects.push(self.rejected("own_relay_block", false, err.to_string()));
             return;
         }
-        effects.push(Effect::Persist(vec![any]));
         let hash = block.hash();
-        let committed = committed_event(self.me, &block, true, Some(flush.reason), now);
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };
         match duty.backup {
             Some(backup) => {
+                // Stored, broadcast and announced once the backup has it.
+                if snapshot.is_some() {
+                    duty.rollback = snapshot;
+                }
                 effects.push(Effect::Send {
                     to: backup,
                     message: Message::ReplicateRelay {
@@ -1168,12 +1204,38 @@ impl Member {
                     action: Pending::Broadcast {
                         hash,
                         block: Box::new(block),
+                        reason: flush.reason,
                     },
                 });
             }
-            None => broadcast(&self.serving, self.me, &block, effects),
+            None => {
+                effects.push(Effect::Persist(vec![any]));
+                broadcast(&self.serving, self.me, &block, effects);
+                effects.push(Effect::Emit(committed_event(
+                    self.me,
+                    &block,
+                    true,
+                    Some(flush.reason),
+                    now,
+                )));
+            }
         }
-        effects.push(Effect::Emit(committed));
+    }
+
+    /// Leaves the relay duty: a relay block the backup never confirmed is forgotten, and the
+    /// own lane goes back to its last confirmed block (it was never stored or sent).
+    fn step_down(&mut self) {
+        let Duty::Relay(duty) = std::mem::replace(&mut self.duty, Duty::None) else {
+            return;
+        };
+        let unconfirmed = duty
+            .pending
+            .iter()
+            .any(|e| matches!(e.action, Pending::Broadcast { .. }));
+        if let (true, Some(lane)) = (unconfirmed, duty.rollback) {
+            let consortium = self.consortium;
+            self.holder_mut().relay_lanes.insert(consortium, *lane);
+        }
     }
 
     fn on_replicated(
@@ -1181,7 +1243,7 @@ impl Member {
         from: Address,
         epoch: u64,
         hash: crate::crypto::Hash,
-        _now: u64,
+        now: u64,
         effects: &mut Vec<Effect>,
     ) {
         let Duty::Relay(duty) = &mut self.duty else {
@@ -1204,9 +1266,17 @@ impl Member {
                     epoch,
                     &mut duty.acked,
                     entry.action,
+                    now,
                     effects,
                 );
             }
+        }
+        if !duty
+            .pending
+            .iter()
+            .any(|e| matches!(e.action, Pending::Broadcast { .. }))
+        {
+            duty.rollback = None;
         }
     }
 
@@ -1217,6 +1287,7 @@ impl Member {
         epoch: u64,
         acked: &mut BTreeMap<Address, u64>,
         action: Pending,
+        now: u64,
         effects: &mut Vec<Effect>,
     ) {
         match action {
@@ -1238,7 +1309,17 @@ impl Member {
                     },
                 });
             }
-            Pending::Broadcast { block, .. } => broadcast(serving, me, &block, effects),
+            Pending::Broadcast { block, reason, .. } => {
+                effects.push(Effect::Persist(vec![AnyBlock::Relay((*block).clone())]));
+                broadcast(serving, me, &block, effects);
+                effects.push(Effect::Emit(committed_event(
+                    me,
+                    &block,
+                    true,
+                    Some(reason),
+                    now,
+                )));
+            }
         }
     }
 
@@ -1248,12 +1329,22 @@ impl Member {
         serving: &BTreeMap<ConsortiumId, Serving>,
         me: Address,
         duty: &mut RelayDuty,
+        now: u64,
         effects: &mut Vec<Effect>,
     ) {
         let epoch = duty.epoch;
         for entry in std::mem::take(&mut duty.pending) {
-            Self::release(serving, me, epoch, &mut duty.acked, entry.action, effects);
+            Self::release(
+                serving,
+                me,
+                epoch,
+                &mut duty.acked,
+                entry.action,
+                now,
+                effects,
+            );
         }
+        duty.rollback = None;
     }
 
     // ----- backup duty and holder copies -----
@@ -1493,6 +1584,21 @@ impl Member {
                 effects.push(Effect::Emit(committed_event(
                     self.me, &block, false, None, now,
                 )));
+                // Anti-entropy: the header names the other lanes' heads its producer has
+                // seen; a lane this node holds shorter is fetched from the producer, so a
+                // lost broadcast does not wait for that lane's next block.
+                for head in &block.header.lane_heads {
+                    let mine = self.relay_lane_head(head.lane).map_or(0, |h| h.height);
+                    if head.height > mine {
+                        effects.push(Effect::Send {
+                            to: from,
+                            message: Message::SyncRequest {
+                                chain: ChainId::Relay(head.lane),
+                                from: mine + 1,
+                            },
+                        });
+                    }
+                }
                 true
             }
             Err(err) => match err.reason {
