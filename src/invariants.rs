@@ -102,6 +102,7 @@ impl Invariants {
                 at,
                 ..
             } => self.took_over.push((*consortium, *epoch, *at)),
+            Event::CutOff { consortium, at } => self.cut_off.push((*consortium, *at)),
             _ => {}
         }
     }

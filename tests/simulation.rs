@@ -79,6 +79,30 @@ fn crashed_relay_fails_over() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Regression: relays paused long enough to be deposed, then back (SPEC §9's "a paused
+/// node that comes back after being deposed"). This forked lanes and left them stuck until
+/// relay blocks were stored only once the backup confirmed them, with a rollback on
+/// deposition.
+#[test]
+fn paused_relays_come_back_deposed_without_forks() {
+    for seed in [1, 3, 4] {
+        let outcome = simulate(
+            seed,
+            60,
+            "pause:source-gas@12s+700ms,pause:grid-east@15s+900ms,pause:service-maintenance@25s+650ms,pause:load-mall@33s+800ms,delay:1-5ms",
+        );
+        assert!(
+            outcome.broken.is_empty(),
+            "seed {seed}: {:#?}",
+            outcome.broken
+        );
+        assert!(
+            outcome.stats.failovers >= 1,
+            "seed {seed}: no relay was deposed"
+        );
+    }
+}
+
 /// Regression (found by `ieschain simulate --seed 5 --until 200 --faults random`): lane #1
 /// forked at height 19 when a node missed the election message that made it backup. Fixed
 /// by nodes asking the supervisor again when replication or a lease surprises them.
@@ -88,10 +112,10 @@ fn regression_seed_5_random_fork() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
-/// Regression (found by `ieschain simulate --seed 3 --until 200 --faults random`): no relay
-/// takes lanes #1 and #2 over within the L1 bound after crashes. Kept red until fixed.
+/// Regression (found by `ieschain simulate --seed 3 --until 200 --faults random`): a new
+/// relay waited two heartbeats for a lost sync reply and missed L1; and a consortium left
+/// with no candidate is cut off (reported), which L1 must accept.
 #[test]
-#[ignore = "bug: L1 missed for lanes #1 and #2 under seed 3's random plan (open in the simulation issue)"]
 fn regression_seed_3_random_failover_late() {
     let outcome = simulate(3, 200, "random");
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
