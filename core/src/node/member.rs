@@ -136,6 +136,8 @@ struct RelayDuty {
     rollback: Option<Box<RelayLane>>,
     /// Blocks flushed while the lease had lapsed: back into the window when it is renewed.
     held: Vec<ConsortiumBlock>,
+    /// Whether the next relay block to go out completes the take-over.
+    announce_take_over: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -759,6 +761,7 @@ impl Member {
             next_retry: 0,
             rollback: None,
             held: Vec::new(),
+            announce_take_over: false,
         }));
         if election.backup.is_some() {
             // The backup catches up first; until then acknowledgements wait only on the
@@ -926,19 +929,14 @@ impl Member {
                     reason: FlushReason::Drain,
                 });
             }
+            // The take-over is done when the first block goes out (D10): at once without a
+            // backup, or when the backup confirms it.
+            if let Duty::Relay(duty) = &mut self.duty {
+                duty.announce_take_over = true;
+            }
             for flush in flushes {
                 self.produce(flush, now, effects);
             }
-            let epoch = match &self.duty {
-                Duty::Relay(d) => d.epoch,
-                _ => 0,
-            };
-            effects.push(Effect::Emit(Event::TookOver {
-                consortium: self.consortium,
-                epoch,
-                relay: self.me,
-                at: now,
-            }));
             return;
         }
         if let Duty::Relay(duty) = &mut self.duty {
@@ -1218,6 +1216,14 @@ impl Member {
                     Some(flush.reason),
                     now,
                 )));
+                if std::mem::take(&mut duty.announce_take_over) {
+                    effects.push(Effect::Emit(Event::TookOver {
+                        consortium: lane,
+                        epoch,
+                        relay: self.me,
+                        at: now,
+                    }));
+                }
             }
         }
     }
@@ -1260,6 +1266,8 @@ impl Member {
         }
         while duty.pending.front().is_some_and(|e| e.done) {
             if let Some(entry) = duty.pending.pop_front() {
+                let first_block = matches!(entry.action, Pending::Broadcast { .. })
+                    && std::mem::take(&mut duty.announce_take_over);
                 Self::release(
                     &self.serving,
                     self.me,
@@ -1269,6 +1277,14 @@ impl Member {
                     now,
                     effects,
                 );
+                if first_block {
+                    effects.push(Effect::Emit(Event::TookOver {
+                        consortium: self.consortium,
+                        epoch,
+                        relay: self.me,
+                        at: now,
+                    }));
+                }
             }
         }
         if !duty

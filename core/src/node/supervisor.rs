@@ -270,20 +270,16 @@ impl Supervisor {
                     self.fail_over_if_expired(index, now, &mut effects);
                 }
                 Phase::Serving => {
-                    if backup.is_some_and(|b| !self.alive(&b, now)) {
-                        let head = self.head_for(index, ElectionReason::BackupLost);
-                        let others = self.eligible(index, now).len() > 1;
-                        if others {
+                    // No live backup: draw one as soon as another candidate is alive. The
+                    // history keeps the lost backup until a record replaces it: it is what
+                    // every verifier recomputes from, so it changes only by election records.
+                    let backup_alive = backup.is_some_and(|b| self.alive(&b, now));
+                    if !backup_alive {
+                        if self.eligible(index, now).len() > 1 {
+                            let head = self.head_for(index, ElectionReason::BackupLost);
                             self.elect(index, ElectionReason::BackupLost, head, now, &mut effects);
-                        } else {
-                            self.watches[index].history.backup = None;
                         }
-                    } else if backup.is_none() && self.eligible(index, now).len() > 1 {
-                        let head = self.head_for(index, ElectionReason::BackupLost);
-                        self.elect(index, ElectionReason::BackupLost, head, now, &mut effects);
-                    } else if now.saturating_sub(watch.term_started) >= self.timing.period_ms
-                        && backup.is_some()
-                    {
+                    } else if now.saturating_sub(watch.term_started) >= self.timing.period_ms {
                         let epoch = watch.history.epoch;
                         self.watches[index].phase = Phase::HandingOver { since: now };
                         if let Some(relay) = relay {
