@@ -1709,6 +1709,11 @@ impl Member {
         // Member blocks that arrive by a sync need the relay chain as much as submitted
         // ones: an active relay puts them in its window (S3).
         let mut windowed = Vec::new();
+        // One group commit for the whole page, and the events after it: a catch-up of
+        // hundreds of blocks must not cost one fsync each on the actor's thread.
+        let mut stored: Vec<AnyBlock> = Vec::new();
+        let mut announced: Vec<Event> = Vec::new();
+        let mut failed = false;
         for block in blocks {
             if block.chain() != chain {
                 effects.push(self.rejected(
@@ -1724,10 +1729,8 @@ impl Member {
                 // validation places every epoch (fencing applies to live broadcasts).
                 AnyBlock::Relay(relay) => match self.holder_mut().accept_block(&block) {
                     Ok(()) => {
-                        effects.push(Effect::Persist(vec![block.clone()]));
-                        effects.push(Effect::Emit(committed_event(
-                            self.me, relay, false, None, now,
-                        )));
+                        stored.push(block.clone());
+                        announced.push(committed_event(self.me, relay, false, None, now));
                         true
                     }
                     Err(err) if matches!(err.reason, Reject::Height { got, expected } if got < expected) => {
@@ -1739,14 +1742,15 @@ impl Member {
                             true,
                             format!("synced from {from}: {err}"),
                         ));
-                        return;
+                        failed = true;
+                        break;
                     }
                 },
                 AnyBlock::Consortium(member_block) => {
                     match self.holder_mut().accept_member_block(member_block) {
                         Ok(Accepted::New) => {
                             if member_block.header.author != self.me {
-                                effects.push(Effect::Persist(vec![block.clone()]));
+                                stored.push(block.clone());
                             }
                             if member_block.is_external() {
                                 windowed.push(member_block.clone());
@@ -1765,9 +1769,17 @@ impl Member {
                     true,
                     format!("synced {chain} height {height} from {from}"),
                 ));
+                failed = true;
                 break;
             }
             last = Some(height);
+        }
+        if !stored.is_empty() {
+            effects.push(Effect::Persist(stored));
+        }
+        effects.extend(announced.into_iter().map(Effect::Emit));
+        if failed {
+            return;
         }
         if let Duty::Relay(duty) = &mut self.duty {
             if duty.state == RelayState::Active && duty.took_over {
