@@ -198,21 +198,8 @@ fn run(
     use std::io::{IsTerminal, Write};
     use std::time::{Duration, Instant};
 
-    if !(duration.is_finite() && duration > 0.0 && duration <= 7.0 * 86_400.0) {
-        return Err(format!(
-            "--duration must be a positive number of seconds up to a week, not {duration}"
-        ));
-    }
-    let (config, origin) = match config {
-        Some(path) => (
-            FederationConfig::from_file(path).map_err(|e| e.to_string())?,
-            path.display().to_string(),
-        ),
-        None => (
-            FederationConfig::four_party(),
-            "built-in four-party".to_string(),
-        ),
-    };
+    check_seconds("--duration", duration)?;
+    let (config, origin) = load_config(config)?;
     let seed = seed.unwrap_or(config.seed);
     let members = config.member_count() as usize;
     let consortiums = config.consortiums.len();
@@ -318,21 +305,8 @@ fn simulate(
     report_path: Option<&Path>,
     event_log: Option<&Path>,
 ) -> Result<bool, String> {
-    if !(until.is_finite() && until > 0.0 && until <= 7.0 * 86_400.0) {
-        return Err(format!(
-            "--until must be a positive number of virtual seconds up to a week, not {until}"
-        ));
-    }
-    let (config, origin) = match config_path {
-        Some(path) => (
-            FederationConfig::from_file(path).map_err(|e| e.to_string())?,
-            path.display().to_string(),
-        ),
-        None => (
-            FederationConfig::four_party(),
-            "built-in four-party".to_string(),
-        ),
-    };
+    check_seconds("--until", until)?;
+    let (config, origin) = load_config(config_path)?;
     let until_ms = (until * 1000.0) as u64;
     let spec = faults
         .map(str::to_string)
@@ -402,6 +376,31 @@ fn simulate(
             "  replay: ieschain simulate{config_flag} --seed {seed} --until {until} --faults '{spec}'"
         );
         Ok(false)
+    }
+}
+
+/// The federation of `--config FILE`, or the built-in four-party one, with a name for it.
+fn load_config(path: Option<&Path>) -> Result<(FederationConfig, String), String> {
+    match path {
+        Some(path) => Ok((
+            FederationConfig::from_file(path).map_err(|e| e.to_string())?,
+            path.display().to_string(),
+        )),
+        None => Ok((
+            FederationConfig::four_party(),
+            "built-in four-party".to_string(),
+        )),
+    }
+}
+
+/// Checks a length-of-run flag: positive, finite, at most a week.
+fn check_seconds(flag: &str, seconds: f64) -> Result<(), String> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 7.0 * 86_400.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{flag} must be a positive number of seconds up to a week, not {seconds}"
+        ))
     }
 }
 

@@ -133,10 +133,34 @@ fn flags_and_help() {
         assert_eq!(code, 2, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // Bad values of run and simulate: one line each, exit 2, before anything starts.
+    for (args, needle) in [
+        (&["run", "--duration", "0"][..], "--duration"),
+        (
+            &["run", "--config", "/nonexistent/federation.toml"],
+            "federation.toml",
+        ),
+        (&["simulate", "--until", "nan"], "--until"),
+        (
+            &["simulate", "--faults", "explode:now"],
+            "unknown fault `explode`",
+        ),
+        (
+            &["simulate", "--faults", "crash:nobody@1s"],
+            "no member named `nobody`",
+        ),
+    ] {
+        let (code, _, stderr) = outcome(&ieschain(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
     for args in [
         &["--help"][..],
         &["verify", "--help"],
         &["inspect", "--help"],
+        &["run", "--help"],
+        &["simulate", "--help"],
     ] {
         let (code, stdout, _) = outcome(&ieschain(args));
         assert_eq!(code, 0, "{args:?}");
