@@ -441,7 +441,7 @@ impl FederationHandle {
         let addr = self.addr(name)?;
         addr.send(Write { audience, body })
             .await
-            .map_err(|e| FederationError::NotRunning(format!("{name}: {e}")))?
+            .map_err(|e| FederationError::Stopped(format!("member {name}: {e}")))?
             .map_err(|e| FederationError::Stopped(e.to_string()))
     }
 
@@ -450,7 +450,7 @@ impl FederationHandle {
         let addr = self.addr(name)?;
         addr.send(Status)
             .await
-            .map_err(|e| FederationError::NotRunning(format!("{name}: {e}")))
+            .map_err(|e| FederationError::Stopped(format!("member {name}: {e}")))
     }
 
     /// The current relay of every consortium, by the events seen so far.

@@ -135,7 +135,7 @@ fn killed_appender_loses_no_acknowledged_block() {
             let line = line.unwrap();
             let parts: Vec<&str> = line.split_whitespace().collect();
             if let ["ack", chain, height, hash] = parts[..] {
-                let hash = Hash(hex_to_32(hash));
+                let hash = Hash::from_hex(hash).unwrap();
                 acked.insert((chain.to_string(), height.parse().unwrap()), hash);
                 seen += 1;
                 if seen >= kill_after {
@@ -173,12 +173,4 @@ fn killed_appender_loses_no_acknowledged_block() {
         "only {} acknowledgements over five rounds",
         acked.len()
     );
-}
-
-fn hex_to_32(text: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
-    }
-    out
 }

@@ -154,7 +154,7 @@ fn killed_federation_loses_no_acknowledged_block() {
                 acked.push(Acked {
                     member: Address::from_hex(member).expect("a member address in hex"),
                     height: height.parse().expect("a height"),
-                    hash: (hash != "-").then(|| Hash(hex_to_32(hash))),
+                    hash: (hash != "-").then(|| Hash::from_hex(hash).unwrap()),
                 });
                 seen += 1;
                 if seen >= kill_after {
@@ -324,12 +324,4 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-fn hex_to_32(text: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap();
-    }
-    out
 }

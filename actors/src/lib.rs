@@ -38,7 +38,4 @@ pub enum ActorError {
     /// The node's store holds a chain that does not replay.
     #[error("recovering from the store: {0}")]
     Recover(String),
-    /// The node is not running.
-    #[error("node {0} is not running")]
-    NotRunning(String),
 }

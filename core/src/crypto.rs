@@ -89,6 +89,12 @@ impl Hash {
         Hash(*hasher.finalize().as_bytes())
     }
 
+    /// Parses 64 hex digits, as `Display` prints a hash.
+    pub fn from_hex(text: &str) -> Option<Hash> {
+        let bytes = hex::decode(text).ok()?;
+        Some(Hash(bytes.try_into().ok()?))
+    }
+
     /// The raw bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
@@ -361,6 +367,18 @@ mod tests {
         let mut bad = items.clone();
         bad[5].2 .0[10] ^= 1;
         assert_eq!(verify_all(&bad), Err((5, SignatureError::Invalid)));
+    }
+
+    #[test]
+    fn hashes_and_addresses_parse_back_from_hex_and_refuse_garbage() {
+        let hash = Hash::of(Domain::Record, &[b"x"]);
+        assert_eq!(Hash::from_hex(&hash.to_string()), Some(hash));
+        let address = Keypair::derive(Domain::NodeKey, 1, "x").address();
+        assert_eq!(Address::from_hex(&address.to_string()), Some(address));
+        for garbage in ["", "zz", "00", &"0".repeat(63), &"0".repeat(66)] {
+            assert_eq!(Hash::from_hex(garbage), None, "{garbage:?}");
+            assert_eq!(Address::from_hex(garbage), None, "{garbage:?}");
+        }
     }
 
     #[test]
