@@ -669,6 +669,18 @@ pub struct Stats {
     pub degraded: u64,
     /// Consortiums cut off.
     pub cut_off: u64,
+    /// Joins completed (SPEC §6.1).
+    pub joins: u64,
+    /// Joins that failed.
+    pub joins_failed: u64,
+    /// Power trades settled on the relay chain (SPEC §6.2).
+    pub trades_power: u64,
+    /// Power trades refused by the seller or rejected by the grid.
+    pub trades_refused: u64,
+    /// Data trades delivered with a matching digest (SPEC §6.3).
+    pub trades_data: u64,
+    /// Data deliveries disputed.
+    pub disputes: u64,
     /// Urgent records, creation to arrival at the last relay.
     pub urgent: Percentiles,
     /// Normal records, creation to arrival at the last relay.
@@ -777,7 +789,13 @@ impl Collector {
                 }
                 self.serving.insert(*consortium, (*epoch, *relay, *backup));
             }
-            Event::TookOver { .. } => {}
+            Event::TookOver { .. } | Event::Step { .. } => {}
+            Event::JoinDone { .. } => self.stats.joins += 1,
+            Event::JoinFailed { .. } => self.stats.joins_failed += 1,
+            Event::TradeSettled { .. } => self.stats.trades_power += 1,
+            Event::TradeRefused { .. } => self.stats.trades_refused += 1,
+            Event::DataDelivered { .. } => self.stats.trades_data += 1,
+            Event::DataDisputed { .. } => self.stats.disputes += 1,
             Event::Degraded { .. } => self.stats.degraded += 1,
             Event::CutOff { .. } => self.stats.cut_off += 1,
             Event::Rejected { kind, hostile, .. } => {

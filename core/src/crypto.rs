@@ -47,6 +47,10 @@ pub enum Domain {
     SupervisorKey,
     /// A consortium's admission key, derived for the demo federations (SPEC §12 D13).
     AdmissionKey,
+    /// A buyer's countersignature of a power settlement (SPEC §12 D6).
+    Countersign,
+    /// Data sold in a data trade (SPEC §6.3): its digest on the chain.
+    Data,
 }
 
 impl Domain {
@@ -68,6 +72,8 @@ impl Domain {
             Domain::NodeKey => "ieschain node key v1",
             Domain::SupervisorKey => "ieschain supervisor v1",
             Domain::AdmissionKey => "ieschain admission key v1",
+            Domain::Countersign => "ieschain countersign v1",
+            Domain::Data => "ieschain data v1",
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::crypto::{Address, Domain, Hash, Keypair, PublicKey, Signature};
 use crate::election::LanePosition;
 use crate::ids::{ChainId, ConsortiumId};
 use crate::record::Record;
+use crate::registry::RegistryEntry;
 
 /// Every message between nodes. Each variant's doc says who sends it to whom, and when.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
@@ -147,6 +148,96 @@ pub enum Message {
         /// The relay's epoch.
         epoch: u64,
     },
+    /// newcomer → any member of the consortium it joins (SPEC §6.1 step 1): who is your
+    /// relay? The newcomer is not registered yet, so its envelope is checked against `key`,
+    /// whose address must be the sender's (SPEC §12 D9: join messages only).
+    JoinIntent {
+        /// The newcomer's key.
+        key: PublicKey,
+    },
+    /// member → newcomer: the consortium's relay, as the member knows it.
+    JoinRelay {
+        /// The relay.
+        relay: Address,
+    },
+    /// newcomer → relay (step 2): register me. The envelope is checked against
+    /// `entry.public_key`. The credential is the admission key's signature over
+    /// [`credential_digest`] of the entry.
+    JoinRequest {
+        /// The newcomer's registry entry.
+        entry: RegistryEntry,
+        /// The admission credential.
+        credential: Signature,
+    },
+    /// relay → newcomer (step 3): registered. The relay's signed announcement, and the
+    /// members it considers alive, whose receipts the newcomer needs (SPEC §12 D11).
+    JoinAccepted {
+        /// The `JoinAnnouncement` record, signed by the relay.
+        announcement: Record,
+        /// The members whose receipts complete the join, ascending.
+        members: Vec<Address>,
+    },
+    /// relay → newcomer: not registered, and why.
+    JoinRefused {
+        /// Why, in one line.
+        reason: String,
+    },
+    /// newcomer → each listed member (step 5): the relay's announcement and the newcomer's
+    /// signed application. Checked against the announced key.
+    JoinApply {
+        /// The relay's `JoinAnnouncement` record.
+        announcement: Record,
+        /// The newcomer's `JoinApplication` record.
+        application: Record,
+    },
+    /// member → newcomer (step 6): a signed receipt of the application.
+    JoinReceipted {
+        /// The member's `JoinReceipt` record.
+        receipt: Record,
+    },
+    /// relay → supervisor: a newcomer is registered, so that elections reach it.
+    Joined {
+        /// The relay's `JoinAnnouncement` record.
+        announcement: Record,
+    },
+    /// buyer → seller (power purchase step 7): the buyer's countersignature over the
+    /// settlement body, once the grid approved the trade. Resent until the settlement
+    /// arrives.
+    Countersign {
+        /// The trade.
+        trade: Hash,
+        /// The buyer's signature over [`crate::record::settlement_digest`].
+        signature: Signature,
+    },
+    /// seller → its relay → the buyer's relay → buyer (data trade step 6): the data sold.
+    DataDelivery {
+        /// The trade.
+        trade: Hash,
+        /// The seller.
+        seller: Address,
+        /// The buyer.
+        buyer: Address,
+        /// The data.
+        data: Vec<u8>,
+    },
+    /// buyer → seller: the delivery arrived (accepted or disputed); stop resending.
+    DataReceived {
+        /// The trade.
+        trade: Hash,
+    },
+}
+
+/// The digest an admission key signs to admit `entry` (SPEC §6.1 step 2): its key, name and
+/// role.
+pub fn credential_digest(entry: &RegistryEntry) -> Hash {
+    Hash::of(
+        Domain::Credential,
+        &[
+            &entry.public_key.0,
+            &codec::encode(&entry.name),
+            &codec::encode(&entry.role),
+        ],
+    )
 }
 
 impl Message {
@@ -170,6 +261,31 @@ impl Message {
             Message::CaughtUp { .. } => "caught_up",
             Message::Discover { .. } => "discover",
             Message::NotTaken { .. } => "not_taken",
+            Message::JoinIntent { .. } => "join_intent",
+            Message::JoinRelay { .. } => "join_relay",
+            Message::JoinRequest { .. } => "join_request",
+            Message::JoinAccepted { .. } => "join_accepted",
+            Message::JoinRefused { .. } => "join_refused",
+            Message::JoinApply { .. } => "join_apply",
+            Message::JoinReceipted { .. } => "join_receipted",
+            Message::Joined { .. } => "joined",
+            Message::Countersign { .. } => "countersign",
+            Message::DataDelivery { .. } => "data_delivery",
+            Message::DataReceived { .. } => "data_received",
+        }
+    }
+
+    /// The key an unregistered sender may be checked against: join messages carry the
+    /// newcomer's own key (SPEC §12 D9). `None` for every other message.
+    pub fn join_key(&self) -> Option<PublicKey> {
+        match self {
+            Message::JoinIntent { key } => Some(*key),
+            Message::JoinRequest { entry, .. } => Some(entry.public_key),
+            Message::JoinApply { application, .. } => match &application.content.body {
+                crate::record::RecordBody::JoinApplication { entry } => Some(entry.public_key),
+                _ => None,
+            },
+            _ => None,
         }
     }
 }
@@ -366,8 +482,9 @@ impl Inbox {
         }
     }
 
-    /// Checks `envelope` and decodes its message. `key_of` gives a sender's registered key.
-    /// On success the envelope is marked seen.
+    /// Checks `envelope` and decodes its message. `key_of` gives a sender's registered key;
+    /// an unregistered sender passes only with a join message signed by the key it carries
+    /// ([`Message::join_key`]). On success the envelope is marked seen.
     pub fn accept(
         &mut self,
         envelope: &Envelope,
@@ -381,7 +498,16 @@ impl Inbox {
                 me: self.me,
             });
         }
-        let key = key_of(&from).ok_or(EnvelopeError::UnknownSender(from))?;
+        let key = match key_of(&from) {
+            Some(key) => key,
+            // An unregistered sender may send join messages only, checked against the key
+            // they carry (SPEC §12 D9).
+            None => codec::decode::<Message>(&envelope.payload)
+                .ok()
+                .and_then(|m| m.join_key())
+                .filter(|k| k.address() == from)
+                .ok_or(EnvelopeError::UnknownSender(from))?,
+        };
         key.verify(&envelope.digest(), &envelope.signature)
             .map_err(|_| EnvelopeError::BadSignature(from))?;
         let seen = self.peers.entry(from).or_default();

@@ -597,6 +597,17 @@ impl Member {
                 }
             }
             Message::Forward { .. } => {}
+            Message::JoinIntent { .. }
+            | Message::JoinRelay { .. }
+            | Message::JoinRequest { .. }
+            | Message::JoinAccepted { .. }
+            | Message::JoinRefused { .. }
+            | Message::JoinApply { .. }
+            | Message::JoinReceipted { .. }
+            | Message::Joined { .. }
+            | Message::Countersign { .. }
+            | Message::DataDelivery { .. }
+            | Message::DataReceived { .. } => {}
             Message::Heartbeat { .. } | Message::HandedOver { .. } | Message::Discover { .. } => {
                 effects.push(self.rejected(
                     "misrouted",

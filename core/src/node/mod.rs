@@ -118,6 +118,39 @@ pub struct RecordStamp {
     pub urgent: bool,
 }
 
+/// Which operating protocol of SPEC §6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// §6.1: a newcomer joins a consortium.
+    Join,
+    /// §6.2: urgent direct power purchase, load from source, approved by grid.
+    PowerPurchase,
+    /// §6.3: non-urgent data trade, service buys load's data.
+    DataTrade,
+}
+
+impl Protocol {
+    /// A stable lowercase name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Join => "join",
+            Protocol::PowerPurchase => "power_purchase",
+            Protocol::DataTrade => "data_trade",
+        }
+    }
+}
+
+/// Where a protocol step went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StepTarget {
+    /// One node.
+    Node(Address),
+    /// Every member of a consortium (through its relay).
+    Consortium(ConsortiumId),
+    /// The relay chain: every relay.
+    Relays,
+}
+
 /// What the federation tells its host (SPEC §10, "typed events").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -196,6 +229,105 @@ pub enum Event {
     CutOff {
         /// Consortium.
         consortium: ConsortiumId,
+        /// When, ms.
+        at: u64,
+    },
+    /// A node took one step of a protocol run (SPEC §6): for traces and examples.
+    Step {
+        /// The protocol.
+        protocol: Protocol,
+        /// The run: the newcomer's registry leaf for a join, the offer's digest for a
+        /// trade.
+        run: crate::crypto::Hash,
+        /// The step's number in SPEC §6.
+        step: u8,
+        /// Who took it.
+        from: Address,
+        /// Where it went.
+        to: StepTarget,
+        /// What it was, in a few words.
+        what: String,
+        /// When, ms.
+        at: u64,
+    },
+    /// A newcomer holds the receipts of every listed member: it is registered and writes
+    /// its lane (SPEC §6.1 step 7).
+    JoinDone {
+        /// The newcomer.
+        newcomer: Address,
+        /// Its consortium.
+        consortium: ConsortiumId,
+        /// Receipts it collected.
+        receipts: u32,
+        /// When, ms.
+        at: u64,
+    },
+    /// A join ended without success: refused, or past its deadline.
+    JoinFailed {
+        /// The newcomer.
+        newcomer: Address,
+        /// Its consortium.
+        consortium: ConsortiumId,
+        /// Why, naming the member or the check that failed.
+        reason: String,
+        /// When, ms.
+        at: u64,
+    },
+    /// A relay committed a power settlement to the relay chain (SPEC §6.2 step 7).
+    TradeSettled {
+        /// Trade id, hash(offer, bid).
+        trade: crate::crypto::Hash,
+        /// The offer.
+        offer: crate::crypto::Hash,
+        /// Seller.
+        seller: Address,
+        /// Buyer.
+        buyer: Address,
+        /// Energy, Wh.
+        wh: u64,
+        /// Amount paid.
+        amount: u64,
+        /// When, ms.
+        at: u64,
+    },
+    /// A power trade will not settle: the offer is exhausted, or the grid rejected it.
+    TradeRefused {
+        /// Trade id.
+        trade: crate::crypto::Hash,
+        /// The offer.
+        offer: crate::crypto::Hash,
+        /// Who refused: the seller or the grid relay.
+        by: Address,
+        /// Why.
+        reason: String,
+        /// When, ms.
+        at: u64,
+    },
+    /// A data buyer received data matching the digest on the chain (SPEC §6.3 step 6).
+    DataDelivered {
+        /// Trade id, hash(offer, purchase).
+        trade: crate::crypto::Hash,
+        /// The offer.
+        offer: crate::crypto::Hash,
+        /// Seller.
+        seller: Address,
+        /// Buyer.
+        buyer: Address,
+        /// Bytes delivered.
+        bytes: u64,
+        /// When, ms.
+        at: u64,
+    },
+    /// A data buyer received data that does not match: it refused it and recorded a dispute.
+    DataDisputed {
+        /// Trade id.
+        trade: crate::crypto::Hash,
+        /// The offer.
+        offer: crate::crypto::Hash,
+        /// Seller.
+        seller: Address,
+        /// Buyer.
+        buyer: Address,
         /// When, ms.
         at: u64,
     },

@@ -633,6 +633,41 @@ pub fn message() -> impl Strategy<Value = Message> {
         consortium().prop_map(|consortium| Message::Discover { consortium }),
         (u(), text()).prop_map(|(height, why)| Message::NotTaken { height, why }),
         u().prop_map(|epoch| Message::CaughtUp { epoch }),
+        protocol_message(),
+    ]
+}
+
+/// Any message of the protocols of SPEC §6.
+pub fn protocol_message() -> impl Strategy<Value = Message> {
+    prop_oneof![
+        public_key().prop_map(|key| Message::JoinIntent { key }),
+        address().prop_map(|relay| Message::JoinRelay { relay }),
+        (registry_entry(), signature())
+            .prop_map(|(entry, credential)| Message::JoinRequest { entry, credential }),
+        (record(), vec(address(), 0..3)).prop_map(|(announcement, members)| {
+            Message::JoinAccepted {
+                announcement,
+                members,
+            }
+        }),
+        text().prop_map(|reason| Message::JoinRefused { reason }),
+        (record(), record()).prop_map(|(announcement, application)| Message::JoinApply {
+            announcement,
+            application
+        }),
+        record().prop_map(|receipt| Message::JoinReceipted { receipt }),
+        record().prop_map(|announcement| Message::Joined { announcement }),
+        (hash(), signature())
+            .prop_map(|(trade, signature)| Message::Countersign { trade, signature }),
+        (hash(), address(), address(), vec(any::<u8>(), 0..64)).prop_map(
+            |(trade, seller, buyer, data)| Message::DataDelivery {
+                trade,
+                seller,
+                buyer,
+                data
+            }
+        ),
+        hash().prop_map(|trade| Message::DataReceived { trade }),
     ]
 }
 
@@ -656,7 +691,18 @@ pub fn message_names(m: &Message) -> &'static str {
         | Message::HandedOver { .. }
         | Message::Discover { .. }
         | Message::NotTaken { .. }
-        | Message::CaughtUp { .. } => m.name(),
+        | Message::CaughtUp { .. }
+        | Message::JoinIntent { .. }
+        | Message::JoinRelay { .. }
+        | Message::JoinRequest { .. }
+        | Message::JoinAccepted { .. }
+        | Message::JoinRefused { .. }
+        | Message::JoinApply { .. }
+        | Message::JoinReceipted { .. }
+        | Message::Joined { .. }
+        | Message::Countersign { .. }
+        | Message::DataDelivery { .. }
+        | Message::DataReceived { .. } => m.name(),
     }
 }
 
