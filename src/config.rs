@@ -60,6 +60,7 @@ use ieschain_core::crypto::{Address, Domain, Hash, Keypair, PublicKey};
 use ieschain_core::election::WeightFn;
 use ieschain_core::genesis::{Capacities, ConsortiumGenesis, Genesis, GenesisError};
 use ieschain_core::ids::ConsortiumId;
+use ieschain_core::node::ProtocolConfig;
 use ieschain_core::record::{RecordKind, Role};
 use ieschain_core::registry::RegistryEntry;
 use ieschain_core::window::WindowConfig;
@@ -782,6 +783,13 @@ impl FederationConfig {
         })
     }
 
+    /// Every grid member's line capacity, Wh per delivery slot, by address.
+    pub fn line_capacities(&self, keys: &Keys) -> BTreeMap<Address, u64> {
+        self.members()
+            .filter_map(|m| Some((keys.member(&m.name)?.address(), m.line_capacity_wh?)))
+            .collect()
+    }
+
     /// The line capacity, in Wh per delivery slot, of the grid member called `name`.
     pub fn line_capacity_wh(&self, name: &str) -> Option<u64> {
         self.member(name)?.1.line_capacity_wh
@@ -820,6 +828,28 @@ impl FederationConfig {
         self.election
             .weight_fn()
             .map_err(|p| p.into_error(IN_CODE, None))
+    }
+
+    /// Who plays which part in the protocols (SPEC §6): the consortiums named `source`,
+    /// `grid`, `service` and `load`, and the grid's quorum.
+    pub fn protocol_config(&self) -> ProtocolConfig {
+        let by_name = |name: &str| {
+            self.consortiums
+                .iter()
+                .position(|c| c.name == name)
+                .map(|i| ConsortiumId(i as u16))
+        };
+        ProtocolConfig {
+            source: by_name("source"),
+            grid: by_name("grid"),
+            service: by_name("service"),
+            load: by_name("load"),
+            grid_quorum: match self.grid_quorum {
+                GridQuorum::All => 0,
+                GridQuorum::Count(n) => n,
+            },
+            deadline_ms: 0,
+        }
     }
 
     /// The relay's window settings: `window`, `max_wait` and the payload budget that the

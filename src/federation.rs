@@ -45,6 +45,10 @@ use tokio::sync::broadcast;
 
 use crate::config::{ConfigError, FederationConfig, Keys};
 
+mod protocols;
+
+pub use protocols::{DataOutcome, JoinOutcome, JoinSpec, TradeOutcome};
+
 /// How many events a subscriber may fall behind before it misses some.
 pub const EVENT_BUFFER: usize = 65_536;
 
@@ -69,6 +73,13 @@ pub enum FederationError {
     /// The actor system is gone.
     #[error("the federation has stopped: {0}")]
     Stopped(String),
+    /// A protocol run failed: refused, rejected, disputed, or past its deadline inside the
+    /// federation. The message names the member or the check.
+    #[error("{0}")]
+    Protocol(String),
+    /// The caller's deadline passed before the run's outcome.
+    #[error("no outcome by the deadline: {0}")]
+    Timeout(String),
 }
 
 /// Builds a [`Federation`].
@@ -138,6 +149,8 @@ pub(crate) struct Parts {
     pub(crate) timing: Timing,
     pub(crate) rates: Rates,
     pub(crate) workload: bool,
+    /// Grid members' line capacities, Wh per slot.
+    pub(crate) lines: BTreeMap<Address, u64>,
     pub(crate) seed: u64,
     pub(crate) store: Arc<dyn ChainStore>,
     pub(crate) transport: Arc<dyn Transport>,
@@ -177,6 +190,28 @@ impl Parts {
             self.timing,
             workload,
         )
+        .with_line(self.lines.get(&address).copied())
+    }
+
+    /// A newcomer's node (SPEC §6.1): no workload of its own.
+    pub(crate) fn newcomer(&self, key: Keypair, consortium: ConsortiumId) -> NodeActor {
+        let address = key.address();
+        let outbox = Outbox::new(
+            key,
+            0,
+            HolderStore::new(self.store.clone(), address),
+            self.transport.clone(),
+            self.clock.clone(),
+            self.sink.clone(),
+        );
+        NodeActor::new(
+            outbox,
+            consortium,
+            self.genesis.clone(),
+            self.directory.clone(),
+            self.timing,
+            None,
+        )
     }
 }
 
@@ -186,6 +221,8 @@ struct Inner {
     arbiter: actix::ArbiterHandle,
     nodes: Mutex<BTreeMap<Address, NodeEntry>>,
     names: BTreeMap<String, Address>,
+    /// Newcomers started by [`FederationHandle::join`].
+    newcomers: Mutex<BTreeMap<String, Address>>,
     supervisor: Addr<SupervisorActor>,
     parts: Arc<Parts>,
     events: broadcast::Sender<Event>,
@@ -236,6 +273,7 @@ impl Federation {
             member_max_wait_ms: config.timing.member_max_wait_ms(),
             window: config.window_config(),
             mutations: Mutations::default(),
+            protocols: config.protocol_config(),
         };
         let rates = Rates {
             per_kind: config
@@ -265,6 +303,7 @@ impl Federation {
         let directory = Arc::new(Directory::from_genesis(&genesis));
         let genesis = Arc::new(genesis);
         let network = Arc::new(InProcess::new());
+        let lines = config.line_capacities(&keys);
         let parts = Arc::new(Parts {
             genesis: genesis.clone(),
             directory: directory.clone(),
@@ -272,6 +311,7 @@ impl Federation {
             timing,
             rates,
             workload: builder.workload,
+            lines,
             seed,
             store: store.clone(),
             transport: network.clone(),
@@ -349,20 +389,33 @@ impl Federation {
                 },
             );
         }
-        Ok(FederationHandle {
+        let handle = FederationHandle {
             inner: Arc::new(Inner {
                 system: started.system,
                 network,
                 arbiter: started.arbiter,
                 nodes: Mutex::new(nodes),
                 names,
+                newcomers: Mutex::new(BTreeMap::new()),
                 supervisor: started.supervisor,
                 parts,
                 events,
                 stats,
                 thread: Mutex::new(Some(thread)),
             }),
-        })
+        };
+        if builder.workload {
+            let rates = protocols::ProtocolRates {
+                join: config.workload.protocols.join,
+                power: config.workload.protocols.power_purchase,
+                data: config.workload.protocols.data_trade,
+            };
+            handle
+                .inner
+                .arbiter
+                .spawn(protocols::drive(handle.clone(), rates, seed));
+        }
+        Ok(handle)
     }
 }
 
@@ -380,10 +433,18 @@ impl FederationHandle {
 
     /// The address of the member called `name`.
     pub fn address_of(&self, name: &str) -> Result<Address, FederationError> {
+        let joined = || {
+            self.inner
+                .newcomers
+                .lock()
+                .ok()
+                .and_then(|n| n.get(name).copied())
+        };
         self.inner
             .names
             .get(name)
             .copied()
+            .or_else(joined)
             .ok_or_else(|| FederationError::UnknownMember(name.to_string()))
     }
 

@@ -17,6 +17,7 @@
 //! - [`simulation`]: deterministic simulation in virtual time with a seeded fault plan.
 //! - [`faults`]: the fault plan and the `--faults` grammar.
 //! - [`invariants`]: the checker of SPEC §9's invariants.
+//! - [`trace`]: the protocol runs of SPEC §6 drawn as Mermaid sequence diagrams.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -28,7 +29,9 @@ pub mod federation;
 pub mod invariants;
 pub mod report;
 pub mod simulation;
+pub mod trace;
 
+pub use federation::{DataOutcome, JoinOutcome, JoinSpec, TradeOutcome};
 pub use ieschain_actors as actors;
 pub use ieschain_core as core;
 pub use ieschain_storage as storage;

@@ -40,6 +40,7 @@ use crate::config::{ConfigError, FederationConfig};
 use crate::faults::{FaultAction, FaultPlan};
 use crate::federation::{Collector, Parts, Stats};
 use crate::invariants::Invariants;
+use crate::trace::Trace;
 
 /// What to simulate.
 #[derive(Clone, Debug)]
@@ -56,6 +57,8 @@ pub struct Simulation {
     pub settle_ms: u64,
     /// Whether to keep the event log's lines in the outcome.
     pub keep_log: bool,
+    /// Whether to trace the protocol runs for drawing ([`Trace`]) in the outcome.
+    pub keep_trace: bool,
     /// Deliberate bugs to switch on, for tests of the checker; all off by default.
     pub mutations: Mutations,
 }
@@ -73,6 +76,10 @@ pub struct SimulationOutcome {
     pub applied: Vec<(u64, String)>,
     /// The canonical event log, one line per event, when asked for.
     pub log: Vec<String>,
+    /// The protocol runs, when asked for (`keep_trace`).
+    pub trace: Option<Trace>,
+    /// The in-memory store the federation wrote, every node's copy of every chain.
+    pub store: Arc<dyn ChainStore>,
 }
 
 /// Why a simulation could not run.
@@ -107,6 +114,7 @@ impl Simulation {
             plan: FaultPlan::default(),
             settle_ms,
             keep_log: false,
+            keep_trace: false,
             mutations: Mutations::default(),
         }
     }
@@ -147,15 +155,22 @@ impl Simulation {
         let collector = Arc::new(Mutex::new(Collector::new(genesis.consortiums.len())));
         let invariants = Arc::new(Mutex::new(Invariants::new()));
         let log = Arc::new(Mutex::new(Vec::new()));
+        let trace = Arc::new(Mutex::new(self.keep_trace.then(Trace::new)));
         let sink: EventSink = {
             let collector = collector.clone();
             let invariants = invariants.clone();
             let log = log.clone();
+            let trace = trace.clone();
             let keep_log = self.keep_log;
             Arc::new(move |event: &Event| {
                 if keep_log {
                     if let Ok(mut log) = log.lock() {
                         log.push(format!("{event:?}"));
+                    }
+                }
+                if let Ok(mut trace) = trace.lock() {
+                    if let Some(trace) = trace.as_mut() {
+                        trace.observe(event);
                     }
                 }
                 if let Ok(mut c) = collector.lock() {
@@ -174,8 +189,10 @@ impl Simulation {
             member_max_wait_ms: config.timing.member_max_wait_ms(),
             window: config.window_config(),
             mutations: self.mutations,
+            protocols: config.protocol_config(),
         };
         let genesis = Arc::new(genesis);
+        let lines = config.line_capacities(&keys);
         let parts = Arc::new(Parts {
             directory: Arc::new(Directory::from_genesis(&genesis)),
             genesis: genesis.clone(),
@@ -191,6 +208,7 @@ impl Simulation {
                     .collect(),
             },
             workload: true,
+            lines,
             seed: self.seed,
             store: store.clone(),
             transport: network.clone() as Arc<dyn Transport>,
@@ -314,6 +332,17 @@ impl Simulation {
             }
         }
         let end = self.until_ms + self.settle_ms;
+        // L2, L3 for the records of the second half of the liveness phase, once failovers
+        // and catch-ups are over; there are no network delays left, only the clock's ticks.
+        if let Ok(mut i) = invariants.lock() {
+            let from = SAMPLE_EPOCH_MS + self.until_ms + self.settle_ms / 2;
+            let slack = timing.heartbeat_ms;
+            let normal = config
+                .timing
+                .max_wait_ms()
+                .map(|w| timing.member_max_wait_ms + w + slack);
+            i.check_latency_from(from, slack, normal);
+        }
         tokio::time::sleep_until(start + Duration::from_millis(end)).await;
 
         let serving = collector
@@ -344,12 +373,15 @@ impl Simulation {
             .map(|c| c.snapshot(network.stats()))
             .unwrap_or_default();
         let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        let trace = trace.lock().ok().and_then(|mut t| t.take());
         SimulationOutcome {
             stats,
             broken,
             virtual_ms: end,
             applied,
             log,
+            trace,
+            store,
         }
     }
 }

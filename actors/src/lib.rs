@@ -38,4 +38,7 @@ pub enum ActorError {
     /// The node's store holds a chain that does not replay.
     #[error("recovering from the store: {0}")]
     Recover(String),
+    /// A protocol request the member refused at once.
+    #[error(transparent)]
+    Protocol(#[from] ieschain_core::node::member::ProtocolError),
 }

@@ -5,7 +5,8 @@
 
 use actix::Message;
 use ieschain_core::message::Envelope;
-use ieschain_core::{Audience, RecordBody};
+use ieschain_core::registry::RegistryEntry;
+use ieschain_core::{Audience, Hash, RecordBody, Signature};
 
 use crate::ActorError;
 
@@ -23,6 +24,57 @@ pub struct Write {
     pub audience: Audience,
     /// What it says.
     pub body: RecordBody,
+}
+
+/// host → member node: start or take part in a protocol of SPEC §6. Answers with the
+/// run's id (the offer's digest) where the step starts a run; the outcome comes as events.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Hash>, ActorError>")]
+pub enum Protocol {
+    /// Power purchase step 1, as a source member.
+    OfferPower {
+        /// Energy offered, Wh.
+        wh: u64,
+        /// Price per kWh.
+        price_per_kwh: u64,
+        /// Delivery slot.
+        slot: u64,
+    },
+    /// Power purchase step 4, as a load member: bid on `offer` once it is seen.
+    BidPower {
+        /// The offer's digest.
+        offer: Hash,
+        /// Energy wanted, Wh.
+        wh: u64,
+    },
+    /// Data trade step 1, as a load member; `data` defaults to its quarter's consumption.
+    OfferData {
+        /// What the data is.
+        description: String,
+        /// Asking price.
+        price: u64,
+        /// The data, if not the consumption data.
+        data: Option<Vec<u8>>,
+    },
+    /// Data trade step 5, as a service member: buy `offer` once it is seen.
+    BuyData {
+        /// The offer's digest.
+        offer: Hash,
+    },
+    /// Join step 1, as a newcomer.
+    Join {
+        /// The newcomer's entry.
+        entry: RegistryEntry,
+        /// The admission credential.
+        credential: Signature,
+    },
+    /// A faulty seller: deliver `data` for `offer` instead of what was offered (tests).
+    TamperData {
+        /// The offer.
+        offer: Hash,
+        /// The bytes to deliver.
+        data: Vec<u8>,
+    },
 }
 
 /// host → node: stop now, as a crash: no flush, no goodbye; the node's memory is gone.

@@ -15,7 +15,7 @@ use ieschain_core::node::member::Member;
 use ieschain_core::node::{Event, Timing};
 use ieschain_core::{AnyBlock, ChainId, ConsortiumId};
 
-use crate::messages::{Crash, Deliver, NodeStatus, Status, Write};
+use crate::messages::{Crash, Deliver, NodeStatus, Protocol, Status, Write};
 use crate::outbox::Outbox;
 use crate::workload::Workload;
 use crate::ActorError;
@@ -30,7 +30,13 @@ pub struct NodeActor {
     outbox: Outbox,
     workload: Option<Workload>,
     tick_ms: u64,
+    /// Envelopes from unregistered senders in the current second, and which second
+    /// (SPEC §12 D9: join messages only, and at a limited rate).
+    unregistered: (u64, u32),
 }
+
+/// Envelopes a node accepts from unregistered senders per second.
+pub const UNREGISTERED_PER_S: u32 = 32;
 
 impl std::fmt::Debug for NodeActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,7 +65,20 @@ impl NodeActor {
             outbox,
             workload,
             tick_ms,
+            unregistered: (0, 0),
         }
+    }
+
+    /// This node is a newcomer that has not joined yet (SPEC §6.1).
+    pub fn newcomer(mut self) -> Self {
+        self.member.set_newcomer();
+        self
+    }
+
+    /// Gives this grid member its line's capacity per delivery slot (D12).
+    pub fn with_line(mut self, capacity: Option<u64>) -> Self {
+        self.member.set_line_capacity(capacity);
+        self
     }
 
     /// Replays the node's own store: relay lanes first, then its consortium copies and own
@@ -140,6 +159,22 @@ impl Handler<Deliver> for NodeActor {
 
     fn handle(&mut self, Deliver(envelope): Deliver, _: &mut Self::Context) {
         let member = &self.member;
+        if member.key_of(&envelope.header.from).is_none() {
+            let second = self.outbox.now() / 1000;
+            if self.unregistered.0 != second {
+                self.unregistered = (second, 0);
+            }
+            self.unregistered.1 += 1;
+            if self.unregistered.1 > UNREGISTERED_PER_S {
+                self.outbox.emit(&Event::Rejected {
+                    node: self.member.address(),
+                    kind: "rate_limited",
+                    hostile: true,
+                    detail: format!("unregistered sender {}", envelope.header.from),
+                });
+                return;
+            }
+        }
         match self.inbox.accept(&envelope, |a| member.key_of(a)) {
             Ok(message) => {
                 let now = self.outbox.now();
@@ -178,6 +213,44 @@ impl Handler<Write> for NodeActor {
         let (seq, effects) = self.member.write(write.audience, write.body, now);
         self.outbox.run(effects);
         Ok(seq)
+    }
+}
+
+impl Handler<Protocol> for NodeActor {
+    type Result = Result<Option<ieschain_core::Hash>, ActorError>;
+
+    fn handle(&mut self, request: Protocol, _: &mut Self::Context) -> Self::Result {
+        let now = self.outbox.now();
+        let member = &mut self.member;
+        let (run, effects) = match request {
+            Protocol::OfferPower {
+                wh,
+                price_per_kwh,
+                slot,
+            } => {
+                let (offer, effects) = member.offer_power(wh, price_per_kwh, slot, now)?;
+                (Some(offer), effects)
+            }
+            Protocol::BidPower { offer, wh } => (None, member.bid_power(offer, wh, now)?),
+            Protocol::OfferData {
+                description,
+                price,
+                data,
+            } => {
+                let (offer, effects) = member.offer_data(description, price, data, now)?;
+                (Some(offer), effects)
+            }
+            Protocol::BuyData { offer } => (None, member.buy_data(offer, now)?),
+            Protocol::Join { entry, credential } => {
+                (None, member.start_join(entry, credential, now)?)
+            }
+            Protocol::TamperData { offer, data } => {
+                member.tamper_data(offer, data);
+                (None, Vec::new())
+            }
+        };
+        self.outbox.run(effects);
+        Ok(run)
     }
 }
 

@@ -92,10 +92,13 @@ impl Handler<Deliver> for SupervisorActor {
 
     fn handle(&mut self, Deliver(envelope): Deliver, _: &mut Self::Context) {
         let directory = &self.directory;
-        match self
-            .inbox
-            .accept(&envelope, |a| directory.get(a).map(|k| k.key))
-        {
+        let machine = &self.machine;
+        match self.inbox.accept(&envelope, |a| {
+            directory
+                .get(a)
+                .map(|k| k.key)
+                .or_else(|| machine.key_of(a))
+        }) {
             Ok(message) => {
                 let now = self.outbox.now();
                 let effects = self.machine.deliver(envelope.header.from, message, now);

@@ -330,7 +330,7 @@ pub enum RecordBody {
         reason: String,
     },
     /// Power purchase step 7: the settlement, signed by the seller and countersigned by the
-    /// buyer over the same content with an empty countersignature.
+    /// buyer over [`settlement_digest`]: this body with an empty countersignature.
     PowerSettlement {
         /// Trade id.
         trade: Hash,
@@ -477,4 +477,30 @@ impl Record {
     pub fn verify(&self, key: &PublicKey) -> Result<(), SignatureError> {
         key.verify(&self.digest(), &self.signature)
     }
+}
+
+/// The digest a buyer countersigns (SPEC §12 D6): the settlement body with an empty
+/// countersignature, in its own domain, so that the countersignature can never be replayed
+/// as any other signature.
+pub fn settlement_digest(body: &RecordBody) -> Hash {
+    let mut unsigned = body.clone();
+    if let RecordBody::PowerSettlement {
+        countersignature, ..
+    } = &mut unsigned
+    {
+        *countersignature = Signature::EMPTY;
+    }
+    Hash::of(Domain::Countersign, &[&codec::encode(&unsigned)])
+}
+
+/// The id of a trade: the hash of its offer and of the bid or purchase that took it
+/// (SPEC §12 D12).
+pub fn trade_id(offer: &Hash, bid: &Hash) -> Hash {
+    Hash::of(Domain::Record, &[b"trade", &offer.0, &bid.0])
+}
+
+/// The digest of data sold in a data trade (SPEC §6.3): what the offer carries and what the
+/// buyer checks the delivery against.
+pub fn data_digest(data: &[u8]) -> Hash {
+    Hash::of(Domain::Data, &[data])
 }

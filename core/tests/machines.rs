@@ -25,6 +25,7 @@ fn timing(federation: &SampleFederation) -> Timing {
         member_max_wait_ms: 200,
         window: WindowConfig::new(&federation.genesis.capacities),
         mutations: Mutations::default(),
+        protocols: Default::default(),
     }
 }
 

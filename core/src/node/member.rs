@@ -19,8 +19,12 @@
 //! **As the backup** it keeps a hot copy of everything the relay replicates, so that it can
 //! take over at once, including the acknowledged blocks not yet in a relay block.
 
+mod protocol;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+
+pub use protocol::ProtocolError;
 
 use crate::block::{
     AnyBlock, ChainBlock, ConsortiumBlock, LaneHead, PrivateBlock, RelayBlock, RelayDraft,
@@ -62,6 +66,8 @@ struct Holder {
     unincluded: BTreeMap<u64, ConsortiumBlock>,
     unincluded_at: BTreeMap<(Address, u64), u64>,
     arrivals: u64,
+    /// The grid's negotiations, on a grid holder (SPEC §6.2 step 5).
+    desk: protocol::GridDesk,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -188,6 +194,8 @@ pub struct Member {
     discovered: bool,
     holder: Option<Box<Holder>>,
     duty: Duty,
+    /// The protocols of SPEC §6.
+    proto: protocol::Protocols,
 }
 
 impl Member {
@@ -231,6 +239,7 @@ impl Member {
             discovered: false,
             holder: None,
             duty: Duty::None,
+            proto: protocol::Protocols::default(),
         }
     }
 
@@ -281,7 +290,16 @@ impl Member {
                 return Some(known.key);
             }
         }
-        self.directory.get(address).map(|k| k.key)
+        self.directory
+            .get(address)
+            .map(|k| k.key)
+            .or_else(|| self.learned_key(address))
+    }
+
+    /// Marks this node as a newcomer, not yet registered: it asks no one who serves its
+    /// consortium until its join completes (SPEC §6.1).
+    pub fn set_newcomer(&mut self) {
+        self.discovered = true;
     }
 
     /// Replays a block of the node's own store on restart, rebuilding its state. Blocks
@@ -292,12 +310,18 @@ impl Member {
                 if let AnyBlock::Private(b) = block {
                     self.private.append(b)?;
                     self.bump_seq(b.records());
+                    for record in b.records() {
+                        self.recover_own_record(record);
+                    }
                 }
             }
             ChainId::Consortium(_, author) if author == self.me => {
                 if let AnyBlock::Consortium(b) = block {
                     self.lane.append(b)?;
                     self.bump_seq(b.records());
+                    for record in b.records() {
+                        self.recover_own_record(record);
+                    }
                     // Unknown whether the relay has it: resend the head on election.
                     self.unacked.clear();
                     self.unacked.insert(b.height(), b.clone());
@@ -330,6 +354,7 @@ impl Member {
     fn holder_mut(&mut self) -> &mut Holder {
         let genesis = &self.genesis;
         let directory = &self.directory;
+        let grid = self.timing.protocols.grid;
         self.holder.get_or_insert_with(|| {
             Box::new(Holder {
                 directory: (**directory).clone(),
@@ -343,6 +368,7 @@ impl Member {
                 unincluded: BTreeMap::new(),
                 unincluded_at: BTreeMap::new(),
                 arrivals: 0,
+                desk: protocol::GridDesk::new(grid),
             })
         })
     }
@@ -352,6 +378,19 @@ impl Member {
     /// Writes a record of this member, from the workload or the host. Meter readings go to
     /// the private chain, everything else to the consortium lane. Returns the record's seq.
     pub fn write(&mut self, audience: Audience, body: RecordBody, now: u64) -> (u64, Vec<Effect>) {
+        let mut effects = Vec::new();
+        let record = self.write_record(audience, body, now, &mut effects);
+        (record.content.seq, effects)
+    }
+
+    /// Writes a record of this member into its open block and returns it.
+    fn write_record(
+        &mut self,
+        audience: Audience,
+        body: RecordBody,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> Record {
         self.seq += 1;
         let seq = self.seq;
         let record = RecordContent {
@@ -362,29 +401,29 @@ impl Member {
             body,
         }
         .sign(&self.key);
-        let mut effects = Vec::new();
+        self.note_own_record(&record);
         if record.kind() == RecordKind::MeterReading {
             let size = codec::encoded_len(&record);
             let used: usize = self.open_private.iter().map(codec::encoded_len).sum();
             if used + size + BLOCK_OVERHEAD > self.genesis.capacities.consortium as usize {
-                self.close_private(now, &mut effects);
+                self.close_private(now, effects);
             }
-            self.open_private.push(record);
+            self.open_private.push(record.clone());
             self.private_since.get_or_insert(now);
-            return (seq, effects);
+            return record;
         }
         let size = codec::encoded_len(&record);
         if self.open_bytes + size + BLOCK_OVERHEAD > self.genesis.capacities.consortium as usize {
-            self.close_lane(now, &mut effects);
+            self.close_lane(now, effects);
         }
         let urgent = record.urgency() == Urgency::Urgent;
-        self.open.push(record);
+        self.open.push(record.clone());
         self.open_bytes += size;
         self.open_since.get_or_insert(now);
         if urgent {
-            self.close_lane(now, &mut effects);
+            self.close_lane(now, effects);
         }
-        (seq, effects)
+        record
     }
 
     fn close_private(&mut self, now: u64, effects: &mut Vec<Effect>) {
@@ -514,12 +553,14 @@ impl Member {
             });
         }
         self.relay_tick(now, &mut effects);
+        self.protocol_tick(now, &mut effects);
         effects
     }
 
     /// Handles a message that passed the envelope checks.
     pub fn deliver(&mut self, from: Address, message: Message, now: u64) -> Vec<Effect> {
         let mut effects = Vec::new();
+        self.note_heard(from, now);
         match message {
             Message::Elected { records } => self.on_elected(from, records, now, &mut effects),
             Message::Ack { height, hash, .. } => {
@@ -596,18 +637,24 @@ impl Member {
                     }
                 }
             }
-            Message::Forward { .. } => {}
-            Message::JoinIntent { .. }
+            message @ (Message::Forward { .. }
+            | Message::JoinIntent { .. }
             | Message::JoinRelay { .. }
             | Message::JoinRequest { .. }
             | Message::JoinAccepted { .. }
             | Message::JoinRefused { .. }
             | Message::JoinApply { .. }
             | Message::JoinReceipted { .. }
-            | Message::Joined { .. }
             | Message::Countersign { .. }
             | Message::DataDelivery { .. }
-            | Message::DataReceived { .. } => {}
+            | Message::DataReceived { .. }) => {
+                self.on_protocol_message(from, message, now, &mut effects)
+            }
+            Message::Joined { .. } => effects.push(self.rejected(
+                "misrouted",
+                false,
+                "supervisor message sent to a member".into(),
+            )),
             Message::Heartbeat { .. } | Message::HandedOver { .. } | Message::Discover { .. } => {
                 effects.push(self.rejected(
                     "misrouted",
@@ -1169,14 +1216,28 @@ impl Member {
                 hash: state.head.hash,
             })
             .collect();
+        // Newcomers the relay admitted since its last block (SPEC §6.1 step 3).
+        let mut added = Vec::new();
+        let mut registry_root = own.registry.root();
+        if !self.proto.pending_joins.is_empty() {
+            let mut joins = std::mem::take(&mut self.proto.pending_joins);
+            joins.sort_by_key(|e| e.address);
+            let mut registry = own.registry.clone();
+            for entry in joins {
+                if registry.add(entry.clone()).is_ok() {
+                    added.push(entry);
+                }
+            }
+            registry_root = registry.root();
+        }
         let draft = RelayDraft {
             lane,
             height: own.head.height + 1,
             prev: own.head.hash,
             epoch,
             time: now,
-            registry_root: own.registry.root(),
-            added: Vec::new(),
+            registry_root,
+            added,
             lane_heads,
             blocks,
             records,
@@ -1227,6 +1288,7 @@ impl Member {
                     Some(flush.reason),
                     now,
                 )));
+                effects.extend(protocol::settled_events(&block, now));
                 if std::mem::take(&mut duty.announce_take_over) {
                     effects.push(Effect::Emit(Event::TookOver {
                         consortium: lane,
@@ -1346,6 +1408,7 @@ impl Member {
                     Some(reason),
                     now,
                 )));
+                effects.extend(protocol::settled_events(&block, now));
             }
         }
     }
@@ -1572,7 +1635,7 @@ impl Member {
             return;
         }
         if self.accept_relay_block(from, block.clone(), now, effects) && self.is_relay() {
-            self.forward(&block, effects);
+            self.forward(&block, now, effects);
         }
     }
 
@@ -1657,17 +1720,13 @@ impl Member {
 
     /// Forwards to this relay's members the records of another lane's block that are
     /// addressed to them and that they act on (protocol records and elections).
-    fn forward(&self, block: &RelayBlock, effects: &mut Vec<Effect>) {
+    fn forward(&mut self, block: &RelayBlock, now: u64, effects: &mut Vec<Effect>) {
         if block.header.lane == self.consortium {
             return;
         }
-        let members: Vec<Address> = self
-            .genesis
-            .consortiums
-            .get(self.consortium.0 as usize)
-            .map(|c| c.members.iter().map(|m| m.address).collect())
-            .unwrap_or_default();
+        let members = self.consortium_members();
         let mut per_member: BTreeMap<Address, Vec<Record>> = BTreeMap::new();
+        let mut broadcast_here: Vec<&Record> = Vec::new();
         let records = block
             .blocks
             .iter()
@@ -1684,23 +1743,38 @@ impl Member {
                 Audience::Consortiums(list) if !list.contains(&self.consortium) => {}
                 Audience::Own => {}
                 Audience::Consortiums(_) | Audience::Everyone => {
+                    broadcast_here.push(record);
                     for m in &members {
                         per_member.entry(*m).or_default().push(record.clone());
                     }
                 }
             }
         }
+        effects.extend(protocol::forward_steps(
+            self.me,
+            self.consortium,
+            &broadcast_here,
+            now,
+        ));
+        let mut mine = Vec::new();
         for (to, records) in per_member {
-            if to != self.me {
-                effects.push(Effect::Send {
-                    to,
-                    message: Message::Forward {
-                        lane: block.header.lane,
-                        height: block.height(),
-                        records,
-                    },
-                });
+            if to == self.me {
+                mine = records;
+                continue;
             }
+            effects.push(Effect::Send {
+                to,
+                message: Message::Forward {
+                    lane: block.header.lane,
+                    height: block.height(),
+                    records,
+                },
+            });
+        }
+        // The relay is a member too: it acts on what is addressed to it.
+        let me = self.me;
+        for record in &mine {
+            self.on_forwarded(me, record, now, effects);
         }
     }
 
@@ -1910,14 +1984,12 @@ fn committed_event(
     }
 }
 
-/// Record kinds a relay forwards to its members: what they act on.
-/// Data offers are not fanned out yet: forwarding each to every member of a 2,500-member
-/// consortium swamps the transport; the data-trade protocol will route them to buyers.
+/// Record kinds a relay forwards to its members: what they act on. The services other
+/// than data offers are published on the chains but not pushed to every member.
 fn is_forwarded(kind: RecordKind) -> bool {
     !matches!(
         kind,
-        RecordKind::DataTrade
-            | RecordKind::EnergySupply
+        RecordKind::EnergySupply
             | RecordKind::EquipmentMaintenance
             | RecordKind::EfficiencyAudit
             | RecordKind::EnergySavingDesign
@@ -1962,6 +2034,7 @@ impl Holder {
                         },
                     })?;
                 state.append(relay, &mut self.directory)?;
+                self.desk.observe_relay_block(relay);
                 for included in &relay.blocks {
                     let key = (included.header.author, included.header.height);
                     if let Some(arrival) = self.unincluded_at.remove(&key) {
@@ -2000,6 +2073,7 @@ impl Holder {
             return Ok(Accepted::Duplicate);
         }
         lane.append(block).map_err(|e| e.reason)?;
+        self.desk.observe_member_block(block);
         // On recovery the relay lanes are replayed first: a block they already include is
         // not waiting for a relay block.
         let included = self

@@ -66,6 +66,37 @@ pub struct Timing {
     /// Deliberate bugs, for tests that show the invariant checker catches them; all off in
     /// every product path.
     pub mutations: Mutations,
+    /// Who plays which part in the protocols of SPEC §6.
+    pub protocols: ProtocolConfig,
+}
+
+/// Who plays which part in the operating protocols (SPEC §6): the consortiums by their
+/// paper roles, the grid's approval quorum, and the protocols' deadline.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProtocolConfig {
+    /// The source consortium, which offers power.
+    pub source: Option<ConsortiumId>,
+    /// The grid consortium, which approves power trades.
+    pub grid: Option<ConsortiumId>,
+    /// The service consortium, which buys data.
+    pub service: Option<ConsortiumId>,
+    /// The load consortium, which buys power and sells data.
+    pub load: Option<ConsortiumId>,
+    /// Grid members whose approval a power trade needs; 0 means every one of them.
+    pub grid_quorum: u32,
+    /// How long a protocol run may take before it fails, ms; 0 means the default, 10 s.
+    pub deadline_ms: u64,
+}
+
+impl ProtocolConfig {
+    /// The protocols' deadline, ms.
+    pub fn deadline(&self) -> u64 {
+        if self.deadline_ms == 0 {
+            10_000
+        } else {
+            self.deadline_ms
+        }
+    }
 }
 
 /// Deliberate bugs, for tests that show the invariant checker catches them (the simulation

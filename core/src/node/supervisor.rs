@@ -67,6 +67,8 @@ pub struct Supervisor {
     started_at: Option<u64>,
     seq: u64,
     chain: (u64, Hash),
+    /// Newcomers the relays announced (SPEC §6.1), with their keys.
+    joined: BTreeMap<Address, crate::crypto::PublicKey>,
 }
 
 impl Supervisor {
@@ -100,6 +102,7 @@ impl Supervisor {
             started_at: None,
             seq: 0,
             chain: (0, Hash::ZERO),
+            joined: BTreeMap::new(),
         }
     }
 
@@ -124,6 +127,11 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// The key of a newcomer a relay announced, for envelope checks.
+    pub fn key_of(&self, address: &Address) -> Option<crate::crypto::PublicKey> {
+        self.joined.get(address).copied()
     }
 
     /// The current election of `consortium`.
@@ -190,6 +198,26 @@ impl Supervisor {
                         now,
                         &mut effects,
                     );
+                }
+            }
+            Message::Joined { announcement } => {
+                // Only the serving relay of a consortium announces its newcomers.
+                let Some(index) = self
+                    .watches
+                    .iter()
+                    .position(|w| w.history.relay == Some(from))
+                else {
+                    return effects;
+                };
+                if announcement.content.author != from {
+                    return effects;
+                }
+                if let RecordBody::JoinAnnouncement { entry } = &announcement.content.body {
+                    self.joined.insert(entry.address, entry.public_key);
+                    let watch = &mut self.watches[index];
+                    if !watch.members.contains(&entry.address) {
+                        watch.members.push(entry.address);
+                    }
                 }
             }
             Message::Discover { consortium } => {
