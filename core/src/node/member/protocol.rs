@@ -1522,39 +1522,53 @@ impl Member {
             ));
             return;
         }
-        // The registry after the relay's own lane, with the joins not yet in a block.
-        let registry_check = self
+        // A newcomer registered already with exactly this entry (a join retried after a
+        // restart) is announced again; any other use of a registered key is refused.
+        let registered = self
             .holder
             .as_ref()
             .and_then(|h| h.relay_lanes.get(&self.consortium))
-            .map(|lane| lane.registry.check(&entry));
-        let duplicate_elsewhere = self.key_of(&entry.address).is_some()
-            || self
+            .map(|lane| {
+                (
+                    lane.registry.get(&entry.address).cloned(),
+                    lane.registry.check(&entry),
+                )
+            });
+        let Some((registered, check)) = registered else {
+            return;
+        };
+        let again = registered.as_ref() == Some(&entry);
+        if !again {
+            let pending = self
                 .proto
                 .pending_joins
                 .iter()
                 .any(|e| e.public_key == entry.public_key || e.address == entry.address);
-        match registry_check {
-            Some(Err(err)) => {
-                effects.push(refuse(format!("duplicate key: {err}")));
-                return;
-            }
-            None => return,
-            Some(Ok(())) if duplicate_elsewhere => {
+            if registered.is_some() || pending || self.key_of(&entry.address).is_some() {
+                effects.push(self.rejected(
+                    "duplicate_key",
+                    true,
+                    format!("join request of {}", entry.name),
+                ));
                 effects.push(refuse(format!(
                     "duplicate key: {} is already registered",
                     entry.address
                 )));
                 return;
             }
-            Some(Ok(())) => {}
-        }
-        if self.directory_has_name(&entry.name) {
-            effects.push(refuse(format!("duplicate name: {}", entry.name)));
-            return;
+            if let Err(err) = check {
+                effects.push(refuse(format!("invalid entry: {err}")));
+                return;
+            }
+            if self.directory_has_name(&entry.name) {
+                effects.push(refuse(format!("duplicate name: {}", entry.name)));
+                return;
+            }
         }
         // Step 3: register in the next relay block, announce, answer.
-        self.proto.pending_joins.push(entry.clone());
+        if !again {
+            self.proto.pending_joins.push(entry.clone());
+        }
         let announcement = self.write_record(
             Audience::Own,
             RecordBody::JoinAnnouncement {
