@@ -455,6 +455,13 @@ impl FederationHandle {
             .keys
             .name_of(address)
             .map(str::to_string)
+            .or_else(|| {
+                let newcomers = self.inner.newcomers.lock().ok()?;
+                newcomers
+                    .iter()
+                    .find(|(_, a)| *a == address)
+                    .map(|(name, _)| name.clone())
+            })
             .unwrap_or_else(|| {
                 if *address == self.inner.parts.keys.supervisor.address() {
                     "supervisor".into()
