@@ -47,6 +47,9 @@ use crate::config::{ConfigError, FederationConfig, Keys};
 
 mod protocols;
 
+pub(crate) use protocols::{
+    drive as drive_protocols, newcomer as newcomer_parts, ProtocolRates, Starter,
+};
 pub use protocols::{DataOutcome, JoinOutcome, JoinSpec, TradeOutcome};
 
 /// How many events a subscriber may fall behind before it misses some.
@@ -410,10 +413,11 @@ impl Federation {
                 power: config.workload.protocols.power_purchase,
                 data: config.workload.protocols.data_trade,
             };
+            let parts = handle.inner.parts.clone();
             handle
                 .inner
                 .arbiter
-                .spawn(protocols::drive(handle.clone(), rates, seed));
+                .spawn(protocols::drive(handle.clone(), parts, rates));
         }
         Ok(handle)
     }

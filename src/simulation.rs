@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use actix::{Actor, Addr};
 use ieschain_actors::clock::TokioClock;
-use ieschain_actors::messages::Crash;
+use ieschain_actors::messages::{Crash, Protocol as ProtocolRequest};
 use ieschain_actors::node::NodeActor;
 use ieschain_actors::outbox::{EventSink, Outbox};
 use ieschain_actors::sim::{NetworkFaults, SimNetwork};
@@ -246,6 +246,24 @@ impl Simulation {
                 );
             }
         }
+        // The protocol workload, in virtual time, against the nodes as they start.
+        let rates = crate::federation::ProtocolRates {
+            join: config.workload.protocols.join,
+            power: config.workload.protocols.power_purchase,
+            data: config.workload.protocols.data_trade,
+        };
+        let starter = SimStarter {
+            nodes: nodes
+                .iter()
+                .filter_map(|(name, node)| Some((name.clone(), node.addr.clone()?)))
+                .collect(),
+            parts: parts.clone(),
+        };
+        actix::spawn(crate::federation::drive_protocols(
+            starter,
+            parts.clone(),
+            rates,
+        ));
         let names_by_consortium: BTreeMap<String, ConsortiumId> = genesis
             .consortiums
             .iter()
@@ -403,4 +421,60 @@ fn restart(node: &mut Node, parts: &Parts) {
             .node(node.key.clone(), node.consortium, node.incarnation)
             .start(),
     );
+}
+
+/// Starts the protocol workload's runs on the simulated nodes: fire and forget, the
+/// outcomes come as events. A node crashed by the fault plan simply does not take part.
+struct SimStarter {
+    nodes: BTreeMap<String, Addr<NodeActor>>,
+    parts: Arc<Parts>,
+}
+
+impl crate::federation::Starter for SimStarter {
+    fn power(&self, seller: String, buyer: String, wh: u64, price: u64, slot: u64) {
+        let (Some(seller), Some(buyer)) = (self.nodes.get(&seller), self.nodes.get(&buyer)) else {
+            return;
+        };
+        let (seller, buyer) = (seller.clone(), buyer.clone());
+        actix::spawn(async move {
+            let offer = ProtocolRequest::OfferPower {
+                wh,
+                price_per_kwh: price,
+                slot,
+            };
+            if let Ok(Ok(Some(offer))) = seller.send(offer).await {
+                let _ = buyer.send(ProtocolRequest::BidPower { offer, wh }).await;
+            }
+        });
+    }
+
+    fn data(&self, seller: String, buyer: String, price: u64) {
+        let (Some(seller), Some(buyer)) = (self.nodes.get(&seller), self.nodes.get(&buyer)) else {
+            return;
+        };
+        let (seller, buyer) = (seller.clone(), buyer.clone());
+        actix::spawn(async move {
+            let offer = ProtocolRequest::OfferData {
+                description: "quarterly consumption data".into(),
+                price,
+                data: None,
+            };
+            if let Ok(Ok(Some(offer))) = seller.send(offer).await {
+                let _ = buyer.send(ProtocolRequest::BuyData { offer }).await;
+            }
+        });
+    }
+
+    fn join(&self, consortium: String, name: String) {
+        let spec = crate::federation::JoinSpec::new(&consortium, &name);
+        let Ok((key, consortium, entry, credential)) =
+            crate::federation::newcomer_parts(&self.parts, &spec)
+        else {
+            return;
+        };
+        let node = self.parts.newcomer(key, consortium).newcomer().start();
+        actix::spawn(async move {
+            let _ = node.send(ProtocolRequest::Join { entry, credential }).await;
+        });
+    }
 }

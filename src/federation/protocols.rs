@@ -295,40 +295,8 @@ impl FederationHandle {
         deadline: Duration,
     ) -> Result<JoinOutcome, FederationError> {
         let parts = self.inner.parts.clone();
-        let consortium = parts
-            .genesis
-            .consortiums
-            .iter()
-            .find(|c| c.name == spec.consortium)
-            .map(|c| c.id)
-            .ok_or_else(|| {
-                FederationError::Protocol(format!("no consortium named {}", spec.consortium))
-            })?;
-        let key = spec
-            .key
-            .clone()
-            .unwrap_or_else(|| Keypair::derive(Domain::NodeKey, parts.seed, &spec.name));
+        let (key, consortium, entry, credential) = newcomer(&parts, &spec)?;
         let newcomer = key.address();
-        let entry = RegistryEntry {
-            address: newcomer,
-            public_key: key.public(),
-            name: spec.name.clone(),
-            role: spec.role,
-            relay_capable: false,
-        };
-        let credential = match spec.credential {
-            Some(credential) => credential,
-            None => parts
-                .keys
-                .admission(consortium)
-                .ok_or_else(|| {
-                    FederationError::Protocol(format!(
-                        "the admission key of {} is not derivable: pass a credential",
-                        spec.consortium
-                    ))
-                })?
-                .sign(&credential_digest(&entry)),
-        };
         let running = {
             let nodes = self
                 .inner
@@ -396,6 +364,47 @@ impl FederationHandle {
     }
 }
 
+/// A newcomer's key, consortium, registry entry and credential, from `spec`.
+pub(crate) fn newcomer(
+    parts: &super::Parts,
+    spec: &JoinSpec,
+) -> Result<(Keypair, ConsortiumId, RegistryEntry, Signature), FederationError> {
+    let consortium = parts
+        .genesis
+        .consortiums
+        .iter()
+        .find(|c| c.name == spec.consortium)
+        .map(|c| c.id)
+        .ok_or_else(|| {
+            FederationError::Protocol(format!("no consortium named {}", spec.consortium))
+        })?;
+    let key = spec
+        .key
+        .clone()
+        .unwrap_or_else(|| Keypair::derive(Domain::NodeKey, parts.seed, &spec.name));
+    let entry = RegistryEntry {
+        address: key.address(),
+        public_key: key.public(),
+        name: spec.name.clone(),
+        role: spec.role,
+        relay_capable: false,
+    };
+    let credential = match spec.credential {
+        Some(credential) => credential,
+        None => parts
+            .keys
+            .admission(consortium)
+            .ok_or_else(|| {
+                FederationError::Protocol(format!(
+                    "the admission key of {} is not derivable: pass a credential",
+                    spec.consortium
+                ))
+            })?
+            .sign(&credential_digest(&entry)),
+    };
+    Ok((key, consortium, entry, credential))
+}
+
 /// Protocol runs per minute for the whole federation, by protocol.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct ProtocolRates {
@@ -404,16 +413,67 @@ pub(crate) struct ProtocolRates {
     pub(crate) data: f64,
 }
 
+/// What the protocol workload starts: fire-and-forget runs, whose outcomes come as events.
+pub(crate) trait Starter {
+    /// A power purchase of `wh` at `price` for `slot`, `seller` to `buyer`.
+    fn power(&self, seller: String, buyer: String, wh: u64, price: u64, slot: u64);
+    /// A data trade of `seller`'s consumption data to `buyer` for `price`.
+    fn data(&self, seller: String, buyer: String, price: u64);
+    /// A join of a newcomer called `name` to `consortium`.
+    fn join(&self, consortium: String, name: String);
+}
+
+impl Starter for FederationHandle {
+    fn power(&self, seller: String, buyer: String, wh: u64, price: u64, slot: u64) {
+        let h = self.clone();
+        actix::spawn(async move {
+            let deadline = Duration::from_secs(30);
+            if let Err(e) = h
+                .power_purchase(&seller, &buyer, wh, price, slot, deadline)
+                .await
+            {
+                log::info!("power purchase {seller} → {buyer}: {e}");
+            }
+        });
+    }
+
+    fn data(&self, seller: String, buyer: String, price: u64) {
+        let h = self.clone();
+        actix::spawn(async move {
+            let deadline = Duration::from_secs(30);
+            if let Err(e) = h.data_trade(&seller, &buyer, price, deadline).await {
+                log::info!("data trade {seller} → {buyer}: {e}");
+            }
+        });
+    }
+
+    fn join(&self, consortium: String, name: String) {
+        let h = self.clone();
+        actix::spawn(async move {
+            let deadline = Duration::from_secs(30);
+            if let Err(e) = h.join(JoinSpec::new(&consortium, &name), deadline).await {
+                log::info!("join of {name}: {e}");
+            }
+        });
+    }
+}
+
 /// The protocol workload: each protocol once early in the run (so that a short run shows
 /// every one), then Poisson arrivals at its configured rate. Parties, quantities and prices
-/// come from a ChaCha stream seeded from the run's seed.
-pub(crate) async fn drive(handle: FederationHandle, rates: ProtocolRates, seed: u64) {
+/// come from a ChaCha stream seeded from the run's seed; time from `clock`, so that a
+/// simulation drives it in virtual time.
+pub(crate) async fn drive(
+    starter: impl Starter,
+    parts: std::sync::Arc<super::Parts>,
+    rates: ProtocolRates,
+) {
+    let seed = parts.seed;
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     key[8..16].copy_from_slice(b"protocol");
     let mut rng = ChaCha8Rng::from_seed(key);
-    let genesis = handle.inner.parts.genesis.clone();
-    let roles = handle.inner.parts.timing.protocols;
+    let genesis = parts.genesis.clone();
+    let roles = parts.timing.protocols;
     let names_of = |id: Option<ConsortiumId>| -> Vec<String> {
         id.and_then(|id| genesis.consortiums.get(id.0 as usize))
             .map(|c| c.members.iter().map(|m| m.name.clone()).collect())
@@ -429,75 +489,53 @@ pub(crate) async fn drive(handle: FederationHandle, rates: ProtocolRates, seed: 
         let uniform = ((rng.next_u64() >> 11) + 1) as f64 / (1u64 << 53) as f64;
         (-uniform.ln() / per_minute * 60_000.0).max(1.0) as u64
     };
-    let start = handle.inner.parts.clock.now_ms();
-    // The first run of each, 1–3 s in, staggered.
+    let start = parts.clock.now_ms();
+    // The first run of each, 1–2 s in, staggered.
     let mut next = [start + 1_000, start + 1_500, start + 2_000];
     let per_minute = [rates.power, rates.data, rates.join];
     let mut counter = 0u64;
+    let pick = |rng: &mut ChaCha8Rng, list: &[String]| -> Option<String> {
+        (!list.is_empty()).then(|| list[(rng.next_u32() as usize) % list.len()].clone())
+    };
     loop {
-        let (which, due) = next
+        let Some((which, due)) = next
             .iter()
             .enumerate()
             .filter(|(i, _)| per_minute[*i] > 0.0)
             .min_by_key(|(_, due)| **due)
             .map(|(i, due)| (i, *due))
-            .unwrap_or((3, u64::MAX));
-        if which == 3 {
+        else {
             return;
-        }
-        let now = handle.inner.parts.clock.now_ms();
+        };
+        let now = parts.clock.now_ms();
         if due > now {
             actix::clock::sleep(Duration::from_millis(due - now)).await;
         }
         next[which] = due + gap(&mut rng, per_minute[which]);
         counter += 1;
-        let pick = |rng: &mut ChaCha8Rng, list: &[String]| -> Option<String> {
-            (!list.is_empty()).then(|| list[(rng.next_u32() as usize) % list.len()].clone())
-        };
-        let h = handle.clone();
-        let deadline = Duration::from_secs(30);
         match which {
             0 => {
-                let (Some(seller), Some(buyer)) =
+                if let (Some(seller), Some(buyer)) =
                     (pick(&mut rng, &sources), pick(&mut rng, &loads))
-                else {
-                    continue;
-                };
-                let wh = 1_000 + (rng.next_u32() % 15_000) as u64;
-                let price = 100 + (rng.next_u32() % 100) as u64;
-                let slot = counter;
-                actix::spawn(async move {
-                    if let Err(e) = h
-                        .power_purchase(&seller, &buyer, wh, price, slot, deadline)
-                        .await
-                    {
-                        log::info!("power purchase {seller} → {buyer}: {e}");
-                    }
-                });
+                {
+                    let wh = 1_000 + (rng.next_u32() % 15_000) as u64;
+                    let price = 100 + (rng.next_u32() % 100) as u64;
+                    starter.power(seller, buyer, wh, price, counter);
+                }
             }
             1 => {
-                let (Some(seller), Some(buyer)) =
+                if let (Some(seller), Some(buyer)) =
                     (pick(&mut rng, &loads), pick(&mut rng, &services))
-                else {
-                    continue;
-                };
-                let price = 10 + (rng.next_u32() % 90) as u64;
-                actix::spawn(async move {
-                    if let Err(e) = h.data_trade(&seller, &buyer, price, deadline).await {
-                        log::info!("data trade {seller} → {buyer}: {e}");
-                    }
-                });
+                {
+                    let price = 10 + (rng.next_u32() % 90) as u64;
+                    starter.data(seller, buyer, price);
+                }
             }
             _ => {
-                let Some(consortium) = pick(&mut rng, &consortiums) else {
-                    continue;
-                };
-                let name = format!("newcomer-{consortium}-{seed}-{counter}");
-                actix::spawn(async move {
-                    if let Err(e) = h.join(JoinSpec::new(&consortium, &name), deadline).await {
-                        log::info!("join of {name}: {e}");
-                    }
-                });
+                if let Some(consortium) = pick(&mut rng, &consortiums) {
+                    let name = format!("newcomer-{consortium}-{seed}-{counter}");
+                    starter.join(consortium, name);
+                }
             }
         }
     }

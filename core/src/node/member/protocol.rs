@@ -2052,10 +2052,13 @@ impl Member {
         let Some(holder) = self.holder.as_ref() else {
             return;
         };
-        let members = holder
-            .relay_lanes
-            .get(&self.consortium)
-            .map_or(0, |l| l.registry.len() as u32);
+        // The grid members with lines: those of the genesis registry. A newcomer to the
+        // grid owns no line, so it neither votes nor counts towards the quorum.
+        let members = self
+            .genesis
+            .consortiums
+            .get(self.consortium.0 as usize)
+            .map_or(0, |c| c.members.len() as u32);
         let quorum = match roles.grid_quorum {
             0 => members,
             q => q.min(members),
