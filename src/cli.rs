@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ieschain_core::genesis::Directory;
+use ieschain_core::genesis::{Directory, Genesis};
+use ieschain_core::node::Protocol;
 use ieschain_core::record::RecordBody;
-use ieschain_core::{AnyBlock, ChainId, Record};
+use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Record};
 use ieschain_storage::verify::{verify, VerifyError};
 use ieschain_storage::{ChainStore, RocksStore};
 use serde_json::{json, Value};
@@ -21,6 +22,7 @@ use crate::faults::FaultPlan;
 use crate::federation::Federation;
 use crate::report::{report, RunInfo};
 use crate::simulation::Simulation;
+use crate::trace::Trace;
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -55,6 +57,12 @@ enum Command {
         /// Where to write the JSON report.
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
+        /// Where to write Mermaid sequence diagrams of the protocol runs (SPEC §6), drawn
+        /// from the event log: the first run of each protocol, and how many were left out.
+        /// FILE.md gets a Markdown document with a fenced block per protocol (GitHub renders
+        /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
+        #[arg(long, value_name = "FILE")]
+        mermaid: Option<PathBuf>,
     },
     /// Simulate a federation deterministically in virtual time, with faults, checking every
     /// invariant of SPEC §9 after every event and in full at the end. Exits 1 if an
@@ -84,6 +92,12 @@ enum Command {
         /// report's `event_log_digest`).
         #[arg(long, value_name = "FILE")]
         event_log: Option<PathBuf>,
+        /// Where to write Mermaid sequence diagrams of the protocol runs (SPEC §6), drawn
+        /// from the event log: the first run of each protocol, and how many were left out.
+        /// FILE.md gets a Markdown document with a fenced block per protocol (GitHub renders
+        /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
+        #[arg(long, value_name = "FILE")]
+        mermaid: Option<PathBuf>,
     },
     /// Verify every chain of every node in a data directory: hash links, signatures,
     /// capacity, urgency bits, registry roots, replay protection and every election.
@@ -141,7 +155,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             duration,
             seed,
             report,
-        } => match run(config.as_deref(), &data, duration, seed, report.as_deref()) {
+            mermaid,
+        } => match run(
+            config.as_deref(),
+            &data,
+            duration,
+            seed,
+            report.as_deref(),
+            mermaid.as_deref(),
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("ieschain run: {message}");
@@ -155,6 +177,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             until,
             report,
             event_log,
+            mermaid,
         } => match simulate(
             config.as_deref(),
             seed,
@@ -162,6 +185,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             until,
             report.as_deref(),
             event_log.as_deref(),
+            mermaid.as_deref(),
         ) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(1),
@@ -194,12 +218,14 @@ fn run(
     duration: f64,
     seed: Option<u64>,
     report_path: Option<&Path>,
+    mermaid_path: Option<&Path>,
 ) -> Result<(), String> {
     use std::io::{IsTerminal, Write};
     use std::time::{Duration, Instant};
 
     check_seconds("--duration", duration)?;
     let (config, origin) = load_config(config)?;
+    let mermaid_file = mermaid_path.map(create_mermaid).transpose()?;
     let seed = seed.unwrap_or(config.seed);
     let members = config.member_count() as usize;
     let consortiums = config.consortiums.len();
@@ -212,12 +238,30 @@ fn run(
         .seed(seed)
         .start()
         .map_err(|e| e.to_string())?;
+    // The trace reads the events as they come; a subscriber that falls more than
+    // EVENT_BUFFER events behind misses some, which the trace then does not draw.
+    let mut events = federation.subscribe();
+    let mut trace = mermaid_path.map(|_| Trace::new());
+    let mut drain = |trace: &mut Option<Trace>| {
+        use tokio::sync::broadcast::error::TryRecvError;
+        let Some(trace) = trace.as_mut() else {
+            return;
+        };
+        loop {
+            match events.try_recv() {
+                Ok(event) => trace.observe(&event),
+                Err(TryRecvError::Lagged(_)) => continue,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
+            }
+        }
+    };
     let started = Instant::now();
     let total = Duration::from_secs_f64(duration);
     let tty = std::io::stdout().is_terminal();
     let mut last_line = Instant::now();
     while started.elapsed() < total {
         std::thread::sleep(Duration::from_millis(250).min(total.saturating_sub(started.elapsed())));
+        drain(&mut trace);
         if tty || last_line.elapsed() >= Duration::from_secs(5) || started.elapsed() >= total {
             last_line = Instant::now();
             let stats = federation.stats();
@@ -257,6 +301,12 @@ fn run(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let stats = federation.stats();
+    drain(&mut trace);
+    // Newcomers are named in the registry of the relay chain, not in the configuration.
+    let names = match &trace {
+        Some(_) => Some(directory(federation.store().as_ref())?),
+        None => None,
+    };
     federation.shutdown().map_err(|e| e.to_string())?;
     let info = RunInfo {
         seed,
@@ -293,6 +343,53 @@ fn run(
             .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
         println!("         report written to {}", path.display());
     }
+    if let (Some(trace), Some(names), Some((path, file))) = (&trace, &names, mermaid_file) {
+        write_mermaid(trace, path, file, names, federation.genesis(), "         ")?;
+    }
+    Ok(())
+}
+
+/// Creates the `--mermaid` file before the run, so that a bad path fails at once.
+fn create_mermaid(path: &Path) -> Result<(&Path, std::fs::File), String> {
+    std::fs::File::create(path)
+        .map(|file| (path, file))
+        .map_err(|e| format!("--mermaid {}: {e}", path.display()))
+}
+
+/// Writes the protocol traces: Markdown with fenced blocks for `*.md`, else one diagram.
+/// Nodes are named as `directory` names them, unknown ones by their short address.
+fn write_mermaid(
+    trace: &Trace,
+    path: &Path,
+    mut file: std::fs::File,
+    directory: &Directory,
+    genesis: &Genesis,
+    indent: &str,
+) -> Result<(), String> {
+    use std::io::Write;
+
+    let name_of = |a: &Address| match directory.get(a) {
+        Some(known) => known.name.clone(),
+        None => a.short(),
+    };
+    let consortium_name = |c: ConsortiumId| genesis.consortium_name(c);
+    let markdown = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("md"));
+    let text = if markdown {
+        trace.markdown(&name_of, &consortium_name)
+    } else {
+        trace.mermaid(&name_of, &consortium_name)
+    };
+    file.write_all(text.as_bytes())
+        .map_err(|e| format!("writing the protocol traces to {}: {e}", path.display()))?;
+    println!(
+        "{indent}protocol traces written to {}: the first run of each of {} join runs, {} power purchases, {} data trades",
+        path.display(),
+        trace.runs(Protocol::Join),
+        trace.runs(Protocol::PowerPurchase),
+        trace.runs(Protocol::DataTrade)
+    );
     Ok(())
 }
 
@@ -304,6 +401,7 @@ fn simulate(
     until: f64,
     report_path: Option<&Path>,
     event_log: Option<&Path>,
+    mermaid_path: Option<&Path>,
 ) -> Result<bool, String> {
     check_seconds("--until", until)?;
     let (config, origin) = load_config(config_path)?;
@@ -313,11 +411,13 @@ fn simulate(
         .or_else(|| config.faults.clone())
         .unwrap_or_default();
     let plan = FaultPlan::parse(&spec, &config, seed, until_ms).map_err(|e| e.to_string())?;
+    let mermaid_file = mermaid_path.map(create_mermaid).transpose()?;
     let members = config.member_count() as usize;
     let consortiums = config.consortiums.len();
     let mut simulation = Simulation::new(config, seed, until_ms);
     simulation.plan = plan;
     simulation.keep_log = event_log.is_some();
+    simulation.keep_trace = mermaid_path.is_some();
     let started = std::time::Instant::now();
     let outcome = simulation.run().map_err(|e| e.to_string())?;
     let wall = started.elapsed().as_secs_f64();
@@ -347,6 +447,12 @@ fn simulate(
         text.push('\n');
         std::fs::write(path, text)
             .map_err(|e| format!("writing the event log to {}: {e}", path.display()))?;
+    }
+    if let (Some(trace), Some((path, file))) = (&outcome.trace, mermaid_file) {
+        // Newcomers are named in the registry of the relay chain, not in the configuration.
+        let store = outcome.store.as_ref();
+        let names = directory(store)?;
+        write_mermaid(trace, path, file, &names, store.genesis(), "  ")?;
     }
     let info = RunInfo {
         seed,

@@ -149,6 +149,14 @@ fn flags_and_help() {
             &["simulate", "--faults", "crash:nobody@1s"],
             "no member named `nobody`",
         ),
+        (
+            &["simulate", "--mermaid", "/nonexistent/dir/trace.mmd"],
+            "--mermaid /nonexistent/dir/trace.mmd",
+        ),
+        (
+            &["run", "--mermaid", "/nonexistent/dir/trace.md"],
+            "--mermaid /nonexistent/dir/trace.md",
+        ),
     ] {
         let (code, _, stderr) = outcome(&ieschain(args));
         assert_eq!(code, 2, "{args:?}: {stderr}");
@@ -218,4 +226,42 @@ fn inspect_shows_chains_blocks_and_elections() {
     ]));
     assert_eq!(code, 2);
     assert!(stderr.contains("no chain named relay/nowhere"), "{stderr}");
+}
+
+/// `--mermaid FILE` writes the protocol traces: one `sequenceDiagram` for most names, a
+/// Markdown document with fenced blocks for `*.md`; valid even when no run was observed.
+#[test]
+fn mermaid_writes_protocol_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let mmd = dir.path().join("out.mmd");
+    let (code, stdout, stderr) = outcome(&ieschain(&[
+        "simulate",
+        "--until",
+        "5",
+        "--mermaid",
+        mmd.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("protocol traces written to"), "{stdout}");
+    let text = std::fs::read_to_string(&mmd).unwrap();
+    assert!(text.starts_with("sequenceDiagram\n"), "{text}");
+    assert!(text.lines().count() >= 3, "{text}");
+
+    let md = dir.path().join("trace.md");
+    let data = dir.path().join("data");
+    let (code, _, stderr) = outcome(&ieschain(&[
+        "run",
+        "--duration",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--mermaid",
+        md.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&md).unwrap();
+    assert!(text.starts_with("# Protocol traces\n"), "{text}");
+    for heading in ["## Join", "## Power purchase", "## Data trade"] {
+        assert!(text.contains(heading), "{text}");
+    }
 }
