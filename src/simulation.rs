@@ -382,10 +382,12 @@ impl Simulation {
             + 2 * timing.heartbeat_ms
             + 1_000;
         let acked_before = SAMPLE_EPOCH_MS + end.saturating_sub(drain);
-        let broken = invariants
+        let mut broken = invariants
             .lock()
             .map(|mut i| i.finish(store.as_ref(), &live_relays, bound, &members, acked_before))
             .unwrap_or_else(|_| vec!["checker poisoned".into()]);
+        // S6: the trades, on every node's copy of the relay chain.
+        broken.extend(crate::audit::trades(store.as_ref()));
         let stats = collector
             .lock()
             .map(|c| c.snapshot(network.stats()))
