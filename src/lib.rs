@@ -21,6 +21,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod demo;
