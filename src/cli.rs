@@ -10,7 +10,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ieschain_core::genesis::{Directory, Genesis};
-use ieschain_core::node::Protocol;
 use ieschain_core::record::RecordBody;
 use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Record};
 use ieschain_storage::verify::{verify, VerifyError};
@@ -384,11 +383,9 @@ fn write_mermaid(
     file.write_all(text.as_bytes())
         .map_err(|e| format!("writing the protocol traces to {}: {e}", path.display()))?;
     println!(
-        "{indent}protocol traces written to {}: the first run of each of {} join runs, {} power purchases, {} data trades",
+        "{indent}protocol traces written to {}: the first run of each protocol, of {}",
         path.display(),
-        trace.runs(Protocol::Join),
-        trace.runs(Protocol::PowerPurchase),
-        trace.runs(Protocol::DataTrade)
+        trace.summary()
     );
     Ok(())
 }

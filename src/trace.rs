@@ -311,6 +311,15 @@ impl Trace {
         self.runs.get(&protocol).map_or(0, |r| r.count)
     }
 
+    /// "2 join runs, 1 power purchase, 0 data trades": the runs observed.
+    pub fn summary(&self) -> String {
+        PROTOCOLS
+            .iter()
+            .map(|p| format!("{} {}", self.runs(*p), noun(*p, self.runs(*p))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Runs observed but not drawn, of every protocol.
     pub fn left_out(&self) -> u64 {
         PROTOCOLS
@@ -693,6 +702,10 @@ mod tests {
         assert_eq!(trace.runs(Protocol::Join), 1);
         assert_eq!(trace.runs(Protocol::DataTrade), 0);
         assert_eq!(trace.left_out(), 1);
+        assert_eq!(
+            trace.summary(),
+            "1 join run, 2 power purchases, 0 data trades"
+        );
         let text = trace.mermaid(&names, &consortium);
         assert!(text.starts_with("sequenceDiagram\n"), "{text}");
         assert!(
