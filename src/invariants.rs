@@ -5,8 +5,13 @@
 //! the end of a run, against every node's store:
 //!
 //! - **S1 one writer per lane:** for each lane and epoch, at most one node produces blocks.
-//! - **S2 no fork:** no node holds two different blocks at the same height of a lane, and
-//!   at the end the live relays' copies of every lane agree.
+//!   Fencing (SPEC §5, §12 D3), across nodes: no relay seals a block after a newer epoch of
+//!   its lane was elected (a produced block holding a record created after that election),
+//!   and once a newer epoch's first block is committed, no node commits an older epoch's
+//!   block above its cut-off.
+//! - **S2 no fork:** no node holds two different blocks at the same height of a lane; no two
+//!   nodes commit different blocks at one height of a lane in one epoch; and at the end the
+//!   live relays' copies of every lane agree.
 //! - **S3 no loss:** once faults heal, every acknowledged consortium block is in the relay
 //!   chain of every live relay, exactly once (Jepsen's set checker: acknowledged but absent
 //!   is lost; unacknowledged writes may appear or not).
@@ -17,26 +22,68 @@
 //! - **L1 failover:** after a relay crash, a new relay takes over within
 //!   `(suspect_after + 1) × heartbeat_interval` plus 3 network delays (SPEC §12 D10),
 //!   unless no candidate is left and the consortium is reported cut off (SPEC §5).
-//! - **L2 / L3 latency:** urgent records reach every relay without waiting on the window;
-//!   normal ones within `max_wait` plus delays. Checked only while the network is healthy.
+//! - **L2 / L3 latency:** in the second half of the liveness phase (faults healed, the
+//!   federation settled), an urgent record reaches every lane's relay within two
+//!   heartbeats, and a non-urgent one within `member_max_wait + max_wait` plus two
+//!   heartbeats; a record still on its way at the end, past its bound, breaks them too.
+//!   With no network delay left, SPEC §12 D10's two round trips and three synced writes
+//!   take no virtual time: the slack covers the actors' clock ticks and a rotation's
+//!   take-over, which may wait a heartbeat for the other relays' lane heads.
 //! - **L4 join:** no join protocol runs yet (the protocols issue).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ieschain_core::node::Event;
+use ieschain_core::node::{Event, RecordStamp};
 use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Hash};
 use ieschain_storage::ChainStore;
+
+/// A block committed somewhere: its hash, its epoch, the first node that committed it.
+type Commit = (Hash, u64, Address);
 
 /// The checker's state.
 #[derive(Debug, Default)]
 pub struct Invariants {
     writers: BTreeMap<(ConsortiumId, u64), Address>,
     blocks: BTreeMap<(Address, ConsortiumId, u64), Hash>,
+    /// Every block committed anywhere, by (lane, height): its hash, epoch, first holder.
+    lanes: BTreeMap<(ConsortiumId, u64), Vec<Commit>>,
+    /// Per (lane, epoch): the height of the epoch's first block, once some node committed
+    /// it. Its `prev` is the epoch's cut-off (SPEC §12 D3).
+    epoch_starts: BTreeMap<(ConsortiumId, u64), u64>,
+    /// Per (lane, epoch): when the supervisor elected it (SPEC §5: only once the previous
+    /// relay's lease has surely expired, on a failover; after it stopped, on a rotation).
+    elected_at: BTreeMap<(ConsortiumId, u64), u64>,
     acked: BTreeMap<(Address, u64), u64>,
     crashes: Vec<(ConsortiumId, u64, u64)>,
     took_over: Vec<(ConsortiumId, u64, u64)>,
     cut_off: Vec<(ConsortiumId, u64)>,
+    /// Who relays and backs up each lane, from the elections (for L2, L3).
+    serving: BTreeMap<ConsortiumId, (Address, Option<Address>)>,
+    /// L2/L3, once the liveness phase has settled.
+    latency: Option<Latency>,
+    /// The latest event time seen.
+    now: u64,
     broken: Vec<String>,
+}
+
+/// L2 and L3 (SPEC §9): the bounds, and the records on their way to every lane's relay.
+#[derive(Debug)]
+struct Latency {
+    /// Records created from then on are checked.
+    from: u64,
+    /// L2: an urgent record reaches every lane's relay within this.
+    urgent_ms: u64,
+    /// L3: a non-urgent one within this (None: `max_wait` is none, no bound).
+    normal_ms: Option<u64>,
+    /// (author, seq) → (created at, urgent, lanes whose relay or backup holds it), until
+    /// it has reached every lane.
+    arrivals: BTreeMap<(Address, u64), (u64, bool, BTreeSet<ConsortiumId>)>,
+    /// The records that have reached every lane.
+    arrived: BTreeSet<(Address, u64)>,
+    /// Records checked, for the record.
+    checked: u64,
+    /// The largest latencies seen, urgent and not.
+    worst: (u64, u64),
 }
 
 impl Invariants {
@@ -52,8 +99,89 @@ impl Invariants {
         }
     }
 
+    /// Checks L2 and L3 (SPEC §9) for the records created from `from` on (virtual ms,
+    /// the clock of the events), once faults have healed and the federation has settled: an
+    /// urgent record reaches every lane's relay within `urgent_ms`, a non-urgent one within
+    /// `normal_ms` (none: `max_wait` is none, and nothing bounds it). A record has reached
+    /// a lane when the lane's relay or backup (a hot copy that takes over at once) commits
+    /// a relay block holding it, as the report's latency figures count it.
+    pub fn check_latency_from(&mut self, from: u64, urgent_ms: u64, normal_ms: Option<u64>) {
+        self.latency = Some(Latency {
+            from,
+            urgent_ms,
+            normal_ms,
+            arrivals: BTreeMap::new(),
+            arrived: BTreeSet::new(),
+            checked: 0,
+            worst: (0, 0),
+        });
+    }
+
+    /// The records checked for L2 and L3, and the worst urgent and non-urgent latencies.
+    pub fn latency_checked(&self) -> Option<(u64, u64, u64)> {
+        self.latency
+            .as_ref()
+            .map(|l| (l.checked, l.worst.0, l.worst.1))
+    }
+
+    fn arrived(&mut self, node: Address, records: &[RecordStamp], at: u64) {
+        let lanes = self.serving.len();
+        let Some(latency) = self.latency.as_mut() else {
+            return;
+        };
+        let Some(lane) = self
+            .serving
+            .iter()
+            .find(|(_, (relay, backup))| *relay == node || *backup == Some(node))
+            .map(|(lane, _)| *lane)
+        else {
+            return;
+        };
+        let mut late = Vec::new();
+        for stamp in records.iter().filter(|r| r.created_at >= latency.from) {
+            if latency.arrived.contains(&(stamp.author, stamp.seq)) {
+                continue;
+            }
+            let entry = latency
+                .arrivals
+                .entry((stamp.author, stamp.seq))
+                .or_insert((stamp.created_at, stamp.urgent, BTreeSet::new()));
+            entry.2.insert(lane);
+            if entry.2.len() < lanes {
+                continue;
+            }
+            let took = at.saturating_sub(stamp.created_at);
+            latency.checked += 1;
+            let (name, bound, worst) = if stamp.urgent {
+                ("L2", Some(latency.urgent_ms), &mut latency.worst.0)
+            } else {
+                ("L3", latency.normal_ms, &mut latency.worst.1)
+            };
+            *worst = (*worst).max(took);
+            if bound.is_some_and(|b| took > b) {
+                late.push((name, *stamp, took, bound.unwrap_or(0)));
+            }
+            latency.arrivals.remove(&(stamp.author, stamp.seq));
+            latency.arrived.insert((stamp.author, stamp.seq));
+        }
+        for (name, stamp, took, bound) in late {
+            self.fail(
+                name,
+                format!(
+                    "record {} seq {} reached every relay {took} ms after it was created at {} (bound {bound} ms)",
+                    stamp.author.short(),
+                    stamp.seq,
+                    stamp.created_at
+                ),
+            );
+        }
+    }
+
     /// Checks one event.
     pub fn observe(&mut self, event: &Event) {
+        if let Some(at) = event_time(event) {
+            self.now = self.now.max(at);
+        }
         match event {
             Event::Committed {
                 node,
@@ -62,9 +190,14 @@ impl Invariants {
                 hash,
                 epoch,
                 produced,
+                records,
+                at,
                 ..
             } => {
                 if *produced {
+                    // The block was sealed no earlier than its newest record was created.
+                    let sealed = records.iter().map(|r| r.created_at).max();
+                    self.sealed_after_deposition(*node, *lane, *height, *epoch, sealed);
                     let writer = *self.writers.entry((*lane, *epoch)).or_insert(*node);
                     if writer != *node {
                         self.fail(
@@ -77,6 +210,8 @@ impl Invariants {
                         );
                     }
                 }
+                self.fencing(*node, *lane, *height, *hash, *epoch, *produced);
+                self.arrived(*node, records, *at);
                 // S2 is about one node's own view: it never holds two blocks at one height.
                 let known = *self.blocks.entry((*node, *lane, *height)).or_insert(*hash);
                 if known != *hash {
@@ -103,13 +238,156 @@ impl Invariants {
                 ..
             } => self.took_over.push((*consortium, *epoch, *at)),
             Event::CutOff { consortium, at } => self.cut_off.push((*consortium, *at)),
+            Event::Elected {
+                consortium,
+                epoch,
+                relay,
+                backup,
+                at,
+                ..
+            } => {
+                self.elected_at.entry((*consortium, *epoch)).or_insert(*at);
+                self.serving.insert(*consortium, (*relay, *backup));
+            }
             _ => {}
+        }
+    }
+
+    /// The cross-node checks of one committed block: fencing (S1) and no fork within an
+    /// epoch (S2).
+    ///
+    /// - **S1 fencing (SPEC §5, §12 D3).** Once a block of epoch e' has been committed on a
+    ///   lane (by anyone), its `prev` is the cut-off: no node commits a block of an older
+    ///   epoch above it from then on. A relay produces only under a lease, and the
+    ///   supervisor elects its successor only once that lease has surely expired, so a
+    ///   correct deposed relay stops producing before its successor starts; every node
+    ///   rejects a relay block older than the newest election it knows. A deposed relay may
+    ///   keep a block above the cut-off that it committed *before* the successor's first
+    ///   block (D3; it is rolled back or never taken up), so only later commits count.
+    /// - **S2 across nodes.** Two nodes never commit different blocks at one height of a
+    ///   lane in the same epoch. (Blocks of different epochs at one height are a deposed
+    ///   relay's leftover above the cut-off, which fencing judges.)
+    fn fencing(
+        &mut self,
+        node: Address,
+        lane: ConsortiumId,
+        height: u64,
+        hash: Hash,
+        epoch: u64,
+        produced: bool,
+    ) {
+        let newer = self
+            .epoch_starts
+            .range((lane, epoch + 1)..=(lane, u64::MAX))
+            .find(|(_, start)| **start <= height)
+            .map(|((_, e), start)| (*e, *start));
+        if let Some((newer, start)) = newer {
+            let how = if produced { "produced" } else { "accepted" };
+            self.fail(
+                "S1",
+                format!(
+                    "node {} {how} lane {lane} height {height} of epoch {epoch} after epoch {newer} cut the lane off at height {}",
+                    node.short(),
+                    start - 1
+                ),
+            );
+        }
+        self.epoch_starts.entry((lane, epoch)).or_insert(height);
+        let seen = self.lanes.entry((lane, height)).or_default();
+        if seen.iter().any(|(h, _, _)| *h == hash) {
+            return;
+        }
+        let fork = seen
+            .iter()
+            .find(|(_, e, _)| *e == epoch)
+            .map(|(h, _, n)| (*h, *n));
+        seen.push((hash, epoch, node));
+        if let Some((other, holder)) = fork {
+            self.fail(
+                "S2",
+                format!(
+                    "lane {lane} height {height} epoch {epoch} forked: {} at {} and {} at {}",
+                    other.short(),
+                    holder.short(),
+                    hash.short(),
+                    node.short()
+                ),
+            );
+        }
+    }
+
+    /// S1 fencing by lease (SPEC §12 D3): a relay seals blocks only under its lease, and the
+    /// supervisor elects a newer epoch only once that lease has surely expired (failover) or
+    /// the relay has stopped (rotation). So a produced block of epoch e that holds a record
+    /// created after an election of a newer epoch of its lane was sealed by a deposed relay.
+    /// (Its commit may come later than the election: a block sealed in time waits for the
+    /// backup's confirmation. Its records' creation times cannot.)
+    fn sealed_after_deposition(
+        &mut self,
+        node: Address,
+        lane: ConsortiumId,
+        height: u64,
+        epoch: u64,
+        sealed: Option<u64>,
+    ) {
+        let Some(sealed) = sealed else {
+            return;
+        };
+        let deposed = self
+            .elected_at
+            .range((lane, epoch + 1)..=(lane, u64::MAX))
+            .find(|(_, at)| **at < sealed)
+            .map(|((_, e), at)| (*e, *at));
+        if let Some((newer, at)) = deposed {
+            self.fail(
+                "S1",
+                format!(
+                    "node {} produced lane {lane} height {height} of epoch {epoch} with a record of {sealed}, after epoch {newer} was elected at {at}",
+                    node.short()
+                ),
+            );
         }
     }
 
     /// Notes that the relay of `lane`, in `epoch`, was crashed at `at` (for L1).
     pub fn relay_crashed(&mut self, lane: ConsortiumId, epoch: u64, at: u64) {
         self.crashes.push((lane, epoch, at));
+    }
+
+    /// L2, L3 at the end: a record still on its way to some lane's relay, though its bound
+    /// has passed by the last event.
+    fn late_records(&mut self) {
+        // L2, L3: a record still on its way to some relay, long after its bound.
+        let now = self.now;
+        let stuck: Vec<(&str, Address, u64, u64, usize)> = self
+            .latency
+            .as_ref()
+            .map(|l| {
+                l.arrivals
+                    .iter()
+                    .filter_map(|((author, seq), (created, urgent, lanes))| {
+                        let (name, bound) = if *urgent {
+                            ("L2", Some(l.urgent_ms))
+                        } else {
+                            ("L3", l.normal_ms)
+                        };
+                        bound
+                            .filter(|b| created + b < now)
+                            .map(|_| (name, *author, *seq, *created, lanes.len()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for (name, author, seq, created, lanes) in stuck {
+            self.fail(
+                name,
+                format!(
+                    "record {} seq {seq} created at {created} reached only {lanes} of {} lanes' relays by {now}",
+                    author.short(),
+                    self.serving.len()
+                ),
+            );
+        }
     }
 
     /// The final checks, once faults have healed: L1 against `bound_ms`, S3 against the
@@ -123,6 +401,7 @@ impl Invariants {
         members: &BTreeMap<Address, ConsortiumId>,
         acked_before: u64,
     ) -> Vec<String> {
+        self.late_records();
         for (lane, epoch, at) in self.crashes.clone() {
             let served = self
                 .took_over
@@ -278,4 +557,177 @@ fn included_blocks(
         from += page.len() as u64;
     }
     included
+}
+
+/// When an event happened, for the events that say.
+fn event_time(event: &Event) -> Option<u64> {
+    match event {
+        Event::Committed { at, .. }
+        | Event::Acked { at, .. }
+        | Event::Elected { at, .. }
+        | Event::TookOver { at, .. }
+        | Event::CutOff { at, .. } => Some(*at),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The cross-node and latency checks on hand-made event sequences: each fires on the
+    //! bug it names, and stays quiet on the correct runs next to it.
+
+    use super::*;
+    use ieschain_core::election::ElectionReason;
+
+    const A: Address = Address([0xa; 20]);
+    const B: Address = Address([0xb; 20]);
+    const C: Address = Address([0xc; 20]);
+    const L0: ConsortiumId = ConsortiumId(0);
+    const L1: ConsortiumId = ConsortiumId(1);
+
+    fn elected(lane: ConsortiumId, epoch: u64, relay: Address, at: u64) -> Event {
+        Event::Elected {
+            consortium: lane,
+            epoch,
+            reason: if epoch == 1 {
+                ElectionReason::Initial
+            } else {
+                ElectionReason::Failover
+            },
+            relay,
+            backup: None,
+            at,
+        }
+    }
+
+    fn stamp(author: Address, seq: u64, created_at: u64, urgent: bool) -> RecordStamp {
+        RecordStamp {
+            author,
+            seq,
+            created_at,
+            urgent,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn committed(
+        node: Address,
+        lane: ConsortiumId,
+        height: u64,
+        tag: u8,
+        epoch: u64,
+        produced: bool,
+        records: Vec<RecordStamp>,
+        at: u64,
+    ) -> Event {
+        Event::Committed {
+            node,
+            lane,
+            height,
+            hash: Hash([tag; 32]),
+            epoch,
+            produced,
+            reason: None,
+            blocks: records.len() as u32,
+            urgent_blocks: 0,
+            records,
+            at,
+        }
+    }
+
+    fn names(checker: &Invariants) -> Vec<&str> {
+        checker
+            .broken()
+            .iter()
+            .map(|l| l.split(':').next().unwrap_or(""))
+            .collect()
+    }
+
+    /// A deposed relay that seals a block holding a record created after its successor's
+    /// election breaks S1; the same block sealed before the election (and committed after
+    /// it, once the backup confirmed it) does not.
+    #[test]
+    fn sealing_after_deposition_breaks_s1() {
+        let mut checker = Invariants::new();
+        checker.observe(&elected(L0, 1, A, 0));
+        checker.observe(&elected(L0, 2, B, 1_000));
+        checker.observe(&committed(
+            A,
+            L0,
+            5,
+            1,
+            1,
+            true,
+            vec![stamp(C, 1, 990, false)],
+            1_010,
+        ));
+        assert!(checker.broken().is_empty(), "{:?}", checker.broken());
+        checker.observe(&committed(
+            A,
+            L0,
+            6,
+            2,
+            1,
+            true,
+            vec![stamp(C, 2, 1_001, false)],
+            1_020,
+        ));
+        assert_eq!(names(&checker), ["S1"], "{:?}", checker.broken());
+    }
+
+    /// Once a newer epoch's first block is committed, an older epoch's block above its
+    /// cut-off breaks S1, produced or accepted; one committed before it, or at or below the
+    /// cut-off (a final block the backup confirmed, which the successor continues), does not.
+    #[test]
+    fn committing_above_the_cut_off_breaks_s1() {
+        let mut checker = Invariants::new();
+        checker.observe(&committed(A, L0, 4, 1, 1, true, vec![], 10));
+        checker.observe(&committed(A, L0, 5, 2, 1, true, vec![], 20));
+        checker.observe(&committed(B, L0, 5, 2, 1, false, vec![], 20));
+        checker.observe(&committed(B, L0, 6, 3, 2, true, vec![], 30));
+        checker.observe(&committed(C, L0, 5, 2, 1, false, vec![], 40));
+        assert!(checker.broken().is_empty(), "{:?}", checker.broken());
+        checker.observe(&committed(C, L0, 6, 4, 1, false, vec![], 50));
+        assert_eq!(names(&checker), ["S1"], "{:?}", checker.broken());
+    }
+
+    /// Two nodes committing different blocks at one height of a lane in one epoch is a fork
+    /// (S2) even though neither node holds both.
+    #[test]
+    fn different_blocks_at_one_height_and_epoch_break_s2() {
+        let mut checker = Invariants::new();
+        checker.observe(&committed(A, L0, 3, 1, 1, true, vec![], 10));
+        checker.observe(&committed(B, L0, 3, 1, 1, false, vec![], 10));
+        assert!(checker.broken().is_empty(), "{:?}", checker.broken());
+        checker.observe(&committed(C, L0, 3, 2, 1, false, vec![], 10));
+        assert_eq!(names(&checker), ["S2"], "{:?}", checker.broken());
+    }
+
+    /// L2 and L3: a record counts when the relay (or backup) of every lane holds it. Within
+    /// the bounds nothing breaks; late, or never arriving, breaks L2 (urgent) or L3.
+    #[test]
+    fn latency_bounds_break_l2_and_l3() {
+        let run = |urgent: bool, second_at: u64, end: u64| {
+            let mut checker = Invariants::new();
+            checker.observe(&elected(L0, 1, A, 0));
+            checker.observe(&elected(L1, 1, B, 0));
+            checker.check_latency_from(1_000, 200, Some(900));
+            let records = vec![stamp(C, 1, 1_000, urgent)];
+            checker.observe(&committed(A, L0, 1, 1, 1, true, records.clone(), 1_000));
+            if second_at > 0 {
+                checker.observe(&committed(B, L0, 1, 1, 1, false, records, second_at));
+            }
+            checker.observe(&committed(A, L1, 1, 9, 1, false, vec![], end));
+            checker.late_records();
+            checker
+        };
+        assert!(run(true, 1_200, 5_000).broken().is_empty());
+        assert_eq!(names(&run(true, 1_201, 5_000)), ["L2"]);
+        assert!(run(false, 1_900, 5_000).broken().is_empty());
+        assert_eq!(names(&run(false, 1_901, 5_000)), ["L3"]);
+        // Never reaching lane #1's relay: broken once the bound has passed by the end.
+        assert!(run(true, 0, 1_200).broken().is_empty());
+        assert_eq!(names(&run(true, 0, 1_201)), ["L2"]);
+        assert_eq!(names(&run(false, 0, 1_901)), ["L3"]);
+    }
 }

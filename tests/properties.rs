@@ -209,8 +209,8 @@ fn cases() -> u32 {
 
 /// The generator's seed: fixed, so that `make test` runs the same schedules every time;
 /// `PROPTEST_RNG_SEED=N` explores others.
-/// The default generator seed. Its 8 schedules do not all pass at commit 40d397f (L1 at
-/// simulation seed 367020), so the property is ignored until the regressions are fixed.
+/// The default generator seed. Its 8 schedules do not all pass (L1 at simulation seed
+/// 367020, kept below), so the property is ignored until the regressions are fixed.
 const DEFAULT_RNG_SEED: u64 = 1;
 
 fn rng_seed() -> RngSeed {
@@ -233,7 +233,7 @@ proptest! {
     /// Every invariant holds under any schedule of crashes, restarts, relay crashes,
     /// partitions, pauses and network faults, and the federation converges after them.
     #[test]
-    #[ignore = "finds open bugs (the ignored regressions below, and L1 at seed 367020); run with --ignored"]
+    #[ignore = "finds open bugs (the ignored regressions below); run with --ignored"]
     fn no_schedule_breaks_an_invariant(
         seed in 1u64..1_000_000,
         network in network(),
@@ -298,6 +298,65 @@ fn regression_crash_during_partition_and_pause_misses_l1() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Found by `no_schedule_breaks_an_invariant` with the default generator seed (1) at commit
+/// 40d397f, and again (shrunk to simulation seed 389037, the same plan) at 62dff97: the grid
+/// relay crashes at 5851 ms, and within the failure detector's window the rest of grid is
+/// cut off too (grid-north, the backup, paused at 5901 ms; all of grid with source
+/// partitioned from 6001 ms to 9086 ms). No relay takes lane #1 over within the L1 bound
+/// (900 ms), and the consortium is reported cut off only later.
+///
+/// Diagnosis (event log of seed 367020): not a failover bug. grid-east relays epoch 2 with
+/// grid-north as backup. grid-east crashes at 5851 ms; once its lease has run out the
+/// supervisor promotes the backup at once (SPEC §5), at 6400 ms: grid-north was last heard
+/// just before its pause, so it is still alive to the supervisor, and becomes relay. It is
+/// cut off and never takes over; when the lease it got at the election runs out, the next
+/// failover finds no reachable candidate and reports grid cut off at 6850 ms, 999 ms after
+/// the crash, 99 ms past the bound. No candidate of grid could reach the supervisor between
+/// 6001 ms and 9086 ms, so no relay could have served in time: L1 (SPEC §9, §12 D10)
+/// presumes that the relay's crash is the only fault on its consortium while the failover
+/// runs, and the checker applies it to every relay crash. The fix is in the checker: skip
+/// L1 for a crash when another fault (a crash, a pause, a partition) touches a candidate of
+/// the same consortium within the bound. Kept red until the checker knows the faults.
+#[test]
+#[ignore = "L1 checked where its premise fails: the backup paused 50 ms after the relay crash, then grid partitioned (see doc)"]
+fn regression_seed_367020_relay_crash_then_consortium_cut_off_misses_l1() {
+    let grid_source = ["grid".to_string(), "source".to_string()];
+    let events = vec![
+        (
+            2_556,
+            FaultAction::Partition(["load".to_string()].into_iter().collect()),
+        ),
+        (3_066, FaultAction::Heal),
+        (5_801, FaultAction::Heal),
+        (5_851, FaultAction::Crash("grid-east".into())),
+        (5_901, FaultAction::Isolate("grid-north".into())),
+        (
+            5_951,
+            FaultAction::Partition(["source".to_string()].into_iter().collect()),
+        ),
+        (
+            6_001,
+            FaultAction::Partition(grid_source.into_iter().collect()),
+        ),
+        (9_086, FaultAction::Heal),
+        (10_777, FaultAction::Heal),
+        (10_986, FaultAction::Heal),
+    ];
+    for seed in [367_020, 389_037] {
+        let mut simulation = Simulation::new(small(), seed, SAFETY_MS);
+        simulation.plan = FaultPlan {
+            network: NetworkFaults::default(),
+            events: events.clone(),
+        };
+        let outcome = simulation.run().expect("the simulation runs");
+        assert!(
+            outcome.broken.is_empty(),
+            "seed {seed}: {:#?}",
+            outcome.broken
+        );
+    }
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {
@@ -336,24 +395,28 @@ fn caught_within_50_seeds(
     panic!("{mutations:?} under `{faults}` was not caught as {invariants:?} within 50 seeds");
 }
 
-/// Without epoch fencing, a relay that is paused (deposed while cut off) goes on producing
-/// on its expired lease, and its blocks and its successor's fork the lane.
+/// Without epoch fencing, a deposed relay goes on producing on its expired lease, and its
+/// blocks and its successor's fork the lane (S1).
 ///
-/// Not caught: the switch removes the fence in `member.rs` (the receive check and the
-/// lease check), but block validation (`core/src/validate.rs`, `StaleEpoch`) fences again
-/// at every acceptance, so no node ever holds two blocks at one height; and the checker's
-/// S2 compares blocks within one node's view, so the deposed relay's own divergent blocks
-/// (if it produced any) are not compared with its successor's. Catching it needs either a
-/// cross-node fork check (S2 over every node's produced blocks of a lane) or a switch that
-/// also disables the validation fence.
+/// The fault plan makes a relay serve without a backup and then cuts it off: two of the
+/// three source members crash, so that a failover leaves the survivor relaying alone (with
+/// some seeds; with others the relay keeps waiting on its lost backup, since no candidate is
+/// left to replace it); the survivor is paused; a crashed member comes back during the
+/// pause and takes the lane over; then it is paused in turn. With a backup, a deposed relay
+/// commits nothing: its backup, now the relay, stops confirming its blocks, so the backup
+/// fences as well; and block validation (`StaleEpoch` in `core/src/validate.rs`) rejects a
+/// stale block at every node that holds the newer epoch's first block. So the bug shows
+/// where the relay is alone: it seals blocks after its successor was elected, which the
+/// checker's S1 names (a produced block of epoch e holding a record created after epoch
+/// e' > e was elected), often with a block above the successor's cut-off. Caught at seed 4.
 #[test]
-#[ignore = "not caught by the checker: validation re-fences, and S2 is per node (see doc)"]
 fn no_fencing_is_caught() {
     let mutations = Mutations {
         no_fencing: true,
         ..Mutations::default()
     };
-    let faults = "pause:source-wind@3s+3s,pause:source-solar@8s+3s,pause:source-gas@13s+3s";
+    let faults = "crash:source-wind@3s,crash:source-solar@4s,pause:source-gas@6s+3s,\
+                  restart:source-wind@7s,pause:source-wind@8s+3s,restart:source-solar@12s";
     let seed = caught_within_50_seeds(mutations, 18_000, faults, &["S1", "S2"]);
     eprintln!("no_fencing caught at seed {seed}");
 }
