@@ -98,6 +98,29 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         mermaid: Option<PathBuf>,
     },
+    /// Measure this machine's limits (ed25519 verify and batch verify, blake3, synced
+    /// RocksDB writes, the in-process round trip), then federations against them: records
+    /// per second at every relay (four-party and 10,000 members), urgent and non-urgent
+    /// latency, failover time, and throughput and peak memory at 100, 1,000 and 10,000
+    /// members. Prints a Markdown table. Takes about three minutes; `--quick` under one.
+    Bench {
+        /// Fewer and shorter samples (under a minute), the same table.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the results as JSON.
+        #[arg(long, value_name = "FILE.json")]
+        json: Option<PathBuf>,
+        /// Where to write the printed table as Markdown.
+        #[arg(long, value_name = "FILE.md")]
+        report: Option<PathBuf>,
+        /// Run an experiment instead of the bench: `window` varies the window and the
+        /// urgency bit in the simulator (issue 6 §4).
+        #[arg(long, value_name = "NAME", value_parser = ["window"])]
+        experiment: Option<String>,
+        /// Internal: one scaling point of N members, run in a child process.
+        #[arg(long, value_name = "N", hide = true)]
+        scale_child: Option<u64>,
+    },
     /// Verify every chain of every node in a data directory: hash links, signatures,
     /// capacity, urgency bits, registry roots, replay protection and every election.
     /// Exits 0 when all verify, 1 naming the first bad block (`chain=<name> height=<h>`),
@@ -190,6 +213,25 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             Ok(false) => ExitCode::from(1),
             Err(message) => {
                 eprintln!("ieschain simulate: {message}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Bench {
+            quick,
+            json,
+            report,
+            experiment,
+            scale_child,
+        } => match bench(
+            quick,
+            json.as_deref(),
+            report.as_deref(),
+            experiment.as_deref(),
+            scale_child,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("ieschain bench: {message}");
                 ExitCode::from(2)
             }
         },
@@ -480,6 +522,52 @@ fn simulate(
         );
         Ok(false)
     }
+}
+
+/// `ieschain bench`: the bench, the window experiment, or one scaling point (a child).
+fn bench(
+    quick: bool,
+    json_path: Option<&Path>,
+    report_path: Option<&Path>,
+    experiment: Option<&str>,
+    scale_child: Option<u64>,
+) -> Result<(), String> {
+    if let Some(members) = scale_child {
+        let value = crate::bench::scale_child(members, quick).map_err(|e| format!("{e:#}"))?;
+        println!("{}{value}", crate::bench::CHILD_LINE);
+        return Ok(());
+    }
+    // Bad paths fail at once, not after minutes of measuring.
+    for (flag, path) in [("--json", json_path), ("--report", report_path)] {
+        if let Some(path) = path {
+            std::fs::File::create(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        }
+    }
+    let (value, markdown) = match experiment {
+        Some("window") => {
+            let value = crate::bench::window::run(quick).map_err(|e| format!("{e:#}"))?;
+            print!("{}", crate::bench::window::table(&value));
+            let markdown = crate::bench::window::markdown(&value);
+            (value, markdown)
+        }
+        Some(other) => return Err(format!("--experiment {other}: unknown experiment")),
+        None => {
+            let value = crate::bench::run(&crate::bench::Options { quick })
+                .map_err(|e| format!("{e:#}"))?;
+            let markdown = crate::bench::table(&value);
+            (value, markdown)
+        }
+    };
+    if let Some(path) = json_path {
+        crate::bench::write_json(path, &value).map_err(|e| format!("{e:#}"))?;
+        println!("results written to {}", path.display());
+    }
+    if let Some(path) = report_path {
+        std::fs::write(path, markdown)
+            .map_err(|e| format!("writing the table to {}: {e}", path.display()))?;
+        println!("table written to {}", path.display());
+    }
+    Ok(())
 }
 
 /// The federation of `--config FILE`, or the built-in four-party one, with a name for it.

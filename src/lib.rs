@@ -17,11 +17,14 @@
 //! - [`simulation`]: deterministic simulation in virtual time with a seeded fault plan.
 //! - [`faults`]: the fault plan and the `--faults` grammar.
 //! - [`invariants`]: the checker of SPEC §9's invariants.
+//! - [`bench`]: `ieschain bench`: the machine's limits, then federations measured
+//!   against them (throughput, latency, failover, scaling).
 //! - [`trace`]: the protocol runs of SPEC §6 drawn as Mermaid sequence diagrams.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

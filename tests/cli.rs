@@ -265,3 +265,91 @@ fn mermaid_writes_protocol_traces() {
         assert!(text.contains(heading), "{text}");
     }
 }
+
+/// `bench`: an unknown flag exits 2, and a bad output path is one line with exit 2, before
+/// anything is measured (the whole bench takes minutes).
+#[test]
+fn bench_refuses_bad_flags_at_once() {
+    for args in [
+        &["bench", "--bogus"][..],
+        &["bench", "--experiment", "nope"],
+    ] {
+        let (code, _, stderr) = outcome(&ieschain(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    for (args, needle) in [
+        (
+            &["bench", "--json", "/nonexistent/dir/out.json"][..],
+            "--json /nonexistent/dir/out.json",
+        ),
+        (
+            &["bench", "--quick", "--report", "/nonexistent/dir/out.md"],
+            "--report /nonexistent/dir/out.md",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let (code, _, stderr) = outcome(&ieschain(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+}
+
+/// `bench --quick` runs end to end and writes the JSON fields of issue 6. Ignored: it takes
+/// about a minute. `cargo test --test cli -- --ignored bench_quick`.
+#[test]
+#[ignore]
+fn bench_quick_writes_the_json_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("out.json");
+    let report = dir.path().join("out.md");
+    let (code, stdout, stderr) = outcome(&ieschain(&[
+        "bench",
+        "--quick",
+        "--json",
+        json.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for pointer in [
+        "/limits/verify_strict_per_s",
+        "/limits/batch_verify_per_s",
+        "/limits/cores",
+        "/limits/blake3_bytes_per_s",
+        "/limits/rocksdb_synced_1mib/appends_per_s",
+        "/limits/rocksdb_synced_1mib/bytes_per_s",
+        "/e2e/four_party/records_per_s",
+        "/e2e/four_party/ratio_to_verify_limit",
+        "/e2e/large/records_per_s",
+    ] {
+        let number = value.pointer(pointer).and_then(|v| v.as_f64());
+        assert!(number.is_some_and(|n| n >= 0.0), "{pointer}: {value}");
+    }
+    for pointer in [
+        "/latency_ms/urgent/p50",
+        "/latency_ms/urgent/p99",
+        "/latency_ms/normal/p50",
+        "/latency_ms/normal/p99",
+        "/failover_ms",
+    ] {
+        assert!(value.pointer(pointer).is_some(), "{pointer}: {value}");
+    }
+    let scaling = value["scaling"].as_array().unwrap();
+    let members: Vec<u64> = scaling
+        .iter()
+        .map(|s| s["members"].as_u64().unwrap())
+        .collect();
+    assert_eq!(members, [100, 1_000, 10_000]);
+    for s in scaling {
+        assert!(s["records_per_s"].as_f64().is_some(), "{s}");
+        assert!(s["peak_rss_mib"].as_f64().unwrap() > 0.0, "{s}");
+    }
+    assert!(std::fs::read_to_string(&report)
+        .unwrap()
+        .contains("| Members |"));
+}

@@ -1,0 +1,487 @@
+//! A federation of actors under load, counted from its events: records per second
+//! committed at every relay, latencies from creation to the last relay, and failover
+//! times (issue 6).
+//!
+//! **What counts.** A relay block counts once every lane's current relay has stored it
+//! (its `Committed` events, each after that node's synced write, SPEC §12 D8), and each of
+//! its records counts once. Latency runs from the record's creation to the last relay's
+//! `Committed`.
+//!
+//! **Load.** Writer tasks submit data offers for another consortium (non-urgent, so they
+//! travel on the relay chain) through [`FederationHandle::submit`], one record in
+//! [`URGENT_EVERY`] an urgent energy supply. A writer waits while it has its share of the
+//! records in flight (submitted, not yet acknowledged): [`IN_FLIGHT_TOTAL`] over at most
+//! [`MAX_WRITERS`] writers, so every federation size carries the same offered load.
+//!
+//! **Signing.** `submit` takes a record body and the member actor signs it, on the actor
+//! thread: there is no pre-signed submit path on the handle yet, so these figures include
+//! one signature per record that SPEC §12 D8 counts as the client's work.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use ieschain_core::node::{Event, RecordStamp};
+use ieschain_core::{Address, Audience, ConsortiumId, Hash, RecordBody};
+use tokio::sync::{broadcast, Notify};
+
+use crate::config::FederationConfig;
+use crate::federation::{Federation, FederationHandle};
+
+/// Records submitted and not yet acknowledged, over all writers.
+pub const IN_FLIGHT_TOTAL: u64 = 1_700;
+/// The most writer tasks: the first members of each consortium, round robin.
+pub const MAX_WRITERS: usize = 100;
+/// One record in this many is urgent.
+pub const URGENT_EVERY: u64 = 200;
+
+/// How a run loads its federation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// The bench's writers, as fast as acknowledgements allow.
+    Saturate,
+    /// The members' own workload of the configuration (nominal load).
+    Workload,
+}
+
+/// One run.
+#[derive(Clone, Debug)]
+pub struct RunSpec {
+    /// The federation.
+    pub config: FederationConfig,
+    /// Its load.
+    pub load: Load,
+    /// Before the window.
+    pub warm_up: Duration,
+    /// The measurement.
+    pub window: Duration,
+    /// Longest wait, after the writers stop, for what they submitted to reach every relay.
+    pub drain: Duration,
+    /// Longest wait for every lane's first relay to take over.
+    pub serve_timeout: Duration,
+    /// Relays to crash one after another after the window (failover), lane by lane.
+    pub failovers: usize,
+}
+
+/// One run's measurement.
+#[derive(Clone, Debug, Default)]
+pub struct RunResult {
+    /// Members.
+    pub members: usize,
+    /// Lanes whose first relay took over before the window.
+    pub serving: usize,
+    /// Seconds of the window.
+    pub window_s: f64,
+    /// Records at every relay during the window.
+    pub records: u64,
+    /// `records / window_s`.
+    pub records_per_s: f64,
+    /// Creation to the last relay, ms.
+    pub urgent: Vec<u64>,
+    /// The same for non-urgent records.
+    pub normal: Vec<u64>,
+    /// Relay blocks produced in the window.
+    pub relay_blocks: u64,
+    /// Consortium blocks acknowledged in the window.
+    pub consortium_blocks: u64,
+    /// How long after the writers stopped everything was at every relay.
+    pub drained_s: Option<f64>,
+    /// Elections after every relay first took over (failovers under load, if any).
+    pub elections: usize,
+    /// Records at every relay a second time, in another relay block.
+    pub duplicates: u64,
+    /// Events the bench missed (the broadcast buffer overflowed).
+    pub lagged: u64,
+    /// Crash of a relay to its successor's first relay block, ms, one per failover.
+    pub failover_ms: Vec<f64>,
+    /// Failovers that did not complete in time.
+    pub failover_timeouts: usize,
+}
+
+/// A relay block: lane, height, epoch.
+type BlockKey = (ConsortiumId, u64, u64);
+
+/// What the event task has counted.
+#[derive(Default)]
+struct Tally {
+    partial: BTreeMap<BlockKey, (BTreeSet<Address>, Vec<RecordStamp>)>,
+    seen: HashSet<(Address, u64)>,
+    complete: u64,
+    duplicates: u64,
+    measuring: bool,
+    urgent: Vec<u64>,
+    normal: Vec<u64>,
+    consortium_blocks: u64,
+    relay_blocks: u64,
+    elections: usize,
+    lagged: u64,
+    /// `TookOver` events: (lane, epoch) → when the bench saw it.
+    took_over: BTreeMap<(ConsortiumId, u64), Instant>,
+}
+
+impl Tally {
+    fn complete_block(&mut self, key: BlockKey, at: u64) {
+        let Some((_, stamps)) = self.partial.remove(&key) else {
+            return;
+        };
+        for stamp in stamps {
+            if !self.seen.insert((stamp.author, stamp.seq)) {
+                self.duplicates += 1;
+                continue;
+            }
+            self.complete += 1;
+            if self.measuring {
+                let latency = at.saturating_sub(stamp.created_at);
+                if stamp.urgent {
+                    self.urgent.push(latency);
+                } else {
+                    self.normal.push(latency);
+                }
+            }
+        }
+    }
+}
+
+fn lock(tally: &Mutex<Tally>) -> Result<std::sync::MutexGuard<'_, Tally>> {
+    tally.lock().map_err(|_| anyhow!("the event task panicked"))
+}
+
+/// Runs `spec` with its data directory at `dir`, on the calling thread's tokio runtime.
+pub async fn run(dir: &Path, spec: RunSpec) -> Result<RunResult> {
+    let lanes = spec.config.consortiums.len();
+    let builder = Federation::builder(spec.config.clone())
+        .data_dir(dir)
+        .workload(spec.load == Load::Workload)
+        .sync(true);
+    let federation = tokio::task::spawn_blocking(move || builder.start()).await??;
+    let outcome = measure(&federation, &spec, lanes).await;
+    let handle = federation.clone();
+    tokio::task::spawn_blocking(move || handle.shutdown()).await??;
+    outcome
+}
+
+async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) -> Result<RunResult> {
+    let mut events = federation.subscribe();
+    // Every lane's relay serves, or the timeout passes (a large federation may need long).
+    let mut serving = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + spec.serve_timeout;
+    while serving.len() < lanes {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => break,
+            Ok(Ok(Event::TookOver { consortium, .. })) => {
+                serving.insert(consortium);
+            }
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            Ok(Err(broadcast::error::RecvError::Closed)) => bail!("the federation stopped"),
+        }
+    }
+    let relays: BTreeMap<ConsortiumId, Address> = federation
+        .relays()
+        .into_iter()
+        .map(|(lane, (_, relay, _))| (lane, relay))
+        .collect();
+    let members = federation.members();
+    let writers = writers(&members);
+    let index: BTreeMap<Address, usize> = writers
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (name, _))| Some((federation.address_of(name).ok()?, i)))
+        .collect();
+    let acked: Arc<Vec<AtomicU64>> = Arc::new(writers.iter().map(|_| AtomicU64::new(0)).collect());
+    let wakers: Arc<Vec<Notify>> = Arc::new(writers.iter().map(|_| Notify::new()).collect());
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let counter = tokio::spawn(count_events(
+        events,
+        relays,
+        index,
+        acked.clone(),
+        wakers.clone(),
+        tally.clone(),
+    ));
+    let submitted = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    if spec.load == Load::Saturate {
+        let in_flight = (IN_FLIGHT_TOTAL / writers.len().max(1) as u64).max(1);
+        for (i, (name, consortium)) in writers.iter().enumerate() {
+            tasks.push(tokio::spawn(write(
+                federation.clone(),
+                name.clone(),
+                i,
+                *consortium,
+                lanes as u16,
+                in_flight,
+                acked.clone(),
+                wakers.clone(),
+                stop.clone(),
+                submitted.clone(),
+            )));
+        }
+    }
+
+    tokio::time::sleep(spec.warm_up).await;
+    let (records0, consortium0, relay0, elections0) = {
+        let mut t = lock(&tally)?;
+        t.measuring = true;
+        (t.complete, t.consortium_blocks, t.relay_blocks, t.elections)
+    };
+    let started = Instant::now();
+    tokio::time::sleep(spec.window).await;
+    let window_s = started.elapsed().as_secs_f64();
+    let mut result = {
+        let mut t = lock(&tally)?;
+        t.measuring = false;
+        let records = t.complete - records0;
+        RunResult {
+            members: members.len(),
+            serving: serving.len(),
+            window_s,
+            records,
+            records_per_s: records as f64 / window_s,
+            urgent: std::mem::take(&mut t.urgent),
+            normal: std::mem::take(&mut t.normal),
+            relay_blocks: t.relay_blocks - relay0,
+            consortium_blocks: t.consortium_blocks - consortium0,
+            elections: t.elections - elections0,
+            ..RunResult::default()
+        }
+    };
+
+    stop.store(true, Ordering::SeqCst);
+    for waker in wakers.iter() {
+        waker.notify_one();
+    }
+    for task in tasks {
+        task.await??;
+    }
+    if spec.load == Load::Saturate {
+        let stopped = Instant::now();
+        let total = submitted.load(Ordering::SeqCst);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        while stopped.elapsed() < spec.drain {
+            tick.tick().await;
+            if lock(&tally)?.complete >= total {
+                result.drained_s = Some(stopped.elapsed().as_secs_f64());
+                break;
+            }
+        }
+    }
+
+    // Failover: crash the relay of lane after lane, and time the crash to the first relay
+    // block of the new epoch (`Event::TookOver`), as the bench sees the events.
+    for lane in federation.relays().keys().copied().take(spec.failovers) {
+        let Some(&(epoch, relay, _)) = federation.relays().get(&lane) else {
+            continue;
+        };
+        let name = federation.name_of(&relay);
+        let crashed = Instant::now();
+        federation.crash(&name).await?;
+        let deadline = crashed + Duration::from_secs(10);
+        let mut done = false;
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let t = lock(&tally)?;
+            if let Some((_, seen)) = t
+                .took_over
+                .range((lane, epoch + 1)..=(lane, u64::MAX))
+                .next()
+            {
+                result
+                    .failover_ms
+                    .push(seen.saturating_duration_since(crashed).as_secs_f64() * 1e3);
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            result.failover_timeouts += 1;
+        }
+        // Let the lane settle before the next crash.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let t = lock(&tally)?;
+    result.duplicates = t.duplicates;
+    result.lagged = t.lagged;
+    drop(t);
+    counter.abort();
+    Ok(result)
+}
+
+/// Who writes: at most [`MAX_WRITERS`] members, taken round robin over the consortiums.
+fn writers(members: &[(ConsortiumId, String)]) -> Vec<(String, ConsortiumId)> {
+    let mut by_lane: BTreeMap<ConsortiumId, Vec<&String>> = BTreeMap::new();
+    for (lane, name) in members {
+        by_lane.entry(*lane).or_default().push(name);
+    }
+    let mut chosen = Vec::new();
+    let mut depth = 0;
+    while chosen.len() < MAX_WRITERS.min(members.len()) {
+        for (lane, names) in &by_lane {
+            if let Some(name) = names.get(depth) {
+                if chosen.len() < MAX_WRITERS {
+                    chosen.push(((*name).clone(), *lane));
+                }
+            }
+        }
+        depth += 1;
+    }
+    chosen
+}
+
+/// Follows the events: acknowledgements per writer (waking it), elections, take-overs,
+/// and relay blocks until every lane's current relay has stored them.
+async fn count_events(
+    mut events: broadcast::Receiver<Event>,
+    mut relays: BTreeMap<ConsortiumId, Address>,
+    index: BTreeMap<Address, usize>,
+    acked: Arc<Vec<AtomicU64>>,
+    wakers: Arc<Vec<Notify>>,
+    tally: Arc<Mutex<Tally>>,
+) -> Result<()> {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                lock(&tally)?.lagged += n;
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
+        };
+        match event {
+            Event::Acked {
+                member, records, ..
+            } => {
+                if let Some(&i) = index.get(&member) {
+                    acked[i].fetch_add(u64::from(records), Ordering::SeqCst);
+                    wakers[i].notify_one();
+                }
+                lock(&tally)?.consortium_blocks += 1;
+            }
+            Event::Elected {
+                consortium,
+                relay,
+                at,
+                ..
+            } => {
+                relays.insert(consortium, relay);
+                let mut t = lock(&tally)?;
+                t.elections += 1;
+                let done: Vec<BlockKey> = t
+                    .partial
+                    .iter()
+                    .filter(|(_, (holders, _))| relays.values().all(|r| holders.contains(r)))
+                    .map(|(key, _)| *key)
+                    .collect();
+                for key in done {
+                    t.complete_block(key, at);
+                }
+            }
+            Event::TookOver {
+                consortium, epoch, ..
+            } => {
+                lock(&tally)?
+                    .took_over
+                    .entry((consortium, epoch))
+                    .or_insert_with(Instant::now);
+            }
+            Event::Committed {
+                node,
+                lane,
+                height,
+                epoch,
+                produced,
+                records,
+                at,
+                ..
+            } => {
+                let mut t = lock(&tally)?;
+                if produced {
+                    t.relay_blocks += 1;
+                }
+                let key = (lane, height, epoch);
+                let entry = t
+                    .partial
+                    .entry(key)
+                    .or_insert_with(|| (BTreeSet::new(), records));
+                entry.0.insert(node);
+                if relays.values().all(|r| entry.0.contains(r)) {
+                    t.complete_block(key, at);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A writer task: data offers, and one urgent energy supply in [`URGENT_EVERY`], as
+/// member `name` for the next consortium, with at most `in_flight` unacknowledged.
+#[allow(clippy::too_many_arguments)]
+async fn write(
+    federation: FederationHandle,
+    name: String,
+    i: usize,
+    own: ConsortiumId,
+    lanes: u16,
+    in_flight: u64,
+    acked: Arc<Vec<AtomicU64>>,
+    wakers: Arc<Vec<Notify>>,
+    stop: Arc<AtomicBool>,
+    submitted: Arc<AtomicU64>,
+) -> Result<()> {
+    let mut audience = vec![own, ConsortiumId((own.0 + 1) % lanes.max(1))];
+    audience.sort();
+    audience.dedup();
+    let audience = Audience::Consortiums(audience);
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        if n >= acked[i].load(Ordering::SeqCst) + in_flight {
+            // Wake at least every 100 ms: a block lost with a crashed relay is resent
+            // and acknowledged later, or never (the writer then stays parked until stop).
+            let _ = tokio::time::timeout(Duration::from_millis(100), wakers[i].notified()).await;
+            continue;
+        }
+        n += 1;
+        let body = if n % URGENT_EVERY == 0 {
+            RecordBody::EnergySupply {
+                wh: 1_000 * n,
+                price: 90 * n,
+                slot: n,
+            }
+        } else {
+            RecordBody::DataTrade {
+                digest: Hash::of(
+                    ieschain_core::Domain::Record,
+                    &[name.as_bytes(), &n.to_be_bytes()],
+                ),
+                description: "quarter-hour consumption profile".into(),
+                price: 500,
+                size: 4_096,
+            }
+        };
+        if federation
+            .submit(&name, audience.clone(), body)
+            .await
+            .is_err()
+        {
+            // Crashed or stopped: this writer is done.
+            return Ok(());
+        }
+        submitted.fetch_add(1, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
+/// p50 and p99 of `samples` (ms), or `None` without samples.
+pub fn percentiles(samples: &[u64]) -> Option<(f64, f64)> {
+    if samples.is_empty() {
+        return None;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64;
+    Some((at(0.5), at(0.99)))
+}

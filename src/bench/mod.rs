@@ -1,0 +1,598 @@
+//! `ieschain bench`: the performance of a federation against the physical limits of the
+//! machine it runs on, measured in one run by one binary (issue 6).
+//!
+//! In order:
+//! 1. **Limits** ([`limits`]): `verify_strict` and batch verification per second on one
+//!    core, signing, blake3, RocksDB synced 1 MiB write batches, and the in-process
+//!    round trip between two actors.
+//! 2. **End to end** ([`load`]): the four-party federation saturated by writer tasks,
+//!    synced; records per second at every relay, and the ratio to the verify limit
+//!    `cores × batch-verify rate ÷ relays`.
+//! 3. **Latency and failover**: the four-party federation with its own workload (nominal
+//!    load) for the urgent and non-urgent latencies; then its relays are crashed one by
+//!    one, and each failover timed from the crash to the new relay's first block.
+//! 4. **Scaling**: the large federation's shape with 100, 1,000 and 10,000 members, each
+//!    in a child process of this binary (`bench --scale-child N`), so that each peak
+//!    resident size (`VmHWM`) is that size's alone. The 10,000-member run is the built-in
+//!    `large` federation, and its throughput is `e2e.large`.
+//!
+//! `--quick` takes fewer and shorter samples and finishes in under a minute.
+//! `--experiment window` runs the window and urgency experiment ([`window`]) instead.
+
+pub mod limits;
+pub mod load;
+pub mod window;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{json, Value};
+
+use crate::config::{FederationConfig, GridQuorum};
+use load::{Load, RunResult, RunSpec};
+
+/// The issue's end-to-end target: this fraction of the verify limit.
+pub const TARGET_RATIO: f64 = 0.5;
+/// The federation sizes of the scaling table.
+pub const SCALES: [u64; 3] = [100, 1_000, 10_000];
+/// The issue's memory bound for 10,000 members, MiB.
+pub const MEMORY_BOUND_MIB: f64 = 2_048.0;
+
+/// What `ieschain bench` was asked for.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Fewer and shorter samples: under a minute.
+    pub quick: bool,
+}
+
+/// How long each part runs.
+#[derive(Clone, Copy, Debug)]
+struct Durations {
+    warm_up: Duration,
+    window: Duration,
+    drain: Duration,
+    latency_window: Duration,
+    failovers: usize,
+    scale_warm_up: Duration,
+    scale_window: Duration,
+}
+
+impl Durations {
+    fn of(quick: bool) -> Durations {
+        if quick {
+            Durations {
+                warm_up: Duration::from_secs(2),
+                window: Duration::from_secs(4),
+                drain: Duration::from_secs(3),
+                latency_window: Duration::from_secs(4),
+                failovers: 1,
+                scale_warm_up: Duration::from_secs(1),
+                scale_window: Duration::from_secs(3),
+            }
+        } else {
+            Durations {
+                warm_up: Duration::from_secs(3),
+                window: Duration::from_secs(20),
+                drain: Duration::from_secs(15),
+                latency_window: Duration::from_secs(20),
+                failovers: 4,
+                scale_warm_up: Duration::from_secs(3),
+                scale_window: Duration::from_secs(10),
+            }
+        }
+    }
+}
+
+/// Runs the whole bench, prints the table, and returns the JSON.
+pub fn run(options: &Options) -> Result<Value> {
+    let started = Instant::now();
+    let quick = options.quick;
+    let d = Durations::of(quick);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let temp = tempfile::tempdir().context("creating a temporary directory")?;
+    let load_before = load_average();
+    println!(
+        "ieschain bench{}: {cores} cores, {}, load average {load_before}",
+        if quick { " --quick" } else { "" },
+        cpu_model()
+    );
+
+    println!("measuring the limits ...");
+    let limits = limits::measure(temp.path(), quick)?;
+    let relays = FederationConfig::four_party().consortiums.len();
+    let verify_limit = cores as f64 * limits.batch_verify_per_s / relays as f64;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+
+    println!("four-party federation, saturated, synced ...");
+    let mut saturated_config = FederationConfig::four_party();
+    // No rotation inside the window: a rotation is not what this run measures.
+    saturated_config.timing.period = Duration::from_secs(600);
+    let saturated = runtime.block_on(load::run(
+        &temp.path().join("four-party-saturated"),
+        RunSpec {
+            config: saturated_config,
+            load: Load::Saturate,
+            warm_up: d.warm_up,
+            window: d.window,
+            drain: d.drain,
+            serve_timeout: Duration::from_secs(10),
+            failovers: 0,
+        },
+    ))?;
+
+    println!("four-party federation, its own workload, then failovers ...");
+    let nominal = runtime.block_on(load::run(
+        &temp.path().join("four-party-nominal"),
+        RunSpec {
+            config: FederationConfig::four_party(),
+            load: Load::Workload,
+            warm_up: Duration::from_secs(1),
+            window: d.latency_window,
+            drain: Duration::ZERO,
+            serve_timeout: Duration::from_secs(10),
+            failovers: d.failovers,
+        },
+    ))?;
+    drop(runtime);
+
+    let mut scaling = Vec::new();
+    for members in SCALES {
+        println!("scaling: {members} members (child process) ...");
+        scaling.push(scale_in_child(members, quick)?);
+    }
+    let load_after = load_average();
+
+    let value = assemble(&Assembly {
+        quick,
+        cores,
+        limits: &limits,
+        verify_limit,
+        relays,
+        saturated: &saturated,
+        nominal: &nominal,
+        scaling: &scaling,
+        load_before,
+        load_after,
+        seconds: started.elapsed().as_secs_f64(),
+    });
+    print!("{}", table(&value));
+    Ok(value)
+}
+
+/// Everything [`assemble`] turns into the JSON.
+struct Assembly<'a> {
+    quick: bool,
+    cores: usize,
+    limits: &'a limits::Limits,
+    verify_limit: f64,
+    relays: usize,
+    saturated: &'a RunResult,
+    nominal: &'a RunResult,
+    scaling: &'a [Value],
+    load_before: String,
+    load_after: String,
+    seconds: f64,
+}
+
+fn percentile_json(samples: &[u64]) -> Value {
+    match load::percentiles(samples) {
+        Some((p50, p99)) => json!({"p50": p50, "p99": p99, "count": samples.len()}),
+        None => json!({"p50": null, "p99": null, "count": 0}),
+    }
+}
+
+fn run_json(r: &RunResult, verify_limit: f64) -> Value {
+    json!({
+        "members": r.members,
+        "records_per_s": r.records_per_s,
+        "ratio_to_verify_limit": r.records_per_s / verify_limit,
+        "window_s": r.window_s,
+        "records": r.records,
+        "relay_blocks_per_s": r.relay_blocks as f64 / r.window_s,
+        "consortium_blocks_per_s": r.consortium_blocks as f64 / r.window_s,
+        "latency_ms": {"urgent": percentile_json(&r.urgent), "normal": percentile_json(&r.normal)},
+        "drained_s": r.drained_s,
+        "elections_in_run": r.elections,
+        "duplicates": r.duplicates,
+        "lagged_events": r.lagged,
+        "lanes_serving": r.serving,
+    })
+}
+
+fn assemble(a: &Assembly<'_>) -> Value {
+    let l = a.limits;
+    let large = a
+        .scaling
+        .iter()
+        .find(|s| s["members"].as_u64() == Some(10_000))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let large_rate = large["records_per_s"].as_f64();
+    let mut failovers = a.nominal.failover_ms.clone();
+    let failover_ms = limits::median(&mut failovers);
+    let timing = FederationConfig::four_party().timing;
+    let failover_bound_ms = timing.suspect_timeout().as_secs_f64() * 1e3 + l.round_trip_ms;
+    let urgent_bound_ms = 2.0 * l.round_trip_ms + l.rocks_small_sync_ms;
+    let urgent_p99 = load::percentiles(&a.nominal.urgent).map(|(_, p99)| p99);
+    let rss = |m: u64| {
+        a.scaling
+            .iter()
+            .find(|s| s["members"].as_u64() == Some(m))
+            .and_then(|s| s["peak_rss_mib"].as_f64())
+    };
+    let per_member_kib = |from: u64, to: u64| match (rss(from), rss(to)) {
+        (Some(a), Some(b)) => Some((b - a) * 1024.0 / (to - from) as f64),
+        _ => None,
+    };
+    let ratio = a.saturated.records_per_s / a.verify_limit;
+    json!({
+        "quick": a.quick,
+        "machine": {
+            "cores": a.cores,
+            "cpu": cpu_model(),
+            "load_average_before": a.load_before,
+            "load_average_after": a.load_after,
+            "seconds": a.seconds,
+        },
+        "limits": {
+            "cores": a.cores,
+            "verify_strict_per_s": l.verify_strict_per_s,
+            "batch_verify_per_s": l.batch_verify_per_s,
+            "sign_per_s": l.sign_per_s,
+            "blake3_bytes_per_s": l.blake3_bytes_per_s,
+            "rocksdb_synced_1mib": {
+                "appends_per_s": l.rocks_appends_per_s,
+                "bytes_per_s": l.rocks_bytes_per_s,
+            },
+            "rocksdb_synced_small_write_ms": l.rocks_small_sync_ms,
+            "round_trip_ms": l.round_trip_ms,
+            "relays": a.relays,
+            "verify_limit_records_per_s": a.verify_limit,
+        },
+        "e2e": {
+            "four_party": run_json(a.saturated, a.verify_limit),
+            "large": {
+                "members": large["members"],
+                "records_per_s": large_rate,
+                "ratio_to_verify_limit": large_rate.map(|r| r / a.verify_limit),
+            },
+            "signing": "in the timed part: FederationHandle::submit has the member actor sign each record",
+        },
+        "latency_ms": {
+            "urgent": percentile_json(&a.nominal.urgent),
+            "normal": percentile_json(&a.nominal.normal),
+            "load": "the four-party federation's own workload (nominal load)",
+        },
+        "failover_ms": if a.nominal.failover_ms.is_empty() { Value::Null } else { json!(failover_ms) },
+        "failover_samples_ms": a.nominal.failover_ms,
+        "failover_timeouts": a.nominal.failover_timeouts,
+        "scaling": a.scaling,
+        "per_member_kib": {
+            "100_to_1000": per_member_kib(100, 1_000),
+            "1000_to_10000": per_member_kib(1_000, 10_000),
+        },
+        "targets": {
+            "e2e_ratio": {"target": TARGET_RATIO, "measured": ratio, "met": ratio >= TARGET_RATIO},
+            "urgent_p99_ms": {"bound": urgent_bound_ms, "measured": urgent_p99, "met": urgent_p99.is_some_and(|p| p <= urgent_bound_ms)},
+            "failover_ms": {"bound": failover_bound_ms, "measured": if failovers.is_empty() { None } else { Some(failover_ms) }, "met": !failovers.is_empty() && a.nominal.failover_timeouts == 0 && failover_ms <= failover_bound_ms},
+            "memory_10000_mib": {"bound": MEMORY_BOUND_MIB, "measured": rss(10_000), "met": rss(10_000).is_some_and(|r| r < MEMORY_BOUND_MIB)},
+        },
+    })
+}
+
+fn num(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".into(),
+        Some(x) if x.abs() >= 100.0 => format!("{x:.0}"),
+        Some(x) if x.abs() >= 10.0 => format!("{x:.1}"),
+        Some(x) => format!("{x:.3}"),
+    }
+}
+
+fn met(v: &Value) -> &'static str {
+    if v["met"].as_bool() == Some(true) {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The table `ieschain bench` prints: Markdown, so it pastes into BENCHMARKS.md as is.
+pub fn table(v: &Value) -> String {
+    let mut out = String::new();
+    let l = &v["limits"];
+    let e = &v["e2e"]["four_party"];
+    let t = &v["targets"];
+    let _ = writeln!(
+        out,
+        "\n| Limit (one core unless said) | Value |\n|---|---:|"
+    );
+    let rows = [
+        ("ed25519 verify_strict /s", num(&l["verify_strict_per_s"])),
+        (
+            "ed25519 batch verify /s (batches of 64)",
+            num(&l["batch_verify_per_s"]),
+        ),
+        ("ed25519 sign /s", num(&l["sign_per_s"])),
+        (
+            "blake3 MiB/s (1 MiB input)",
+            num(&json!(
+                l["blake3_bytes_per_s"].as_f64().unwrap_or(0.0) / 1048576.0
+            )),
+        ),
+        (
+            "RocksDB synced 1 MiB batches /s",
+            num(&l["rocksdb_synced_1mib"]["appends_per_s"]),
+        ),
+        (
+            "RocksDB synced MiB/s",
+            num(&json!(
+                l["rocksdb_synced_1mib"]["bytes_per_s"]
+                    .as_f64()
+                    .unwrap_or(0.0)
+                    / 1048576.0
+            )),
+        ),
+        (
+            "RocksDB synced small write, ms",
+            num(&l["rocksdb_synced_small_write_ms"]),
+        ),
+        ("in-process round trip, ms", num(&l["round_trip_ms"])),
+        (
+            "verify limit, records/s (cores × batch ÷ relays)",
+            num(&l["verify_limit_records_per_s"]),
+        ),
+    ];
+    for (name, value) in rows {
+        let _ = writeln!(out, "| {name} | {value} |");
+    }
+    let _ = writeln!(
+        out,
+        "\n| End to end (synced, at every relay) | records/s | ratio to verify limit | urgent p50 / p99 ms | normal p50 / p99 ms | relay blocks/s | elections | drained s |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let _ = writeln!(
+        out,
+        "| four-party, saturated | {} | {} | {} / {} | {} / {} | {} | {} | {} |",
+        num(&e["records_per_s"]),
+        num(&e["ratio_to_verify_limit"]),
+        num(&e["latency_ms"]["urgent"]["p50"]),
+        num(&e["latency_ms"]["urgent"]["p99"]),
+        num(&e["latency_ms"]["normal"]["p50"]),
+        num(&e["latency_ms"]["normal"]["p99"]),
+        num(&e["relay_blocks_per_s"]),
+        e["elections_in_run"],
+        num(&e["drained_s"]),
+    );
+    let large = &v["e2e"]["large"];
+    let _ = writeln!(
+        out,
+        "| large (10,000 members), saturated | {} | {} | | | | | |",
+        num(&large["records_per_s"]),
+        num(&large["ratio_to_verify_limit"]),
+    );
+    let lat = &v["latency_ms"];
+    let _ = writeln!(
+        out,
+        "\n| Latency, creation to last relay, nominal load | p50 ms | p99 ms | samples |\n|---|---:|---:|---:|"
+    );
+    for kind in ["urgent", "normal"] {
+        let _ = writeln!(
+            out,
+            "| {kind} | {} | {} | {} |",
+            num(&lat[kind]["p50"]),
+            num(&lat[kind]["p99"]),
+            lat[kind]["count"]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nfailover (relay crash to the new relay's first block): median {} ms, samples {:?} ms, timeouts {}",
+        num(&v["failover_ms"]),
+        v["failover_samples_ms"]
+            .as_array()
+            .map(|a| a.iter().map(num).collect::<Vec<_>>())
+            .unwrap_or_default(),
+        v["failover_timeouts"]
+    );
+    let _ = writeln!(
+        out,
+        "\n| Members | records/s | peak RSS MiB | lanes serving | elections in run |\n|---:|---:|---:|---:|---:|"
+    );
+    for s in v["scaling"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            s["members"],
+            num(&s["records_per_s"]),
+            num(&s["peak_rss_mib"]),
+            s["lanes_serving"],
+            s["elections_in_run"],
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nper-member memory: {} KiB (100 → 1,000), {} KiB (1,000 → 10,000)",
+        num(&v["per_member_kib"]["100_to_1000"]),
+        num(&v["per_member_kib"]["1000_to_10000"])
+    );
+    let _ = writeln!(
+        out,
+        "\n| Target | bound | measured | |\n|---|---:|---:|---|\n| end to end ≥ {TARGET_RATIO} × verify limit | {} | {} | {} |\n| urgent p99 ≤ 2 × round trip + synced write, ms | {} | {} | {} |\n| failover ≤ suspect_after × heartbeat + round trip, ms | {} | {} | {} |\n| 10,000 members < 2 GiB, MiB | {} | {} | {} |",
+        num(&t["e2e_ratio"]["target"]),
+        num(&t["e2e_ratio"]["measured"]),
+        met(&t["e2e_ratio"]),
+        num(&t["urgent_p99_ms"]["bound"]),
+        num(&t["urgent_p99_ms"]["measured"]),
+        met(&t["urgent_p99_ms"]),
+        num(&t["failover_ms"]["bound"]),
+        num(&t["failover_ms"]["measured"]),
+        met(&t["failover_ms"]),
+        num(&t["memory_10000_mib"]["bound"]),
+        num(&t["memory_10000_mib"]["measured"]),
+        met(&t["memory_10000_mib"]),
+    );
+    let _ = writeln!(
+        out,
+        "\n(load average {} before, {} after; {:.0} s in all; signing is inside the timed part: see `e2e.signing`)",
+        v["machine"]["load_average_before"].as_str().unwrap_or("?"),
+        v["machine"]["load_average_after"].as_str().unwrap_or("?"),
+        v["machine"]["seconds"].as_f64().unwrap_or(0.0)
+    );
+    out
+}
+
+/// The large federation's shape with `members` members: every group scaled, relay-capable
+/// groups keeping at least 2 (a relay and a backup), the largest group taking the
+/// remainder so that the total is exact. 10,000 is `large.toml` itself.
+pub fn scaled_config(members: u64) -> Result<FederationConfig> {
+    let mut config = FederationConfig::large();
+    let total = config.member_count();
+    if members != total {
+        let mut sum = 0u64;
+        for member in config
+            .consortiums
+            .iter_mut()
+            .flat_map(|c| c.members.iter_mut())
+        {
+            let floor = if member.relay_capable { 2 } else { 1 };
+            let scaled = (member.len() * members / total).max(floor);
+            member.count = Some(u32::try_from(scaled)?);
+            sum += scaled;
+        }
+        let largest = config
+            .consortiums
+            .iter_mut()
+            .flat_map(|c| c.members.iter_mut())
+            .max_by_key(|m| m.len())
+            .ok_or_else(|| anyhow!("large.toml has no members"))?;
+        let adjusted = (largest.len() + members)
+            .checked_sub(sum)
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| anyhow!("{members} members are too few for large.toml's groups"))?;
+        largest.count = Some(u32::try_from(adjusted)?);
+    }
+    // A majority of the grid approves a power trade, as in large.toml.
+    let grid: u64 = config
+        .grid()
+        .and_then(|g| config.consortiums.get(g.0 as usize))
+        .map(|c| c.members.iter().map(|m| m.len()).sum())
+        .unwrap_or(1);
+    config.grid_quorum = GridQuorum::Count(u32::try_from(grid / 2 + 1)?);
+    config.timing.period = Duration::from_secs(600);
+    config.check()?;
+    Ok(config)
+}
+
+/// One scaling point, in this process: `members` members in the large federation's shape,
+/// saturated as the four-party run is, then this process's peak resident size. `bench
+/// --scale-child N` runs it and prints the JSON on one line, for [`scale_in_child`].
+pub fn scale_child(members: u64, quick: bool) -> Result<Value> {
+    let d = Durations::of(quick);
+    let config = scaled_config(members)?;
+    let temp = tempfile::tempdir().context("creating a temporary directory")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let started = Instant::now();
+    let result = runtime.block_on(load::run(
+        &temp.path().join("federation"),
+        RunSpec {
+            config,
+            load: Load::Saturate,
+            warm_up: d.scale_warm_up,
+            window: d.scale_window,
+            drain: Duration::ZERO,
+            serve_timeout: Duration::from_secs(if quick { 15 } else { 30 }),
+            failovers: 0,
+        },
+    ))?;
+    let peak = peak_rss_mib()?;
+    Ok(json!({
+        "members": result.members,
+        "records_per_s": result.records_per_s,
+        "peak_rss_mib": peak,
+        "lanes_serving": result.serving,
+        "elections_in_run": result.elections,
+        "relay_blocks_per_s": result.relay_blocks as f64 / result.window_s,
+        "lagged_events": result.lagged,
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
+}
+
+/// The prefix of the line a scale child prints its result on.
+pub const CHILD_LINE: &str = "scale-child: ";
+
+/// Runs [`scale_child`] in a child process of this binary and reads its line.
+fn scale_in_child(members: u64, quick: bool) -> Result<Value> {
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let mut command = std::process::Command::new(exe);
+    command.args(["bench", "--scale-child", &members.to_string()]);
+    if quick {
+        command.arg("--quick");
+    }
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("starting the scale child")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(CHILD_LINE));
+    match (output.status.success(), line) {
+        (true, Some(line)) => Ok(serde_json::from_str(line)?),
+        _ => {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            bail!(
+                "the {members}-member child failed ({}): {}",
+                output.status,
+                stderr.lines().last().unwrap_or("no output")
+            )
+        }
+    }
+}
+
+/// This process's peak resident set size (`VmHWM`), MiB.
+pub fn peak_rss_mib() -> Result<f64> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow!("no VmHWM in /proc/self/status"))?;
+    Ok(kib / 1024.0)
+}
+
+/// The CPU model from `/proc/cpuinfo`.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Writes `value` to `path` as pretty JSON.
+pub fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
