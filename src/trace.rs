@@ -3,7 +3,8 @@
 //!
 //! A [`Trace`] observes every [`Event`] and keeps the steps of the **first** run of each
 //! protocol (join, power purchase, data trade), with the outcome events of that run
-//! (`JoinDone`, `TradeSettled`, `DataDelivered`, ...). Of every other run it keeps only its
+//! (`JoinDone`, `TradeSettled`, `DataDelivered`, ...). The first run is the first seen from
+//! its step 1; a run first seen half-way is drawn only if no whole one comes. Of every other run it keeps only its
 //! id, and only while the run is live, to count the runs: memory stays bounded however long
 //! the federation runs.
 //!
@@ -77,6 +78,8 @@ enum Item {
 struct FirstRun {
     /// Its id: the newcomer's registry leaf, or the offer's digest.
     run: Hash,
+    /// Whether it was seen from its step 1.
+    opened: bool,
     /// For a join, the newcomer: whoever took the run's first step (SPEC §6.1 step 1).
     opener: Option<Address>,
     /// Parties in order of appearance.
@@ -88,9 +91,10 @@ struct FirstRun {
 }
 
 impl FirstRun {
-    fn new(run: Hash) -> Self {
+    fn new(run: Hash, opened: bool) -> Self {
         FirstRun {
             run,
+            opened,
             opener: None,
             parties: Vec::new(),
             items: Vec::new(),
@@ -142,25 +146,30 @@ struct Runs {
 }
 
 impl Runs {
-    /// Counts `run` if it is new; returns whether it is the first run.
-    fn see(&mut self, run: Hash, at: u64) -> bool {
-        if let Some(first) = &self.first {
-            if first.run == run {
-                return true;
-            }
-        } else {
-            self.first = Some(FirstRun::new(run));
-            self.count = 1;
-            return true;
-        }
-        if self.live.insert(run, at).is_none() {
+    /// Counts `run` if it is new; returns whether it is the run to draw. That is the first
+    /// run seen from its step 1 (`opens`): a run first seen half-way (its beginning was
+    /// missed, or went unreported) is drawn only until a whole one comes.
+    fn see(&mut self, run: Hash, at: u64, opens: bool) -> bool {
+        let is_first = self.first.as_ref().is_some_and(|f| f.run == run);
+        let new = self.live.insert(run, at).is_none();
+        if new {
             self.count += 1;
             if self.live.len() > LIVE_CAP {
                 let horizon = at.saturating_sub(LIVE_MS);
                 self.live.retain(|_, last| *last >= horizon);
             }
         }
-        false
+        if is_first {
+            return true;
+        }
+        let replace = match &self.first {
+            None => true,
+            Some(first) => new && opens && !first.opened,
+        };
+        if replace {
+            self.first = Some(FirstRun::new(run, opens));
+        }
+        replace
     }
 }
 
@@ -189,7 +198,7 @@ impl Trace {
                 at,
             } => {
                 let runs = self.runs.entry(*protocol).or_default();
-                if runs.see(*run, *at) {
+                if runs.see(*run, *at, *step == 1) {
                     if let Some(first) = runs.first.as_mut() {
                         first.opener.get_or_insert(*from);
                         first.push(Item::Step {
@@ -299,7 +308,7 @@ impl Trace {
         text: String,
     ) {
         let runs = self.runs.entry(protocol).or_default();
-        if runs.see(offer, at) {
+        if runs.see(offer, at, false) {
             if let Some(first) = runs.first.as_mut() {
                 first.push(Item::Outcome { over, text });
             }
@@ -811,6 +820,51 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("199 more data trades not drawn"), "{text}");
+    }
+
+    /// A run seen half-way (from its step 4) is counted, and drawn only until a run seen
+    /// from its step 1 comes.
+    #[test]
+    fn a_whole_run_is_drawn_before_a_partial_one() {
+        let dt = Protocol::DataTrade;
+        let mut trace = Trace::new();
+        trace.observe(&step(
+            dt,
+            1,
+            4,
+            1,
+            StepTarget::Consortium(ConsortiumId(0)),
+            "stub",
+        ));
+        assert!(trace.mermaid(&names, &consortium).contains("step 4: stub"));
+        for event in [
+            step(
+                dt,
+                2,
+                1,
+                2,
+                StepTarget::Consortium(ConsortiumId(1)),
+                "offer",
+            ),
+            step(dt, 1, 5, 1, StepTarget::Node(address(2)), "stub again"),
+            step(
+                dt,
+                3,
+                1,
+                2,
+                StepTarget::Consortium(ConsortiumId(1)),
+                "other offer",
+            ),
+            step(dt, 2, 5, 1, StepTarget::Node(address(2)), "buys"),
+        ] {
+            trace.observe(&event);
+        }
+        assert_eq!(trace.runs(dt), 3);
+        let text = trace.mermaid(&names, &consortium);
+        assert!(text.contains("step 1: offer\n"), "{text}");
+        assert!(text.contains("step 5: buys"), "{text}");
+        assert!(!text.contains("stub") && !text.contains("other"), "{text}");
+        assert!(text.contains("2 more data trades not drawn"), "{text}");
     }
 
     /// Ids stay unique when two names sanitize alike.
