@@ -22,6 +22,9 @@ use crate::record::Record;
 use crate::registry::RegistryEntry;
 
 /// Every message between nodes. Each variant's doc says who sends it to whom, and when.
+// A message lives from its decoding to its handling, once; boxing the records of the join
+// messages would cost an allocation on every message for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum Message {
     /// member → its relay: a new block of the member's consortium lane. Resent to a new
