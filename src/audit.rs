@@ -130,7 +130,10 @@ pub fn trades(store: &dyn ChainStore) -> Vec<String> {
             }
             if let Some(key) = directory.get(buyer).map(|k| k.key) {
                 if key
-                    .verify(&settlement_digest(&settlement.content.body), countersignature)
+                    .verify(
+                        &settlement_digest(&settlement.content.body),
+                        countersignature,
+                    )
                     .is_err()
                 {
                     broken.push(format!(
@@ -226,7 +229,9 @@ mod tests {
             records: Vec::new(),
         }
         .seal(key);
-        store.append(key.address(), &AnyBlock::Relay(block)).unwrap();
+        store
+            .append(key.address(), &AnyBlock::Relay(block))
+            .unwrap();
         store
     }
 
@@ -245,7 +250,8 @@ mod tests {
             approved,
             reason: String::new(),
         };
-        let receipt = signed(federation, vec![offer_body.clone(), receipt_body.clone()])[1].digest();
+        let receipt =
+            signed(federation, vec![offer_body.clone(), receipt_body.clone()])[1].digest();
         let buyer = &federation.members[1].key;
         let mut bodies = vec![offer_body, receipt_body];
         for wh in settled {
