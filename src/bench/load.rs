@@ -99,6 +99,9 @@ pub struct RunResult {
     pub failover_ms: Vec<f64>,
     /// Failovers that did not complete in time.
     pub failover_timeouts: usize,
+    /// This process's peak resident size once every lane served, before any load, MiB:
+    /// the federation's own footprint, without the backlog a saturated run builds up.
+    pub idle_rss_mib: f64,
 }
 
 /// A relay block: lane, height, epoch.
@@ -178,6 +181,7 @@ async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) ->
             Ok(Err(broadcast::error::RecvError::Closed)) => bail!("the federation stopped"),
         }
     }
+    let idle_rss_mib = super::peak_rss_mib().unwrap_or(0.0);
     let relays: BTreeMap<ConsortiumId, Address> = federation
         .relays()
         .into_iter()
@@ -246,6 +250,7 @@ async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) ->
             relay_blocks: t.relay_blocks - relay0,
             consortium_blocks: t.consortium_blocks - consortium0,
             elections: t.elections - elections0,
+            idle_rss_mib,
             ..RunResult::default()
         }
     };
