@@ -150,6 +150,9 @@ struct Joining {
     application: Option<Record>,
     needed: BTreeSet<Address>,
     receipts: BTreeSet<Address>,
+    /// The relay whose acceptance the receipts are collected under: a different relay
+    /// (after a failover) is asked again, and its list of live members replaces this one's.
+    accepted_by: Option<Address>,
 }
 
 /// A grid member's line: capacity per delivery slot, and what its approvals hold.
@@ -495,6 +498,7 @@ impl Member {
             application: None,
             needed: BTreeSet::new(),
             receipts: BTreeSet::new(),
+            accepted_by: None,
         }));
         // Join messages go out through the protocol's timer: the first one now.
         self.discovered = true;
@@ -656,7 +660,12 @@ impl Member {
             }
             Message::JoinRelay { relay } => {
                 if let Some(joining) = self.proto.joining.as_mut() {
-                    if joining.phase == JoinPhase::FindRelay {
+                    // While collecting, a member naming another relay than the one that
+                    // accepted means a failover: ask the new relay (SPEC §6, "retried
+                    // against the new relay").
+                    let moved =
+                        joining.phase == JoinPhase::Collect && joining.accepted_by != Some(relay);
+                    if joining.phase == JoinPhase::FindRelay || moved {
                         joining.phase = JoinPhase::Request(relay);
                         joining.next_send = now;
                         self.join_tick(now, effects);
@@ -690,15 +699,14 @@ impl Member {
                 buyer,
                 data,
             } => self.on_data_delivery(from, trade, seller, buyer, data, now, effects),
-            Message::DataReceived { trade } => {
+            Message::DataReceived { trade }
                 if self
                     .proto
                     .data_sales
                     .get(&trade)
-                    .is_some_and(|s| s.buyer == from)
-                {
-                    self.proto.data_sales.remove(&trade);
-                }
+                    .is_some_and(|s| s.buyer == from) =>
+            {
+                self.proto.data_sales.remove(&trade);
             }
             _ => {}
         }
@@ -753,8 +761,10 @@ impl Member {
         match &record.content.body {
             RecordBody::PowerOffer { .. } | RecordBody::DataTrade { .. } => {
                 let digest = record.digest();
-                if !self.proto.seen.contains_key(&digest) {
-                    self.proto.seen.insert(digest, record.clone());
+                if let std::collections::btree_map::Entry::Vacant(entry) =
+                    self.proto.seen.entry(digest)
+                {
+                    entry.insert(record.clone());
                     self.proto.seen_order.push_back(digest);
                     while self.proto.seen_order.len() > SEEN_LIMIT {
                         if let Some(old) = self.proto.seen_order.pop_front() {
@@ -1544,7 +1554,13 @@ impl Member {
                 .pending_joins
                 .iter()
                 .any(|e| e.public_key == entry.public_key || e.address == entry.address);
-            if registered.is_some() || pending || self.key_of(&entry.address).is_some() {
+            // A key learned only from an announcement (of the previous relay, which
+            // failed over before its registry change reached this one) is this very
+            // newcomer retrying, not a duplicate.
+            let known = self.key_of(&entry.address).is_some_and(|key| {
+                self.proto.learned.get(&entry.address) != Some(&key) || key != entry.public_key
+            });
+            if registered.is_some() || pending || known {
                 effects.push(self.rejected(
                     "duplicate_key",
                     true,
@@ -1675,9 +1691,11 @@ impl Member {
         if duty.state != super::RelayState::Active {
             return;
         }
+        // An empty block goes out as a drain: only a drain may be empty (an urgent flush
+        // holds an urgent block, SPEC §4.4).
         let flush = duty.window.drain().unwrap_or(crate::window::Flush {
             blocks: Vec::new(),
-            reason: crate::window::FlushReason::Urgent,
+            reason: crate::window::FlushReason::Drain,
         });
         self.produce(flush, now, effects);
     }
@@ -1837,6 +1855,25 @@ impl Member {
                 return;
             }
         }
+        // Accepted again, by a new relay after a failover: the application and the
+        // receipts already collected stand (members resend the receipts they gave), and
+        // the new relay's list of live members replaces the old relay's. The same relay
+        // answering again keeps its first list, so a member that went down since is
+        // still waited for (SPEC §6.1 step 7).
+        if let Some(joining) = self.proto.joining.as_mut() {
+            if joining.application.is_some() {
+                if joining.accepted_by != Some(from) {
+                    joining.needed = members.into_iter().filter(|m| *m != self.me).collect();
+                    joining.announcement = Some(announcement);
+                    joining.accepted_by = Some(from);
+                }
+                joining.phase = JoinPhase::Collect;
+                joining.next_send = now;
+                self.join_tick(now, effects);
+                self.join_done_if_receipted(now, effects);
+                return;
+            }
+        }
         // Step 5: the application, on the newcomer's own lane and to every listed member.
         let application = self.write_record(
             Audience::Own,
@@ -1851,6 +1888,7 @@ impl Member {
             joining.announcement = Some(announcement);
             joining.application = Some(application);
             joining.needed = members.into_iter().filter(|m| *m != self.me).collect();
+            joining.accepted_by = Some(from);
             joining.next_send = now;
         }
         effects.push(self.step(
@@ -1889,11 +1927,18 @@ impl Member {
             effects.push(self.rejected("bad_signature", true, format!("join receipt from {from}")));
             return;
         }
+        if let Some(joining) = self.proto.joining.as_mut() {
+            joining.receipts.insert(from);
+        }
+        self.join_done_if_receipted(now, effects);
+    }
+
+    /// Join step 7: done once every listed member's receipt is in.
+    fn join_done_if_receipted(&mut self, now: u64, effects: &mut Vec<Effect>) {
         let Some(joining) = self.proto.joining.as_mut() else {
             return;
         };
-        joining.receipts.insert(from);
-        if joining.receipts.is_superset(&joining.needed) {
+        if joining.phase == JoinPhase::Collect && joining.receipts.is_superset(&joining.needed) {
             joining.phase = JoinPhase::Over;
             let receipts = joining.receipts.len() as u32;
             let run = joining.entry.leaf();
@@ -2032,6 +2077,14 @@ impl Member {
                         },
                     });
                 }
+                // Receipts still missing after a few resends: the relay may have failed
+                // over, and the missing member with it. Ask a member who serves now.
+                if attempt % 3 == 2 && !members.is_empty() {
+                    effects.push(Effect::Send {
+                        to: members[(attempt as usize / 3) % members.len()],
+                        message: Message::JoinIntent { key },
+                    });
+                }
             }
             JoinPhase::Over => {}
         }
@@ -2074,7 +2127,13 @@ impl Member {
             if approvals >= quorum {
                 decided.push((*trade, n.clone(), true, String::new()));
             } else if rejections > members.saturating_sub(quorum) {
-                let lines: Vec<String> = n.rejections.values().map(|l| l.to_string()).collect();
+                // Each line by its number and its owner's name: the numbers follow the
+                // genesis order, which is by address, not the configuration's.
+                let lines: Vec<String> = n
+                    .rejections
+                    .iter()
+                    .map(|(member, line)| format!("{line} ({})", self.directory.name(member)))
+                    .collect();
                 decided.push((
                     *trade,
                     n.clone(),
