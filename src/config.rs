@@ -236,6 +236,16 @@ pub struct TimingConfig {
     pub heartbeat_interval: Duration,
     /// Missed heartbeats after which the supervisor declares a relay failed.
     pub suspect_after: u32,
+    /// Whether an urgent consortium block makes the relay send its relay block at once
+    /// (SPEC §4.4). On by default; the window experiment of `ieschain bench` turns it off to
+    /// measure what the urgency bit buys, every block then waiting for the window. Left out
+    /// of the canonical bytes while on, so existing configurations keep their hash.
+    #[serde(skip_serializing_if = "is_true")]
+    pub urgency: bool,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl Default for TimingConfig {
@@ -247,6 +257,7 @@ impl Default for TimingConfig {
             period: Duration::from_secs(10),
             heartbeat_interval: Duration::from_millis(200),
             suspect_after: 3,
+            urgency: true,
         }
     }
 }
@@ -852,12 +863,13 @@ impl FederationConfig {
         }
     }
 
-    /// The relay's window settings: `window`, `max_wait` and the payload budget that the
-    /// capacities leave (SPEC §4.4, D7).
+    /// The relay's window settings: `window`, `max_wait`, `urgency` and the payload budget
+    /// that the capacities leave (SPEC §4.4, D7).
     pub fn window_config(&self) -> WindowConfig {
         WindowConfig {
             window: self.timing.window,
             max_wait_ms: self.timing.max_wait_ms(),
+            urgency: self.timing.urgency,
             ..WindowConfig::new(&self.capacities())
         }
     }

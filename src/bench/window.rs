@@ -1,0 +1,522 @@
+//! The window and urgency experiment (issue 6 §4): what the paper's window n and urgency bit
+//! (SPEC §4.4, paper §2.2) cost and buy, measured.
+//!
+//! The paper claims, without numbers, that the urgency bit and the window keep delivery
+//! efficient and reduce congestion. This experiment runs the built-in four-party federation
+//! in the deterministic simulator ([`Simulation`]: virtual time, seeded workload, no
+//! faults), with the same seed and workload every time, and varies two settings:
+//! - the window n over 1, 2, 4, 6 and the largest the capacities allow (7 by default);
+//! - urgency on (an urgent consortium block makes the relay send at once) and off (every
+//!   block waits for the window: `timing.urgency = false`). Members still close their
+//!   consortium block at an urgent record either way; only the relay's window ignores the
+//!   bit.
+//!
+//! `max_wait` is none, the paper's exact window, and the relay term (`period`) outlasts the
+//! run, so that nothing but n and the urgency bit cut relay blocks: a rotation would drain
+//! the window. For
+//! each configuration it reports the relay blocks broadcast, the bytes on the transport,
+//! and urgent and non-urgent latency (p50 and p99, creation to arrival at the last relay,
+//! [`Stats`]).
+//!
+//! [`run`] returns the results as JSON; [`table`] prints them and [`svg`] plots them.
+//! `ieschain bench --experiment window` runs it; `BENCHMARKS.md` holds the figures.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use serde_json::{json, Value};
+
+use crate::config::FederationConfig;
+use crate::federation::Stats;
+use crate::simulation::Simulation;
+
+/// The seed of keys and workload, the same for every configuration.
+pub const SEED: u64 = 1;
+
+/// One configuration of the experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Setting {
+    window: u32,
+    urgency: bool,
+}
+
+/// Runs every configuration and returns the results: `{experiment, federation, seed,
+/// virtual_s, max_wait, windows, runs: [{window, urgency, relay_blocks, urgent_flushes,
+/// records_committed, records_per_relay_block, transport_bytes, transport_envelopes,
+/// latency_ms: {urgent: {p50, p99, count}, normal: {…}}, invariants_broken}], wall_s}`.
+///
+/// `quick` simulates 20 virtual seconds per configuration instead of 120. The runs are
+/// deterministic: the same build gives the same figures (`wall_s` aside). They run on as
+/// many threads as there are cores, each simulation on its own paused-clock runtime.
+pub fn run(quick: bool) -> anyhow::Result<Value> {
+    let started = std::time::Instant::now();
+    let base = experiment_config();
+    base.check().map_err(|e| anyhow!("{e}"))?;
+    let until_ms = if quick { 20_000 } else { 120_000 };
+    let windows = windows(&base);
+    let settings: Vec<Setting> = windows
+        .iter()
+        .flat_map(|&window| [true, false].map(|urgency| Setting { window, urgency }))
+        .collect();
+
+    let results: Mutex<Vec<Option<anyhow::Result<Value>>>> =
+        Mutex::new(settings.iter().map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(settings.len());
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(setting) = settings.get(i) else {
+                    break;
+                };
+                let result = run_one(&base, *setting, until_ms);
+                if let Ok(mut results) = results.lock() {
+                    results[i] = Some(result);
+                }
+            });
+        }
+    });
+    let runs = results
+        .into_inner()
+        .map_err(|_| anyhow!("a simulation thread panicked"))?
+        .into_iter()
+        .zip(&settings)
+        .map(|(result, setting)| {
+            result.ok_or_else(|| {
+                anyhow!(
+                    "window {} urgency {}: no result",
+                    setting.window,
+                    setting.urgency
+                )
+            })?
+        })
+        .collect::<anyhow::Result<Vec<Value>>>()?;
+
+    Ok(json!({
+        "experiment": "window",
+        "federation": "four-party (built-in)",
+        "seed": SEED,
+        "virtual_s": until_ms as f64 / 1000.0,
+        "max_wait": "none",
+        "period_s": base.timing.period.as_secs(),
+        "windows": windows,
+        "runs": runs,
+        "wall_s": round3(started.elapsed().as_secs_f64()),
+    }))
+}
+
+/// The built-in four-party federation, with the paper's exact window (`max_wait` none) and
+/// a relay term longer than the run, so that no rotation drains a window: only n and the
+/// urgency bit cut relay blocks.
+fn experiment_config() -> FederationConfig {
+    let mut config = FederationConfig::four_party();
+    config.timing.max_wait = None;
+    config.timing.period = Duration::from_secs(3_600);
+    config
+}
+
+/// 1, 2, 4, 6 and the largest window the capacities allow, in order, without repeats.
+fn windows(config: &FederationConfig) -> Vec<u32> {
+    let max = config.capacities().max_window();
+    let mut windows: Vec<u32> = [1, 2, 4, 6, max]
+        .into_iter()
+        .filter(|&n| (1..=max).contains(&n))
+        .collect();
+    windows.sort_unstable();
+    windows.dedup();
+    windows
+}
+
+fn run_one(base: &FederationConfig, setting: Setting, until_ms: u64) -> anyhow::Result<Value> {
+    let mut config = base.clone();
+    config.timing.window = setting.window;
+    config.timing.urgency = setting.urgency;
+    let outcome = Simulation::new(config, SEED, until_ms)
+        .run()
+        .with_context(|| {
+            format!(
+                "window {} urgency {}",
+                setting.window,
+                on_off(setting.urgency)
+            )
+        })?;
+    Ok(run_json(setting, &outcome.stats, &outcome.broken))
+}
+
+fn run_json(setting: Setting, stats: &Stats, broken: &[String]) -> Value {
+    let per_block = if stats.relay_blocks == 0 {
+        0.0
+    } else {
+        stats.records_committed as f64 / stats.relay_blocks as f64
+    };
+    let latency = |p: &crate::federation::Percentiles| json!({ "p50": p.p50, "p99": p.p99, "count": p.count });
+    json!({
+        "window": setting.window,
+        "urgency": setting.urgency,
+        "relay_blocks": stats.relay_blocks,
+        "urgent_flushes": stats.urgent_flushes,
+        "records_committed": stats.records_committed,
+        "records_per_relay_block": round3(per_block),
+        "transport_bytes": stats.transport.bytes,
+        "transport_envelopes": stats.transport.delivered,
+        "latency_ms": {
+            "urgent": latency(&stats.urgent),
+            "normal": latency(&stats.normal),
+        },
+        // With urgency off, urgent records wait for the window: the urgent-latency
+        // invariant (L2) is expected to break, and says by how much.
+        "invariants_broken": broken,
+    })
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn on_off(urgency: bool) -> &'static str {
+    if urgency {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn runs(result: &Value) -> &[Value] {
+    result["runs"].as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn number(value: &Value) -> f64 {
+    value.as_f64().unwrap_or(f64::NAN)
+}
+
+/// The results of [`run`] as a text table, one line per configuration.
+pub fn table(result: &Value) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Window and urgency experiment: {}, seed {}, {} virtual s per run, max_wait {}, \
+         no rotation (relay term {} s)",
+        result["federation"].as_str().unwrap_or("?"),
+        result["seed"],
+        result["virtual_s"],
+        result["max_wait"].as_str().unwrap_or("?"),
+        result["period_s"],
+    );
+    let _ = writeln!(
+        out,
+        "{:>6} {:>7} {:>12} {:>13} {:>12} {:>11} {:>11} {:>11} {:>11}",
+        "window",
+        "urgency",
+        "relay blocks",
+        "records/block",
+        "transport MB",
+        "urgent p50",
+        "urgent p99",
+        "normal p50",
+        "normal p99"
+    );
+    for run in runs(result) {
+        let latency = &run["latency_ms"];
+        let _ = writeln!(
+            out,
+            "{:>6} {:>7} {:>12} {:>13.2} {:>12.3} {:>8.0} ms {:>8.0} ms {:>8.0} ms {:>8.0} ms",
+            run["window"].as_u64().unwrap_or(0),
+            on_off(run["urgency"].as_bool().unwrap_or(true)),
+            run["relay_blocks"].as_u64().unwrap_or(0),
+            number(&run["records_per_relay_block"]),
+            number(&run["transport_bytes"]) / 1e6,
+            number(&latency["urgent"]["p50"]),
+            number(&latency["urgent"]["p99"]),
+            number(&latency["normal"]["p50"]),
+            number(&latency["normal"]["p99"]),
+        );
+    }
+    out
+}
+
+/// The table as Markdown, for `BENCHMARKS.md`.
+pub fn markdown(result: &Value) -> String {
+    let mut out = String::from(
+        "| window n | urgency | relay blocks | records per relay block | transport MB | urgent p50 ms | urgent p99 ms | non-urgent p50 ms | non-urgent p99 ms |\n\
+         |---:|:---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for run in runs(result) {
+        let latency = &run["latency_ms"];
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {:.3} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            run["window"],
+            on_off(run["urgency"].as_bool().unwrap_or(true)),
+            run["relay_blocks"],
+            number(&run["records_per_relay_block"]),
+            number(&run["transport_bytes"]) / 1e6,
+            number(&latency["urgent"]["p50"]),
+            number(&latency["urgent"]["p99"]),
+            number(&latency["normal"]["p50"]),
+            number(&latency["normal"]["p99"]),
+        );
+    }
+    out
+}
+
+/// One line of a panel: (label, urgency, dashed, the value of a run).
+type Series = (&'static str, bool, bool, fn(&Value) -> f64);
+
+/// One panel of the plot: a metric against the window n.
+struct Panel {
+    title: &'static str,
+    series: Vec<Series>,
+}
+
+/// The results of [`run`] as an SVG plot: four panels against the window n (relay blocks,
+/// transport bytes, urgent and non-urgent latency p50 and p99), urgency on in blue and off
+/// in orange. Hand-written SVG, no plotting dependency.
+pub fn svg(result: &Value) -> String {
+    let panels = [
+        Panel {
+            title: "Relay blocks broadcast",
+            series: vec![
+                ("on", true, false, |r| number(&r["relay_blocks"])),
+                ("off", false, false, |r| number(&r["relay_blocks"])),
+            ],
+        },
+        Panel {
+            title: "Bytes on the transport (MB)",
+            series: vec![
+                ("on", true, false, |r| number(&r["transport_bytes"]) / 1e6),
+                ("off", false, false, |r| number(&r["transport_bytes"]) / 1e6),
+            ],
+        },
+        Panel {
+            title: "Urgent latency, creation to last relay (ms)",
+            series: vec![
+                ("p99 on", true, false, |r| {
+                    number(&r["latency_ms"]["urgent"]["p99"])
+                }),
+                ("p50 on", true, true, |r| {
+                    number(&r["latency_ms"]["urgent"]["p50"])
+                }),
+                ("p99 off", false, false, |r| {
+                    number(&r["latency_ms"]["urgent"]["p99"])
+                }),
+                ("p50 off", false, true, |r| {
+                    number(&r["latency_ms"]["urgent"]["p50"])
+                }),
+            ],
+        },
+        Panel {
+            title: "Non-urgent latency, creation to last relay (ms)",
+            series: vec![
+                ("p99 on", true, false, |r| {
+                    number(&r["latency_ms"]["normal"]["p99"])
+                }),
+                ("p50 on", true, true, |r| {
+                    number(&r["latency_ms"]["normal"]["p50"])
+                }),
+                ("p99 off", false, false, |r| {
+                    number(&r["latency_ms"]["normal"]["p99"])
+                }),
+                ("p50 off", false, true, |r| {
+                    number(&r["latency_ms"]["normal"]["p50"])
+                }),
+            ],
+        },
+    ];
+    let (pw, ph) = (420.0, 280.0);
+    let (width, height) = (2.0 * pw, 2.0 * ph + 70.0);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">Window n and urgency: {}, seed {}, {} virtual s per run, max_wait {}, no rotation</text>"#,
+        width / 2.0,
+        escape(result["federation"].as_str().unwrap_or("?")),
+        result["seed"],
+        result["virtual_s"],
+        escape(result["max_wait"].as_str().unwrap_or("?")),
+    );
+    let _ = writeln!(
+        out,
+        r#"<g transform="translate({},40)"><line x1="0" y1="0" x2="24" y2="0" stroke="{BLUE}" stroke-width="2"/><text x="30" y="4">urgency on</text><line x1="120" y1="0" x2="144" y2="0" stroke="{ORANGE}" stroke-width="2"/><text x="150" y="4">urgency off</text><line x1="250" y1="0" x2="274" y2="0" stroke="black" stroke-width="2"/><text x="280" y="4">p99</text><line x1="320" y1="0" x2="344" y2="0" stroke="black" stroke-width="2" stroke-dasharray="5,4"/><text x="350" y="4">p50</text></g>"#,
+        width / 2.0 - 190.0
+    );
+    let runs = runs(result);
+    for (i, panel) in panels.iter().enumerate() {
+        let x0 = (i % 2) as f64 * pw;
+        let y0 = 60.0 + (i / 2) as f64 * ph;
+        draw_panel(&mut out, panel, runs, x0, y0, pw, ph);
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+const BLUE: &str = "#1f77b4";
+const ORANGE: &str = "#ff7f0e";
+
+fn draw_panel(out: &mut String, panel: &Panel, runs: &[Value], x0: f64, y0: f64, w: f64, h: f64) {
+    let (left, right, top, bottom) = (x0 + 60.0, x0 + w - 20.0, y0 + 30.0, y0 + h - 40.0);
+    let windows: Vec<f64> = runs.iter().map(|r| number(&r["window"])).collect();
+    let x_max = windows.iter().copied().fold(1.0, f64::max);
+    let x_min = windows.iter().copied().fold(x_max, f64::min);
+    let values: Vec<f64> = panel
+        .series
+        .iter()
+        .flat_map(|(_, _, _, f)| runs.iter().map(f))
+        .filter(|v| v.is_finite())
+        .collect();
+    let v_max = values.iter().copied().fold(0.0, f64::max);
+    let hi = nice_ceiling(v_max.max(1e-9) * 1.05);
+    let sx = |x: f64| {
+        if x_max > x_min {
+            left + (x - x_min) / (x_max - x_min) * (right - left)
+        } else {
+            (left + right) / 2.0
+        }
+    };
+    let sy = |v: f64| bottom - v / hi * (bottom - top);
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="middle" font-size="13">{}</text>"#,
+        (left + right) / 2.0,
+        y0 + 18.0,
+        escape(panel.title)
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
+        right - left,
+        bottom - top
+    );
+    let ticks = (0..=5).map(|k| hi * k as f64 / 5.0);
+    for tick in ticks {
+        let y = sy(tick);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+            left - 6.0,
+            y + 4.0,
+            tick_label(tick)
+        );
+    }
+    for &x in &windows {
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{}" text-anchor="middle">{x}</text>"#,
+            sx(x),
+            bottom + 16.0
+        );
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="middle">window n</text>"#,
+        (left + right) / 2.0,
+        bottom + 32.0
+    );
+    for (label, urgency, dashed, f) in &panel.series {
+        let points: Vec<(f64, f64)> = runs
+            .iter()
+            .filter(|r| r["urgency"].as_bool() == Some(*urgency))
+            .map(|r| (number(&r["window"]), f(r)))
+            .filter(|(_, v)| v.is_finite())
+            .collect();
+        let colour = if *urgency { BLUE } else { ORANGE };
+        let path: Vec<String> = points
+            .iter()
+            .map(|&(x, v)| format!("{:.1},{:.1}", sx(x), sy(v)))
+            .collect();
+        let dash = if *dashed {
+            r#" stroke-dasharray="5,4""#
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}><title>{}</title></polyline>"#,
+            path.join(" "),
+            escape(label)
+        );
+        for &(x, v) in &points {
+            let _ = writeln!(
+                out,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"><title>{} n={x}: {}</title></circle>"#,
+                sx(x),
+                sy(v),
+                escape(label),
+                tick_label(v)
+            );
+        }
+    }
+}
+
+/// The smallest 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10^k at least `v`.
+fn nice_ceiling(v: f64) -> f64 {
+    let magnitude = 10f64.powf(v.log10().floor());
+    [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
+        .into_iter()
+        .map(|m| m * magnitude)
+        .find(|&c| c >= v)
+        .unwrap_or(10.0 * magnitude)
+}
+
+fn tick_label(v: f64) -> String {
+    if v == 0.0 {
+        "0".into()
+    } else if v.abs() >= 10.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_are_the_papers_and_the_largest() {
+        assert_eq!(windows(&experiment_config()), [1, 2, 4, 6, 7]);
+    }
+
+    /// `timing.urgency` reaches the relay's window; while on (the default) it stays out
+    /// of the canonical bytes, so existing configurations keep their hash.
+    #[test]
+    fn the_urgency_switch_reaches_the_window() {
+        let on = FederationConfig::four_party();
+        let off = FederationConfig::from_toml_str(
+            &crate::config::FOUR_PARTY_TOML.replace("urgency = true", "urgency = false"),
+            "test",
+        )
+        .unwrap();
+        assert!(on.window_config().urgency);
+        assert!(!off.window_config().urgency);
+        let canonical = String::from_utf8(on.canonical_bytes().unwrap()).unwrap();
+        assert!(!canonical.contains("urgency"));
+        assert_ne!(on.config_hash().unwrap(), off.config_hash().unwrap());
+    }
+
+    #[test]
+    fn nice_ceilings() {
+        assert_eq!(nice_ceiling(0.9), 1.0);
+        assert_eq!(nice_ceiling(130.0), 150.0);
+        assert_eq!(nice_ceiling(4_100.0), 5_000.0);
+        assert_eq!(nice_ceiling(207.0), 250.0);
+    }
+}
