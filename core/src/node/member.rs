@@ -111,6 +111,10 @@ enum Pending {
         hash: crate::crypto::Hash,
         block: Box<RelayBlock>,
         reason: FlushReason,
+        /// The own lane just before this block, when an earlier block was still unconfirmed
+        /// as this one was sealed: where a deposed relay goes back to once the earlier
+        /// blocks are confirmed and stored but this one is not.
+        before: Option<Box<RelayLane>>,
     },
 }
 
@@ -1249,6 +1253,7 @@ impl Member {
             .iter()
             .any(|e| matches!(e.action, Pending::Broadcast { .. }));
         let snapshot = (duty.backup.is_some() && !unconfirmed).then(|| Box::new(own.clone()));
+        let before = (duty.backup.is_some() && unconfirmed).then(|| Box::new(own.clone()));
         if let Err(err) = self.holder_mut().accept_block(&any) {
             effects.push(self.rejected("own_relay_block", false, err.to_string()));
             return;
@@ -1275,6 +1280,7 @@ impl Member {
                         hash,
                         block: Box::new(block),
                         reason: flush.reason,
+                        before,
                     },
                 });
             }
@@ -1288,7 +1294,7 @@ impl Member {
                     Some(flush.reason),
                     now,
                 )));
-                effects.extend(protocol::settled_events(&block, now));
+                effects.extend(protocol::settled_events(&block, flush.reason, now));
                 if std::mem::take(&mut duty.announce_take_over) {
                     effects.push(Effect::Emit(Event::TookOver {
                         consortium: lane,
@@ -1339,8 +1345,19 @@ impl Member {
         }
         while duty.pending.front().is_some_and(|e| e.done) {
             if let Some(entry) = duty.pending.pop_front() {
-                let first_block = matches!(entry.action, Pending::Broadcast { .. })
-                    && std::mem::take(&mut duty.announce_take_over);
+                let stored = matches!(entry.action, Pending::Broadcast { .. });
+                let first_block = stored && std::mem::take(&mut duty.announce_take_over);
+                // This block is stored now: a later rollback goes back to just before the
+                // next unconfirmed block, never below a stored one.
+                if stored {
+                    let next = duty.pending.iter_mut().find_map(|e| match &mut e.action {
+                        Pending::Broadcast { before, .. } => Some(before.take()),
+                        Pending::Ack { .. } => None,
+                    });
+                    if let Some(Some(before)) = next {
+                        duty.rollback = Some(before);
+                    }
+                }
                 Self::release(
                     &self.serving,
                     self.me,
@@ -1408,7 +1425,7 @@ impl Member {
                     Some(reason),
                     now,
                 )));
-                effects.extend(protocol::settled_events(&block, now));
+                effects.extend(protocol::settled_events(&block, reason, now));
             }
         }
     }
@@ -1753,6 +1770,7 @@ impl Member {
         effects.extend(protocol::forward_steps(
             self.me,
             self.consortium,
+            self.timing.protocols,
             &broadcast_here,
             now,
         ));

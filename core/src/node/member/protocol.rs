@@ -364,7 +364,7 @@ impl Member {
             Protocol::PowerPurchase,
             offer,
             1,
-            StepTarget::Consortium(self.consortium),
+            StepTarget::Node(self.relay().unwrap_or(self.me)),
             format!("urgent offer {wh} Wh at {price_per_kwh}/kWh, slot {slot}"),
             now,
         ));
@@ -425,7 +425,7 @@ impl Member {
             Protocol::DataTrade,
             offer,
             1,
-            StepTarget::Consortium(self.consortium),
+            StepTarget::Node(self.relay().unwrap_or(self.me)),
             format!("data offer \"{description}\", digest {}", digest.short()),
             now,
         ));
@@ -2212,7 +2212,11 @@ impl Member {
 }
 
 /// The outcome events of a relay block the relay just committed: the settlements in it.
-pub(super) fn settled_events(block: &RelayBlock, now: u64) -> Vec<Effect> {
+pub(super) fn settled_events(
+    block: &RelayBlock,
+    reason: crate::window::FlushReason,
+    now: u64,
+) -> Vec<Effect> {
     let mut out = Vec::new();
     for record in block.blocks.iter().flat_map(|b| b.records.iter()) {
         match &record.content.body {
@@ -2233,6 +2237,28 @@ pub(super) fn settled_events(block: &RelayBlock, now: u64) -> Vec<Effect> {
                 amount: *amount,
                 at: now,
             })),
+            RecordBody::DataTrade { .. } if matches!(&record.content.audience, Audience::Consortiums(l) if l.len() == 1) => {
+                out.push(Effect::Emit(Event::Step {
+                    protocol: Protocol::DataTrade,
+                    run: record.digest(),
+                    step: 2,
+                    from: block.header.relay,
+                    to: StepTarget::Relays,
+                    what: format!(
+                        "relay block {} sent (flush: {reason:?}), urgency bits [{}]",
+                        block.height(),
+                        (0..block.header.urgency.len as usize)
+                            .map(|i| if block.header.urgency.get(i) == Some(true) {
+                                "1"
+                            } else {
+                                "0"
+                            })
+                            .collect::<Vec<_>>()
+                            .join("")
+                    ),
+                    at: now,
+                }))
+            }
             RecordBody::PowerOffer { wh, .. } => out.push(Effect::Emit(Event::Step {
                 protocol: Protocol::PowerPurchase,
                 run: record.digest(),
@@ -2255,13 +2281,18 @@ pub(super) fn settled_events(block: &RelayBlock, now: u64) -> Vec<Effect> {
 pub(super) fn forward_steps(
     relay: Address,
     consortium: ConsortiumId,
+    roles: crate::node::ProtocolConfig,
     records: &[&Record],
     now: u64,
 ) -> Vec<Effect> {
+    // Only protocol offers are steps of a run: a power offer broadcast in the load
+    // consortium, a data offer addressed to the service consortium alone (the workload's
+    // data-offer services name two consortiums and start no run).
+    let is = |part: Option<ConsortiumId>| part == Some(consortium);
     records
         .iter()
         .filter_map(|r| match r.content.body {
-            RecordBody::PowerOffer { .. } => Some(Effect::Emit(Event::Step {
+            RecordBody::PowerOffer { .. } if is(roles.load) => Some(Effect::Emit(Event::Step {
                 protocol: Protocol::PowerPurchase,
                 run: r.digest(),
                 step: 3,
@@ -2270,15 +2301,20 @@ pub(super) fn forward_steps(
                 what: "offer broadcast in the load consortium".into(),
                 at: now,
             })),
-            RecordBody::DataTrade { .. } => Some(Effect::Emit(Event::Step {
-                protocol: Protocol::DataTrade,
-                run: r.digest(),
-                step: 4,
-                from: relay,
-                to: StepTarget::Consortium(consortium),
-                what: "data offer broadcast in the service consortium".into(),
-                at: now,
-            })),
+            RecordBody::DataTrade { .. }
+                if is(roles.service)
+                    && r.content.audience == Audience::Consortiums(vec![consortium]) =>
+            {
+                Some(Effect::Emit(Event::Step {
+                    protocol: Protocol::DataTrade,
+                    run: r.digest(),
+                    step: 4,
+                    from: relay,
+                    to: StepTarget::Consortium(consortium),
+                    what: "data offer broadcast in the service consortium".into(),
+                    at: now,
+                }))
+            }
             _ => None,
         })
         .collect()
