@@ -64,9 +64,9 @@ impl Durations {
         if quick {
             Durations {
                 warm_up: Duration::from_secs(2),
-                window: Duration::from_secs(4),
-                drain: Duration::from_secs(3),
-                latency_window: Duration::from_secs(4),
+                window: Duration::from_secs(3),
+                drain: Duration::from_secs(1),
+                latency_window: Duration::from_secs(3),
                 failovers: 1,
                 scale_warm_up: Duration::from_secs(1),
                 scale_window: Duration::from_secs(3),
@@ -99,7 +99,10 @@ pub fn run(options: &Options) -> Result<Value> {
         cpu_model()
     );
 
-    println!("measuring the limits ...");
+    println!(
+        "{:>5.1}s measuring the limits ...",
+        started.elapsed().as_secs_f64()
+    );
     let limits = limits::measure(temp.path(), quick)?;
     let relays = FederationConfig::four_party().consortiums.len();
     let verify_limit = cores as f64 * limits.batch_verify_per_s / relays as f64;
@@ -109,7 +112,10 @@ pub fn run(options: &Options) -> Result<Value> {
         .enable_all()
         .build()?;
 
-    println!("four-party federation, saturated, synced ...");
+    println!(
+        "{:>5.1}s four-party federation, saturated, synced ...",
+        started.elapsed().as_secs_f64()
+    );
     let mut saturated_config = FederationConfig::four_party();
     // No rotation inside the window: a rotation is not what this run measures.
     saturated_config.timing.period = Duration::from_secs(600);
@@ -126,7 +132,10 @@ pub fn run(options: &Options) -> Result<Value> {
         },
     ))?;
 
-    println!("four-party federation, its own workload, then failovers ...");
+    println!(
+        "{:>5.1}s four-party federation, its own workload, then failovers ...",
+        started.elapsed().as_secs_f64()
+    );
     let nominal = runtime.block_on(load::run(
         &temp.path().join("four-party-nominal"),
         RunSpec {
@@ -143,7 +152,10 @@ pub fn run(options: &Options) -> Result<Value> {
 
     let mut scaling = Vec::new();
     for members in SCALES {
-        println!("scaling: {members} members (child process) ...");
+        println!(
+            "{:>5.1}s scaling: {members} members (child process) ...",
+            started.elapsed().as_secs_f64()
+        );
         // A failed point is reported, not fatal: the rest of the table still stands.
         scaling.push(scale_in_child(members, quick).unwrap_or_else(|e| {
             eprintln!("ieschain bench: scaling at {members} members: {e:#}");
@@ -538,7 +550,7 @@ pub fn scale_child(members: u64, quick: bool) -> Result<Value> {
             warm_up: d.scale_warm_up,
             window: d.scale_window,
             drain: Duration::ZERO,
-            serve_timeout: Duration::from_secs(if quick { 15 } else { 30 }),
+            serve_timeout: Duration::from_secs(if quick { 10 } else { 30 }),
             failovers: 0,
         },
     ))?;
