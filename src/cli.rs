@@ -102,7 +102,7 @@ enum Command {
     /// RocksDB writes, the in-process round trip), then federations against them: records
     /// per second at every relay (four-party and 10,000 members), urgent and non-urgent
     /// latency, failover time, and throughput and peak memory at 100, 1,000 and 10,000
-    /// members. Prints a Markdown table. Takes about three minutes; `--quick` under one.
+    /// members. Prints a Markdown table. Takes a few minutes; `--quick` under one.
     Bench {
         /// Fewer and shorter samples (under a minute), the same table.
         #[arg(long)]
