@@ -692,6 +692,7 @@ mod tests {
             Event::TradeRefused {
                 trade: hash(98),
                 offer: hash(11),
+                buyer: address(4),
                 by: address(3),
                 reason: "line full".into(),
                 at: 90,

@@ -184,8 +184,11 @@ impl FederationHandle {
                 amount: *amount,
             }),
             Event::TradeRefused {
-                offer: o, reason, ..
-            } if *o == offer => Verdict::Failed(reason.clone()),
+                offer: o,
+                buyer: b,
+                reason,
+                ..
+            } if *o == offer && *b == buyer_address => Verdict::Failed(reason.clone()),
             _ => Verdict::Pending,
         })
         .await
@@ -303,7 +306,16 @@ impl FederationHandle {
                 .nodes
                 .lock()
                 .map_err(|_| FederationError::Stopped("poisoned".into()))?;
-            nodes.get(&newcomer).map(|n| n.addr.is_some())
+            match nodes.get(&newcomer) {
+                // Another node's key: the relay would refuse it; say so at once.
+                Some(node) if node.name != spec.name => {
+                    return Err(FederationError::Protocol(format!(
+                        "duplicate key: {newcomer} is already registered, as {}",
+                        node.name
+                    )))
+                }
+                node => node.map(|n| n.addr.is_some()),
+            }
         };
         match running {
             Some(true) => return Err(FederationError::AlreadyRunning(spec.name)),

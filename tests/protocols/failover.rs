@@ -135,9 +135,6 @@ async fn a_join_survives_a_relay_failover() {
 /// (data trade step 5), before the purchase reaches it: the data is still delivered,
 /// through the new load relay, and the trade is agreed once on the relay chain.
 #[tokio::test]
-#[ignore = "known bug: a backup forwards none of the other lanes' relay blocks it received \
-            before it took over, so records the crashed relay never forwarded are lost to \
-            its members (fix in core/src/node/member.rs proposed in the report)"]
 async fn a_data_trade_survives_a_relay_failover() {
     let (_dir, data, mut fed) = start();
     let serving = fed.ready().await;

@@ -85,7 +85,10 @@ async fn a_duplicate_key_is_refused_and_the_registry_is_unchanged() {
         .join(spec, DEADLINE)
         .await
         .expect_err("a join with a registered member's key fails");
-    assert!(err.to_string().contains("impostor"), "unclear error: {err}");
+    assert!(
+        err.to_string().contains("duplicate key"),
+        "unclear error: {err}"
+    );
 
     fed.handle.crash(BUYER).await.unwrap();
     let entry = entry_of(&key, "impostor");

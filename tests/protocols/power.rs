@@ -205,9 +205,6 @@ async fn the_same_offer_cannot_be_sold_twice() {
 /// Two buyers bid 6,000 Wh each on a 10,000 Wh offer at the same moment: each buyer's
 /// run ends with its own outcome, one settled, the other refused with what is left.
 #[tokio::test]
-#[ignore = "known bug: FederationHandle::buy_power ends a run on any TradeRefused of the \
-            offer, and the event names no buyer, so the loser's refusal ends the winner's run \
-            too (fix proposed in the report of the protocol tests)"]
 async fn concurrent_buyers_each_get_their_own_outcome() {
     let (_dir, data, mut fed) = start();
     fed.ready().await;

@@ -161,6 +161,10 @@ struct BackupDuty {
     parked: BTreeMap<(Address, u64), (u64, ConsortiumBlock)>,
     /// Relay blocks of the own lane that arrived ahead of a gap, by height.
     parked_relay: BTreeMap<u64, RelayBlock>,
+    /// Other lanes' relay blocks received lately, with when: the relay may have failed
+    /// before forwarding them to the members, so a backup that takes over forwards them
+    /// again (members act on each record once).
+    received: VecDeque<(u64, RelayBlock)>,
 }
 
 #[derive(Clone, Debug)]
@@ -777,6 +781,13 @@ impl Member {
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
+        // What reached this node as backup may not have reached the members: the old
+        // relay may have failed before forwarding it, or, on a rotation, handed over
+        // before it arrived. Forwarded again once the new duty is set up.
+        let received = match &mut self.duty {
+            Duty::Backup(duty) => std::mem::take(&mut duty.received),
+            _ => VecDeque::new(),
+        };
         // A new epoch: whatever the old one left unconfirmed goes.
         self.step_down();
         let lane = self.consortium;
@@ -834,6 +845,9 @@ impl Member {
                 why: "new backup catching up".into(),
             }));
         }
+        for (_, block) in &received {
+            self.forward(block, now, effects);
+        }
         self.relay_tick(now, effects);
     }
 
@@ -875,6 +889,7 @@ impl Member {
             catching_up,
             parked: BTreeMap::new(),
             parked_relay: BTreeMap::new(),
+            received: VecDeque::new(),
         });
     }
 
@@ -1651,8 +1666,24 @@ impl Member {
             effects.push(self.rejected("not_holder", false, format!("relay block from {from}")));
             return;
         }
-        if self.accept_relay_block(from, block.clone(), now, effects) && self.is_relay() {
-            self.forward(&block, now, effects);
+        if self.accept_relay_block(from, block.clone(), now, effects) {
+            if self.is_relay() {
+                self.forward(&block, now, effects);
+            } else if block.header.lane != self.consortium {
+                // Kept as long as a failover can take: detection, then the lease.
+                let keep =
+                    self.timing.suspect_ms() + self.timing.lease_ms() + self.timing.heartbeat_ms;
+                if let Duty::Backup(duty) = &mut self.duty {
+                    while duty
+                        .received
+                        .front()
+                        .is_some_and(|(at, _)| now.saturating_sub(*at) > keep)
+                    {
+                        duty.received.pop_front();
+                    }
+                    duty.received.push_back((now, block));
+                }
+            }
         }
     }
 

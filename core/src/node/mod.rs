@@ -327,6 +327,8 @@ pub enum Event {
         trade: crate::crypto::Hash,
         /// The offer.
         offer: crate::crypto::Hash,
+        /// The buyer whose bid it was.
+        buyer: Address,
         /// Who refused: the seller or the grid relay.
         by: Address,
         /// Why.

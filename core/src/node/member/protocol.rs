@@ -883,6 +883,7 @@ impl Member {
             effects.push(Effect::Emit(Event::TradeRefused {
                 trade,
                 offer,
+                buyer,
                 by: self.me,
                 reason: format!("offer has {left} Wh left, bid wants {wh}"),
                 at: now,
@@ -1031,6 +1032,7 @@ impl Member {
                 effects.push(Effect::Emit(Event::TradeRefused {
                     trade,
                     offer: sale.offer,
+                    buyer: sale.buyer,
                     by: receipt.content.author,
                     reason: format!("grid rejected: {reason}"),
                     at: now,
