@@ -17,7 +17,7 @@
 //! - [`simulation`]: deterministic simulation in virtual time with a seeded fault plan.
 //! - [`faults`]: the fault plan and the `--faults` grammar.
 //! - [`invariants`]: the checker of SPEC §9's invariants.
-//! - [`bench`]: `ieschain bench`: the machine's limits, then federations measured
+//! - [`bench`](mod@bench): `ieschain bench`: the machine's limits, then federations measured
 //!   against them (throughput, latency, failover, scaling).
 //! - [`trace`]: the protocol runs of SPEC §6 drawn as Mermaid sequence diagrams.
 #![deny(missing_docs)]

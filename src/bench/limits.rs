@@ -32,7 +32,7 @@ const ROCKS_VALUE_BYTES: usize = 64 << 10;
 pub struct Limits {
     /// `PublicKey::verify` (`verify_strict`, as every node calls it), per second, one core.
     pub verify_strict_per_s: f64,
-    /// Signatures per second through `ed25519_dalek::verify_batch`, batches of [`BATCH`].
+    /// Signatures per second through `ed25519_dalek::verify_batch`, batches of 64.
     pub batch_verify_per_s: f64,
     /// `Keypair::sign` per second.
     pub sign_per_s: f64,

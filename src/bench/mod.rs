@@ -532,7 +532,7 @@ pub fn scaled_config(members: u64) -> Result<FederationConfig> {
 
 /// One scaling point, in this process: `members` members in the large federation's shape,
 /// saturated as the four-party run is, then this process's peak resident size. `bench
-/// --scale-child N` runs it and prints the JSON on one line, for [`scale_in_child`].
+/// --scale-child N` runs it and prints the JSON on one line, for the parent to read.
 pub fn scale_child(members: u64, quick: bool) -> Result<Value> {
     let d = Durations::of(quick);
     let config = scaled_config(members)?;
