@@ -270,7 +270,7 @@ async fn five_times_capacity_loses_nothing_acknowledged() {
 }
 
 /// The same with the default failure detector (heartbeats 200 ms, 3 missed): the saturated
-/// actor thread answers heartbeats late, the supervisor deposes live relays (20 to 40
+/// actor thread answers heartbeats late, the supervisor deposes live relays (16 to 41
 /// failovers in the run), and some acknowledged blocks never reach the relay chain,
 /// though the lane's relay holds them as consortium blocks (S3, SPEC §9).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
