@@ -770,6 +770,9 @@ pub(crate) struct Collector {
     lanes: usize,
     pub(crate) serving: BTreeMap<ConsortiumId, (u64, Address, Option<Address>)>,
     arrivals: BTreeMap<(Address, u64), (u64, bool, BTreeSet<ConsortiumId>)>,
+    /// Records that reached every lane's relay, with their creation time: a relay or
+    /// backup catching up later commits them again, and they must not count twice.
+    arrived: BTreeMap<(Address, u64), u64>,
     urgent: Vec<u64>,
     normal: Vec<u64>,
     stats: Stats,
@@ -782,6 +785,7 @@ impl Collector {
             lanes,
             serving: BTreeMap::new(),
             arrivals: BTreeMap::new(),
+            arrived: BTreeMap::new(),
             urgent: Vec::new(),
             normal: Vec::new(),
             stats: Stats::default(),
@@ -821,6 +825,9 @@ impl Collector {
                     return;
                 };
                 for stamp in records {
+                    if self.arrived.contains_key(&(stamp.author, stamp.seq)) {
+                        continue;
+                    }
                     let entry = self.arrivals.entry((stamp.author, stamp.seq)).or_insert((
                         stamp.created_at,
                         stamp.urgent,
@@ -835,6 +842,8 @@ impl Collector {
                             self.normal.push(latency);
                         }
                         self.arrivals.remove(&(stamp.author, stamp.seq));
+                        self.arrived
+                            .insert((stamp.author, stamp.seq), stamp.created_at);
                     }
                 }
                 // Records that never reach every relay (lost with an unacknowledged block)
@@ -842,6 +851,7 @@ impl Collector {
                 let horizon = at.saturating_sub(60_000);
                 self.arrivals
                     .retain(|_, (created, _, _)| *created >= horizon);
+                self.arrived.retain(|_, created| *created >= horizon);
             }
             Event::Acked { .. } => self.stats.acks += 1,
             Event::Elected {
