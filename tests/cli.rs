@@ -353,3 +353,38 @@ fn bench_quick_writes_the_json_fields() {
         .unwrap()
         .contains("| Members |"));
 }
+
+/// `run` on the default federation: its protocol workload completes a join, a power
+/// purchase and a data trade within a short run (issue: the report's `joins`,
+/// `trades.power` and `trades.data`), and every chain it wrote verifies.
+#[test]
+fn run_reports_every_protocol_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report = dir.path().join("report.json");
+    let (code, _, stderr) = outcome(&ieschain(&[
+        "run",
+        "--duration",
+        "8",
+        "--data",
+        data.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    for (field, value) in [
+        ("joins", &report["joins"]),
+        ("trades.power", &report["trades"]["power"]),
+        ("trades.data", &report["trades"]["data"]),
+    ] {
+        assert!(
+            value.as_u64().unwrap_or(0) >= 1,
+            "{field} is {value} in {report:#}"
+        );
+    }
+    assert_eq!(report["invariants_broken"], serde_json::json!([]));
+    let (code, _, stderr) = outcome(&ieschain(&["verify", "--data", data.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stderr}");
+}
