@@ -744,7 +744,8 @@ impl Member {
                 },
             });
         }
-        let previous_relay = previous.map(|p| p.relay);
+        let previous_relay = previous.as_ref().map(|p| p.relay);
+        let previous_backup = previous.and_then(|p| p.backup);
         if election.relay == self.me {
             match &mut self.duty {
                 Duty::Relay(duty) if duty.epoch == election.epoch => {
@@ -761,7 +762,7 @@ impl Member {
                         Self::release_pending(&self.serving, self.me, duty, now, effects);
                     }
                 }
-                _ => self.become_relay(&election, previous_relay, now, effects),
+                _ => self.become_relay(&election, previous_relay, previous_backup, now, effects),
             }
         } else if election.backup == Some(self.me) {
             let already = matches!(&self.duty, Duty::Backup(b) if b.relay == election.relay && b.epoch == election.epoch);
@@ -778,6 +779,7 @@ impl Member {
         &mut self,
         election: &ElectionRecord,
         previous: Option<Address>,
+        previous_backup: Option<Address>,
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
@@ -803,12 +805,63 @@ impl Member {
         if election.reason == crate::election::ElectionReason::Rotation {
             waiting.extend(previous.filter(|p| *p != self.me));
         }
+        // A new relay that was not the backup has no hot copy of the lane, and the draw's
+        // lane head (the backup's last report) may be stale: continuing from its own copy
+        // would fork the blocks the deposed relay stored meanwhile. The previous relay and
+        // backup were both deemed failed, but a spurious failover (a saturated actor thread
+        // answering heartbeats late) leaves them alive with the lane's head: wait for their
+        // answers too, at most the sync timeout (S2).
+        if previous_backup != Some(self.me) {
+            waiting.extend(previous.filter(|p| *p != self.me));
+            waiting.extend(previous_backup.filter(|p| *p != self.me));
+        }
         let from = self.relay_lane_head(lane).map_or(1, |h| h.height + 1);
         for to in &waiting {
             effects.push(Effect::Send {
                 to: *to,
                 message: Message::SyncRequest {
                     chain: ChainId::Relay(lane),
+                    from,
+                },
+            });
+        }
+        // The members' lanes too: a block acknowledged by a relay deposed before including
+        // it is held by that relay and its backup, and this node may be neither (the
+        // failover draws anew when the backup is not alive either). Its author does not
+        // resend an acknowledged block, so the new relay fetches what it lacks; the synced
+        // blocks join the unincluded ones and go into relay blocks (S3, D4). The own lane
+        // too: this node's blocks went to the relay, not into its holder copy.
+        for member in self.consortium_members() {
+            let from = self
+                .holder
+                .as_ref()
+                .and_then(|h| h.member_lanes.get(&member))
+                .map_or(0, |l| l.head.height)
+                + 1;
+            effects.push(Effect::Send {
+                to: member,
+                message: Message::SyncRequest {
+                    chain: ChainId::Consortium(lane, member),
+                    from,
+                },
+            });
+        }
+        // And the other lanes, from their relays: a copy that fell behind while this node
+        // held none (or missed broadcasts) otherwise catches up only when a block of a
+        // lane names a longer one, and none may come once the writers stop (S3 asks for
+        // every relay's copy).
+        let others: Vec<(ConsortiumId, Address)> = self
+            .serving
+            .iter()
+            .filter(|(c, s)| **c != lane && s.relay != self.me)
+            .map(|(c, s)| (*c, s.relay))
+            .collect();
+        for (other, relay) in others {
+            let from = self.relay_lane_head(other).map_or(0, |h| h.height) + 1;
+            effects.push(Effect::Send {
+                to: relay,
+                message: Message::SyncRequest {
+                    chain: ChainId::Relay(other),
                     from,
                 },
             });
@@ -1198,12 +1251,62 @@ impl Member {
             }
             return;
         }
-        let epoch = duty.epoch;
+        // A lane includes each member's blocks in height order, and never one below a
+        // member's last included height (`RelayLane::append`): a block that goes out ahead
+        // of an earlier one of its author makes the relay block invalid, or, if the earlier
+        // one comes later, leaves it out for good (S3). Blocks reach the window by several
+        // paths (submissions, syncs, the take-over backlog, those held while the lease had
+        // lapsed), so the order is restored here: each block goes with its author's earlier
+        // blocks still waiting at this holder, every author's blocks by height, in as many
+        // relay blocks as the payload budget needs.
+        let budget = duty.window.config().payload_budget as usize;
         let Some(holder) = self.holder.as_deref() else {
             return;
         };
+        let mut chunks: Vec<Vec<ConsortiumBlock>> = Vec::new();
+        let mut bytes = 0;
+        for block in holder.in_lane_order(lane, flush.blocks) {
+            let size = codec::encoded_len(&block);
+            match chunks.last_mut() {
+                Some(chunk) if bytes + size <= budget => chunk.push(block),
+                _ => {
+                    bytes = 0;
+                    chunks.push(vec![block]);
+                }
+            }
+            bytes += size;
+        }
+        if chunks.is_empty() {
+            chunks.push(Vec::new());
+        }
+        for blocks in chunks {
+            if !self.seal(blocks, flush.reason, &serving, now, effects) {
+                return;
+            }
+        }
+    }
+
+    /// Seals one relay block of `blocks` (in lane order, within the payload budget), stores
+    /// it in the holder copy and replicates it; it is broadcast once the backup has it.
+    /// Returns whether it was sealed.
+    fn seal(
+        &mut self,
+        blocks: Vec<ConsortiumBlock>,
+        reason: FlushReason,
+        serving: &Serving,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let lane = self.consortium;
+        let Duty::Relay(duty) = &self.duty else {
+            return false;
+        };
+        let epoch = duty.epoch;
+        let Some(holder) = self.holder.as_deref() else {
+            return false;
+        };
         let Some(own) = holder.relay_lanes.get(&lane) else {
-            return;
+            return false;
         };
         // Carry the election records the lane does not have yet, in order.
         let carried = own.elections.last_election;
@@ -1216,8 +1319,7 @@ impl Member {
         // Never include a block twice: the lane may have included it meanwhile (a block
         // resent to a new relay, a backlog taken over).
         let mut seen = BTreeSet::new();
-        let blocks: Vec<ConsortiumBlock> = flush
-            .blocks
+        let blocks: Vec<ConsortiumBlock> = blocks
             .into_iter()
             .filter(|b| {
                 let key = (b.header.author, b.header.height);
@@ -1271,11 +1373,11 @@ impl Member {
         let before = (duty.backup.is_some() && unconfirmed).then(|| Box::new(own.clone()));
         if let Err(err) = self.holder_mut().accept_block(&any) {
             effects.push(self.rejected("own_relay_block", false, err.to_string()));
-            return;
+            return false;
         }
         let hash = block.hash();
         let Duty::Relay(duty) = &mut self.duty else {
-            return;
+            return false;
         };
         match duty.backup {
             Some(backup) => {
@@ -1294,7 +1396,7 @@ impl Member {
                     action: Pending::Broadcast {
                         hash,
                         block: Box::new(block),
-                        reason: flush.reason,
+                        reason,
                         before,
                     },
                 });
@@ -1306,10 +1408,10 @@ impl Member {
                     self.me,
                     &block,
                     true,
-                    Some(flush.reason),
+                    Some(reason),
                     now,
                 )));
-                effects.extend(protocol::settled_events(&block, flush.reason, now));
+                effects.extend(protocol::settled_events(&block, reason, now));
                 if std::mem::take(&mut duty.announce_take_over) {
                     effects.push(Effect::Emit(Event::TookOver {
                         consortium: lane,
@@ -1320,6 +1422,7 @@ impl Member {
                 }
             }
         }
+        true
     }
 
     /// Leaves the relay duty: a relay block the backup never confirmed is forgotten, and the
@@ -1334,7 +1437,18 @@ impl Member {
             .any(|e| matches!(e.action, Pending::Broadcast { .. }));
         if let (true, Some(lane)) = (unconfirmed, duty.rollback) {
             let consortium = self.consortium;
-            self.holder_mut().relay_lanes.insert(consortium, *lane);
+            let holder = self.holder_mut();
+            holder.relay_lanes.insert(consortium, *lane);
+            // Storing those blocks in the copy took the blocks they include off the
+            // unincluded ones; they are waiting again, or this node would leave them out
+            // whenever it next takes over (S3).
+            for entry in &duty.pending {
+                if let Pending::Broadcast { block, .. } = &entry.action {
+                    for included in &block.blocks {
+                        holder.wait_again(included);
+                    }
+                }
+            }
         }
     }
 
@@ -2102,6 +2216,79 @@ impl Holder {
             },
             AnyBlock::Private(_) => Ok(()),
         }
+    }
+
+    /// `blocks` in an order the lane accepts: those not yet included, each after its
+    /// author's earlier blocks still waiting here (taken from the unincluded ones when they
+    /// are not among `blocks`), and every author's blocks by height, in the positions its
+    /// blocks have in that order.
+    fn in_lane_order(
+        &self,
+        lane: ConsortiumId,
+        blocks: Vec<ConsortiumBlock>,
+    ) -> Vec<ConsortiumBlock> {
+        let included = |author: &Address| {
+            self.relay_lanes
+                .get(&lane)
+                .and_then(|l| l.included.get(author))
+                .copied()
+                .unwrap_or(0)
+        };
+        let mut seen = BTreeSet::new();
+        let mut ordered = Vec::new();
+        for block in blocks {
+            let (author, height) = (block.header.author, block.header.height);
+            let last = included(&author);
+            if height <= last || seen.contains(&(author, height)) {
+                continue;
+            }
+            for (&key, arrival) in self
+                .unincluded_at
+                .range((author, last + 1)..(author, height))
+            {
+                if let Some(earlier) = self.unincluded.get(arrival) {
+                    if seen.insert(key) {
+                        ordered.push(earlier.clone());
+                    }
+                }
+            }
+            seen.insert((author, height));
+            ordered.push(block);
+        }
+        // By height within each author, keeping the positions.
+        let mut by_author: BTreeMap<Address, Vec<ConsortiumBlock>> = BTreeMap::new();
+        let authors: Vec<Address> = ordered.iter().map(|b| b.header.author).collect();
+        for block in ordered {
+            by_author
+                .entry(block.header.author)
+                .or_default()
+                .push(block);
+        }
+        for list in by_author.values_mut() {
+            // Popped from the end: highest first in the list.
+            list.sort_by_key(|b| std::cmp::Reverse(b.header.height));
+        }
+        authors
+            .iter()
+            .filter_map(|a| by_author.get_mut(a).and_then(Vec::pop))
+            .collect()
+    }
+
+    /// Makes an included block of a relay block rolled back from the copy wait again for
+    /// a relay block, unless the lane includes it.
+    fn wait_again(&mut self, block: &ConsortiumBlock) {
+        let key = (block.header.author, block.header.height);
+        let included = self
+            .relay_lanes
+            .get(&block.header.consortium)
+            .and_then(|l| l.included.get(&key.0))
+            .is_some_and(|h| *h >= key.1);
+        if included || self.unincluded_at.contains_key(&key) {
+            return;
+        }
+        self.arrivals += 1;
+        self.unincluded.insert(self.arrivals, block.clone());
+        self.unincluded_at.insert(key, self.arrivals);
     }
 
     fn accept_member_block(&mut self, block: &ConsortiumBlock) -> Result<Accepted, Reject> {
