@@ -17,11 +17,16 @@
 //!   is lost; unacknowledged writes may appear or not).
 //! - **S4 valid chains** and **S5 verifiable elections:** a full `verify` of every chain of
 //!   every node, which recomputes every election.
-//! - **S6 trades:** no trade protocol runs yet (the protocols issue); nothing to break.
+//! - **S6 trades:** checked at the end of a run by [`crate::audit::trades`], on every
+//!   node's copy of the relay chain.
 //! - **S7 durability:** checked by the process-kill tests, not inside a simulation.
 //! - **L1 failover:** after a relay crash, a new relay takes over within
 //!   `(suspect_after + 1) × heartbeat_interval` plus 3 network delays (SPEC §12 D10),
-//!   unless no candidate is left and the consortium is reported cut off (SPEC §5).
+//!   unless no candidate is left and the consortium is reported cut off (SPEC §5). The
+//!   bound presumes the crash is the only fault on that consortium while the failover
+//!   runs: a crash is exempt when another fault (a crash, a pause or a partition the
+//!   simulation reports with [`Invariants::fault`]) touches the consortium's relay
+//!   candidates within the bound of it, before or after.
 //! - **L2 / L3 latency:** in the second half of the liveness phase (faults healed, the
 //!   federation settled), an urgent record reaches every lane's relay within two
 //!   heartbeats, and a non-urgent one within `member_max_wait + max_wait` plus two
@@ -29,11 +34,14 @@
 //!   With no network delay left, SPEC §12 D10's two round trips and three synced writes
 //!   take no virtual time: the slack covers the actors' clock ticks and a rotation's
 //!   take-over, which may wait a heartbeat for the other relays' lane heads.
-//! - **L4 join:** no join protocol runs yet (the protocols issue).
+//! - **L4 join:** every join run (the newcomer's step 1) ends with `JoinDone` or
+//!   `JoinFailed` for that newcomer within the protocols' deadline plus a slack, and a
+//!   `JoinFailed` says why (a non-empty reason). A join started less than that before the
+//!   end of the run is exempt. On once the simulation calls [`Invariants::check_joins`].
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ieschain_core::node::{Event, RecordStamp};
+use ieschain_core::node::{Event, Protocol, RecordStamp};
 use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Hash};
 use ieschain_storage::ChainStore;
 
@@ -54,7 +62,14 @@ pub struct Invariants {
     /// relay's lease has surely expired, on a failover; after it stopped, on a rotation).
     elected_at: BTreeMap<(ConsortiumId, u64), u64>,
     acked: BTreeMap<(Address, u64), u64>,
-    crashes: Vec<(ConsortiumId, u64, u64)>,
+    /// Relay crashes (for L1): lane, epoch, the relay, when.
+    crashes: Vec<(ConsortiumId, u64, Address, u64)>,
+    /// Faults touching a consortium's relay candidates (for L1's premise).
+    faults: Vec<Fault>,
+    /// L1 crashes exempted because another fault touched their consortium, one line each.
+    exempt: Vec<String>,
+    /// L4, once the simulation asks for it.
+    joins: Option<Joins>,
     took_over: Vec<(ConsortiumId, u64, u64)>,
     cut_off: Vec<(ConsortiumId, u64)>,
     /// Who relays and backs up each lane, from the elections (for L2, L3).
@@ -64,6 +79,30 @@ pub struct Invariants {
     /// The latest event time seen.
     now: u64,
     broken: Vec<String>,
+}
+
+/// A fault touching relay candidates of one consortium, for L1: a crash (`until` is
+/// `from`), or a pause or partition (open until the next heal).
+#[derive(Clone, Debug)]
+struct Fault {
+    lane: ConsortiumId,
+    /// The node, or none for the whole consortium (a partition).
+    node: Option<Address>,
+    what: String,
+    from: u64,
+    /// None: not healed yet.
+    until: Option<u64>,
+}
+
+/// L4 (SPEC §9): the join runs under way.
+#[derive(Debug)]
+struct Joins {
+    /// A join ends (done or failed) within this after its step 1: deadline plus slack.
+    bound_ms: u64,
+    /// Newcomer → when its join run started (step 1), until it ends.
+    open: BTreeMap<Address, u64>,
+    /// Runs checked (ended, or past their bound), for the record.
+    checked: u64,
 }
 
 /// L2 and L3 (SPEC §9): the bounds, and the records on their way to every lane's relay.
@@ -124,6 +163,95 @@ impl Invariants {
             .map(|l| (l.checked, l.worst.0, l.worst.1))
     }
 
+    /// Checks L4 (SPEC §9) from now on: every join run ends, done or failed, within
+    /// `bound_ms` of its step 1 (the protocols' deadline plus a slack), and a failure says
+    /// why.
+    pub fn check_joins(&mut self, bound_ms: u64) {
+        self.joins = Some(Joins {
+            bound_ms,
+            open: BTreeMap::new(),
+            checked: 0,
+        });
+    }
+
+    /// The join runs L4 has checked: ended, or found without an outcome past the bound.
+    pub fn joins_checked(&self) -> Option<u64> {
+        self.joins.as_ref().map(|j| j.checked)
+    }
+
+    /// L4 for one event: a join's step 1 opens a run, `JoinDone` or `JoinFailed` ends it;
+    /// a run still open past its bound by this event's time breaks L4.
+    fn join_event(&mut self, event: &Event) {
+        let Some(joins) = self.joins.as_mut() else {
+            return;
+        };
+        let mut broken = Vec::new();
+        match event {
+            Event::Step {
+                protocol: Protocol::Join,
+                step: 1,
+                from,
+                at,
+                ..
+            } => {
+                joins.open.entry(*from).or_insert(*at);
+            }
+            Event::JoinDone { newcomer, at, .. } | Event::JoinFailed { newcomer, at, .. } => {
+                if let Event::JoinFailed { reason, .. } = event {
+                    if reason.trim().is_empty() {
+                        broken.push(format!(
+                            "the join of {} failed at {at} without a reason",
+                            newcomer.short()
+                        ));
+                    }
+                }
+                if let Some(started) = joins.open.remove(newcomer) {
+                    joins.checked += 1;
+                    let took = at.saturating_sub(started);
+                    if took > joins.bound_ms {
+                        broken.push(format!(
+                            "the join of {} started at {started} ended {took} ms later (bound {} ms)",
+                            newcomer.short(),
+                            joins.bound_ms
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+        broken.extend(self.overdue_joins(self.now));
+        for line in broken {
+            self.fail("L4", line);
+        }
+    }
+
+    /// The join runs with no outcome though `now` is past their bound; they are closed
+    /// (each is reported once).
+    fn overdue_joins(&mut self, now: u64) -> Vec<String> {
+        let Some(joins) = self.joins.as_mut() else {
+            return Vec::new();
+        };
+        let bound = joins.bound_ms;
+        let overdue: Vec<(Address, u64)> = joins
+            .open
+            .iter()
+            .filter(|(_, started)| now > **started + bound)
+            .map(|(n, s)| (*n, *s))
+            .collect();
+        overdue
+            .into_iter()
+            .map(|(newcomer, started)| {
+                joins.open.remove(&newcomer);
+                joins.checked += 1;
+                format!(
+                    "the join of {} started at {started} had no outcome (done or failed) by {now}, {} ms later (bound {bound} ms)",
+                    newcomer.short(),
+                    now - started
+                )
+            })
+            .collect()
+    }
+
     fn arrived(&mut self, node: Address, records: &[RecordStamp], at: u64) {
         let lanes = self.serving.len();
         let Some(latency) = self.latency.as_mut() else {
@@ -182,6 +310,7 @@ impl Invariants {
         if let Some(at) = event_time(event) {
             self.now = self.now.max(at);
         }
+        self.join_event(event);
         match event {
             Event::Committed {
                 node,
@@ -349,9 +478,62 @@ impl Invariants {
         }
     }
 
-    /// Notes that the relay of `lane`, in `epoch`, was crashed at `at` (for L1).
-    pub fn relay_crashed(&mut self, lane: ConsortiumId, epoch: u64, at: u64) {
-        self.crashes.push((lane, epoch, at));
+    /// Notes that `relay`, the relay of `lane` in `epoch`, was crashed at `at` (for L1).
+    /// Report the crash as a [`fault`](Self::fault) too: it is a fault on the consortium
+    /// for the other crashes of its relays.
+    pub fn relay_crashed(&mut self, lane: ConsortiumId, epoch: u64, relay: Address, at: u64) {
+        self.crashes.push((lane, epoch, relay, at));
+    }
+
+    /// Notes a fault touching relay candidates of `lane` at `at`, for L1's premise: a crash
+    /// of one of them (`node`, `lasting` false), a pause of one (`node`, `lasting`), or a
+    /// partition of the consortium (`node` none, `lasting`). A lasting fault holds until
+    /// [`healed`](Self::healed). `what` names it, for the record.
+    pub fn fault(
+        &mut self,
+        lane: ConsortiumId,
+        node: Option<Address>,
+        what: &str,
+        at: u64,
+        lasting: bool,
+    ) {
+        self.faults.push(Fault {
+            lane,
+            node,
+            what: what.to_string(),
+            from: at,
+            until: (!lasting).then_some(at),
+        });
+    }
+
+    /// Every pause and partition ends at `at`.
+    pub fn healed(&mut self, at: u64) {
+        for fault in self.faults.iter_mut().filter(|f| f.until.is_none()) {
+            fault.until = Some(at);
+        }
+    }
+
+    /// The relay crashes L1 did not judge, because another fault touched their
+    /// consortium's candidates within the bound; one line each, naming that fault.
+    pub fn l1_exempt(&self) -> &[String] {
+        &self.exempt
+    }
+
+    /// Another fault than the crash of `relay` at `at` touching `lane`'s candidates within
+    /// `bound_ms` of it, before or after (a pause or partition overlapping that window).
+    fn other_fault(
+        &self,
+        lane: ConsortiumId,
+        relay: Address,
+        at: u64,
+        bound_ms: u64,
+    ) -> Option<&Fault> {
+        self.faults.iter().find(|f| {
+            f.lane == lane
+                && !(f.node == Some(relay) && f.from == at && f.until == Some(at))
+                && f.from <= at + bound_ms
+                && f.until.unwrap_or(u64::MAX) >= at.saturating_sub(bound_ms)
+        })
     }
 
     /// L2, L3 at the end: a record still on its way to some lane's relay, though its bound
@@ -390,6 +572,49 @@ impl Invariants {
         }
     }
 
+    /// L1 at the end: every relay crash was followed by a take-over with a newer epoch
+    /// within `bound_ms`, or by the consortium's cut-off (no candidate left), unless
+    /// another fault touched the consortium's candidates within the bound.
+    fn failovers(&mut self, bound_ms: u64) {
+        for (lane, epoch, relay, at) in self.crashes.clone() {
+            // A take-over with a newer epoch; or the crashed relay itself, restarted from its
+            // store before its lease ran out, serving its epoch again (its own `TookOver`
+            // after the crash: no one else takes over an epoch).
+            let served = self.took_over.iter().any(|(l, e, t)| {
+                *l == lane
+                    && ((*e > epoch && *t >= at) || (*e == epoch && *t > at))
+                    && *t - at <= bound_ms
+            });
+            // With no candidate left the consortium is cut off, reported, and rejoins when
+            // one comes back (SPEC §5): L1 does not apply.
+            let cut_off = self
+                .cut_off
+                .iter()
+                .any(|(l, t)| *l == lane && *t >= at && *t - at <= bound_ms);
+            if served || cut_off {
+                continue;
+            }
+            // L1 presumes the crash is the only fault on its consortium during the
+            // failover: with a candidate also crashed, paused or partitioned within the
+            // bound, no relay may be able to serve in time. Such a crash is not judged;
+            // it is listed, with the other fault.
+            if let Some(fault) = self.other_fault(lane, relay, at, bound_ms) {
+                let line = format!(
+                    "no take-over of lane {lane} within {bound_ms} ms of its relay {}'s crash at {at}, not judged: {} at {}",
+                    relay.short(),
+                    fault.what,
+                    fault.from
+                );
+                self.exempt.push(line);
+                continue;
+            }
+            self.fail(
+                "L1",
+                format!("no relay took lane {lane} over within {bound_ms} ms of the crash at {at}"),
+            );
+        }
+    }
+
     /// The final checks, once faults have healed: L1 against `bound_ms`, S3 against the
     /// live relays' stores for blocks acknowledged by `acked_before` (later ones may still
     /// be waiting in a window), and S4/S5 with a full verify.
@@ -402,26 +627,11 @@ impl Invariants {
         acked_before: u64,
     ) -> Vec<String> {
         self.late_records();
-        for (lane, epoch, at) in self.crashes.clone() {
-            let served = self
-                .took_over
-                .iter()
-                .any(|(l, e, t)| *l == lane && *e > epoch && *t >= at && *t - at <= bound_ms);
-            // With no candidate left the consortium is cut off, reported, and rejoins when
-            // one comes back (SPEC §5): L1 does not apply.
-            let cut_off = self
-                .cut_off
-                .iter()
-                .any(|(l, t)| *l == lane && *t >= at && *t - at <= bound_ms);
-            if !served && !cut_off {
-                self.fail(
-                    "L1",
-                    format!(
-                        "no relay took lane {lane} over within {bound_ms} ms of the crash at {at}"
-                    ),
-                );
-            }
+        let overdue = self.overdue_joins(self.now);
+        for line in overdue {
+            self.fail("L4", line);
         }
+        self.failovers(bound_ms);
         // S3: an acknowledged block is held by its lane's relay; if it needs the relay
         // chain (D4) it is included exactly once in every live relay's copy of that lane.
         let mut external: BTreeMap<ConsortiumId, Vec<(Address, u64)>> = BTreeMap::new();
@@ -566,7 +776,10 @@ fn event_time(event: &Event) -> Option<u64> {
         | Event::Acked { at, .. }
         | Event::Elected { at, .. }
         | Event::TookOver { at, .. }
-        | Event::CutOff { at, .. } => Some(*at),
+        | Event::CutOff { at, .. }
+        | Event::Step { at, .. }
+        | Event::JoinDone { at, .. }
+        | Event::JoinFailed { at, .. } => Some(*at),
         _ => None,
     }
 }
@@ -729,5 +942,166 @@ mod tests {
         assert!(run(true, 0, 1_200).broken().is_empty());
         assert_eq!(names(&run(true, 0, 1_201)), ["L2"]);
         assert_eq!(names(&run(false, 0, 1_901)), ["L3"]);
+    }
+
+    fn join_step_1(newcomer: Address, at: u64) -> Event {
+        Event::Step {
+            protocol: Protocol::Join,
+            run: Hash([0x11; 32]),
+            step: 1,
+            from: newcomer,
+            to: ieschain_core::node::StepTarget::Node(A),
+            what: "who is your relay?".into(),
+            at,
+        }
+    }
+
+    fn join_failed(newcomer: Address, reason: &str, at: u64) -> Event {
+        Event::JoinFailed {
+            newcomer,
+            consortium: L0,
+            reason: reason.into(),
+            at,
+        }
+    }
+
+    /// L4: a join with no outcome past deadline plus slack breaks it, found by a later
+    /// event or at the end; one that ends in time (done, or failed with a reason) does not,
+    /// nor one started too close to the end; a failure without a reason breaks it.
+    #[test]
+    fn join_without_outcome_breaks_l4() {
+        let run = |outcome: Option<Event>, last: u64| {
+            let mut checker = Invariants::new();
+            checker.check_joins(10_400);
+            checker.observe(&join_step_1(C, 1_000));
+            if let Some(outcome) = outcome {
+                checker.observe(&outcome);
+            }
+            checker.observe(&committed(A, L0, 1, 1, 1, true, vec![], last));
+            let overdue = checker.overdue_joins(checker.now);
+            for line in overdue {
+                checker.fail("L4", line);
+            }
+            checker
+        };
+        let done = Event::JoinDone {
+            newcomer: C,
+            consortium: L0,
+            receipts: 2,
+            at: 1_300,
+        };
+        let quiet = [
+            run(Some(done.clone()), 30_000),
+            run(Some(join_failed(C, "no receipt from x", 11_400)), 30_000),
+            // Another newcomer's outcome does not end C's run, but C started too close to
+            // the end of the run to be judged.
+            run(Some(join_failed(B, "refused", 2_000)), 11_400),
+        ];
+        for checker in &quiet {
+            assert!(checker.broken().is_empty(), "{:?}", checker.broken());
+            assert!(checker.joins_checked().is_some());
+        }
+        assert_eq!(quiet[0].joins_checked(), Some(1));
+        // No outcome at all, past the bound: broken once, by the next event.
+        let none = run(None, 11_401);
+        assert_eq!(names(&none), ["L4"], "{:?}", none.broken());
+        assert_eq!(
+            names(&run(Some(join_failed(B, "refused", 2_000)), 30_000)),
+            ["L4"]
+        );
+        // An outcome too late, and a failure that does not say why.
+        assert_eq!(
+            names(&run(Some(join_failed(C, "late", 11_401)), 30_000)),
+            ["L4"]
+        );
+        assert_eq!(
+            names(&run(Some(join_failed(C, " ", 5_000)), 30_000)),
+            ["L4"]
+        );
+        // Not asked for (no `check_joins`): nothing is judged.
+        let mut off = Invariants::new();
+        off.observe(&join_step_1(C, 1_000));
+        off.observe(&committed(A, L0, 1, 1, 1, true, vec![], 30_000));
+        assert!(off.broken().is_empty());
+    }
+
+    /// L1: a relay crash with no take-over within the bound breaks it, unless the lane was
+    /// cut off, or another fault (a crash, a pause, a partition) touched the consortium's
+    /// candidates within the bound of the crash. A fault on another consortium, or long
+    /// before or after, does not exempt it; nor does the crash itself.
+    #[test]
+    fn l1_exempts_a_crash_only_with_another_fault_on_its_consortium() {
+        let run = |faults: &[(ConsortiumId, Option<Address>, u64, Option<u64>)], took: u64| {
+            let mut checker = Invariants::new();
+            checker.relay_crashed(L0, 1, A, 5_000);
+            checker.fault(L0, Some(A), "crash:a", 5_000, false);
+            for (lane, node, from, until) in faults {
+                // A crash is a fault of an instant; a pause or partition lasts until healed.
+                let lasting = *until != Some(*from);
+                checker.fault(*lane, *node, "other", *from, lasting);
+                if let (true, Some(until)) = (lasting, until) {
+                    checker.healed(*until);
+                }
+            }
+            checker.observe(&Event::TookOver {
+                consortium: L0,
+                epoch: 2,
+                relay: B,
+                at: took,
+            });
+            checker.failovers(900);
+            checker
+        };
+        assert!(run(&[], 5_900).broken().is_empty());
+        assert_eq!(names(&run(&[], 5_901)), ["L1"]);
+        // The crashed relay, restarted before its lease ran out, serving its epoch again.
+        let mut restarted = Invariants::new();
+        restarted.relay_crashed(L0, 1, A, 5_000);
+        for (epoch, at) in [(1, 5_000), (1, 5_050)] {
+            restarted.observe(&Event::TookOver {
+                consortium: L0,
+                epoch,
+                relay: A,
+                at,
+            });
+        }
+        restarted.failovers(900);
+        assert!(restarted.broken().is_empty(), "{:?}", restarted.broken());
+        let mut stale = Invariants::new();
+        stale.relay_crashed(L0, 1, A, 5_000);
+        stale.observe(&Event::TookOver {
+            consortium: L0,
+            epoch: 1,
+            relay: A,
+            at: 5_000,
+        });
+        stale.failovers(900);
+        assert_eq!(names(&stale), ["L1"]);
+        // A pause of a candidate 50 ms after the crash, a partition of the consortium
+        // still on, a crash of another candidate 800 ms before: not judged, and listed.
+        for faults in [
+            vec![(L0, Some(B), 5_050, Some(8_000))],
+            vec![(L0, None, 5_800, None)],
+            vec![(L0, Some(C), 4_200, Some(4_200))],
+            vec![(L0, Some(C), 1_000, Some(4_100))],
+        ] {
+            let checker = run(&faults, 7_000);
+            assert!(
+                checker.broken().is_empty(),
+                "{faults:?}: {:?}",
+                checker.broken()
+            );
+            assert_eq!(checker.l1_exempt().len(), 1, "{faults:?}");
+        }
+        // Another consortium's fault, or one outside the window, exempts nothing.
+        for faults in [
+            vec![(L1, Some(B), 5_050, Some(8_000))],
+            vec![(L0, Some(C), 4_000, Some(4_099))],
+            vec![(L0, None, 5_901, Some(8_000))],
+        ] {
+            let checker = run(&faults, 7_000);
+            assert_eq!(names(&checker), ["L1"], "{faults:?}");
+            assert!(checker.l1_exempt().is_empty(), "{faults:?}");
+        }
     }
 }

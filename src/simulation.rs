@@ -74,6 +74,9 @@ pub struct SimulationOutcome {
     pub virtual_ms: u64,
     /// Faults applied, with their times.
     pub applied: Vec<(u64, String)>,
+    /// Relay crashes L1 did not judge, because another fault touched the consortium's
+    /// candidates within its bound ([`Invariants::l1_exempt`]).
+    pub l1_exempt: Vec<String>,
     /// The canonical event log, one line per event, when asked for.
     pub log: Vec<String>,
     /// The protocol runs, when asked for (`keep_trace`).
@@ -96,6 +99,8 @@ pub enum SimulationError {
 struct Node {
     key: Keypair,
     consortium: ConsortiumId,
+    /// Whether it may be drawn as relay or backup: its faults touch the failover (L1).
+    candidate: bool,
     addr: Option<Addr<NodeActor>>,
     incarnation: u32,
 }
@@ -191,6 +196,11 @@ impl Simulation {
             mutations: self.mutations,
             protocols: config.protocol_config(),
         };
+        // L4: a join ends, done or failed, within the protocols' deadline; the slack of two
+        // heartbeats covers the newcomer's timer, which checks the deadline on its ticks.
+        if let Ok(mut i) = invariants.lock() {
+            i.check_joins(timing.protocols.deadline() + 2 * timing.heartbeat_ms);
+        }
         let genesis = Arc::new(genesis);
         let lines = config.line_capacities(&keys);
         let parts = Arc::new(Parts {
@@ -240,6 +250,7 @@ impl Simulation {
                     Node {
                         key,
                         consortium: c.id,
+                        candidate: m.relay_capable,
                         addr: Some(addr),
                         incarnation: 0,
                     },
@@ -281,6 +292,14 @@ impl Simulation {
                 .lock()
                 .map(|c| c.serving.clone())
                 .unwrap_or_default();
+            let now = parts.clock.now_ms();
+            // Tell the checker about every crash, pause and partition that touches a
+            // consortium's relay candidates (L1's premise), and every relay crash (L1).
+            let note = |f: &mut dyn FnMut(&mut Invariants)| {
+                if let Ok(mut i) = invariants.lock() {
+                    f(&mut i);
+                }
+            };
             match action {
                 FaultAction::CrashRelay(name) => {
                     let Some(lane) = names_by_consortium.get(name) else {
@@ -290,9 +309,13 @@ impl Simulation {
                         continue;
                     };
                     if let Some(node) = nodes.values_mut().find(|n| n.key.address() == relay) {
-                        crash(node, &network);
-                        if let Ok(mut i) = invariants.lock() {
-                            i.relay_crashed(*lane, epoch, parts.clock.now_ms());
+                        if node.addr.is_some() {
+                            crash(node, &network);
+                            let what = action.to_string();
+                            note(&mut |i| {
+                                i.relay_crashed(*lane, epoch, relay, now);
+                                i.fault(*lane, Some(relay), &what, now, false);
+                            });
                         }
                     }
                 }
@@ -305,10 +328,16 @@ impl Simulation {
                             .map(|(l, (e, _, _))| (*l, *e));
                         if node.addr.is_some() {
                             crash(node, &network);
-                            if let (Some((lane, epoch)), Ok(mut i)) = (was_relay, invariants.lock())
-                            {
-                                i.relay_crashed(lane, epoch, parts.clock.now_ms());
-                            }
+                            let (lane, candidate) = (node.consortium, node.candidate);
+                            let what = action.to_string();
+                            note(&mut |i| {
+                                if let Some((lane, epoch)) = was_relay {
+                                    i.relay_crashed(lane, epoch, address, now);
+                                }
+                                if candidate {
+                                    i.fault(lane, Some(address), &what, now, false);
+                                }
+                            });
                         }
                     }
                 }
@@ -327,14 +356,33 @@ impl Simulation {
                         })
                         .map(|n| n.key.address())
                         .collect();
+                    let lanes: BTreeSet<ConsortiumId> = nodes
+                        .values()
+                        .filter(|n| n.candidate && cut.contains(&n.key.address()))
+                        .map(|n| n.consortium)
+                        .collect();
                     network.partition(cut);
+                    let what = action.to_string();
+                    note(&mut |i| {
+                        for lane in &lanes {
+                            i.fault(*lane, None, &what, now, true);
+                        }
+                    });
                 }
                 FaultAction::Isolate(name) => {
                     if let Some(node) = nodes.get(name) {
                         network.partition(BTreeSet::from([node.key.address()]));
+                        let (lane, address) = (node.consortium, node.key.address());
+                        let what = action.to_string();
+                        if node.candidate {
+                            note(&mut |i| i.fault(lane, Some(address), &what, now, true));
+                        }
                     }
                 }
-                FaultAction::Heal => network.heal(),
+                FaultAction::Heal => {
+                    network.heal();
+                    note(&mut |i| i.healed(now));
+                }
             }
             applied.push((*at, action.to_string()));
         }
@@ -344,6 +392,9 @@ impl Simulation {
         // federation converge.
         network.heal();
         network.set_faults(NetworkFaults::default());
+        if let Ok(mut i) = invariants.lock() {
+            i.healed(parts.clock.now_ms());
+        }
         for node in nodes.values_mut() {
             if node.addr.is_none() {
                 restart(node, &parts);
@@ -384,10 +435,13 @@ impl Simulation {
             + 2 * timing.heartbeat_ms
             + 1_000;
         let acked_before = SAMPLE_EPOCH_MS + end.saturating_sub(drain);
-        let mut broken = invariants
+        let (mut broken, l1_exempt) = invariants
             .lock()
-            .map(|mut i| i.finish(store.as_ref(), &live_relays, bound, &members, acked_before))
-            .unwrap_or_else(|_| vec!["checker poisoned".into()]);
+            .map(|mut i| {
+                let broken = i.finish(store.as_ref(), &live_relays, bound, &members, acked_before);
+                (broken, i.l1_exempt().to_vec())
+            })
+            .unwrap_or_else(|_| (vec!["checker poisoned".into()], Vec::new()));
         // S6: the trades, on every node's copy of the relay chain.
         broken.extend(crate::audit::trades(store.as_ref()));
         let stats = collector
@@ -401,6 +455,7 @@ impl Simulation {
             broken,
             virtual_ms: end,
             applied,
+            l1_exempt,
             log,
             trace,
             store,
