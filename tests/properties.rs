@@ -11,8 +11,8 @@
 //! breaks. proptest shrinks a failure to a minimal schedule and prints it.
 //!
 //! The default is 8 cases from a fixed generator seed, so that it runs in well under a
-//! minute on 2 cores with the same schedules every time. It is ignored for now, because
-//! it finds open bugs (the regressions below); `-- --ignored` runs it. For long runs,
+//! minute on 2 cores (about 7 s) with the same schedules every time, in `make test`. More
+//! cases find open bugs (the ignored regressions below). For long runs,
 //! `PROPTEST_CASES=200 PROPTEST_RNG_SEED=7 cargo test --test properties` runs more cases,
 //! and other schedules. A failure prints the shrunk schedule and its fault plan; commit it
 //! as a regression test below.
@@ -208,9 +208,8 @@ fn cases() -> u32 {
 }
 
 /// The generator's seed: fixed, so that `make test` runs the same schedules every time;
-/// `PROPTEST_RNG_SEED=N` explores others.
-/// The default generator seed. Its 8 schedules do not all pass (L1 at simulation seed
-/// 367020, kept below), so the property is ignored until the regressions are fixed.
+/// `PROPTEST_RNG_SEED=N` explores others. Its first 8 schedules pass (about 7 s); with 32
+/// it finds simulation seed 896714 (kept below, ignored).
 const DEFAULT_RNG_SEED: u64 = 1;
 
 fn rng_seed() -> RngSeed {
@@ -233,7 +232,6 @@ proptest! {
     /// Every invariant holds under any schedule of crashes, restarts, relay crashes,
     /// partitions, pauses and network faults, and the federation converges after them.
     #[test]
-    #[ignore = "finds open bugs (the ignored regressions below); run with --ignored"]
     fn no_schedule_breaks_an_invariant(
         seed in 1u64..1_000_000,
         network in network(),
@@ -250,11 +248,11 @@ proptest! {
 // ----- regressions the property found -----
 
 /// Found by `no_schedule_breaks_an_invariant` (shrunk) at commit 40d397f: a 650 ms pause of
-/// a grid member while a source member crashes leaves lane #0 stuck at height 2 through
-/// the liveness phase: S3, acknowledged blocks never reach the relay chain. Kept red until
-/// fixed.
+/// a grid member while a source member crashes left lane #0 stuck at height 2 through
+/// the liveness phase: S3, acknowledged blocks never reached the relay chain. Passes since
+/// the member-machine fixes of 455cfb2 and a1faa04 (a deposed relay's rollback, a backup
+/// that takes over forwarding what it received).
 #[test]
-#[ignore = "bug: lane #0 stuck after pause:grid-south@1751ms+650ms, crash:source-solar@1801ms (S3)"]
 fn regression_pause_and_crash_stalls_lane_0() {
     let mut simulation = Simulation::new(small(), 903_780, SAFETY_MS);
     simulation.plan = FaultPlan {
@@ -275,10 +273,16 @@ fn regression_pause_and_crash_stalls_lane_0() {
 
 /// Found by `no_schedule_breaks_an_invariant` (shrunk) at commit 40d397f: the load relay's
 /// crash (load-factory at 1 s) while grid is partitioned off and another load member
-/// (load-campus) is paused: no relay takes lane #2 over within the L1 bound. Kept red
-/// until fixed (or until L1's bound is shown to be wrong for a paused candidate).
+/// (load-campus) is paused: no relay takes lane #2 over within the L1 bound.
+///
+/// Diagnosis (event log): the same case as seed 367020 below. load-campus is the backup;
+/// paused 100 ms after the crash, it is still alive to the supervisor, which promotes it
+/// when the crashed relay's lease runs out (1400 ms). It never takes over; when its own
+/// lease runs out the supervisor elects load-mall (1850 ms), which takes over at 2050 ms,
+/// 1050 ms after the crash (bound 900 ms). L1's premise (the crash is the only fault on
+/// the consortium) fails, and the checker no longer judges such a crash: it lists it in
+/// `l1_exempt`, naming the pause.
 #[test]
-#[ignore = "bug: L1 missed for lane #2 after crash:load-factory@1s, partition:grid@1050ms+801ms, pause:load-campus@1100ms+831ms"]
 fn regression_crash_during_partition_and_pause_misses_l1() {
     let mut simulation = Simulation::new(small(), 116_877, SAFETY_MS);
     simulation.plan = FaultPlan {
@@ -295,6 +299,7 @@ fn regression_crash_during_partition_and_pause_misses_l1() {
         ],
     };
     let outcome = simulation.run().expect("the simulation runs");
+    eprintln!("L1 not judged: {:#?}", outcome.l1_exempt);
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
@@ -316,9 +321,10 @@ fn regression_crash_during_partition_and_pause_misses_l1() {
 /// presumes that the relay's crash is the only fault on its consortium while the failover
 /// runs, and the checker applies it to every relay crash. The fix is in the checker: skip
 /// L1 for a crash when another fault (a crash, a pause, a partition) touches a candidate of
-/// the same consortium within the bound. Kept red until the checker knows the faults.
+/// the same consortium within the bound. The simulation now reports every crash, pause and
+/// partition touching a consortium's candidates, and the checker lists such a crash in
+/// `l1_exempt` instead of judging it.
 #[test]
-#[ignore = "L1 checked where its premise fails: the backup paused 50 ms after the relay crash, then grid partitioned (see doc)"]
 fn regression_seed_367020_relay_crash_then_consortium_cut_off_misses_l1() {
     let grid_source = ["grid".to_string(), "source".to_string()];
     let events = vec![
@@ -349,12 +355,75 @@ fn regression_seed_367020_relay_crash_then_consortium_cut_off_misses_l1() {
             events: events.clone(),
         };
         let outcome = simulation.run().expect("the simulation runs");
+        eprintln!("L1 not judged: {:#?}", outcome.l1_exempt);
         assert!(
             outcome.broken.is_empty(),
             "seed {seed}: {:#?}",
             outcome.broken
         );
     }
+}
+
+/// Found by `no_schedule_breaks_an_invariant` with 32 cases of the default generator seed
+/// (shrunk): the load relay crashes at 1 s and restarts 50 ms later. The restarted relay,
+/// its lease still valid, serves its own epoch again at once (its `TookOver` at 1050 ms),
+/// and no failover is needed; the checker's L1 wanted a newer epoch and broke. L1 now
+/// counts the crashed relay's own take-over of its epoch after the crash.
+#[test]
+fn regression_seed_253911_relay_restarted_at_once_serves_again() {
+    let mut simulation = Simulation::new(small(), 253_911, SAFETY_MS);
+    simulation.plan = FaultPlan {
+        network: NetworkFaults::default(),
+        events: vec![
+            (1_000, FaultAction::Crash("load-mall".into())),
+            (1_050, FaultAction::Restart("load-mall".into())),
+        ],
+    };
+    let outcome = simulation.run().expect("the simulation runs");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
+/// Found by `no_schedule_breaks_an_invariant` with 32 cases of the default generator seed at
+/// 1806c80 (shrunk; shrinking stopped at its 64 iterations): 1% drops, 3–4 ms delays;
+/// source-wind, the source relay, crashes at 1 s (the other steps do not touch source: the
+/// `crash-relay:source` at 1.1 s finds its relay already down). The supervisor promotes
+/// its backup (a21db6d2 in the log) at 1450 ms (epoch 2). No `TookOver` of epoch 2 ever comes:
+/// L1 breaks (bound 912 ms).
+///
+/// Diagnosis (event log; a member-machine bug, not the checker's): the new relay seals
+/// epoch-2 blocks and its own backup (3c662461) confirms and commits them, heights 3 to 15
+/// between 1704 ms and 4858 ms; but the relay itself never commits them, so it never sends
+/// them on: no other node has lane #0's heights 3–15 until the rotation to epoch 3
+/// (6456 ms), five seconds later. Lane #0 is stalled at the relays for a whole term. Without
+/// the 1% drops the same plan holds every invariant, so a lost message (perhaps a sync
+/// reply the new relay waits for, or a confirmation) leaves the relay waiting for good.
+/// Replay: `ieschain simulate --config SMALL --seed 896714 --until 20 --faults
+/// 'drop:0.01,delay:3-4ms,crash:source-wind@1000ms,crash:grid-south@1050ms,crash-relay:source@1100ms,pause:grid-south@1150ms+50ms,pause:load-factory@1250ms+50ms,crash-relay:load@1350ms'`.
+#[test]
+#[ignore = "bug (member machine): the new relay of lane #0 never commits its epoch-2 blocks the backup confirmed (L1; see doc)"]
+fn regression_seed_896714_new_relay_never_commits_confirmed_blocks() {
+    let mut simulation = Simulation::new(small(), 896_714, SAFETY_MS);
+    simulation.plan = FaultPlan {
+        network: NetworkFaults {
+            drop: 0.01,
+            duplicate: 0.0,
+            delay_ms: (3, 4),
+        },
+        events: vec![
+            (1_000, FaultAction::Crash("source-wind".into())),
+            (1_050, FaultAction::Crash("grid-south".into())),
+            (1_100, FaultAction::CrashRelay("source".into())),
+            (1_150, FaultAction::Isolate("grid-south".into())),
+            (1_200, FaultAction::Heal),
+            (1_250, FaultAction::Isolate("load-factory".into())),
+            (1_300, FaultAction::Heal),
+            (1_350, FaultAction::CrashRelay("load".into())),
+            (2_605, FaultAction::Heal),
+            (3_193, FaultAction::Heal),
+        ],
+    };
+    let outcome = simulation.run().expect("the simulation runs");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
 // ----- broken variants -----
