@@ -492,7 +492,15 @@ fn no_fencing_is_caught() {
 
 /// A relay that acknowledges before its backup has the block loses it when it crashes:
 /// the new relay never includes it, S3.
+///
+/// Ignored since 1806c80: a new relay now syncs every member's consortium lane at take-over,
+/// and a member that resends its head makes the relay fetch any gap, so a block
+/// acknowledged too early is recovered from its author, who never loses its own store in
+/// this fault model. S3 (acknowledged, then lost) can no longer see the mutation. Catching
+/// it needs a direct check of D4 at acknowledgement time (the backup holds the block when
+/// the member hears the ack), which is not built yet.
 #[test]
+#[ignore = "masked by take-over sync since 1806c80; needs a direct D4 check (see doc)"]
 fn ack_before_replication_is_caught() {
     let mutations = Mutations {
         ack_before_replication: true,
