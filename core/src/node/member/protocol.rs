@@ -754,7 +754,14 @@ impl Member {
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
-        if !self.check_record(record, effects) {
+        // A member checks the signature of what it acts on, when it acts: a relay fans
+        // offers out to whole consortiums, and most members never act on most of them.
+        // Offers are kept unchecked and checked before a bid or a purchase.
+        let offer = matches!(
+            record.content.body,
+            RecordBody::PowerOffer { .. } | RecordBody::DataTrade { .. }
+        );
+        if !offer && (!self.acts_on(record) || !self.check_record(record, effects)) {
             return;
         }
         let author = record.content.author;
@@ -820,8 +827,35 @@ impl Member {
 
     // ----- power purchase -----
 
+    /// Whether this member acts on a forwarded record other than an offer (so that it
+    /// checks its signature first).
+    fn acts_on(&self, record: &Record) -> bool {
+        let proto = &self.proto;
+        match &record.content.body {
+            RecordBody::PowerBid { offer, .. } => proto.offers.contains_key(offer),
+            RecordBody::TradeAgreement { .. } => {
+                Some(self.consortium) == self.timing.protocols.grid && proto.line.is_some()
+            }
+            RecordBody::GridReceipt { trade, .. } => {
+                proto.sales.contains_key(trade)
+                    || proto.purchases.contains_key(trade)
+                    || proto
+                        .line
+                        .as_ref()
+                        .is_some_and(|l| l.holds.contains_key(trade))
+            }
+            RecordBody::PowerSettlement { trade, .. } => proto.purchases.contains_key(trade),
+            RecordBody::DataPurchase { offer, .. } => proto.data_offers.contains_key(offer),
+            RecordBody::JoinAnnouncement { .. } => true,
+            _ => false,
+        }
+    }
+
     fn maybe_bid(&mut self, offer: &Record, now: u64, effects: &mut Vec<Effect>) {
         let digest = offer.digest();
+        if !self.proto.bid_intents.contains_key(&digest) || !self.check_record(offer, effects) {
+            return;
+        }
         let Some(wh) = self.proto.bid_intents.remove(&digest) else {
             return;
         };
@@ -1235,9 +1269,10 @@ impl Member {
 
     fn maybe_buy_data(&mut self, offer: &Record, now: u64, effects: &mut Vec<Effect>) {
         let digest = offer.digest();
-        if !self.proto.data_intents.remove(&digest) {
+        if !self.proto.data_intents.contains(&digest) || !self.check_record(offer, effects) {
             return;
         }
+        self.proto.data_intents.remove(&digest);
         let RecordBody::DataTrade {
             digest: data,
             price,
