@@ -588,6 +588,10 @@ fn other_refusals() {
         "timing.suspect_after",
     );
     refuse(
+        &edit("window = 6", "window = 6\nurgency = \"yes\""),
+        "timing.urgency",
+    );
+    refuse(
         &edit(
             "name = \"grid\"\n",
             "name = \"grid\"\nadmission_key = \"abc\"\n",

@@ -587,6 +587,49 @@ mod tests {
         assert!(err.is_hostile());
     }
 
+    /// An unregistered sender passes only with a join message signed by the key it
+    /// carries (SPEC §12 D9); any other message, or a join message carrying someone
+    /// else's key, is an unknown sender.
+    #[test]
+    fn unregistered_senders_pass_only_with_their_own_join_key() {
+        let (registered, me) = keys();
+        let newcomer = Keypair::derive(Domain::NodeKey, 1, "newcomer");
+        let mut inbox = Inbox::new(me.address());
+        let key_of = |x: &Address| (*x == registered.address()).then(|| registered.public());
+        let own = Message::JoinIntent {
+            key: newcomer.public(),
+        };
+        let sealed = Envelope::seal(&newcomer, me.address(), 0, 1, &own);
+        assert_eq!(inbox.accept(&sealed, key_of), Ok(own.clone()));
+        let borrowed = Message::JoinIntent {
+            key: registered.public(),
+        };
+        let sealed = Envelope::seal(&newcomer, me.address(), 0, 2, &borrowed);
+        assert!(matches!(
+            inbox.accept(&sealed, key_of),
+            Err(EnvelopeError::UnknownSender(_))
+        ));
+        let sealed = Envelope::seal(&newcomer, me.address(), 0, 3, &heartbeat());
+        assert!(matches!(
+            inbox.accept(&sealed, key_of),
+            Err(EnvelopeError::UnknownSender(_))
+        ));
+        let mut garbage = Envelope::seal(&newcomer, me.address(), 0, 4, &own);
+        garbage.payload = vec![0xff; 9];
+        garbage.signature = newcomer.sign(&garbage.digest());
+        assert!(matches!(
+            inbox.accept(&garbage, key_of),
+            Err(EnvelopeError::UnknownSender(_))
+        ));
+        // Signed by another key than the one carried: a bad signature.
+        let mut forged = Envelope::seal(&newcomer, me.address(), 0, 5, &own);
+        forged.signature = registered.sign(&forged.digest());
+        assert!(matches!(
+            inbox.accept(&forged, key_of),
+            Err(EnvelopeError::BadSignature(_))
+        ));
+    }
+
     #[test]
     fn rejects_forged_unknown_and_stale() {
         let (a, b) = keys();

@@ -238,3 +238,38 @@ async fn each_is_rejected_counted_and_survived() {
     fed.shutdown();
     assert!(verify_dir(&data) > 0);
 }
+
+/// A flood of join messages from an unregistered sender (SPEC §12 D9: join messages
+/// only, at a limited rate): beyond the per-second allowance the node drops them unread,
+/// counts each as hostile `rate_limited`, and keeps serving its registered peers.
+#[tokio::test]
+async fn unregistered_floods_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut fed = Fed::start(
+        &config(6, Some(100), NO_ROTATION_MS, HEARTBEAT_MS),
+        &data,
+        true,
+    );
+    fed.ready().await;
+    let target = fed.address("grid-west");
+    let stranger = Keypair::derive(Domain::NodeKey, SEED, "flooder");
+    let intent = Message::JoinIntent {
+        key: stranger.public(),
+    };
+    let mark = fed.mark();
+    // Three allowances' worth: even split across a second's boundary, some are dropped.
+    let flood = 3 * ieschain_actors::node::UNREGISTERED_PER_S as u64;
+    for seq in 1..=flood {
+        fed.handle
+            .inject(Envelope::seal(&stranger, target, 0, seq, &intent));
+    }
+    fed.wait_until("the target to rate-limit the flood", |fed| {
+        fed.log[mark..].iter().any(|e| {
+            matches!(e, Event::Rejected { node, kind: "rate_limited", hostile: true, .. } if *node == target)
+        })
+    })
+    .await;
+    fed.submit_acked("grid-west", external(GRID), data_offer(7))
+        .await;
+}
