@@ -890,8 +890,10 @@ impl Member {
             announce_take_over: false,
         }));
         if election.backup.is_some() {
-            // The backup catches up first; until then acknowledgements wait only on the
-            // relay's own sync (D4). It was the backup's job to be hot, so this is short.
+            // The new backup catches up from this relay first. Acknowledgements still wait
+            // for its confirmation (it parks blocks ahead of a gap and confirms once the gap
+            // is synced), so this period is reported as degraded but never acknowledges on
+            // the relay's own sync alone.
             effects.push(Effect::Emit(Event::Degraded {
                 consortium: lane,
                 epoch: election.epoch,
@@ -1881,7 +1883,8 @@ impl Member {
     }
 
     /// Forwards to this relay's members the records of another lane's block that are
-    /// addressed to them and that they act on (protocol records and elections).
+    /// addressed to them and that they may act on: protocol records, data offers and
+    /// elections ([`is_forwarded`]). Records for this relay itself are handled in place.
     fn forward(&mut self, block: &RelayBlock, now: u64, effects: &mut Vec<Effect>) {
         if block.header.lane == self.consortium {
             return;
