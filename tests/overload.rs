@@ -270,9 +270,11 @@ async fn five_times_capacity_loses_nothing_acknowledged() {
 }
 
 /// The same with the default failure detector (heartbeats 200 ms, 3 missed): the saturated
-/// actor thread answers heartbeats late, the supervisor deposes live relays (16 to 41
-/// failovers in the run), and some acknowledged blocks never reach the relay chain,
-/// though the lane's relay holds them as consortium blocks (S3, SPEC §9).
+/// actor thread answers heartbeats late and the supervisor deposes live relays (6 to 41
+/// failovers in a run). Since 1806c80 most runs pass; some still lose acknowledged blocks
+/// from the relay chain (S3, SPEC §9): a failover to a relay that was not the backup is
+/// drawn on a stale lane head, the overloaded backup answers the new relay's sync too late,
+/// and the lane forks below the deposed relay's confirmed blocks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "finds acknowledged blocks lost from the relay chain after spurious failovers \
             under overload (issue 6 §3); run with --ignored"]
