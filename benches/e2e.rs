@@ -26,11 +26,13 @@
 //!    as the other benches. One tokio task per member (17) submits data offers for
 //!    another consortium (non-urgent, so they travel on the relay chain) through the
 //!    `FederationHandle`, as fast as the relay acknowledges them: at most [`IN_FLIGHT`]
-//!    records per member submitted and not yet acknowledged. One record in
-//!    [`URGENT_EVERY`] is energy supply (urgent), for the urgent latency. After a
-//!    [`WARM_UP`], it counts over [`WINDOW`] the records whose relay block every lane's
-//!    relay has stored: a relay block counts when `Committed` events from all four
-//!    current relays (the producer's included) have arrived, and each record counts once.
+//!    records per member submitted and not yet acknowledged. One record in 200
+//!    (`ieschain::bench::load::URGENT_EVERY`) is energy supply (urgent), for the urgent
+//!    latency. After a [`WARM_UP`], it counts over [`WINDOW`] the records whose relay block
+//!    every lane's relay has stored: a relay block counts when `Committed` events from all
+//!    four current relays (the producer's included) have arrived, and each record counts
+//!    once. The writers and the event counting are `ieschain bench`'s
+//!    (`ieschain::bench::load::{write, count_events}`).
 //! 3. **The same with a slow failure detector** (diagnostic): a heartbeat every 500 ms,
 //!    failed after 10 missed, because under this load the default detector (200 ms × 3)
 //!    takes the busy actor thread for failed relays, and the elections that follow
@@ -52,23 +54,22 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use ieschain::bench::load::{count_events, lock, write, Tally};
 use ieschain::config::FederationConfig;
-use ieschain::federation::{Federation, FederationHandle};
-use ieschain_core::node::{Event, RecordStamp};
-use ieschain_core::{Address, Audience, ConsortiumId, Hash, Record, RecordBody};
-use tokio::sync::{broadcast, Notify};
+use ieschain::federation::Federation;
+use ieschain_core::node::Event;
+use ieschain_core::{Address, ConsortiumId, Hash, Record};
+use tokio::sync::Notify;
 
 /// Records a member may have submitted and not yet had acknowledged.
 const IN_FLIGHT: u64 = 100;
-/// One record in this many is urgent.
-const URGENT_EVERY: u64 = 200;
 /// Load before the measurement starts.
 const WARM_UP: Duration = Duration::from_secs(3);
 /// The measurement.
@@ -318,14 +319,12 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// p50 and p99 of `samples` (ms) as `p50 / p99`, or `-` without samples.
 fn percentiles(samples: &[u64]) -> String {
-    if samples.is_empty() {
-        return "-".into();
+    match ieschain::bench::load::percentiles(samples) {
+        Some((p50, p99)) => format!("{p50} / {p99}"),
+        None => "-".into(),
     }
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    format!("{} / {}", at(0.5), at(0.99))
 }
 
 /// One run of the federation.
@@ -381,32 +380,6 @@ struct RunResult {
     elections: usize,
     /// Counts for the record.
     detail: String,
-}
-
-/// A relay block: lane, height, epoch.
-type BlockKey = (ConsortiumId, u64, u64);
-
-/// What the event task has counted.
-#[derive(Default)]
-struct Tally {
-    /// Relay blocks not yet stored by every relay: (lane, height, epoch) → the nodes that
-    /// have stored it, and its records.
-    partial: BTreeMap<BlockKey, (BTreeSet<Address>, Vec<RecordStamp>)>,
-    /// Records at every relay so far, each counted once: if a failover puts a record in two
-    /// relay blocks, the second counts in `duplicates`.
-    seen: HashSet<(Address, u64)>,
-    /// `seen.len()`.
-    complete: u64,
-    /// Records that reached every relay a second time, in another relay block.
-    duplicates: u64,
-    /// Whether latencies are being collected (the window is open).
-    measuring: bool,
-    urgent: Vec<u64>,
-    normal: Vec<u64>,
-    consortium_blocks: u64,
-    relay_blocks: u64,
-    /// Reasons of the elections after every relay took over.
-    elections: Vec<String>,
 }
 
 async fn run(dir: &Path, spec: &Run, warm_up: Duration, drain: Duration) -> Result<RunResult> {
@@ -474,6 +447,7 @@ async fn run(dir: &Path, spec: &Run, warm_up: Duration, drain: Duration) -> Resu
     let submitted = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     if load == Load::Saturate {
+        let in_flight = in_flight();
         for (i, (name, consortium)) in members.iter().enumerate() {
             writers.push(tokio::spawn(write(
                 federation.clone(),
@@ -481,6 +455,7 @@ async fn run(dir: &Path, spec: &Run, warm_up: Duration, drain: Duration) -> Resu
                 i,
                 *consortium,
                 lanes as u16,
+                in_flight,
                 acked.clone(),
                 wakers.clone(),
                 stop.clone(),
@@ -543,7 +518,7 @@ async fn run(dir: &Path, spec: &Run, warm_up: Duration, drain: Duration) -> Resu
         }
     }
     let stats = federation.stats();
-    {
+    let lagged = {
         let t = lock(&tally)?;
         result.elections = t.elections.len();
         result.detail = format!(
@@ -560,167 +535,15 @@ async fn run(dir: &Path, spec: &Run, warm_up: Duration, drain: Duration) -> Resu
             stats.transport.dropped,
             stats.rejected
         );
-    }
+        t.lagged
+    };
     let handle = federation.clone();
     tokio::task::spawn_blocking(move || handle.shutdown()).await??;
     counter.abort();
+    if lagged > 0 {
+        bail!("the bench fell {lagged} events behind; its counts would be wrong");
+    }
     Ok(result)
-}
-
-fn lock(tally: &Mutex<Tally>) -> Result<std::sync::MutexGuard<'_, Tally>> {
-    tally
-        .lock()
-        .map_err(|_| anyhow::anyhow!("the event task panicked"))
-}
-
-/// Follows the events: acknowledged records per member (waking its writer), elections,
-/// and relay blocks until every lane's current relay has stored them.
-async fn count_events(
-    mut events: broadcast::Receiver<Event>,
-    mut relays: BTreeMap<ConsortiumId, Address>,
-    index: BTreeMap<Address, usize>,
-    acked: Arc<Vec<AtomicU64>>,
-    wakers: Arc<Vec<Notify>>,
-    tally: Arc<Mutex<Tally>>,
-) -> Result<()> {
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                bail!("the bench fell {n} events behind; its counts would be wrong")
-            }
-            Err(broadcast::error::RecvError::Closed) => return Ok(()),
-        };
-        match event {
-            Event::Acked {
-                member, records, ..
-            } => {
-                if let Some(&i) = index.get(&member) {
-                    acked[i].fetch_add(records as u64, Ordering::SeqCst);
-                    wakers[i].notify_one();
-                }
-                lock(&tally)?.consortium_blocks += 1;
-            }
-            Event::Elected {
-                consortium,
-                relay,
-                reason,
-                at,
-                ..
-            } => {
-                relays.insert(consortium, relay);
-                let mut t = lock(&tally)?;
-                t.elections.push(format!("{reason:?}"));
-                // A new relay may hold, as the old backup, what was waiting on it.
-                let done: Vec<BlockKey> = t
-                    .partial
-                    .iter()
-                    .filter(|(_, (holders, _))| relays.values().all(|r| holders.contains(r)))
-                    .map(|(key, _)| *key)
-                    .collect();
-                for key in done {
-                    t.complete_block(key, at);
-                }
-            }
-            Event::Committed {
-                node,
-                lane,
-                height,
-                epoch,
-                produced,
-                records,
-                at,
-                ..
-            } => {
-                let mut t = lock(&tally)?;
-                if produced {
-                    t.relay_blocks += 1;
-                }
-                let key = (lane, height, epoch);
-                let entry = t
-                    .partial
-                    .entry(key)
-                    .or_insert_with(|| (BTreeSet::new(), records));
-                entry.0.insert(node);
-                if relays.values().all(|r| entry.0.contains(r)) {
-                    t.complete_block(key, at);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-impl Tally {
-    /// Counts relay block `key` as stored by every relay at `at`.
-    fn complete_block(&mut self, key: BlockKey, at: u64) {
-        let Some((_, stamps)) = self.partial.remove(&key) else {
-            return;
-        };
-        for stamp in stamps {
-            if !self.seen.insert((stamp.author, stamp.seq)) {
-                self.duplicates += 1;
-                continue;
-            }
-            self.complete += 1;
-            if self.measuring {
-                let latency = at.saturating_sub(stamp.created_at);
-                if stamp.urgent {
-                    self.urgent.push(latency);
-                } else {
-                    self.normal.push(latency);
-                }
-            }
-        }
-    }
-}
-
-/// A writer task: data offers (and one urgent energy supply in [`URGENT_EVERY`]) as member
-/// `name` for the next consortium, keeping at most [`IN_FLIGHT`] unacknowledged.
-#[allow(clippy::too_many_arguments)]
-async fn write(
-    federation: FederationHandle,
-    name: String,
-    i: usize,
-    own: ConsortiumId,
-    lanes: u16,
-    acked: Arc<Vec<AtomicU64>>,
-    wakers: Arc<Vec<Notify>>,
-    stop: Arc<AtomicBool>,
-    submitted: Arc<AtomicU64>,
-) -> Result<()> {
-    let mut audience = vec![own, ConsortiumId((own.0 + 1) % lanes)];
-    audience.sort();
-    let audience = Audience::Consortiums(audience);
-    let in_flight = in_flight();
-    let mut n = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        if n >= acked[i].load(Ordering::SeqCst) + in_flight {
-            wakers[i].notified().await;
-            continue;
-        }
-        n += 1;
-        let body = if n % URGENT_EVERY == 0 {
-            RecordBody::EnergySupply {
-                wh: 1_000 * n,
-                price: 90 * n,
-                slot: n,
-            }
-        } else {
-            RecordBody::DataTrade {
-                digest: Hash::of(
-                    ieschain_core::Domain::Record,
-                    &[name.as_bytes(), &n.to_be_bytes()],
-                ),
-                description: "quarter-hour consumption profile".into(),
-                price: 500,
-                size: 4_096,
-            }
-        };
-        federation.submit(&name, audience.clone(), body).await?;
-        submitted.fetch_add(1, Ordering::SeqCst);
-    }
-    Ok(())
 }
 
 /// [`IN_FLIGHT`], or `E2E_IN_FLIGHT` from the environment, for exploring.

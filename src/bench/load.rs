@@ -105,27 +105,41 @@ pub struct RunResult {
 }
 
 /// A relay block: lane, height, epoch.
-type BlockKey = (ConsortiumId, u64, u64);
+pub type BlockKey = (ConsortiumId, u64, u64);
 
-/// What the event task has counted.
-#[derive(Default)]
-struct Tally {
-    partial: BTreeMap<BlockKey, (BTreeSet<Address>, Vec<RecordStamp>)>,
-    seen: HashSet<(Address, u64)>,
-    complete: u64,
-    duplicates: u64,
-    measuring: bool,
-    urgent: Vec<u64>,
-    normal: Vec<u64>,
-    consortium_blocks: u64,
-    relay_blocks: u64,
-    elections: usize,
-    lagged: u64,
+/// What the event task ([`count_events`]) has counted.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Relay blocks not yet stored by every relay: (lane, height, epoch) → the nodes that
+    /// have stored it, and its records.
+    pub partial: BTreeMap<BlockKey, (BTreeSet<Address>, Vec<RecordStamp>)>,
+    /// Records at every relay so far, each counted once: if a failover puts a record in two
+    /// relay blocks, the second counts in `duplicates`.
+    pub seen: HashSet<(Address, u64)>,
+    /// `seen.len()`.
+    pub complete: u64,
+    /// Records that reached every relay a second time, in another relay block.
+    pub duplicates: u64,
+    /// Whether latencies are being collected (the window is open).
+    pub measuring: bool,
+    /// Creation to the last relay, ms, of the urgent records counted while measuring.
+    pub urgent: Vec<u64>,
+    /// The same for non-urgent records.
+    pub normal: Vec<u64>,
+    /// Consortium blocks acknowledged (`Acked` events).
+    pub consortium_blocks: u64,
+    /// Relay blocks produced.
+    pub relay_blocks: u64,
+    /// The reasons of the elections seen, in order.
+    pub elections: Vec<String>,
+    /// Events missed (the broadcast buffer overflowed).
+    pub lagged: u64,
     /// `TookOver` events: (lane, epoch) → when the bench saw it.
-    took_over: BTreeMap<(ConsortiumId, u64), Instant>,
+    pub took_over: BTreeMap<(ConsortiumId, u64), Instant>,
 }
 
 impl Tally {
+    /// Counts relay block `key` as stored by every relay at `at`.
     fn complete_block(&mut self, key: BlockKey, at: u64) {
         let Some((_, stamps)) = self.partial.remove(&key) else {
             return;
@@ -148,7 +162,8 @@ impl Tally {
     }
 }
 
-fn lock(tally: &Mutex<Tally>) -> Result<std::sync::MutexGuard<'_, Tally>> {
+/// Locks `tally`; an error if the event task panicked while holding it.
+pub fn lock(tally: &Mutex<Tally>) -> Result<std::sync::MutexGuard<'_, Tally>> {
     tally.lock().map_err(|_| anyhow!("the event task panicked"))
 }
 
@@ -230,7 +245,12 @@ async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) ->
     let (records0, consortium0, relay0, elections0) = {
         let mut t = lock(&tally)?;
         t.measuring = true;
-        (t.complete, t.consortium_blocks, t.relay_blocks, t.elections)
+        (
+            t.complete,
+            t.consortium_blocks,
+            t.relay_blocks,
+            t.elections.len(),
+        )
     };
     let started = Instant::now();
     tokio::time::sleep(spec.window).await;
@@ -249,7 +269,7 @@ async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) ->
             normal: std::mem::take(&mut t.normal),
             relay_blocks: t.relay_blocks - relay0,
             consortium_blocks: t.consortium_blocks - consortium0,
-            elections: t.elections - elections0,
+            elections: t.elections.len() - elections0,
             idle_rss_mib,
             ..RunResult::default()
         }
@@ -338,8 +358,10 @@ fn writers(members: &[(ConsortiumId, String)]) -> Vec<(String, ConsortiumId)> {
 }
 
 /// Follows the events: acknowledgements per writer (waking it), elections, take-overs,
-/// and relay blocks until every lane's current relay has stored them.
-async fn count_events(
+/// and relay blocks until every lane's current relay has stored them. `relays` are the
+/// lanes' current relays, `index` the writers' numbers by address, `acked` and `wakers`
+/// by writer number (see [`write`]). Ends when the event stream closes.
+pub async fn count_events(
     mut events: broadcast::Receiver<Event>,
     mut relays: BTreeMap<ConsortiumId, Address>,
     index: BTreeMap<Address, usize>,
@@ -369,12 +391,13 @@ async fn count_events(
             Event::Elected {
                 consortium,
                 relay,
+                reason,
                 at,
                 ..
             } => {
                 relays.insert(consortium, relay);
                 let mut t = lock(&tally)?;
-                t.elections += 1;
+                t.elections.push(format!("{reason:?}"));
                 let done: Vec<BlockKey> = t
                     .partial
                     .iter()
@@ -423,9 +446,12 @@ async fn count_events(
 }
 
 /// A writer task: data offers, and one urgent energy supply in [`URGENT_EVERY`], as
-/// member `name` for the next consortium, with at most `in_flight` unacknowledged.
+/// member `name` of consortium `own` (of `lanes`) for the next consortium, with at most
+/// `in_flight` unacknowledged. It is writer number `i` in `acked` and `wakers` (kept by
+/// [`count_events`]), counts each record it submits in `submitted`, and ends when `stop`
+/// is set or a submit fails (its member crashed or the federation stopped).
 #[allow(clippy::too_many_arguments)]
-async fn write(
+pub async fn write(
     federation: FederationHandle,
     name: String,
     i: usize,

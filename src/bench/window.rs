@@ -275,6 +275,20 @@ struct Panel {
     series: Vec<Series>,
 }
 
+/// A latency panel: p99 and p50 (dashed), urgency on and off, with `p50` and `p99` the
+/// values of a run.
+fn latency_panel(title: &'static str, p50: fn(&Value) -> f64, p99: fn(&Value) -> f64) -> Panel {
+    Panel {
+        title,
+        series: vec![
+            ("p99 on", true, false, p99),
+            ("p50 on", true, true, p50),
+            ("p99 off", false, false, p99),
+            ("p50 off", false, true, p50),
+        ],
+    }
+}
+
 /// The results of [`run`] as an SVG plot: four panels against the window n (relay blocks,
 /// transport bytes, urgent and non-urgent latency p50 and p99), urgency on in blue and off
 /// in orange. Hand-written SVG, no plotting dependency.
@@ -294,40 +308,16 @@ pub fn svg(result: &Value) -> String {
                 ("off", false, false, |r| number(&r["transport_bytes"]) / 1e6),
             ],
         },
-        Panel {
-            title: "Urgent latency, creation to last relay (ms)",
-            series: vec![
-                ("p99 on", true, false, |r| {
-                    number(&r["latency_ms"]["urgent"]["p99"])
-                }),
-                ("p50 on", true, true, |r| {
-                    number(&r["latency_ms"]["urgent"]["p50"])
-                }),
-                ("p99 off", false, false, |r| {
-                    number(&r["latency_ms"]["urgent"]["p99"])
-                }),
-                ("p50 off", false, true, |r| {
-                    number(&r["latency_ms"]["urgent"]["p50"])
-                }),
-            ],
-        },
-        Panel {
-            title: "Non-urgent latency, creation to last relay (ms)",
-            series: vec![
-                ("p99 on", true, false, |r| {
-                    number(&r["latency_ms"]["normal"]["p99"])
-                }),
-                ("p50 on", true, true, |r| {
-                    number(&r["latency_ms"]["normal"]["p50"])
-                }),
-                ("p99 off", false, false, |r| {
-                    number(&r["latency_ms"]["normal"]["p99"])
-                }),
-                ("p50 off", false, true, |r| {
-                    number(&r["latency_ms"]["normal"]["p50"])
-                }),
-            ],
-        },
+        latency_panel(
+            "Urgent latency, creation to last relay (ms)",
+            |r| number(&r["latency_ms"]["urgent"]["p50"]),
+            |r| number(&r["latency_ms"]["urgent"]["p99"]),
+        ),
+        latency_panel(
+            "Non-urgent latency, creation to last relay (ms)",
+            |r| number(&r["latency_ms"]["normal"]["p50"]),
+            |r| number(&r["latency_ms"]["normal"]["p99"]),
+        ),
     ];
     let (pw, ph) = (420.0, 280.0);
     let (width, height) = (2.0 * pw, 2.0 * ph + 70.0);
