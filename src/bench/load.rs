@@ -360,7 +360,7 @@ fn writers(members: &[(ConsortiumId, String)]) -> Vec<(String, ConsortiumId)> {
 /// Follows the events: acknowledgements per writer (waking it), elections, take-overs,
 /// and relay blocks until every lane's current relay has stored them. `relays` are the
 /// lanes' current relays, `index` the writers' numbers by address, `acked` and `wakers`
-/// by writer number (see [`write`]). Ends when the event stream closes.
+/// by writer number (see [`write()`]). Ends when the event stream closes.
 pub async fn count_events(
     mut events: broadcast::Receiver<Event>,
     mut relays: BTreeMap<ConsortiumId, Address>,
