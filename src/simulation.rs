@@ -129,6 +129,7 @@ impl Simulation {
         self.config.check()?;
         let (genesis, keys) = self.config.genesis(self.seed)?;
         let store: Arc<dyn ChainStore> = Arc::new(MemoryStore::new(genesis.clone()));
+        let _memo = ieschain_core::crypto::VerificationMemo::start();
         let system = actix::System::with_tokio_rt(|| {
             // A runtime that cannot be built is a broken environment, not bad input; the
             // error surfaces when the system starts.

@@ -181,10 +181,68 @@ impl PublicKey {
 
     /// Verifies `signature` over `digest` with `verify_strict`.
     pub fn verify(&self, digest: &Hash, signature: &Signature) -> Result<(), SignatureError> {
+        let triple = (self.0, digest.0, signature.0);
+        if VERIFIED.with(|memo| memo.borrow().as_ref().is_some_and(|m| m.contains(&triple))) {
+            return Ok(());
+        }
         let key = self.decompressed()?;
-        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(&digest.0, &signature)
-            .map_err(|_| SignatureError::Invalid)
+        let ed_signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(&digest.0, &ed_signature)
+            .map_err(|_| SignatureError::Invalid)?;
+        VERIFIED.with(|memo| {
+            if let Some(memo) = memo.borrow_mut().as_mut() {
+                if memo.len() >= VERIFIED_MEMO {
+                    memo.clear();
+                }
+                memo.insert(triple);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// How many verified signatures a thread with [`VerificationMemo`] remembers.
+const VERIFIED_MEMO: usize = 1 << 18;
+
+/// A (key, digest, signature) triple that passed `verify_strict`.
+type Verified = ([u8; 32], [u8; 32], [u8; 64]);
+
+thread_local! {
+    /// Signatures that passed `verify_strict` on this thread, while a [`VerificationMemo`]
+    /// is held; `None` otherwise.
+    static VERIFIED: std::cell::RefCell<Option<std::collections::HashSet<Verified>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// While held, [`PublicKey::verify`] on this thread remembers the signatures that passed and
+/// does not check them again.
+///
+/// The deterministic simulation holds one. It runs every node on one thread, so the same
+/// record signature is otherwise checked once by each node that holds it (about ten times)
+/// and again by the final chain audit. `verify_strict` is a pure function of the triple, so
+/// the memo changes speed only: what is accepted or refused, and when, is unchanged, and no
+/// node learns anything of another through it. Only passes are remembered, so a forged or
+/// altered signature is always checked in full. Live federations and benchmarks never hold
+/// one: there every node pays for its own checks, as separate machines would.
+#[derive(Debug)]
+#[must_use = "the memo is dropped, and switched off, at the end of the statement"]
+pub struct VerificationMemo {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl VerificationMemo {
+    /// Switches the memo on for this thread until the returned guard is dropped.
+    pub fn start() -> VerificationMemo {
+        VERIFIED.with(|memo| *memo.borrow_mut() = Some(std::collections::HashSet::new()));
+        VerificationMemo {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for VerificationMemo {
+    fn drop(&mut self) {
+        VERIFIED.with(|memo| *memo.borrow_mut() = None);
     }
 }
 
@@ -328,6 +386,35 @@ pub fn verify_all(items: &[(PublicKey, Hash, Signature)]) -> Result<(), (usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the memo held, what passed is remembered and what fails is still refused: a
+    /// signature moved to another digest, or a flipped bit, is checked in full every time.
+    #[test]
+    fn verification_memo_changes_speed_only() {
+        let key = Keypair::derive(Domain::NodeKey, 7, "source-1");
+        let digest = Hash::of(Domain::Record, &[b"hello"]);
+        let other = Hash::of(Domain::Record, &[b"other"]);
+        let signature = key.sign(&digest);
+        let mut flipped = signature;
+        flipped.0[40] ^= 1;
+        let memo = VerificationMemo::start();
+        for _ in 0..2 {
+            assert_eq!(key.public().verify(&digest, &signature), Ok(()));
+            assert_eq!(
+                key.public().verify(&other, &signature),
+                Err(SignatureError::Invalid)
+            );
+            assert_eq!(
+                key.public().verify(&digest, &flipped),
+                Err(SignatureError::Invalid)
+            );
+        }
+        let remembered = VERIFIED.with(|m| m.borrow().as_ref().map(|m| m.len()));
+        assert_eq!(remembered, Some(1));
+        drop(memo);
+        assert!(VERIFIED.with(|m| m.borrow().is_none()));
+        assert_eq!(key.public().verify(&digest, &signature), Ok(()));
+    }
 
     #[test]
     fn sign_and_verify_round_trip() {

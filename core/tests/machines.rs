@@ -37,6 +37,10 @@ struct Net {
     stores: BTreeMap<Address, BTreeMap<ChainId, Vec<AnyBlock>>>,
     queue: VecDeque<(Address, Address, Message)>,
     crashed: BTreeSet<Address>,
+    /// Links cut both ways: messages between the two are lost.
+    cut: BTreeSet<(Address, Address)>,
+    /// Messages sent, by (from, to, kind).
+    sent: BTreeMap<(Address, Address, &'static str), usize>,
     events: Vec<Event>,
     now: u64,
 }
@@ -71,6 +75,8 @@ impl Net {
             stores: BTreeMap::new(),
             queue: VecDeque::new(),
             crashed: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            sent: BTreeMap::new(),
             events: Vec::new(),
             now: 1_000,
         }
@@ -79,7 +85,10 @@ impl Net {
     fn apply(&mut self, node: Address, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Send { to, message } => self.queue.push_back((node, to, message)),
+                Effect::Send { to, message } => {
+                    *self.sent.entry((node, to, message.name())).or_default() += 1;
+                    self.queue.push_back((node, to, message));
+                }
                 Effect::Persist(blocks) => {
                     for block in blocks {
                         let chain = self
@@ -136,7 +145,11 @@ impl Net {
         while let Some((from, to, message)) = self.queue.pop_front() {
             budget -= 1;
             assert!(budget > 0, "message storm");
-            if self.crashed.contains(&to) || self.crashed.contains(&from) {
+            if self.crashed.contains(&to)
+                || self.crashed.contains(&from)
+                || self.cut.contains(&(from, to))
+                || self.cut.contains(&(to, from))
+            {
                 continue;
             }
             let effects = if to == self.supervisor.address() {
@@ -494,4 +507,104 @@ fn urgent_record_reaches_every_relay_at_once() {
         "urgent record took {} ms to reach the last relay",
         last - created
     );
+}
+
+/// A relay that crashes just before its term ends is failed over within D10's bound: the
+/// pending hand-over request does not delay the detection of its silence.
+#[test]
+fn relay_crash_just_before_rotation_fails_over_in_time() {
+    let mut net = Net::new(3, 4);
+    net.run(1_000);
+    let source = ConsortiumId(0);
+    let term_started = net
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Elected { consortium, at, .. } if *consortium == source => Some(*at),
+            _ => None,
+        })
+        .expect("an initial election");
+    // The supervisor asks for the hand-over at `term_started + period`; crash 150 ms before.
+    let crash_at = term_started + 10_000 - 150;
+    net.run(crash_at - net.now);
+    let old = net.relay_of(source).unwrap();
+    let crash_at = net.now;
+    net.crashed.insert(old);
+    net.run(3_000);
+    let elected = net
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Elected {
+                consortium,
+                epoch: 2,
+                reason,
+                at,
+                ..
+            } if *consortium == source => Some((*at, *reason)),
+            _ => None,
+        })
+        .expect("an election of epoch 2");
+    assert_eq!(elected.1, ElectionReason::Failover);
+    // Its last heartbeat came at most at the crash: suspected `suspect_after` heartbeats
+    // later (its lease has run out by then), give or take a 10 ms tick.
+    assert!(
+        elected.0 - crash_at <= 3 * 200 + 10,
+        "failed over {} ms after the crash",
+        elected.0 - crash_at
+    );
+    assert!(net.events.iter().any(
+        |e| matches!(e, Event::TookOver { consortium, epoch: 2, .. } if *consortium == source)
+    ));
+    net.verify_all();
+    net.assert_no_fork();
+}
+
+/// A member cut off from a relay that stays in office keeps at most a window of blocks in
+/// flight, then probes with one block per round and asks the supervisor who serves; when
+/// the link heals, the acknowledgements pull the whole backlog through.
+#[test]
+fn member_cut_off_from_its_relay_resends_a_bounded_window() {
+    let mut net = Net::new(5, 4);
+    net.run(1_000);
+    let source = ConsortiumId(0);
+    let relay = net.relay_of(source).unwrap();
+    let writer = net
+        .federation
+        .members
+        .iter()
+        .find(|m| m.consortium == source && m.entry.address != relay)
+        .map(|m| (m.entry.name.clone(), m.entry.address))
+        .unwrap();
+    let (name, address) = writer;
+    net.cut.insert((address, relay));
+    // One block every 200 ms (member_max_wait) for 8 s, within the relay's term.
+    for _ in 0..40 {
+        net.write(&name, false);
+        net.run(200);
+    }
+    assert_eq!(net.relay_of(source), Some(relay), "the term ended early");
+    let backlog = net.members[&address].unacked();
+    assert!(backlog >= 38, "only {backlog} blocks waiting");
+    let submits = net.sent[&(address, relay, "submit")];
+    // Resending the whole backlog every 400 ms would send about 20 × 20 = 400.
+    assert!(
+        submits <= backlog + 32 + 10,
+        "{submits} submits for {backlog} blocks"
+    );
+    let asked = net
+        .sent
+        .get(&(address, net.supervisor.address(), "discover"))
+        .copied()
+        .unwrap_or(0);
+    assert!(asked >= 5, "asked the supervisor {asked} times");
+    net.cut.clear();
+    net.run(3_000);
+    assert_eq!(net.members[&address].unacked(), 0);
+    let included = net.included();
+    for key in net.acked() {
+        assert!(included.contains(&key), "acknowledged {key:?} not included");
+    }
+    net.verify_all();
+    net.assert_no_fork();
 }

@@ -43,6 +43,15 @@ use crate::window::{Flush, FlushReason, Window};
 /// Bytes kept free in a consortium block for its header and vector lengths.
 const BLOCK_OVERHEAD: usize = 512;
 
+/// How many of its unacknowledged blocks a member has in flight to its relay at once.
+/// Acknowledgements are cumulative, so a healthy relay never lets the window fill; a lost
+/// relay costs at most this many resends per timer.
+const SUBMIT_WINDOW: usize = 32;
+
+/// Unanswered resend rounds back off to at most 2^this times the resend interval. A new
+/// relay is not waited for: its election triggers a resend at once.
+const RESEND_BACKOFF: u32 = 2;
+
 /// The latest election of one consortium, as this node knows it.
 #[derive(Clone, Debug)]
 struct Serving {
@@ -194,6 +203,20 @@ pub struct Member {
     open_private: Vec<Record>,
     private_since: Option<u64>,
     unacked: BTreeMap<u64, ConsortiumBlock>,
+    /// The highest unacknowledged height sent to the relay in the current round: at most
+    /// [`SUBMIT_WINDOW`] blocks are in flight, so a member whose relay is gone does not
+    /// resend an ever longer backlog on every timer.
+    sent_upto: u64,
+    /// Resend rounds since the last acknowledgement. From the second on, the member also
+    /// asks the supervisor who serves (a lost election message leaves it sending to a
+    /// relay that is gone), and the rounds back off.
+    quiet_rounds: u32,
+    /// Relay-lane syncs this holder has asked a peer for and not yet had that peer's
+    /// answer to, with when it asked. A live block that shows a gap asks its sender only
+    /// when no request to it for that lane is pending, so catching up many pages is one
+    /// chain of requests per peer, not one more chain per block that arrives meanwhile. A
+    /// request unanswered for a resend interval may be asked again.
+    syncing: BTreeMap<(ChainId, Address), u64>,
     serving: BTreeMap<ConsortiumId, Serving>,
     next_heartbeat: u64,
     /// When unacknowledged blocks are next resent (a relay that was not yet serving, a
@@ -241,6 +264,9 @@ impl Member {
             open_private: Vec::new(),
             private_since: None,
             unacked: BTreeMap::new(),
+            sent_upto: 0,
+            quiet_rounds: 0,
+            syncing: BTreeMap::new(),
             serving: BTreeMap::new(),
             next_heartbeat: 0,
             next_resend: 0,
@@ -471,12 +497,37 @@ impl Member {
         if self.unacked.is_empty() {
             self.next_resend = now + self.resend_ms();
         }
-        self.unacked.insert(block.height(), block.clone());
-        if let Some(relay) = self.relay() {
+        self.unacked.insert(block.height(), block);
+        self.submit_window(false, effects);
+    }
+
+    /// Sends unacknowledged blocks to the relay, lowest first, while fewer than
+    /// [`SUBMIT_WINDOW`] are in flight; only one (a probe) after a whole resend round went
+    /// unanswered. `again` starts a new round (a resend timer, a new relay): everything
+    /// unacknowledged counts as not sent. An acknowledgement frees room in the window, so
+    /// after an outage the backlog follows at the pace of the acks.
+    fn submit_window(&mut self, again: bool, effects: &mut Vec<Effect>) {
+        let limit = if self.quiet_rounds >= 2 {
+            1
+        } else {
+            SUBMIT_WINDOW
+        };
+        if again {
+            self.sent_upto = 0;
+        }
+        let Some(relay) = self.relay() else {
+            return;
+        };
+        let in_flight = self.unacked.range(..=self.sent_upto).count();
+        let room = limit.saturating_sub(in_flight);
+        for (height, block) in self.unacked.range(self.sent_upto + 1..).take(room) {
             effects.push(Effect::Send {
                 to: relay,
-                message: Message::Submit { block },
+                message: Message::Submit {
+                    block: block.clone(),
+                },
             });
+            self.sent_upto = *height;
         }
     }
 
@@ -526,17 +577,15 @@ impl Member {
             self.close_private(now, &mut effects);
         }
         if !self.unacked.is_empty() && now >= self.next_resend {
-            if let Some(relay) = self.relay() {
-                for block in self.unacked.values() {
-                    effects.push(Effect::Send {
-                        to: relay,
-                        message: Message::Submit {
-                            block: block.clone(),
-                        },
-                    });
-                }
+            self.quiet_rounds = self.quiet_rounds.saturating_add(1);
+            // After a whole round with no acknowledgement this sends a probe only, and
+            // asks the supervisor who serves now.
+            self.submit_window(true, &mut effects);
+            if self.quiet_rounds >= 2 {
+                effects.push(self.discover());
             }
-            self.next_resend = now + self.resend_ms();
+            let backoff = 1 << (self.quiet_rounds - 1).min(RESEND_BACKOFF);
+            self.next_resend = now + backoff * self.resend_ms();
         }
         if self.relay_capable && now >= self.next_heartbeat {
             self.next_heartbeat = now + self.timing.heartbeat_ms;
@@ -587,6 +636,8 @@ impl Member {
                                 }));
                             }
                         }
+                        self.quiet_rounds = 0;
+                        self.submit_window(false, &mut effects);
                     }
                 }
             }
@@ -735,15 +786,10 @@ impl Member {
         if consortium != self.consortium {
             return;
         }
-        // Resend every unacknowledged block to the (possibly new) relay (D4).
-        for block in self.unacked.values() {
-            effects.push(Effect::Send {
-                to: election.relay,
-                message: Message::Submit {
-                    block: block.clone(),
-                },
-            });
-        }
+        // Resend the unacknowledged blocks to the (possibly new) relay (D4).
+        self.quiet_rounds = 0;
+        self.submit_window(true, effects);
+        self.next_resend = now + self.resend_ms();
         let previous_relay = previous.as_ref().map(|p| p.relay);
         let previous_backup = previous.and_then(|p| p.backup);
         if election.relay == self.me {
@@ -1844,26 +1890,14 @@ impl Member {
                 for head in &block.header.lane_heads {
                     let mine = self.relay_lane_head(head.lane).map_or(0, |h| h.height);
                     if head.height > mine {
-                        effects.push(Effect::Send {
-                            to: from,
-                            message: Message::SyncRequest {
-                                chain: ChainId::Relay(head.lane),
-                                from: mine + 1,
-                            },
-                        });
+                        self.ask_relay_sync(from, head.lane, mine + 1, now, effects);
                     }
                 }
                 true
             }
             Err(err) => match err.reason {
                 Reject::Height { expected, got } if got > expected => {
-                    effects.push(Effect::Send {
-                        to: from,
-                        message: Message::SyncRequest {
-                            chain: ChainId::Relay(lane),
-                            from: expected,
-                        },
-                    });
+                    self.ask_relay_sync(from, lane, expected, now, effects);
                     false
                 }
                 Reject::Height { .. } => true,
@@ -1880,6 +1914,32 @@ impl Member {
                 }
             },
         }
+    }
+
+    /// Asks `to` for relay lane `lane` from height `from`, unless a request for that lane
+    /// to `to` is already pending (see `syncing`).
+    fn ask_relay_sync(
+        &mut self,
+        to: Address,
+        lane: ConsortiumId,
+        from: u64,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let chain = ChainId::Relay(lane);
+        let patience = self.resend_ms();
+        if self
+            .syncing
+            .get(&(chain, to))
+            .is_some_and(|asked| now < asked + patience)
+        {
+            return;
+        }
+        self.syncing.insert((chain, to), now);
+        effects.push(Effect::Send {
+            to,
+            message: Message::SyncRequest { chain, from },
+        });
     }
 
     /// Forwards to this relay's members the records of another lane's block that are
@@ -1956,6 +2016,7 @@ impl Member {
         if self.holder.is_none() {
             return;
         }
+        self.syncing.remove(&(chain, from));
         let mut last = None;
         // Member blocks that arrive by a sync need the relay chain as much as submitted
         // ones: an active relay puts them in its window (S3).
@@ -2046,10 +2107,14 @@ impl Member {
         let complete = last.is_none_or(|h| h >= head);
         if !complete {
             if let Some(h) = last {
-                effects.push(Effect::Send {
-                    to: from,
-                    message: Message::SyncRequest { chain, from: h + 1 },
-                });
+                if let ChainId::Relay(lane) = chain {
+                    self.ask_relay_sync(from, lane, h + 1, now, effects);
+                } else {
+                    effects.push(Effect::Send {
+                        to: from,
+                        message: Message::SyncRequest { chain, from: h + 1 },
+                    });
+                }
                 return;
             }
         }

@@ -293,7 +293,10 @@ impl Supervisor {
                     let head = self.head_for(index, reason);
                     self.elect(index, reason, head, now, &mut effects);
                 }
-                Phase::Serving if !relay_alive => {
+                // A relay that falls silent is failed over as soon as it is suspected,
+                // also while a hand-over it was asked for is pending: the hand-over's own
+                // deadline counts from the request, and would add up to a detection period.
+                Phase::Serving | Phase::HandingOver { .. } if !relay_alive => {
                     self.watches[index].phase = Phase::Failing;
                     self.fail_over_if_expired(index, now, &mut effects);
                 }
