@@ -8,9 +8,16 @@
 //! - keys derive from the seed (SPEC §12 D2), the workload and the network faults from
 //!   seeded ChaCha streams;
 //! - the network delivers in (virtual time, send order) ([`ieschain_actors::sim`]);
-//! - there are no extra threads: no `Arbiter::new`, no `spawn_blocking`; storage is the
-//!   in-memory twin, called synchronously, so a crash loses exactly what the node had not
-//!   persisted (its memory) and keeps what it had.
+//! - there are no extra actor threads: no `Arbiter::new`, no `spawn_blocking`; storage is
+//!   the in-memory twin, called synchronously, so a crash loses exactly what the node had
+//!   not persisted (its memory) and keeps what it had.
+//!
+//! Speed without changing behaviour: signature checks are memoised on the simulation
+//! thread ([`ieschain_core::crypto::VerificationMemo`]), so a record that ten holders
+//! check costs one check; and one helper thread checks each envelope's signature while it
+//! waits in the network queue ([`SimNetwork::prefetch`]). Both hold results of a pure
+//! function, and only passes: every node still checks every envelope and block, and gets
+//! the same answer, so the event log is the same whether the helper kept up or not.
 //!
 //! A run has a **safety phase** (`until`, with the plan's faults) and then a **liveness
 //! phase** (faults healed, crashed nodes restarted) in which the federation must converge;
@@ -129,7 +136,8 @@ impl Simulation {
         self.config.check()?;
         let (genesis, keys) = self.config.genesis(self.seed)?;
         let store: Arc<dyn ChainStore> = Arc::new(MemoryStore::new(genesis.clone()));
-        let _memo = ieschain_core::crypto::VerificationMemo::start();
+        let memo = ieschain_core::crypto::VerificationMemo::start();
+        let prefetcher = memo.prefetcher();
         let system = actix::System::with_tokio_rt(|| {
             // A runtime that cannot be built is a broken environment, not bad input; the
             // error surfaces when the system starts.
@@ -140,7 +148,7 @@ impl Simulation {
                 .build()
                 .expect("a current-thread tokio runtime with paused time")
         });
-        let result = system.block_on(self.drive(genesis, keys, store));
+        let result = system.block_on(self.drive(genesis, keys, store, prefetcher));
         actix::System::current().stop();
         // Let the system run out before it is dropped (actix#531).
         system
@@ -154,6 +162,7 @@ impl Simulation {
         genesis: ieschain_core::genesis::Genesis,
         keys: crate::config::Keys,
         store: Arc<dyn ChainStore>,
+        prefetcher: ieschain_core::crypto::Prefetcher,
     ) -> SimulationOutcome {
         let start = tokio::time::Instant::now();
         let network = Arc::new(SimNetwork::new(self.seed));
@@ -226,6 +235,19 @@ impl Simulation {
             clock: Arc::new(TokioClock::new(SAMPLE_EPOCH_MS)),
             sink,
         });
+        {
+            let directory = parts.directory.clone();
+            let supervisor = parts.keys.supervisor.public();
+            network.prefetch(
+                prefetcher,
+                Box::new(move |a: &Address| {
+                    directory
+                        .get(a)
+                        .map(|known| known.key)
+                        .or_else(|| (supervisor.address() == *a).then_some(supervisor))
+                }),
+            );
+        }
         let supervisor_outbox = Outbox::new(
             parts.keys.supervisor.clone(),
             0,

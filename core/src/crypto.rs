@@ -182,35 +182,56 @@ impl PublicKey {
     /// Verifies `signature` over `digest` with `verify_strict`.
     pub fn verify(&self, digest: &Hash, signature: &Signature) -> Result<(), SignatureError> {
         let triple = (self.0, digest.0, signature.0);
-        if VERIFIED.with(|memo| memo.borrow().as_ref().is_some_and(|m| m.contains(&triple))) {
+        let memo = VERIFIED.with(|memo| memo.borrow().clone());
+        if memo.as_ref().is_some_and(|m| m.passed(&triple)) {
             return Ok(());
         }
-        let key = self.decompressed()?;
-        let ed_signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(&digest.0, &ed_signature)
-            .map_err(|_| SignatureError::Invalid)?;
-        VERIFIED.with(|memo| {
-            if let Some(memo) = memo.borrow_mut().as_mut() {
-                if memo.len() >= VERIFIED_MEMO {
-                    memo.clear();
-                }
-                memo.insert(triple);
-            }
-        });
+        self.verify_strict(digest, signature)?;
+        if let Some(memo) = memo {
+            memo.remember(triple);
+        }
         Ok(())
+    }
+
+    fn verify_strict(&self, digest: &Hash, signature: &Signature) -> Result<(), SignatureError> {
+        let key = self.decompressed()?;
+        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(&digest.0, &signature)
+            .map_err(|_| SignatureError::Invalid)
     }
 }
 
-/// How many verified signatures a thread with [`VerificationMemo`] remembers.
+/// How many verified signatures a [`VerificationMemo`] remembers.
 const VERIFIED_MEMO: usize = 1 << 18;
+
+/// How many checks may wait for a [`Prefetcher`]'s thread; more are not queued.
+const PREFETCH_QUEUE: usize = 1 << 14;
 
 /// A (key, digest, signature) triple that passed `verify_strict`.
 type Verified = ([u8; 32], [u8; 32], [u8; 64]);
 
+/// The signatures a [`VerificationMemo`] saw pass.
+#[derive(Debug, Default)]
+struct Memo(std::sync::Mutex<std::collections::HashSet<Verified>>);
+
+impl Memo {
+    fn passed(&self, triple: &Verified) -> bool {
+        self.0.lock().is_ok_and(|set| set.contains(triple))
+    }
+
+    fn remember(&self, triple: Verified) {
+        if let Ok(mut set) = self.0.lock() {
+            if set.len() >= VERIFIED_MEMO {
+                set.clear();
+            }
+            set.insert(triple);
+        }
+    }
+}
+
 thread_local! {
-    /// Signatures that passed `verify_strict` on this thread, while a [`VerificationMemo`]
-    /// is held; `None` otherwise.
-    static VERIFIED: std::cell::RefCell<Option<std::collections::HashSet<Verified>>> =
+    /// The memo of this thread while a [`VerificationMemo`] is held; `None` otherwise.
+    static VERIFIED: std::cell::RefCell<Option<std::sync::Arc<Memo>>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -227,22 +248,68 @@ thread_local! {
 #[derive(Debug)]
 #[must_use = "the memo is dropped, and switched off, at the end of the statement"]
 pub struct VerificationMemo {
+    memo: std::sync::Arc<Memo>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl VerificationMemo {
     /// Switches the memo on for this thread until the returned guard is dropped.
     pub fn start() -> VerificationMemo {
-        VERIFIED.with(|memo| *memo.borrow_mut() = Some(std::collections::HashSet::new()));
+        let memo = std::sync::Arc::new(Memo::default());
+        VERIFIED.with(|cell| *cell.borrow_mut() = Some(memo.clone()));
         VerificationMemo {
+            memo,
             _not_send: std::marker::PhantomData,
         }
+    }
+
+    /// A handle that checks signatures ahead of need on a second thread and adds the
+    /// passes to this memo. The simulated transport hands it every envelope it will
+    /// deliver, so that the simulation thread mostly finds the envelope's check done. The
+    /// thread ends when the last handle is dropped.
+    pub fn prefetcher(&self) -> Prefetcher {
+        let (queue, checks) = std::sync::mpsc::sync_channel::<Verified>(PREFETCH_QUEUE);
+        let memo = self.memo.clone();
+        // A prefetch thread that cannot start costs speed only: the checks run inline.
+        let _ = std::thread::Builder::new()
+            .name("verify-prefetch".into())
+            .spawn(move || {
+                for triple in checks {
+                    let (key, digest, signature) = triple;
+                    if memo.passed(&triple) {
+                        continue;
+                    }
+                    if PublicKey(key)
+                        .verify_strict(&Hash(digest), &Signature(signature))
+                        .is_ok()
+                    {
+                        memo.remember(triple);
+                    }
+                }
+            });
+        Prefetcher { queue }
     }
 }
 
 impl Drop for VerificationMemo {
     fn drop(&mut self) {
         VERIFIED.with(|memo| *memo.borrow_mut() = None);
+    }
+}
+
+/// Checks signatures ahead of need for a [`VerificationMemo`]; see
+/// [`VerificationMemo::prefetcher`].
+#[derive(Debug, Clone)]
+pub struct Prefetcher {
+    queue: std::sync::mpsc::SyncSender<Verified>,
+}
+
+impl Prefetcher {
+    /// Queues a check of `signature` over `digest` under `key`, unless the queue is full.
+    /// Whatever the outcome, the verifier checks again when it needs the answer and finds
+    /// only passes in the memo.
+    pub fn check(&self, key: &PublicKey, digest: &Hash, signature: &Signature) {
+        let _ = self.queue.try_send((key.0, digest.0, signature.0));
     }
 }
 
@@ -409,7 +476,11 @@ mod tests {
                 Err(SignatureError::Invalid)
             );
         }
-        let remembered = VERIFIED.with(|m| m.borrow().as_ref().map(|m| m.len()));
+        let remembered = VERIFIED.with(|m| {
+            m.borrow()
+                .as_ref()
+                .and_then(|m| m.0.lock().ok().map(|set| set.len()))
+        });
         assert_eq!(remembered, Some(1));
         drop(memo);
         assert!(VERIFIED.with(|m| m.borrow().is_none()));
