@@ -608,3 +608,131 @@ fn member_cut_off_from_its_relay_resends_a_bounded_window() {
     net.verify_all();
     net.assert_no_fork();
 }
+
+/// A spurious failover to a relay that was not the backup (issue 6 §3): the relay and its
+/// backup are alive but their heartbeats stop reaching the supervisor (a saturated actor
+/// thread), while the relay keeps producing under its lease and the backup confirms. The
+/// failover draws another candidate on the backup's last reported lane head, which is
+/// stale, and the deposed pair answers the new relay's sync late (here: not until the cut
+/// heals). The new relay must not continue the lane below the blocks the deposed relay
+/// confirmed: it waits for the deposed backup, which holds every one of them (D4), however
+/// late it answers. Continuing after the sync timeout on the other relays' copies, which
+/// lack those blocks, forked the lane and lost acknowledged blocks from the relay chain.
+#[test]
+fn failover_to_a_third_candidate_waits_for_the_deposed_backup() {
+    let mut net = Net::new(11, 8);
+    net.run(1_000);
+    let source = ConsortiumId(0);
+    let supervisor = net.supervisor.address();
+    let last_election = |net: &Net| {
+        net.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Elected {
+                    consortium,
+                    epoch,
+                    reason,
+                    relay,
+                    backup,
+                    ..
+                } if *consortium == source => Some((*epoch, *reason, *relay, *backup)),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let candidates: Vec<Address> = net
+        .federation
+        .members_of(source)
+        .filter(|m| m.entry.relay_capable)
+        .map(|m| m.entry.address)
+        .collect();
+    assert_eq!(candidates.len(), 4);
+    // First the backup is lost and replaced, so that the node drawn at the failover below
+    // has served before and knows the other lanes' relays (it asks them for the lane).
+    let (_, _, relay, Some(first_backup)) = last_election(&net) else {
+        panic!("no backup");
+    };
+    net.cut.insert((first_backup, supervisor));
+    net.run(1_000);
+    net.cut.clear();
+    let (_, reason, same, Some(backup)) = last_election(&net) else {
+        panic!("no backup");
+    };
+    assert_eq!((reason, same), (ElectionReason::BackupLost, relay));
+    let idle = candidates
+        .iter()
+        .copied()
+        .find(|c| ![relay, backup, first_backup].contains(c))
+        .unwrap();
+    let writers: Vec<String> = net
+        .federation
+        .members_of(source)
+        .filter(|m| !m.entry.relay_capable || [relay, backup].contains(&m.entry.address))
+        .map(|m| m.entry.name.clone())
+        .collect();
+    let plain: BTreeSet<Address> = net
+        .federation
+        .members_of(source)
+        .filter(|m| !m.entry.relay_capable)
+        .map(|m| m.entry.address)
+        .collect();
+    for name in &writers {
+        net.write(name, true);
+    }
+    net.run(400);
+    let before = net.acked().len();
+    // Neither the relay nor the backup reaches the supervisor any more; the relay reaches
+    // only its backup and its plain members, so its next blocks reach no other relay, and
+    // the first backup, drawn next (the fourth candidate is silent too), hears nothing from
+    // either.
+    net.cut.insert((relay, supervisor));
+    net.cut.insert((backup, supervisor));
+    net.cut.insert((idle, supervisor));
+    for other in net.members.keys() {
+        if !plain.contains(other) {
+            net.cut.insert((relay, *other));
+            net.cut.insert((backup, *other));
+        }
+    }
+    net.cut.remove(&(relay, backup));
+    net.cut.remove(&(backup, relay));
+    // Urgent records: relay blocks at once, while the lease lasts.
+    for _ in 0..3 {
+        for name in &writers {
+            net.write(name, true);
+        }
+        net.run(60);
+    }
+    assert!(
+        net.acked().len() > before,
+        "nothing acknowledged after the cut"
+    );
+    let confirmed = net.stores[&backup][&ChainId::Relay(source)].len();
+    net.run(1_500);
+    let (epoch, reason, new, _) = last_election(&net);
+    assert_eq!((reason, new), (ElectionReason::Failover, first_backup));
+    // The new relay has not continued the lane below the deposed relay's blocks: until the
+    // deposed backup answers, it produces nothing.
+    net.assert_no_fork();
+    let took_over = |net: &Net| {
+        net.events.iter().any(|e| {
+            matches!(e, Event::TookOver { consortium, epoch: e, .. }
+                if *consortium == source && *e == epoch)
+        })
+    };
+    assert!(
+        !took_over(&net),
+        "the new relay took over without the deposed backup's blocks"
+    );
+    net.cut.clear();
+    net.run(4_000);
+    assert!(took_over(&net), "the new relay never took over");
+    net.assert_no_fork();
+    net.verify_all();
+    assert!(net.longest_lane(0) > confirmed, "the lane did not go on");
+    let included = net.included();
+    for key in net.acked() {
+        assert!(included.contains(&key), "acknowledged {key:?} lost");
+    }
+}

@@ -90,6 +90,12 @@ enum RelayState {
         target: u64,
         /// Whom to ask again when the deadline passes below the target.
         ask: BTreeSet<Address>,
+        /// The node that holds every block the deposed relay confirmed: its backup (D4),
+        /// or the relay itself if it served without one; `None` when that is this node.
+        /// A relay that was not that node continues only once it has answered, however
+        /// late: the election's lane head is only the last one reported, and the other
+        /// relays' copies may lack the deposed relay's last blocks (S2, S3).
+        keeper: Option<Address>,
     },
     /// Producing.
     Active,
@@ -856,7 +862,8 @@ impl Member {
         // would fork the blocks the deposed relay stored meanwhile. The previous relay and
         // backup were both deemed failed, but a spurious failover (a saturated actor thread
         // answering heartbeats late) leaves them alive with the lane's head: wait for their
-        // answers too, at most the sync timeout (S2).
+        // answers too, the relay's at most the sync timeout, the keeper's (below) however
+        // long it takes (S2).
         if previous_backup != Some(self.me) {
             waiting.extend(previous.filter(|p| *p != self.me));
             waiting.extend(previous_backup.filter(|p| *p != self.me));
@@ -912,6 +919,18 @@ impl Member {
                 },
             });
         }
+        let keeper = self.keeper(election).filter(|k| *k != self.me);
+        if let Some(keeper) = keeper {
+            if waiting.insert(keeper) {
+                effects.push(Effect::Send {
+                    to: keeper,
+                    message: Message::SyncRequest {
+                        chain: ChainId::Relay(lane),
+                        from,
+                    },
+                });
+            }
+        }
         let mut ask = waiting.clone();
         ask.extend(previous.filter(|p| *p != self.me));
         let state = RelayState::Syncing {
@@ -919,6 +938,7 @@ impl Member {
             deadline: now + self.timing.sync_timeout_ms(),
             target: election.lane_head.height,
             ask,
+            keeper,
         };
         self.duty = Duty::Relay(Box::new(RelayDuty {
             epoch: election.epoch,
@@ -950,6 +970,26 @@ impl Member {
             self.forward(block, now, effects);
         }
         self.relay_tick(now, effects);
+    }
+
+    /// Who holds every block of the own lane that the relay before `election` confirmed:
+    /// that relay's backup, which stores each relay block before it confirms it (D4), or
+    /// the relay itself if it had none. Read from the election this one follows, in the
+    /// records it came with: this node's own idea of the previous election may have missed
+    /// one (a lost backup replaced). `None` for an initial election.
+    fn keeper(&self, election: &ElectionRecord) -> Option<Address> {
+        if election.prev_election == crate::crypto::Hash::ZERO {
+            return None;
+        }
+        self.serving
+            .get(&election.consortium)?
+            .records
+            .iter()
+            .filter(|r| r.digest() == election.prev_election)
+            .find_map(|r| match &r.content.body {
+                RecordBody::Election(previous) => Some(previous.backup.unwrap_or(previous.relay)),
+                _ => None,
+            })
     }
 
     fn become_backup(&mut self, election: &ElectionRecord, effects: &mut Vec<Effect>) {
@@ -1041,13 +1081,15 @@ impl Member {
             waiting,
             target,
             ask,
+            keeper,
         } = &mut duty.state
         {
-            if head >= *target && (waiting.is_empty() || now >= *deadline) {
+            let kept = keeper.is_none_or(|k| !waiting.contains(&k));
+            if head >= *target && kept && (waiting.is_empty() || now >= *deadline) {
                 duty.state = RelayState::Active;
             } else if now >= *deadline {
-                // Still below the election's lane head: ask again, and never continue
-                // below it (S2).
+                // Still below the election's lane head, or not yet answered by the
+                // keeper: ask again, and never continue below either (S2).
                 *deadline = now + self.timing.sync_timeout_ms();
                 for to in ask.iter() {
                     effects.push(Effect::Send {
