@@ -120,3 +120,15 @@ fn regression_seed_3_random_failover_late() {
     let outcome = simulate(3, 200, "random");
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
+
+/// Envelopes delayed and reordered by the network are not taken for replays: sequence
+/// numbers count per recipient, so a relay's broadcasts to others do not push an envelope
+/// still on its way out of its recipient's replay window. Nothing hostile is reported in
+/// a run whose only fault is delay.
+#[test]
+fn delayed_envelopes_are_not_taken_for_replays() {
+    let outcome = simulate(4, 30, "delay:1-60ms");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+    assert!(outcome.stats.records_committed > 50);
+    assert_eq!(outcome.stats.hostile, 0, "rejected as hostile");
+}

@@ -1,6 +1,7 @@
 //! Carrying out a machine's effects: the one place where an actor touches the transport,
 //! its store and the host's event sink. Shared by every kind of node.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ieschain_core::message::{Envelope, Message};
@@ -24,7 +25,11 @@ pub struct Outbox {
     pub key: Keypair,
     /// Its restart count (SPEC §12 D9).
     pub incarnation: u32,
-    next_seq: u64,
+    /// The last envelope seq sent to each peer. Seqs count per recipient: the recipient's
+    /// replay window (`REPLAY_WINDOW` in `ieschain_core::message`) then spans its own
+    /// traffic only, so a delayed envelope is not taken for a replay because its sender
+    /// sent hundreds of envelopes to others meanwhile (a relay's broadcasts).
+    next_seq: BTreeMap<Address, u64>,
     /// Its own store handle.
     pub store: HolderStore,
     /// The transport.
@@ -57,7 +62,7 @@ impl Outbox {
         Outbox {
             key,
             incarnation,
-            next_seq: 0,
+            next_seq: BTreeMap::new(),
             store,
             transport,
             clock,
@@ -77,8 +82,9 @@ impl Outbox {
 
     /// Seals and sends one message.
     pub fn send(&mut self, to: Address, message: &Message) {
-        self.next_seq += 1;
-        let envelope = Envelope::seal(&self.key, to, self.incarnation, self.next_seq, message);
+        let seq = self.next_seq.entry(to).or_insert(0);
+        *seq += 1;
+        let envelope = Envelope::seal(&self.key, to, self.incarnation, *seq, message);
         self.transport.send(envelope);
     }
 
@@ -165,5 +171,78 @@ impl Outbox {
                 Effect::Emit(event) => self.emit(&event),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use ieschain_core::message::{Inbox, REPLAY_WINDOW};
+    use ieschain_core::sample::SampleFederation;
+    use ieschain_core::ConsortiumId;
+    use ieschain_storage::memory::MemoryStore;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::transport::TransportStats;
+
+    /// A transport that keeps what is sent.
+    #[derive(Debug, Default)]
+    struct Kept(Mutex<Vec<Envelope>>);
+
+    impl Transport for Kept {
+        fn register(&self, _: Address, _: actix::Recipient<crate::messages::Deliver>) {}
+        fn unregister(&self, _: &Address) {}
+        fn send(&self, envelope: Envelope) {
+            if let Ok(mut kept) = self.0.lock() {
+                kept.push(envelope);
+            }
+        }
+        fn stats(&self) -> TransportStats {
+            TransportStats::default()
+        }
+    }
+
+    /// An envelope overtaken on its way by a later one to the same recipient is still
+    /// accepted when its sender sent many envelopes to others in between: seqs count per
+    /// recipient, so the recipient's replay window spans its own traffic only.
+    #[test]
+    fn seqs_count_per_recipient() {
+        let federation = SampleFederation::four_party(1, 2);
+        let sender = federation.members[0].key.clone();
+        let (a, b) = (
+            federation.members[1].key.clone(),
+            federation.members[2].key.clone(),
+        );
+        let kept = Arc::new(Kept::default());
+        let store = Arc::new(MemoryStore::new(federation.genesis.clone()));
+        let mut outbox = Outbox::new(
+            sender.clone(),
+            0,
+            HolderStore::new(store, sender.address()),
+            kept.clone(),
+            Arc::new(SystemClock),
+            Arc::new(|_: &Event| {}),
+        );
+        let message = Message::Discover {
+            consortium: ConsortiumId(0),
+        };
+        outbox.send(a.address(), &message);
+        for _ in 0..2 * REPLAY_WINDOW {
+            outbox.send(b.address(), &message);
+        }
+        outbox.send(a.address(), &message);
+        let sent = kept.0.lock().unwrap().clone();
+        let to_a: Vec<&Envelope> = sent.iter().filter(|e| e.header.to == a.address()).collect();
+        assert_eq!(
+            to_a.iter().map(|e| e.header.seq).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // The second overtakes the first on the way.
+        let mut inbox = Inbox::new(a.address());
+        let key_of = |x: &Address| (*x == sender.address()).then(|| sender.public());
+        assert_eq!(inbox.accept(to_a[1], key_of), Ok(message.clone()));
+        assert_eq!(inbox.accept(to_a[0], key_of), Ok(message));
     }
 }

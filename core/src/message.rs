@@ -302,7 +302,7 @@ pub struct EnvelopeHeader {
     pub to: Address,
     /// The sender's restart count.
     pub incarnation: u32,
-    /// Per (sender, incarnation), strictly increasing.
+    /// Per (sender, incarnation, recipient), strictly increasing.
     pub seq: u64,
 }
 
