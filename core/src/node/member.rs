@@ -976,9 +976,16 @@ impl Member {
     /// that relay's backup, which stores each relay block before it confirms it (D4), or
     /// the relay itself if it had none. Read from the election this one follows, in the
     /// records it came with: this node's own idea of the previous election may have missed
-    /// one (a lost backup replaced). `None` for an initial election.
+    /// one (a lost backup replaced). `None` for an initial election, and when this node's
+    /// copy of the lane already holds a block of this election's epoch (a relay restarted
+    /// in its own epoch): the lane went on past the keeper's blocks then.
     fn keeper(&self, election: &ElectionRecord) -> Option<Address> {
-        if election.prev_election == crate::crypto::Hash::ZERO {
+        let taken_over = self
+            .holder
+            .as_ref()
+            .and_then(|h| h.relay_lanes.get(&election.consortium))
+            .is_some_and(|l| l.elections.epoch >= election.epoch);
+        if election.prev_election == crate::crypto::Hash::ZERO || taken_over {
             return None;
         }
         self.serving
