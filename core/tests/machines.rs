@@ -39,6 +39,9 @@ struct Net {
     crashed: BTreeSet<Address>,
     /// Links cut both ways: messages between the two are lost.
     cut: BTreeSet<(Address, Address)>,
+    /// Sync requests to lose once each: the next request from the first node to the
+    /// second for the chain is lost.
+    lose: Vec<(Address, Address, ChainId)>,
     /// Messages sent, by (from, to, kind).
     sent: BTreeMap<(Address, Address, &'static str), usize>,
     events: Vec<Event>,
@@ -76,6 +79,7 @@ impl Net {
             queue: VecDeque::new(),
             crashed: BTreeSet::new(),
             cut: BTreeSet::new(),
+            lose: Vec::new(),
             sent: BTreeMap::new(),
             events: Vec::new(),
             now: 1_000,
@@ -151,6 +155,12 @@ impl Net {
                 || self.cut.contains(&(to, from))
             {
                 continue;
+            }
+            if let Message::SyncRequest { chain, .. } = &message {
+                if let Some(i) = self.lose.iter().position(|l| *l == (from, to, *chain)) {
+                    self.lose.remove(i);
+                    continue;
+                }
             }
             let effects = if to == self.supervisor.address() {
                 self.supervisor.deliver(from, message, self.now)
@@ -556,6 +566,94 @@ fn relay_crash_just_before_rotation_fails_over_in_time() {
     assert!(net.events.iter().any(
         |e| matches!(e, Event::TookOver { consortium, epoch: 2, .. } if *consortium == source)
     ));
+    net.verify_all();
+    net.assert_no_fork();
+}
+
+/// A new backup that held no copies parks its own next block, replicated by the relay, until
+/// its lane's earlier blocks are synced from the relay. When that one sync request is lost,
+/// the backup asks again (it used to wait for good, and so did the acknowledgement), and
+/// the relay blocks the backup confirms meanwhile go out at once, not held behind the
+/// stalled acknowledgement (property regression seed 896714: the new relay never took
+/// over, L1).
+#[test]
+fn lost_sync_of_a_parked_block_stalls_neither_the_lane_nor_the_ack() {
+    // Six members a consortium, three of them relay-capable: a backup after the failover.
+    let mut net = Net::new(3, 6);
+    net.run(1_000);
+    let source = ConsortiumId(0);
+    let names: Vec<String> = net
+        .federation
+        .members_of(source)
+        .map(|m| m.entry.name.clone())
+        .collect();
+    for name in &names {
+        net.write(name, false);
+    }
+    net.run(400);
+    let old = net.relay_of(source).unwrap();
+    net.crashed.insert(old);
+    net.run(1_500);
+    let relay = net.relay_of(source).unwrap();
+    assert_ne!(relay, old, "no failover");
+    let backup = net
+        .members
+        .values()
+        .find(|m| m.consortium() == source && m.is_backup())
+        .map(|m| m.address())
+        .expect("a new backup");
+    let name = net
+        .federation
+        .members
+        .iter()
+        .find(|m| m.entry.address == backup)
+        .map(|m| m.entry.name.clone())
+        .unwrap();
+    assert_eq!(net.members[&backup].unacked(), 0);
+    // The backup's copy of its own lane is empty: the relay's replication of its next block
+    // shows a gap, and the one request to fill it is lost.
+    net.lose
+        .push((backup, relay, ChainId::Consortium(source, backup)));
+    let created = net.now;
+    net.write(&name, true);
+    net.run(200);
+    assert!(net.lose.is_empty(), "the backup never asked for its lane");
+    // The relay block with the urgent record went out at once to the other lanes' relays.
+    let reached: BTreeSet<Address> = net
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Committed {
+                node,
+                lane,
+                records,
+                ..
+            } if *lane == source
+                && *node != relay
+                && *node != backup
+                && records
+                    .iter()
+                    .any(|r| r.author == backup && r.created_at == created) =>
+            {
+                Some(*node)
+            }
+            _ => None,
+        })
+        .collect();
+    let others: BTreeSet<Address> = (1..4)
+        .filter_map(|lane| net.relay_of(ConsortiumId(lane)))
+        .collect();
+    assert!(
+        others.is_subset(&reached),
+        "the relay block waited on the stalled acknowledgement: reached {reached:?}"
+    );
+    // And the backup asked again: its block is acknowledged.
+    net.run(1_000);
+    assert_eq!(net.members[&backup].unacked(), 0, "never acknowledged");
+    let included = net.included();
+    for key in net.acked() {
+        assert!(included.contains(&key), "acknowledged {key:?} not included");
+    }
     net.verify_all();
     net.assert_no_fork();
 }

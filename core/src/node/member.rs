@@ -104,7 +104,8 @@ enum RelayState {
 }
 
 /// What the relay does once the backup confirms a replication: entries are released in
-/// order, each once its own confirmation has arrived.
+/// order, each once its own confirmation has arrived: the relay blocks in lane order, and
+/// each member's acknowledgements in its lane order, one order not waiting on another.
 #[derive(Clone, Debug)]
 struct PendingEntry {
     done: bool,
@@ -180,6 +181,11 @@ struct BackupDuty {
     /// before forwarding them to the members, so a backup that takes over forwards them
     /// again (members act on each record once).
     received: VecDeque<(u64, RelayBlock)>,
+    /// When the chains still caught up or behind a parked block are next asked of the
+    /// relay again (0: none is waiting). A lost request or answer must not leave a block
+    /// parked for good: its confirmation would never come, and neither would the
+    /// acknowledgements of its author's later blocks, which the relay releases in order.
+    next_ask: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -221,7 +227,8 @@ pub struct Member {
     /// answer to, with when it asked. A live block that shows a gap asks its sender only
     /// when no request to it for that lane is pending, so catching up many pages is one
     /// chain of requests per peer, not one more chain per block that arrives meanwhile. A
-    /// request unanswered for a resend interval may be asked again.
+    /// request unanswered for a resend interval may be asked again. The follow-up pages of
+    /// any chain, and a backup's repeated requests (`backup_tick`), are recorded here too.
     syncing: BTreeMap<(ChainId, Address), u64>,
     serving: BTreeMap<ConsortiumId, Serving>,
     next_heartbeat: u64,
@@ -616,6 +623,7 @@ impl Member {
             });
         }
         self.relay_tick(now, &mut effects);
+        self.backup_tick(now, &mut effects);
         self.protocol_tick(now, &mut effects);
         effects
     }
@@ -1038,7 +1046,56 @@ impl Member {
             parked: BTreeMap::new(),
             parked_relay: BTreeMap::new(),
             received: VecDeque::new(),
+            next_ask: 0,
         });
+    }
+
+    /// Asks the relay again, every resend interval, for the chains this backup still
+    /// waits on: those it is catching up, and those a parked replicated block needs the
+    /// gap of. The first request went when the wait began (`become_backup`, a parked
+    /// block); a chain whose answer is still coming page by page was asked lately and is
+    /// left alone. Syncing only fills the copies in lane order, and a parked block is
+    /// confirmed only once stored, so asking again never confirms early (D4).
+    fn backup_tick(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        let patience = self.resend_ms();
+        let consortium = self.consortium;
+        let Duty::Backup(duty) = &mut self.duty else {
+            return;
+        };
+        let mut chains: BTreeSet<ChainId> = duty.catching_up.clone();
+        chains.extend(
+            duty.parked
+                .keys()
+                .map(|(author, _)| ChainId::Consortium(consortium, *author)),
+        );
+        if !duty.parked_relay.is_empty() {
+            chains.insert(ChainId::Relay(consortium));
+        }
+        if chains.is_empty() {
+            duty.next_ask = 0;
+            return;
+        }
+        if duty.next_ask == 0 {
+            duty.next_ask = now + patience;
+            return;
+        }
+        if now < duty.next_ask {
+            return;
+        }
+        duty.next_ask = now + patience;
+        let relay = duty.relay;
+        for chain in chains {
+            let head = match chain {
+                ChainId::Relay(lane) => self.relay_lane_head(lane).map(|h| h.height),
+                ChainId::Consortium(_, author) => self
+                    .holder
+                    .as_ref()
+                    .and_then(|h| h.member_lanes.get(&author))
+                    .map(|l| l.head.height),
+                ChainId::Private(_) => continue,
+            };
+            self.ask_sync(relay, chain, head.unwrap_or(0) + 1, now, effects);
+        }
     }
 
     fn on_hand_over(&mut self, epoch: u64, now: u64, effects: &mut Vec<Effect>) {
@@ -1563,24 +1620,41 @@ impl Member {
         if duty.backup != Some(from) || duty.epoch != epoch {
             return;
         }
-        // Mark this one confirmed, then release confirmed entries from the front, so that
-        // acknowledgements and broadcasts keep their order and none goes out before the
-        // backup has its block.
+        // Mark this one confirmed, then release the confirmed entries that no unconfirmed
+        // one of their own order waits before: the relay blocks in lane order, each
+        // member's acknowledgements in its lane order (an acknowledgement is cumulative at
+        // the member). None goes out before the backup has its block. The orders are
+        // independent: a relay block carries the blocks it includes, so the backup holding
+        // it holds them too, and an acknowledgement needs only its own block at the backup
+        // (D4). One member's stalled confirmation (a block parked at the backup behind a
+        // gap whose sync was lost) must not hold back the lane (L1) or the other members.
         if let Some(entry) = duty.pending.iter_mut().find(|e| e.action.hash() == hash) {
             entry.done = true;
         }
-        while duty.pending.front().is_some_and(|e| e.done) {
-            if let Some(entry) = duty.pending.pop_front() {
+        let mut blocked: BTreeSet<Option<Address>> = BTreeSet::new();
+        let mut next = 0;
+        while next < duty.pending.len() {
+            let entry = &duty.pending[next];
+            let order = match &entry.action {
+                Pending::Ack { author, .. } => Some(*author),
+                Pending::Broadcast { .. } => None,
+            };
+            if !entry.done || blocked.contains(&order) {
+                blocked.insert(order);
+                next += 1;
+                continue;
+            }
+            if let Some(entry) = duty.pending.remove(next) {
                 let stored = matches!(entry.action, Pending::Broadcast { .. });
                 let first_block = stored && std::mem::take(&mut duty.announce_take_over);
                 // This block is stored now: a later rollback goes back to just before the
                 // next unconfirmed block, never below a stored one.
                 if stored {
-                    let next = duty.pending.iter_mut().find_map(|e| match &mut e.action {
+                    let following = duty.pending.iter_mut().find_map(|e| match &mut e.action {
                         Pending::Broadcast { before, .. } => Some(before.take()),
                         Pending::Ack { .. } => None,
                     });
-                    if let Some(Some(before)) = next {
+                    if let Some(Some(before)) = following {
                         duty.rollback = Some(before);
                     }
                 }
@@ -1975,7 +2049,19 @@ impl Member {
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
-        let chain = ChainId::Relay(lane);
+        self.ask_sync(to, ChainId::Relay(lane), from, now, effects);
+    }
+
+    /// Asks `to` for `chain` from height `from`, unless a request for that chain to `to`
+    /// is already pending (see `syncing`).
+    fn ask_sync(
+        &mut self,
+        to: Address,
+        chain: ChainId,
+        from: u64,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         let patience = self.resend_ms();
         if self
             .syncing
@@ -2156,14 +2242,7 @@ impl Member {
         let complete = last.is_none_or(|h| h >= head);
         if !complete {
             if let Some(h) = last {
-                if let ChainId::Relay(lane) = chain {
-                    self.ask_relay_sync(from, lane, h + 1, now, effects);
-                } else {
-                    effects.push(Effect::Send {
-                        to: from,
-                        message: Message::SyncRequest { chain, from: h + 1 },
-                    });
-                }
+                self.ask_sync(from, chain, h + 1, now, effects);
                 return;
             }
         }
