@@ -515,16 +515,12 @@ impl Member {
     }
 
     /// Sends unacknowledged blocks to the relay, lowest first, while fewer than
-    /// [`SUBMIT_WINDOW`] are in flight; only one (a probe) after a whole resend round went
-    /// unanswered. `again` starts a new round (a resend timer, a new relay): everything
-    /// unacknowledged counts as not sent. An acknowledgement frees room in the window, so
-    /// after an outage the backlog follows at the pace of the acks.
+    /// [`SUBMIT_WINDOW`] are in flight. `again` starts a new round (a resend timer, a new
+    /// relay): everything unacknowledged counts as not sent. An acknowledgement frees room
+    /// in the window, so after an outage the backlog follows at the pace of the acks, and
+    /// an overloaded relay slows its members (backpressure) without stopping them.
     fn submit_window(&mut self, again: bool, effects: &mut Vec<Effect>) {
-        let limit = if self.quiet_rounds >= 2 {
-            1
-        } else {
-            SUBMIT_WINDOW
-        };
+        let limit = SUBMIT_WINDOW;
         if again {
             self.sent_upto = 0;
         }
@@ -591,11 +587,22 @@ impl Member {
         }
         if !self.unacked.is_empty() && now >= self.next_resend {
             self.quiet_rounds = self.quiet_rounds.saturating_add(1);
-            // After a whole round with no acknowledgement this sends a probe only, and
-            // asks the supervisor who serves now.
-            self.submit_window(true, &mut effects);
             if self.quiet_rounds >= 2 {
+                // A whole round went unanswered: probe with the lowest block only (its
+                // acknowledgement frees the window), leave the window as it is, and ask
+                // the supervisor who serves now.
+                if let (Some(relay), Some(block)) = (self.relay(), self.unacked.values().next())
+                {
+                    effects.push(Effect::Send {
+                        to: relay,
+                        message: Message::Submit {
+                            block: block.clone(),
+                        },
+                    });
+                }
                 effects.push(self.discover());
+            } else {
+                self.submit_window(true, &mut effects);
             }
             let backoff = 1 << (self.quiet_rounds - 1).min(RESEND_BACKOFF);
             self.next_resend = now + backoff * self.resend_ms();
