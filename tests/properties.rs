@@ -438,6 +438,26 @@ fn regression_seed_896714_new_relay_never_commits_confirmed_blocks() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Found by `no_schedule_breaks_an_invariant` with 32 cases of the default generator seed at
+/// c090c1d: grid's relay and then its backup (grid-east) crash; the failover elects a relay
+/// with no backup, which waits for the deposed backup (the keeper of every block the old
+/// relay confirmed) before it produces, and the keeper stays down for the rest of the
+/// safety phase. A newcomer joined through that relay meanwhile: its join completed, but
+/// no relay block ever carried its registry entry, so its own blocks had an unknown signer
+/// (S4). A relay now answers join requests only once it produces; the newcomer asks again.
+#[test]
+fn regression_seed_360450_join_through_a_relay_still_taking_over() {
+    let outcome = run(
+        360_450,
+        SAFETY_MS,
+        "delay:0-1ms,partition:source@1000ms+2601ms,partition:grid@1050ms+1057ms,\
+         restart:grid-east@1100ms,pause:source-wind@1150ms+3584ms,crash:source-wind@1200ms,\
+         crash:source-wind@1250ms,crash-relay:grid@1300ms,crash:grid-east@1350ms",
+        Mutations::default(),
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {

@@ -305,6 +305,11 @@ impl Member {
         matches!(self.duty, Duty::Relay(_))
     }
 
+    /// Whether it serves as relay and has taken its lane over: it produces relay blocks.
+    pub fn producing(&self) -> bool {
+        matches!(&self.duty, Duty::Relay(duty) if duty.state == RelayState::Active && duty.took_over)
+    }
+
     /// Whether it currently serves as backup.
     pub fn is_backup(&self) -> bool {
         matches!(self.duty, Duty::Backup(_))
@@ -591,8 +596,7 @@ impl Member {
                 // A whole round went unanswered: probe with the lowest block only (its
                 // acknowledgement frees the window), leave the window as it is, and ask
                 // the supervisor who serves now.
-                if let (Some(relay), Some(block)) = (self.relay(), self.unacked.values().next())
-                {
+                if let (Some(relay), Some(block)) = (self.relay(), self.unacked.values().next()) {
                     effects.push(Effect::Send {
                         to: relay,
                         message: Message::Submit {

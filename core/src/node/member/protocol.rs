@@ -1520,6 +1520,13 @@ impl Member {
             }
             return;
         }
+        // A relay still taking over (syncing its lane, or waiting for the deposed relay's
+        // backup) cannot put the registry change on the lane yet: a join it accepted now
+        // would be done before anyone could check the newcomer's blocks. No answer; the
+        // newcomer asks again.
+        if !self.producing() {
+            return;
+        }
         let refuse = |reason: String| Effect::Send {
             to: from,
             message: Message::JoinRefused { reason },
