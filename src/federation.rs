@@ -871,7 +871,7 @@ impl Collector {
                 }
                 self.serving.insert(*consortium, (*epoch, *relay, *backup));
             }
-            Event::TookOver { .. } | Event::Step { .. } => {}
+            Event::TookOver { .. } | Event::Step { .. } | Event::Stored { .. } => {}
             Event::JoinDone { .. } => self.stats.joins += 1,
             Event::JoinFailed { .. } => self.stats.joins_failed += 1,
             Event::TradeSettled { .. } => self.stats.trades_power += 1,

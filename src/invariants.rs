@@ -15,6 +15,23 @@
 //! - **S3 no loss:** once faults heal, every acknowledged consortium block is in the relay
 //!   chain of every live relay, exactly once (Jepsen's set checker: acknowledged but absent
 //!   is lost; unacknowledged writes may appear or not).
+//! - **S3 (D4) acknowledged means replicated:** an acknowledgement means the block is
+//!   durable at the relay and at the backup (SPEC §12 D4). So when a member hears its
+//!   block (author, height) acknowledged by the relay of epoch e, one of epoch e's backups
+//!   (or the author, if it is one) has already stored it: `Stored`, which a relay or
+//!   backup emits for every member block it stores (submitted, replicated, parked behind a
+//!   gap and stored later, or synced); a node keeps what it stored, across epochs and
+//!   restarts. Every backup the epoch has had counts: one lost within its epoch may have
+//!   confirmed what is acknowledged after its replacement, and a late acknowledgement of
+//!   an older epoch is judged against that epoch's backups. Not judged: an epoch some
+//!   election of which drew no backup. Only then is the relay degraded and acknowledges on
+//!   its own sync; a repeated acknowledgement (D9) repeats that reply, and one sent before
+//!   the relay heard of a new backup may arrive after. A relay with a backup replicates
+//!   and waits even while a new backup catches up (README, "Degraded mode only without a
+//!   backup"), so a `Degraded` of an epoch with a backup exempts nothing. Judged when the
+//!   member hears it, later than the relay sent it, so a relay that waited is never
+//!   blamed. (S3 at the end cannot see an early acknowledgement once a new relay recovers
+//!   the block from its author at take-over.)
 //! - **S4 valid chains** and **S5 verifiable elections:** a full `verify` of every chain of
 //!   every node, which recomputes every election.
 //! - **S6 trades:** checked at the end of a run by [`crate::audit::trades`], on every
@@ -62,6 +79,10 @@ pub struct Invariants {
     /// relay's lease has surely expired, on a failover; after it stopped, on a rotation).
     elected_at: BTreeMap<(ConsortiumId, u64), u64>,
     acked: BTreeMap<(Address, u64), u64>,
+    /// Per (lane, epoch), for S3 (D4): the backups its elections drew.
+    backups: BTreeMap<(ConsortiumId, u64), EpochBackups>,
+    /// For S3 (D4): the member blocks (node, author, height) each relay or backup stored.
+    held: BTreeSet<(Address, Address, u64)>,
     /// Relay crashes (for L1): lane, epoch, the relay, when.
     crashes: Vec<(ConsortiumId, u64, Address, u64)>,
     /// Faults touching a consortium's relay candidates (for L1's premise).
@@ -79,6 +100,17 @@ pub struct Invariants {
     /// The latest event time seen.
     now: u64,
     broken: Vec<String>,
+}
+
+/// The backups of one epoch of a lane, for S3 (D4).
+#[derive(Debug, Default)]
+struct EpochBackups {
+    /// Every backup drawn for the epoch, in order (a backup lost keeps the epoch).
+    drawn: Vec<Address>,
+    /// The latest one, if any.
+    current: Option<Address>,
+    /// Some election of the epoch drew no backup.
+    unbacked: bool,
 }
 
 /// A fault touching relay candidates of one consortium, for L1: a crash (`until` is
@@ -356,10 +388,26 @@ impl Invariants {
                 }
             }
             Event::Acked {
-                member, height, at, ..
+                member,
+                consortium,
+                height,
+                relay,
+                epoch,
+                at,
+                ..
             } => {
                 self.acked.entry((*member, *height)).or_insert(*at);
+                self.replicated_before_ack(*member, *consortium, *height, *relay, *epoch);
             }
+            Event::Stored {
+                node,
+                author,
+                height,
+                ..
+            } => {
+                self.held.insert((*node, *author, *height));
+            }
+
             Event::TookOver {
                 consortium,
                 epoch,
@@ -377,9 +425,53 @@ impl Invariants {
             } => {
                 self.elected_at.entry((*consortium, *epoch)).or_insert(*at);
                 self.serving.insert(*consortium, (*relay, *backup));
+                let backups = self.backups.entry((*consortium, *epoch)).or_default();
+                backups.current = *backup;
+                match backup {
+                    Some(b) if !backups.drawn.contains(b) => backups.drawn.push(*b),
+                    Some(_) => {}
+                    None => backups.unbacked = true,
+                }
             }
             _ => {}
         }
+    }
+
+    /// S3 (D4) for one acknowledgement heard by `member`: block `height` of its lane,
+    /// acknowledged by `relay` of `lane`'s epoch `epoch`. Unless the epoch has been without a
+    /// backup, one of its backups holds the block already (see the module docs).
+    fn replicated_before_ack(
+        &mut self,
+        member: Address,
+        lane: ConsortiumId,
+        height: u64,
+        relay: Address,
+        epoch: u64,
+    ) {
+        let Some(backups) = self.backups.get(&(lane, epoch)) else {
+            return;
+        };
+        if backups.unbacked {
+            return;
+        }
+        let held = backups
+            .drawn
+            .iter()
+            .any(|b| *b == member || self.held.contains(&(*b, member, height)));
+        if held {
+            return;
+        }
+        let backup = backups
+            .current
+            .map_or_else(|| "none".to_string(), |b| b.short());
+        self.fail(
+            "S3 (D4)",
+            format!(
+                "block {}#{height} acknowledged by relay {} in epoch {epoch} of lane {lane} before its backup {backup} held it",
+                member.short(),
+                relay.short()
+            ),
+        );
     }
 
     /// The cross-node checks of one committed block: fencing (S1) and no fork within an
@@ -776,6 +868,7 @@ fn event_time(event: &Event) -> Option<u64> {
         | Event::Acked { at, .. }
         | Event::Elected { at, .. }
         | Event::TookOver { at, .. }
+        | Event::Stored { at, .. }
         | Event::CutOff { at, .. }
         | Event::Step { at, .. }
         | Event::JoinDone { at, .. }
@@ -942,6 +1035,113 @@ mod tests {
         assert!(run(true, 0, 1_200).broken().is_empty());
         assert_eq!(names(&run(true, 0, 1_201)), ["L2"]);
         assert_eq!(names(&run(false, 0, 1_901)), ["L3"]);
+    }
+
+    fn elected_with(epoch: u64, relay: Address, backup: Option<Address>, at: u64) -> Event {
+        Event::Elected {
+            consortium: L0,
+            epoch,
+            reason: ElectionReason::BackupLost,
+            relay,
+            backup,
+            at,
+        }
+    }
+
+    fn acked(member: Address, height: u64, relay: Address, epoch: u64, at: u64) -> Event {
+        Event::Acked {
+            member,
+            consortium: L0,
+            height,
+            relay,
+            epoch,
+            records: 1,
+            at,
+        }
+    }
+
+    fn stored(node: Address, author: Address, height: u64, at: u64) -> Event {
+        Event::Stored {
+            node,
+            author,
+            height,
+            epoch: 1,
+            at,
+        }
+    }
+
+    /// S3 (D4): a member hearing its block acknowledged before the epoch's backup stored
+    /// it breaks S3; after, it does not, nor when the backup is the author. An epoch that
+    /// has been without a backup (degraded: the relay acknowledges on its own sync) is not
+    /// judged; one degraded while a new backup catches up is, since the relay waits for it
+    /// all the same. A backup replaced within its epoch still counts for what it stored,
+    /// and a late acknowledgement of an older epoch is judged against that epoch's backups.
+    #[test]
+    fn acknowledging_before_the_backup_holds_the_block_breaks_s3() {
+        const D: Address = Address([0xd; 20]);
+        const E: Address = Address([0xe; 20]);
+        let mut checker = Invariants::new();
+        checker.observe(&elected_with(1, A, Some(B), 0));
+        checker.observe(&stored(A, C, 1, 10));
+        checker.observe(&stored(B, C, 1, 12));
+        checker.observe(&acked(C, 1, A, 1, 15));
+        checker.observe(&acked(B, 1, A, 1, 16));
+        assert!(checker.broken().is_empty(), "{:?}", checker.broken());
+        checker.observe(&stored(A, C, 2, 20));
+        checker.observe(&acked(C, 2, A, 1, 21));
+        checker.observe(&stored(B, C, 2, 22));
+        assert_eq!(names(&checker), ["S3 (D4)"], "{:?}", checker.broken());
+        assert!(checker.broken()[0].contains("#2"), "{:?}", checker.broken());
+
+        // Degraded with a backup (a new one catching up): the relay still waits for it.
+        let mut catching_up = Invariants::new();
+        catching_up.observe(&elected_with(1, A, Some(B), 0));
+        catching_up.observe(&Event::Degraded {
+            consortium: L0,
+            epoch: 1,
+            why: "new backup catching up".into(),
+        });
+        catching_up.observe(&acked(C, 1, A, 1, 5));
+        assert_eq!(
+            names(&catching_up),
+            ["S3 (D4)"],
+            "{:?}",
+            catching_up.broken()
+        );
+
+        // No backup, degraded: the relay acknowledges on its own sync; with one drawn later
+        // in the epoch, an acknowledgement sent before the relay heard of it may still
+        // arrive. Another epoch or lane without a backup exempts nothing.
+        let mut alone = Invariants::new();
+        alone.observe(&elected_with(1, A, None, 0));
+        alone.observe(&elected_with(2, B, Some(C), 0));
+        alone.observe(&elected(L1, 1, D, 0));
+        alone.observe(&Event::Degraded {
+            consortium: L0,
+            epoch: 1,
+            why: "acknowledging without a caught-up backup".into(),
+        });
+        alone.observe(&acked(C, 1, A, 1, 5));
+        alone.observe(&elected_with(1, A, Some(B), 10));
+        alone.observe(&acked(C, 2, A, 1, 12));
+        assert!(alone.broken().is_empty(), "{:?}", alone.broken());
+        alone.observe(&acked(E, 1, B, 2, 13));
+        assert_eq!(names(&alone), ["S3 (D4)"], "{:?}", alone.broken());
+
+        // A backup lost after it stored the block, the acknowledgement heard after; an
+        // older epoch's acknowledgement heard after a newer election.
+        let mut replaced = Invariants::new();
+        replaced.observe(&elected_with(1, A, Some(B), 0));
+        replaced.observe(&stored(B, C, 1, 5));
+        replaced.observe(&elected_with(1, A, Some(D), 6));
+        replaced.observe(&acked(C, 1, A, 1, 7));
+        replaced.observe(&stored(D, C, 2, 8));
+        replaced.observe(&elected_with(2, D, Some(E), 9));
+        replaced.observe(&acked(C, 2, A, 1, 10));
+        assert!(replaced.broken().is_empty(), "{:?}", replaced.broken());
+        // The newer epoch's backup E has not stored block 2: its relay D may not ack it.
+        replaced.observe(&acked(C, 2, D, 2, 11));
+        assert_eq!(names(&replaced), ["S3 (D4)"], "{:?}", replaced.broken());
     }
 
     fn join_step_1(newcomer: Address, at: u64) -> Event {

@@ -522,17 +522,19 @@ fn no_fencing_is_caught() {
     eprintln!("no_fencing caught at seed {seed}");
 }
 
-/// A relay that acknowledges before its backup has the block loses it when it crashes:
-/// the new relay never includes it, S3.
+/// A relay that acknowledges before its backup has the block breaks SPEC §12 D4: the
+/// acknowledgement means the block is durable at the relay and at the backup.
 ///
-/// Ignored since 1806c80: a new relay now syncs every member's consortium lane at take-over,
-/// and a member that resends its head makes the relay fetch any gap, so a block
-/// acknowledged too early is recovered from its author, who never loses its own store in
-/// this fault model. S3 (acknowledged, then lost) can no longer see the mutation. Catching
-/// it needs a direct check of D4 at acknowledgement time (the backup holds the block when
-/// the member hears the ack), which is not built yet.
+/// Caught by the checker's direct D4 check, named S3 (D4): when a member hears its block
+/// acknowledged by the relay of epoch e, one of epoch e's backups has already stored it
+/// (`Event::Stored`), unless the epoch has been without a backup (degraded, SPEC §12 D4).
+/// The mutation acknowledges at once and replicates alongside, so an acknowledgement that
+/// overtakes its replication (or a replication dropped, which the mutated relay never
+/// retries) is named. Caught at seed 1. The relay crashes are kept from the old version of
+/// this test: S3 at the end (acknowledged, then lost) no longer sees the mutation since
+/// 1806c80, because a new relay syncs every member's lane at take-over and recovers an
+/// early-acknowledged block from its author.
 #[test]
-#[ignore = "masked by take-over sync since 1806c80; needs a direct D4 check (see doc)"]
 fn ack_before_replication_is_caught() {
     let mutations = Mutations {
         ack_before_replication: true,
@@ -540,7 +542,7 @@ fn ack_before_replication_is_caught() {
     };
     let faults = "drop:0.1,delay:1-20ms,crash-relay:source@3s,crash-relay:grid@5s,\
                   crash-relay:load@7s,crash-relay:source@9s,crash-relay:grid@11s";
-    let seed = caught_within_50_seeds(mutations, 13_000, faults, &["S3"]);
+    let seed = caught_within_50_seeds(mutations, 13_000, faults, &["S3 (D4)"]);
     eprintln!("ack_before_replication caught at seed {seed}");
 }
 

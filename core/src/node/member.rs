@@ -561,6 +561,23 @@ impl Member {
         2 * self.timing.heartbeat_ms
     }
 
+    /// A member block of `author` at `height` is now stored in this node's holder copy
+    /// (the invariant checker's D4 check: a backup holds what its relay acknowledges).
+    fn stored(&self, author: Address, height: u64, now: u64) -> Event {
+        let epoch = match &self.duty {
+            Duty::Relay(duty) => duty.epoch,
+            Duty::Backup(duty) => duty.epoch,
+            Duty::None => self.serving.get(&self.consortium).map_or(0, |s| s.epoch),
+        };
+        Event::Stored {
+            node: self.me,
+            author,
+            height,
+            epoch,
+            at: now,
+        }
+    }
+
     fn rejected(&self, kind: &'static str, hostile: bool, detail: String) -> Effect {
         Effect::Emit(Event::Rejected {
             node: self.me,
@@ -645,7 +662,12 @@ impl Member {
         self.note_heard(from, now);
         match message {
             Message::Elected { records } => self.on_elected(from, records, now, &mut effects),
-            Message::Ack { height, hash, .. } => {
+            Message::Ack {
+                epoch,
+                height,
+                hash,
+                ..
+            } => {
                 if self.relay() == Some(from) {
                     let acked: Vec<u64> = self.unacked.range(..=height).map(|(h, _)| *h).collect();
                     if self.unacked.get(&height).is_some_and(|b| b.hash() == hash)
@@ -655,7 +677,10 @@ impl Member {
                             if let Some(block) = self.unacked.remove(&h) {
                                 effects.push(Effect::Emit(Event::Acked {
                                     member: self.me,
+                                    consortium: self.consortium,
                                     height: h,
+                                    relay: from,
+                                    epoch,
                                     records: block.records.len() as u32,
                                     at: now,
                                 }));
@@ -688,7 +713,7 @@ impl Member {
             }
             Message::Submit { block } => self.on_submit(from, block, now, &mut effects),
             Message::Replicate { epoch, block } => {
-                self.on_replicate(from, epoch, block, &mut effects)
+                self.on_replicate(from, epoch, block, now, &mut effects)
             }
             Message::ReplicateRelay { block } => {
                 self.on_replicate_relay(from, block, now, &mut effects)
@@ -1322,6 +1347,7 @@ impl Member {
         // The node's own lane is one stored chain: the writer already persisted it.
         if fresh && author != self.me {
             effects.push(Effect::Persist(vec![block.clone().into()]));
+            effects.push(Effect::Emit(self.stored(author, height, now)));
         }
         let hash = block.hash();
         let Duty::Relay(duty) = &mut self.duty else {
@@ -1772,6 +1798,7 @@ impl Member {
         from: Address,
         epoch: u64,
         block: ConsortiumBlock,
+        now: u64,
         effects: &mut Vec<Effect>,
     ) {
         let Duty::Backup(duty) = &self.duty else {
@@ -1792,7 +1819,8 @@ impl Member {
         let (author, height) = (block.header.author, block.height());
         match self.holder_mut().accept_member_block(&block) {
             Ok(Accepted::New) if author != self.me => {
-                effects.push(Effect::Persist(vec![block.into()]))
+                effects.push(Effect::Persist(vec![block.into()]));
+                effects.push(Effect::Emit(self.stored(author, height, now)));
             }
             Ok(_) => {}
             Err(Reject::Height { expected, got }) if got > expected => {
@@ -1830,7 +1858,7 @@ impl Member {
 
     /// Stores and confirms the parked replicated blocks of `author` that now follow its
     /// lane's head.
-    fn unpark(&mut self, author: Address, effects: &mut Vec<Effect>) {
+    fn unpark(&mut self, author: Address, now: u64, effects: &mut Vec<Effect>) {
         loop {
             let Duty::Backup(duty) = &mut self.duty else {
                 return;
@@ -1847,6 +1875,7 @@ impl Member {
                 Ok(Accepted::New) => {
                     if author != self.me {
                         effects.push(Effect::Persist(vec![block.into()]));
+                        effects.push(Effect::Emit(self.stored(author, key.1, now)));
                     }
                 }
                 Ok(Accepted::Duplicate) => {}
@@ -2207,8 +2236,10 @@ impl Member {
                 AnyBlock::Consortium(member_block) => {
                     match self.holder_mut().accept_member_block(member_block) {
                         Ok(Accepted::New) => {
-                            if member_block.header.author != self.me {
+                            let author = member_block.header.author;
+                            if author != self.me {
                                 stored.push(block.clone());
+                                announced.push(self.stored(author, height, now));
                             }
                             if member_block.is_external() {
                                 windowed.push(member_block.clone());
@@ -2270,7 +2301,7 @@ impl Member {
             }
             Duty::Backup(_) => {
                 match chain {
-                    ChainId::Consortium(_, author) => self.unpark(author, effects),
+                    ChainId::Consortium(_, author) => self.unpark(author, now, effects),
                     ChainId::Relay(lane) if lane == self.consortium => {
                         self.unpark_relay(now, effects)
                     }

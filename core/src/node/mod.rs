@@ -214,8 +214,14 @@ pub enum Event {
     Acked {
         /// The member.
         member: Address,
+        /// Its consortium.
+        consortium: ConsortiumId,
         /// Height in its lane.
         height: u64,
+        /// The relay that acknowledged it.
+        relay: Address,
+        /// The relay's epoch, as its acknowledgement says.
+        epoch: u64,
         /// Records in the block.
         records: u32,
         /// When, ms.
@@ -255,6 +261,21 @@ pub enum Event {
         epoch: u64,
         /// Why.
         why: String,
+    },
+    /// A relay or backup stored a member's consortium block in its copy of the member's
+    /// lane (SPEC §12 D1): submitted to it, replicated to it, or fetched by a sync. (The
+    /// author's own blocks are in its own lane, stored when written, and not reported.)
+    Stored {
+        /// The relay or backup.
+        node: Address,
+        /// The block's author.
+        author: Address,
+        /// Its height in the author's lane.
+        height: u64,
+        /// The epoch of the node's consortium it served under (0: none known).
+        epoch: u64,
+        /// When, ms.
+        at: u64,
     },
     /// No candidate is left: the consortium is cut off from the relay chain (SPEC §5).
     CutOff {
