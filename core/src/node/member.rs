@@ -855,7 +855,14 @@ impl Member {
                         }
                         duty.next_retry = 0;
                     } else {
-                        Self::release_pending(&self.serving, self.me, duty, now, effects);
+                        Self::release_pending(
+                            &self.serving,
+                            self.me,
+                            self.consortium,
+                            duty,
+                            now,
+                            effects,
+                        );
                     }
                 }
                 _ => self.become_relay(&election, previous_relay, previous_backup, now, effects),
@@ -1772,12 +1779,20 @@ impl Member {
     fn release_pending(
         serving: &BTreeMap<ConsortiumId, Serving>,
         me: Address,
+        lane: ConsortiumId,
         duty: &mut RelayDuty,
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
         let epoch = duty.epoch;
-        for entry in std::mem::take(&mut duty.pending) {
+        let pending = std::mem::take(&mut duty.pending);
+        // The take-over's first relay block may be among them (its backup was lost before
+        // it confirmed): the take-over is done when it goes out.
+        let first_block = pending
+            .iter()
+            .any(|e| matches!(e.action, Pending::Broadcast { .. }))
+            && std::mem::take(&mut duty.announce_take_over);
+        for entry in pending {
             Self::release(
                 serving,
                 me,
@@ -1787,6 +1802,14 @@ impl Member {
                 now,
                 effects,
             );
+        }
+        if first_block {
+            effects.push(Effect::Emit(Event::TookOver {
+                consortium: lane,
+                epoch,
+                relay: me,
+                at: now,
+            }));
         }
         duty.rollback = None;
     }

@@ -306,7 +306,10 @@ impl Supervisor {
                     // every verifier recomputes from, so it changes only by election records.
                     let backup_alive = backup.is_some_and(|b| self.alive(&b, now));
                     if !backup_alive {
-                        if self.eligible(index, now).len() > 1 {
+                        // A backup that failed is replaced even when no other candidate
+                        // is alive: the draw then gives no backup, and the relay goes on
+                        // without one (degraded, D4) instead of waiting on it for good.
+                        if self.eligible(index, now).len() > 1 || backup.is_some() {
                             let head = self.head_for(index, ElectionReason::BackupLost);
                             self.elect(index, ElectionReason::BackupLost, head, now, &mut effects);
                         }
