@@ -458,6 +458,41 @@ fn regression_seed_360450_join_through_a_relay_still_taking_over() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Found by `no_schedule_breaks_an_invariant` with `PROPTEST_CASES=200
+/// PROPTEST_RNG_SEED=7` at f5245c7: the source relay crashes at 1.1 s; its backup is
+/// elected at 1.65 s and is ready to produce at 1.68 s, but holds no lease: the
+/// supervisor's lease for the new epoch overtook the election record on the way and was
+/// dropped, as for an epoch the node did not serve, so the relay waited for the next
+/// heartbeat's renewal and took over 406 ms after the election (L1, bound 936 ms). A lease
+/// that arrives before its election is now kept for that epoch.
+#[test]
+fn regression_seed_3401_lease_before_its_election() {
+    let outcome = run(
+        3_401,
+        SAFETY_MS,
+        "drop:0.02,delay:0-12ms,restart:source-wind@1050ms,crash-relay:source@1100ms",
+        Mutations::default(),
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
+/// Found by `no_schedule_breaks_an_invariant` with `PROPTEST_CASES=200
+/// PROPTEST_RNG_SEED=11` at f5245c7: load's relay crashes, then another of its candidates;
+/// the new relay waits on a backup that is down, a newcomer joins meanwhile, and its
+/// registry entry never reaches the lane, so its blocks have an unknown signer (S4).
+/// Passes since 43fb8d9, which replaces a failed backup even when no other candidate is
+/// alive (the relay goes on without one).
+#[test]
+fn regression_seed_428151_relay_and_candidates_down() {
+    let outcome = run(
+        428_151,
+        SAFETY_MS,
+        "delay:0-5ms,crash-relay:load@1000ms,crash:source-wind@1050ms,crash:load-campus@1100ms",
+        Mutations::default(),
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {

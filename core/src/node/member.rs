@@ -230,6 +230,9 @@ pub struct Member {
     /// request unanswered for a resend interval may be asked again. The follow-up pages of
     /// any chain, and a backup's repeated requests (`backup_tick`), are recorded here too.
     syncing: BTreeMap<(ChainId, Address), u64>,
+    /// A lease the supervisor granted for an epoch this node did not serve yet when it
+    /// came (its election still on the way), applied if it becomes that epoch's relay.
+    early_lease: Option<(u64, u64)>,
     serving: BTreeMap<ConsortiumId, Serving>,
     next_heartbeat: u64,
     /// When unacknowledged blocks are next resent (a relay that was not yet serving, a
@@ -280,6 +283,7 @@ impl Member {
             sent_upto: 0,
             quiet_rounds: 0,
             syncing: BTreeMap::new(),
+            early_lease: None,
             serving: BTreeMap::new(),
             next_heartbeat: 0,
             next_resend: 0,
@@ -701,8 +705,12 @@ impl Member {
                             duty.lease_until = duty.lease_until.max(until);
                         }
                         // A lease for an epoch this node does not serve: it missed the
-                        // election that made it relay.
-                        _ => effects.push(self.discover()),
+                        // election that made it relay, or the election is still on its
+                        // way (the network reorders). Kept for that epoch, and asked for.
+                        _ => {
+                            self.early_lease = Some((epoch, until));
+                            effects.push(self.discover());
+                        }
                     }
                 }
             }
@@ -991,9 +999,14 @@ impl Member {
             ask,
             keeper,
         };
+        let lease_until = self
+            .early_lease
+            .take()
+            .filter(|(epoch, _)| *epoch == election.epoch)
+            .map_or(0, |(_, until)| until);
         self.duty = Duty::Relay(Box::new(RelayDuty {
             epoch: election.epoch,
-            lease_until: 0,
+            lease_until,
             window: Window::new(self.timing.window),
             state,
             backup: election.backup,
