@@ -493,6 +493,51 @@ fn regression_seed_428151_relay_and_candidates_down() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Found by `no_schedule_breaks_an_invariant` with `PROPTEST_CASES=200
+/// PROPTEST_RNG_SEED=7` at ecb924a: grid's relay crashes at 3.4 s and load's relay at 3.45 s.
+/// grid's backup is elected at 4.0 s but waited the whole sync timeout for the other
+/// relays' copies of its lane, one of them the crashed relay of load, then for its new
+/// backup: it took over 457 ms after the election (L1, bound 936 ms). A new relay that
+/// kept every block the deposed relay confirmed (its backup, D4) no longer waits for the
+/// other copies.
+#[test]
+fn regression_seed_3497_new_relay_waits_for_a_dead_relay_of_another_lane() {
+    let outcome = run(
+        3_497,
+        SAFETY_MS,
+        "drop:0.02,delay:0-12ms,restart:source-wind@1050ms,restart:source-wind@3351ms,\
+         crash:grid-east@3401ms,crash-relay:load@3451ms,pause:source-solar@3501ms+4834ms",
+        Mutations::default(),
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
+/// Found with `PROPTEST_CASES=200 PROPTEST_RNG_SEED=11` and `=23` at ecb924a (seeds 859572
+/// and 135719): a relay cut off from the supervisor, its lease run out, still accepted a
+/// join; the failover's new relay never put the newcomer's registry entry on the lane, so
+/// its blocks had an unknown signer (S4). A relay answers join requests only while it
+/// holds a lease (`Member::producing`), as well as only once it has taken over.
+#[test]
+fn regression_seeds_859572_135719_join_through_a_relay_without_a_lease() {
+    for (seed, faults) in [
+        (
+            859_572,
+            "drop:0.03,delay:3-6ms,crash:grid-north@4917ms,partition:grid@4967ms+637ms",
+        ),
+        (
+            135_719,
+            "delay:0-10ms,restart:source-wind@1000ms,pause:grid-east@1050ms+601ms",
+        ),
+    ] {
+        let outcome = run(seed, SAFETY_MS, faults, Mutations::default());
+        assert!(
+            outcome.broken.is_empty(),
+            "seed {seed}: {:#?}",
+            outcome.broken
+        );
+    }
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {

@@ -309,9 +309,11 @@ impl Member {
         matches!(self.duty, Duty::Relay(_))
     }
 
-    /// Whether it serves as relay and has taken its lane over: it produces relay blocks.
-    pub fn producing(&self) -> bool {
-        matches!(&self.duty, Duty::Relay(duty) if duty.state == RelayState::Active && duty.took_over)
+    /// Whether it serves as relay, has taken its lane over and holds a lease at `now`: it
+    /// produces relay blocks.
+    pub fn producing(&self, now: u64) -> bool {
+        matches!(&self.duty, Duty::Relay(duty)
+            if duty.state == RelayState::Active && duty.took_over && now < duty.lease_until)
     }
 
     /// Whether it currently serves as backup.
@@ -978,6 +980,7 @@ impl Member {
                 },
             });
         }
+        let kept_here = self.keeper(election) == Some(self.me);
         let keeper = self.keeper(election).filter(|k| *k != self.me);
         if let Some(keeper) = keeper {
             if waiting.insert(keeper) {
@@ -991,6 +994,13 @@ impl Member {
             }
         }
         let mut ask = waiting.clone();
+        // This node kept every block the deposed relay confirmed (it was its backup, D4):
+        // no other copy of the lane can be longer than its own, so it does not wait for
+        // the other relays' answers (they still come, and are taken as they come). A dead
+        // relay of another lane would otherwise cost the whole sync timeout (L1).
+        if kept_here {
+            waiting.clear();
+        }
         ask.extend(previous.filter(|p| *p != self.me));
         let state = RelayState::Syncing {
             waiting,
