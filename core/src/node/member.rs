@@ -980,7 +980,7 @@ impl Member {
                 },
             });
         }
-        let kept_here = self.keeper(election) == Some(self.me);
+        let kept_here = self.backup_from_the_start(election);
         let keeper = self.keeper(election).filter(|k| *k != self.me);
         if let Some(keeper) = keeper {
             if waiting.insert(keeper) {
@@ -994,10 +994,12 @@ impl Member {
             }
         }
         let mut ask = waiting.clone();
-        // This node kept every block the deposed relay confirmed (it was its backup, D4):
-        // no other copy of the lane can be longer than its own, so it does not wait for
-        // the other relays' answers (they still come, and are taken as they come). A dead
-        // relay of another lane would otherwise cost the whole sync timeout (L1).
+        // This node kept every block the deposed relay released (it was its backup from the
+        // start of that epoch, and a relay with a backup releases nothing it has not
+        // confirmed, D4): no other copy of the lane can be longer than its own, so it does
+        // not wait for the other relays' answers (they still come, and are taken as they
+        // come). A dead relay of another lane would otherwise cost the whole sync timeout
+        // (L1).
         if kept_here {
             waiting.clear();
         }
@@ -1044,6 +1046,30 @@ impl Member {
             self.forward(block, now, effects);
         }
         self.relay_tick(now, effects);
+    }
+
+    /// Whether this node was the backup drawn with the relay before `election` (not one
+    /// drawn later in that epoch by a `BackupLost` election, which the relay may not have
+    /// heard of, releasing blocks on its own as before: then other copies may be longer).
+    fn backup_from_the_start(&self, election: &ElectionRecord) -> bool {
+        if election.prev_election == crate::crypto::Hash::ZERO {
+            return false;
+        }
+        self.serving
+            .get(&election.consortium)
+            .is_some_and(|serving| {
+                serving
+                    .records
+                    .iter()
+                    .filter(|r| r.digest() == election.prev_election)
+                    .any(|r| match &r.content.body {
+                        RecordBody::Election(previous) => {
+                            previous.reason != crate::election::ElectionReason::BackupLost
+                                && previous.backup == Some(self.me)
+                        }
+                        _ => false,
+                    })
+            })
     }
 
     /// Who holds every block of the own lane that the relay before `election` confirmed:

@@ -188,6 +188,9 @@ pub(super) struct Protocols {
     pub(super) pending_joins: Vec<RegistryEntry>,
     /// Relay: announcements made, by newcomer, resent on a repeated request.
     announced: BTreeMap<Address, Record>,
+    /// Relay: newcomers to answer `JoinAccepted` once their registry entry is on the lane,
+    /// with the announcement to send.
+    accepting: BTreeMap<Address, Record>,
     /// Relay: when each member of the consortium was last heard from (D11).
     heard: BTreeMap<Address, u64>,
     /// Meter → (first reading, last reading, readings): the quarter's consumption.
@@ -1536,14 +1539,8 @@ impl Member {
             let same = matches!(&announcement.content.body,
                 RecordBody::JoinAnnouncement { entry: e } if *e == entry);
             if same {
-                let members = self.alive_members(from, now);
-                effects.push(Effect::Send {
-                    to: from,
-                    message: Message::JoinAccepted {
-                        announcement,
-                        members,
-                    },
-                });
+                self.proto.accepting.insert(from, announcement);
+                self.accept_registered_joins(now, effects);
                 return;
             }
         }
@@ -1640,7 +1637,6 @@ impl Member {
         self.proto.learned.insert(entry.address, entry.public_key);
         self.proto.announced.insert(from, announcement.clone());
         let run = entry.leaf();
-        let members = self.alive_members(from, now);
         for member in self.consortium_members() {
             if member != self.me && member != from {
                 effects.push(Effect::Send {
@@ -1659,13 +1655,11 @@ impl Member {
                 announcement: announcement.clone(),
             },
         });
-        effects.push(Effect::Send {
-            to: from,
-            message: Message::JoinAccepted {
-                announcement,
-                members: members.clone(),
-            },
-        });
+        // The newcomer hears that it is accepted once its entry is on the relay lane (the
+        // relay block that carries it is stored, confirmed by the backup): a relay that
+        // fails before then takes the registration with it, and the newcomer, not yet
+        // done, asks the next relay.
+        self.proto.accepting.insert(from, announcement);
         effects.push(self.step(
             Protocol::Join,
             run,
@@ -1679,6 +1673,37 @@ impl Member {
         ));
         // The registry change goes out in a relay block at once.
         self.flush_relay(now, effects);
+        self.accept_registered_joins(now, effects);
+    }
+
+    /// Answers `JoinAccepted` to each newcomer waiting for it whose registry entry is now on
+    /// this relay's copy of its lane.
+    fn accept_registered_joins(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        let Some(lane) = self
+            .holder
+            .as_ref()
+            .and_then(|h| h.relay_lanes.get(&self.consortium))
+        else {
+            return;
+        };
+        let ready: Vec<(Address, Record)> = self
+            .proto
+            .accepting
+            .iter()
+            .filter(|(newcomer, _)| lane.registry.get(newcomer).is_some())
+            .map(|(newcomer, announcement)| (*newcomer, announcement.clone()))
+            .collect();
+        for (newcomer, announcement) in ready {
+            self.proto.accepting.remove(&newcomer);
+            let members = self.alive_members(newcomer, now);
+            effects.push(Effect::Send {
+                to: newcomer,
+                message: Message::JoinAccepted {
+                    announcement,
+                    members,
+                },
+            });
+        }
     }
 
     fn directory_has_name(&self, name: &str) -> bool {
@@ -2248,6 +2273,14 @@ impl Member {
 
     /// The protocols' timers: retries, deadlines, the grid's receipts.
     pub(super) fn protocol_tick(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        if !self.proto.accepting.is_empty() {
+            if self.is_relay() {
+                self.accept_registered_joins(now, effects);
+            } else {
+                // No longer relay: the next one registers them when they ask again.
+                self.proto.accepting.clear();
+            }
+        }
         self.join_tick(now, effects);
         self.purchase_tick(now, effects);
         self.data_tick(now, effects);
