@@ -538,6 +538,116 @@ fn regression_seeds_859572_135719_join_through_a_relay_without_a_lease() {
     }
 }
 
+/// Runs `events` (the exact plan a property failure printed) on the small federation.
+fn replay(seed: u64, network: NetworkFaults, events: Vec<(u64, FaultAction)>) -> SimulationOutcome {
+    let mut simulation = Simulation::new(small(), seed, SAFETY_MS);
+    simulation.plan = FaultPlan { network, events };
+    simulation.run().expect("the simulation runs")
+}
+
+fn isolate(name: &str) -> FaultAction {
+    FaultAction::Isolate(name.into())
+}
+
+fn crash(name: &str) -> FaultAction {
+    FaultAction::Crash(name.into())
+}
+
+fn restart(name: &str) -> FaultAction {
+    FaultAction::Restart(name.into())
+}
+
+fn crash_relay(name: &str) -> FaultAction {
+    FaultAction::CrashRelay(name.into())
+}
+
+fn partition(name: &str) -> FaultAction {
+    FaultAction::Partition([name.to_string()].into_iter().collect())
+}
+
+/// Found by `PROPTEST_CASES=200 PROPTEST_RNG_SEED=29` at 61cf7c4; it fails at 0d2a7cd too,
+/// so it predates the changes of 2026-11-25. source-wind crashes, is paused, and the
+/// source relay crashes; acknowledged blocks of 5d0553da never reach lane #0 (S3). Not
+/// diagnosed.
+#[test]
+#[ignore = "open: acknowledged blocks never reach the relay lane (S3); see doc and TESTING.md"]
+fn regression_seed_303006_acknowledged_blocks_missing() {
+    let outcome = replay(
+        303_006,
+        NetworkFaults::default(),
+        vec![
+            (1_000, crash("source-wind")),
+            (1_050, restart("grid-north")),
+            (1_100, restart("grid-south")),
+            (1_150, isolate("source-wind")),
+            (1_200, FaultAction::Heal),
+            (1_250, crash_relay("source")),
+            (3_310, FaultAction::Heal),
+        ],
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
+/// Found by `PROPTEST_CASES=200 PROPTEST_RNG_SEED=11` at 61cf7c4 (it holds at 0d2a7cd, so it
+/// may be new, or a schedule the older timings did not hit): source's relay loses its
+/// backup, the backup is failed over to without a backup of its own, and lane #0 has no
+/// take-over for the rest of the run; the new relay's own acknowledged blocks (it
+/// acknowledged them degraded, on its own sync) never reach the lane (S3). Not diagnosed.
+#[test]
+#[ignore = "open: a failover without a backup never takes over; its acknowledged blocks stay off the lane (S3)"]
+fn regression_seed_382419_degraded_relay_never_takes_over() {
+    let outcome = replay(
+        382_419,
+        NetworkFaults {
+            drop: 0.01,
+            duplicate: 0.0,
+            delay_ms: (3, 9),
+        },
+        vec![
+            (1_000, restart("source-wind")),
+            (1_050, restart("source-wind")),
+            (1_100, isolate("source-gas")),
+            (1_150, crash_relay("grid")),
+            (1_200, restart("source-solar")),
+            (1_250, isolate("source-solar")),
+            (1_901, FaultAction::Heal),
+            (4_525, FaultAction::Heal),
+        ],
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
+/// Found by `PROPTEST_CASES=200 PROPTEST_RNG_SEED=23` at 61cf7c4: load partitioned and its
+/// relay crashed, source partitioned, then grid's relay and another grid member crash;
+/// acknowledged blocks of lane #1 are missing from a relay's copy (S3). Not diagnosed.
+#[test]
+#[ignore = "open: acknowledged blocks missing from a relay's copy after overlapping faults (S3)"]
+fn regression_seed_855454_acknowledged_blocks_missing_after_overlapping_faults() {
+    let outcome = replay(
+        855_454,
+        NetworkFaults {
+            drop: 0.02,
+            duplicate: 0.0,
+            delay_ms: (3, 23),
+        },
+        vec![
+            (3_933, partition("load")),
+            (3_983, isolate("load-campus")),
+            (4_033, crash_relay("load")),
+            (4_083, partition("source")),
+            (4_133, crash("load-mall")),
+            (5_673, crash_relay("grid")),
+            (5_723, FaultAction::Heal),
+            (5_773, FaultAction::Heal),
+            (5_823, crash("grid-south")),
+            (5_903, FaultAction::Heal),
+            (6_004, FaultAction::Heal),
+            (7_914, FaultAction::Heal),
+        ],
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {
