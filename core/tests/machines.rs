@@ -311,6 +311,17 @@ impl Net {
         out
     }
 
+    /// Every acknowledged block is included in the relay chain (S3), every stored chain
+    /// validates, and no two copies of a lane fork (S2).
+    fn assert_safe(&self) {
+        let included = self.included();
+        for key in self.acked() {
+            assert!(included.contains(&key), "acknowledged {key:?} not included");
+        }
+        self.verify_all();
+        self.assert_no_fork();
+    }
+
     fn acked(&self) -> Vec<(Address, u64)> {
         self.events
             .iter()
@@ -650,12 +661,7 @@ fn lost_sync_of_a_parked_block_stalls_neither_the_lane_nor_the_ack() {
     // And the backup asked again: its block is acknowledged.
     net.run(1_000);
     assert_eq!(net.members[&backup].unacked(), 0, "never acknowledged");
-    let included = net.included();
-    for key in net.acked() {
-        assert!(included.contains(&key), "acknowledged {key:?} not included");
-    }
-    net.verify_all();
-    net.assert_no_fork();
+    net.assert_safe();
 }
 
 /// A member cut off from a relay that stays in office keeps at most a window of blocks in
@@ -699,12 +705,7 @@ fn member_cut_off_from_its_relay_resends_a_bounded_window() {
     net.cut.clear();
     net.run(3_000);
     assert_eq!(net.members[&address].unacked(), 0);
-    let included = net.included();
-    for key in net.acked() {
-        assert!(included.contains(&key), "acknowledged {key:?} not included");
-    }
-    net.verify_all();
-    net.assert_no_fork();
+    net.assert_safe();
 }
 
 /// A spurious failover to a relay that was not the backup (issue 6 §3): the relay and its
