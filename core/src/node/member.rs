@@ -326,6 +326,16 @@ impl Member {
         self.serving.get(&self.consortium).map(|s| s.relay)
     }
 
+    /// The head of its copy of its own consortium's relay lane, without the blocks it
+    /// produced as relay that its backup has not confirmed yet (they may be rolled back).
+    fn stored_lane_head(&self) -> Option<Head> {
+        let confirmed = match &self.duty {
+            Duty::Relay(duty) => duty.rollback.as_ref().map(|lane| lane.head),
+            _ => None,
+        };
+        confirmed.or_else(|| self.relay_lane_head(self.consortium))
+    }
+
     /// The head of its own consortium lane.
     pub fn lane_head(&self) -> Head {
         self.lane.head
@@ -636,8 +646,11 @@ impl Member {
         }
         if self.relay_capable && now >= self.next_heartbeat {
             self.next_heartbeat = now + self.timing.heartbeat_ms;
+            // The stored head, as on a hand-over: a relay's unconfirmed blocks may yet be
+            // rolled back, and an election drawn on one of them would carry a lane head that
+            // never reaches the lane, which every later relay block then fails (D5).
             let lane_head = self
-                .relay_lane_head(self.consortium)
+                .stored_lane_head()
                 .map(|h| LanePosition {
                     height: h.height,
                     hash: h.hash,
@@ -980,7 +993,6 @@ impl Member {
                 },
             });
         }
-        let kept_here = self.backup_from_the_start(election);
         let keeper = self.keeper(election).filter(|k| *k != self.me);
         if let Some(keeper) = keeper {
             if waiting.insert(keeper) {
@@ -994,15 +1006,6 @@ impl Member {
             }
         }
         let mut ask = waiting.clone();
-        // This node kept every block the deposed relay released (it was its backup from the
-        // start of that epoch, and a relay with a backup releases nothing it has not
-        // confirmed, D4): no other copy of the lane can be longer than its own, so it does
-        // not wait for the other relays' answers (they still come, and are taken as they
-        // come). A dead relay of another lane would otherwise cost the whole sync timeout
-        // (L1).
-        if kept_here {
-            waiting.clear();
-        }
         ask.extend(previous.filter(|p| *p != self.me));
         let state = RelayState::Syncing {
             waiting,
@@ -1046,30 +1049,6 @@ impl Member {
             self.forward(block, now, effects);
         }
         self.relay_tick(now, effects);
-    }
-
-    /// Whether this node was the backup drawn with the relay before `election` (not one
-    /// drawn later in that epoch by a `BackupLost` election, which the relay may not have
-    /// heard of, releasing blocks on its own as before: then other copies may be longer).
-    fn backup_from_the_start(&self, election: &ElectionRecord) -> bool {
-        if election.prev_election == crate::crypto::Hash::ZERO {
-            return false;
-        }
-        self.serving
-            .get(&election.consortium)
-            .is_some_and(|serving| {
-                serving
-                    .records
-                    .iter()
-                    .filter(|r| r.digest() == election.prev_election)
-                    .any(|r| match &r.content.body {
-                        RecordBody::Election(previous) => {
-                            previous.reason != crate::election::ElectionReason::BackupLost
-                                && previous.backup == Some(self.me)
-                        }
-                        _ => false,
-                    })
-            })
     }
 
     /// Who holds every block of the own lane that the relay before `election` confirmed:
@@ -1205,13 +1184,7 @@ impl Member {
         }
         // Report the last confirmed head: an unconfirmed final block may yet be rolled back,
         // and the next election must be drawn on a block that stays on the lane.
-        let confirmed = match &self.duty {
-            Duty::Relay(duty) => duty.rollback.as_ref().map(|lane| lane.head),
-            _ => None,
-        };
-        let head = confirmed
-            .or_else(|| self.relay_lane_head(self.consortium))
-            .unwrap_or_default();
+        let head = self.stored_lane_head().unwrap_or_default();
         effects.push(Effect::Send {
             to: self.supervisor,
             message: Message::HandedOver {
