@@ -121,10 +121,10 @@ fn regression_seed_3_random_failover_late() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
-/// Envelopes delayed and reordered by the network are not taken for replays: sequence
-/// numbers count per recipient, so a relay's broadcasts to others do not push an envelope
-/// still on its way out of its recipient's replay window. Nothing hostile is reported in
-/// a run whose only fault is delay.
+/// Envelopes delayed and reordered by the network are not taken for replays: nothing
+/// hostile is reported in a run whose only fault is delay. (This run passed before seqs
+/// counted per recipient too; `seqs_count_per_recipient` in `actors/src/outbox.rs` is the
+/// test that shows that mechanism.)
 #[test]
 fn delayed_envelopes_are_not_taken_for_replays() {
     let outcome = simulate(4, 30, "delay:1-60ms");

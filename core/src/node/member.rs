@@ -541,7 +541,6 @@ impl Member {
     /// in the window, so after an outage the backlog follows at the pace of the acks, and
     /// an overloaded relay slows its members (backpressure) without stopping them.
     fn submit_window(&mut self, again: bool, effects: &mut Vec<Effect>) {
-        let limit = SUBMIT_WINDOW;
         if again {
             self.sent_upto = 0;
         }
@@ -549,7 +548,7 @@ impl Member {
             return;
         };
         let in_flight = self.unacked.range(..=self.sent_upto).count();
-        let room = limit.saturating_sub(in_flight);
+        let room = SUBMIT_WINDOW.saturating_sub(in_flight);
         for (height, block) in self.unacked.range(self.sent_upto + 1..).take(room) {
             effects.push(Effect::Send {
                 to: relay,
@@ -1633,12 +1632,7 @@ impl Member {
                 )));
                 effects.extend(protocol::settled_events(&block, reason, now));
                 if std::mem::take(&mut duty.announce_take_over) {
-                    effects.push(Effect::Emit(Event::TookOver {
-                        consortium: lane,
-                        epoch,
-                        relay: self.me,
-                        at: now,
-                    }));
+                    effects.push(took_over(lane, epoch, self.me, now));
                 }
             }
         }
@@ -1734,12 +1728,7 @@ impl Member {
                     effects,
                 );
                 if first_block {
-                    effects.push(Effect::Emit(Event::TookOver {
-                        consortium: self.consortium,
-                        epoch,
-                        relay: self.me,
-                        at: now,
-                    }));
+                    effects.push(took_over(self.consortium, epoch, self.me, now));
                 }
             }
         }
@@ -1826,12 +1815,7 @@ impl Member {
             );
         }
         if first_block {
-            effects.push(Effect::Emit(Event::TookOver {
-                consortium: lane,
-                epoch,
-                relay: me,
-                at: now,
-            }));
+            effects.push(took_over(lane, epoch, me, now));
         }
         duty.rollback = None;
     }
@@ -2396,6 +2380,16 @@ fn broadcast(
             },
         });
     }
+}
+
+/// The event of a take-over: its first relay block went out (D10).
+fn took_over(consortium: ConsortiumId, epoch: u64, relay: Address, now: u64) -> Effect {
+    Effect::Emit(Event::TookOver {
+        consortium,
+        epoch,
+        relay,
+        at: now,
+    })
 }
 
 fn committed_event(
