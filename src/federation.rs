@@ -714,6 +714,21 @@ pub struct Percentiles {
     pub count: usize,
 }
 
+/// A lane whose new relay could not read its source configuration (SPEC §14).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stall {
+    /// The lane.
+    pub lane: ConsortiumId,
+    /// The epoch of the waiting configuration.
+    pub epoch: u64,
+    /// Its relay.
+    pub relay: Address,
+    /// The source members it waits for.
+    pub waiting_for: Vec<Address>,
+    /// When it was reported, ms.
+    pub at: u64,
+}
+
 /// What the federation has done so far.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Stats {
@@ -737,8 +752,10 @@ pub struct Stats {
     pub rejected: BTreeMap<String, u64>,
     /// Hostile rejections.
     pub hostile: u64,
-    /// Degraded periods reported.
-    pub degraded: u64,
+    /// Take-overs that found no member of their source configuration answering (SPEC
+    /// §14): the lane, the waiting epoch, its relay, the source members it waits for, and
+    /// when.
+    pub stalled: Vec<Stall>,
     /// Consortiums cut off.
     pub cut_off: u64,
     /// Joins completed (SPEC §6.1).
@@ -871,14 +888,34 @@ impl Collector {
                 }
                 self.serving.insert(*consortium, (*epoch, *relay, *backup));
             }
-            Event::TookOver { .. } | Event::Step { .. } | Event::Stored { .. } => {}
+            Event::TookOver { .. }
+            | Event::Step { .. }
+            | Event::Stored { .. }
+            | Event::Held { .. }
+            | Event::Truncated { .. }
+            | Event::Sealed { .. }
+            | Event::Activated { .. }
+            | Event::Confirmed { .. }
+            | Event::Acknowledged { .. } => {}
             Event::JoinDone { .. } => self.stats.joins += 1,
             Event::JoinFailed { .. } => self.stats.joins_failed += 1,
             Event::TradeSettled { .. } => self.stats.trades_power += 1,
             Event::TradeRefused { .. } => self.stats.trades_refused += 1,
             Event::DataDelivered { .. } => self.stats.trades_data += 1,
             Event::DataDisputed { .. } => self.stats.disputes += 1,
-            Event::Degraded { .. } => self.stats.degraded += 1,
+            Event::Stalled {
+                lane,
+                epoch,
+                relay,
+                waiting_for,
+                at,
+            } => self.stats.stalled.push(Stall {
+                lane: *lane,
+                epoch: *epoch,
+                relay: *relay,
+                waiting_for: waiting_for.clone(),
+                at: *at,
+            }),
             Event::CutOff { .. } => self.stats.cut_off += 1,
             Event::Rejected { kind, hostile, .. } => {
                 *self.stats.rejected.entry((*kind).to_string()).or_default() += 1;

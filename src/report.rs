@@ -58,7 +58,13 @@ pub fn report(info: &RunInfo, stats: &Stats) -> Value {
         },
         "rejected": stats.rejected,
         "hostile": stats.hostile,
-        "degraded": stats.degraded,
+        "stalled": stats.stalled.iter().map(|s| serde_json::json!({
+            "lane": s.lane.0,
+            "epoch": s.epoch,
+            "relay": s.relay.to_string(),
+            "waiting_for": s.waiting_for.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "at_ms": s.at,
+        })).collect::<Vec<_>>(),
         "cut_off": stats.cut_off,
         "transport": {
             "delivered": stats.transport.delivered,

@@ -84,6 +84,7 @@ impl NodeActor {
     /// Replays the node's own store: relay lanes first, then its consortium copies and own
     /// lanes, each chain in height order.
     fn recover(&mut self) -> Result<(), ActorError> {
+        self.member.recover_sealed(self.outbox.store.sealed()?);
         let mut chains = self.outbox.store.chains()?;
         chains.sort_by_key(|(chain, _)| match chain {
             ChainId::Relay(_) => 0,

@@ -93,16 +93,34 @@ impl Outbox {
         if let Event::Elected {
             consortium,
             epoch,
+            source,
             reason,
             relay,
             backup,
             at,
+            ..
         } = event
         {
             log::info!(
-                "election: consortium {consortium} epoch {epoch} {reason:?} relay {} backup {:?} at {at}",
+                "election: consortium {consortium} epoch {epoch} (source {source}) {reason:?} relay {} backup {:?} at {at}",
                 relay.short(),
                 backup.map(|b| b.short())
+            );
+        }
+        if let Event::Stalled {
+            lane,
+            epoch,
+            waiting_for,
+            ..
+        } = event
+        {
+            log::warn!(
+                "lane {lane} stalled: the relay of epoch {epoch} waits for {} of the source configuration",
+                waiting_for
+                    .iter()
+                    .map(|a| a.short())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             );
         }
         if let Event::Rejected {
@@ -130,8 +148,8 @@ impl Outbox {
         for effect in effects {
             match effect {
                 Effect::Send { to, message } => self.send(to, &message),
-                Effect::Persist(blocks) => {
-                    if let Err(err) = self.store.append_many(&blocks) {
+                Effect::Persist(writes) => {
+                    if let Err(err) = self.store.write(&writes) {
                         log::error!(
                             "node {}: persist failed, dropping what follows: {err}",
                             self.address().short()
@@ -145,12 +163,24 @@ impl Outbox {
                         return;
                     }
                 }
-                Effect::ServeSync { to, chain, from } => {
-                    let blocks = self.store.range(chain, from.max(1), SYNC_PAGE);
+                Effect::ServeSync {
+                    to,
+                    chain,
+                    from,
+                    upto,
+                } => {
+                    let from = from.max(1);
+                    let limit = match upto {
+                        Some(upto) => (upto.saturating_add(1).saturating_sub(from) as usize)
+                            .min(SYNC_PAGE),
+                        None => SYNC_PAGE,
+                    };
+                    let blocks = self.store.range(chain, from, limit);
                     let head = self.store.head(chain);
                     match (blocks, head) {
                         (Ok(blocks), Ok(head)) => {
                             let head = head.map_or(0, |h| h.height);
+                            let head = upto.map_or(head, |upto| head.min(upto));
                             self.send(
                                 to,
                                 &Message::SyncBlocks {

@@ -106,7 +106,8 @@ pub enum ElectionReason {
     Failover,
     /// The relay served a full period; the backup replaces it.
     Rotation,
-    /// The backup was lost; a new one is drawn. The epoch stays.
+    /// The backup was lost; a new one is drawn with the relay kept. Like every election it
+    /// starts a new configuration and epoch (SPEC §14); it ends no term (D5).
     BackupLost,
 }
 
@@ -135,8 +136,14 @@ pub struct LanePosition {
 pub struct ElectionRecord {
     /// The consortium.
     pub consortium: ConsortiumId,
-    /// The epoch this election starts (or keeps, for a lost backup).
+    /// The epoch this election starts: every election starts a new configuration (SPEC
+    /// §14).
     pub epoch: u64,
+    /// The epoch of the configuration this one takes the lane over from: the last one the
+    /// supervisor recorded as active (SPEC §14), 0 for none. The new relay reads the lane
+    /// from that configuration's relay or backup, and its first block (the config block)
+    /// goes right on top of a block of that epoch.
+    pub source: u64,
     /// Why.
     pub reason: ElectionReason,
     /// The relay from this epoch on.
@@ -147,7 +154,8 @@ pub struct ElectionRecord {
     pub candidates: Vec<CandidateStat>,
     /// The form of `f`.
     pub weight_fn: WeightFn,
-    /// The relay lane's head used for the seed.
+    /// The relay lane's head used for the seed: the source configuration's released head
+    /// as its relay last reported it (SPEC §14), so it is on the lane by construction.
     pub lane_head: LanePosition,
     /// The digest of the previous election record of the consortium, or zero.
     pub prev_election: Hash,
@@ -372,14 +380,10 @@ impl ElectionHistory {
         stats
     }
 
-    /// The epoch an election for `reason` must carry.
-    pub fn next_epoch(&self, reason: ElectionReason) -> u64 {
-        match reason {
-            ElectionReason::Initial | ElectionReason::Failover | ElectionReason::Rotation => {
-                self.epoch + 1
-            }
-            ElectionReason::BackupLost => self.epoch,
-        }
+    /// The epoch the next election must carry: every election starts a new configuration
+    /// with the next epoch, a lost backup's too (SPEC §14).
+    pub fn next_epoch(&self) -> u64 {
+        self.epoch + 1
     }
 
     /// The relay that the rules fix before the draw: the promoted backup on failover and
@@ -394,13 +398,15 @@ impl ElectionHistory {
     }
 
     /// Runs an election as the supervisor does: from the eligible (registered, relay
-    /// capable, alive) candidates and the lane's head. Returns `None` when no candidate is
-    /// eligible: the consortium is then cut off until one comes back.
+    /// capable, alive) candidates, the source configuration's epoch and its released head.
+    /// Returns `None` when no candidate is eligible: the consortium is then cut off until
+    /// one comes back.
     pub fn elect(
         &self,
         reason: ElectionReason,
         eligible: &[Address],
         weight_fn: WeightFn,
+        source: u64,
         lane_head: LanePosition,
     ) -> Option<ElectionRecord> {
         let mut sorted = eligible.to_vec();
@@ -418,7 +424,7 @@ impl ElectionHistory {
                 }
             })
             .collect();
-        let epoch = self.next_epoch(reason);
+        let epoch = self.next_epoch();
         let seed = election_seed(self.consortium, epoch, &self.last_election, &lane_head.hash);
         let drawn = draw(
             &candidates,
@@ -429,6 +435,7 @@ impl ElectionHistory {
         Some(ElectionRecord {
             consortium: self.consortium,
             epoch,
+            source,
             reason,
             relay: drawn.relay,
             backup: drawn.backup,
@@ -457,7 +464,7 @@ impl ElectionHistory {
                 got: record.consortium,
             });
         }
-        let expected_epoch = self.next_epoch(record.reason);
+        let expected_epoch = self.next_epoch();
         if record.epoch != expected_epoch
             || (record.reason == ElectionReason::Initial) != (self.epoch == 0)
         {
@@ -601,7 +608,7 @@ mod tests {
         .enumerate()
         {
             let record = supervisor
-                .elect(reason, &eligible, WeightFn::default(), head)
+                .elect(reason, &eligible, WeightFn::default(), step as u64, head)
                 .unwrap();
             let digest = Hash::of(Domain::Record, &[&[step as u8]]);
             supervisor
@@ -614,7 +621,7 @@ mod tests {
             };
         }
         assert_eq!(supervisor, verifier);
-        assert_eq!(supervisor.epoch, 3, "backup lost keeps the epoch");
+        assert_eq!(supervisor.epoch, 4, "every election starts a new epoch, a lost backup's too");
         let total_terms: u32 = supervisor.stats.values().map(|s| s.1).sum();
         let total_failures: u32 = supervisor.stats.values().map(|s| s.0).sum();
         assert_eq!((total_failures, total_terms), (1, 2));
@@ -634,6 +641,7 @@ mod tests {
                 ElectionReason::Initial,
                 &eligible,
                 WeightFn::default(),
+                0,
                 head,
             )
             .unwrap();

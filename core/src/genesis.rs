@@ -236,6 +236,12 @@ impl Directory {
         directory
     }
 
+    /// Forgets a joined member whose registration was in a relay block that was never
+    /// released and is truncated (SPEC §14).
+    pub fn remove(&mut self, address: &Address) {
+        self.nodes.remove(address);
+    }
+
     /// Adds a joined member.
     pub fn add(&mut self, consortium: ConsortiumId, entry: &RegistryEntry) {
         self.nodes.insert(

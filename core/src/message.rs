@@ -33,7 +33,8 @@ pub enum Message {
         /// The block.
         block: ConsortiumBlock,
     },
-    /// relay → member: the block is durable at the relay and at the backup (D4).
+    /// relay → member: the block is durable at the relay and at the backup of the relay's
+    /// configuration, which is active (D4, SPEC §14 write-all). Cumulative.
     Ack {
         /// The relay's epoch.
         epoch: u64,
@@ -44,17 +45,22 @@ pub enum Message {
         /// Its hash.
         hash: Hash,
     },
-    /// relay → backup: a consortium block to keep before the relay acknowledges it.
+    /// relay → backup: a consortium block to store before the relay acknowledges it.
     Replicate {
         /// The relay's epoch.
         epoch: u64,
         /// The block.
         block: ConsortiumBlock,
     },
-    /// relay → backup: a relay block to keep before the relay broadcasts it.
+    /// relay → backup: a relay block to store before the relay releases it.
     ReplicateRelay {
+        /// The relay's epoch.
+        epoch: u64,
         /// The block.
         block: RelayBlock,
+        /// The relay's released height: the backup serves its copy of the lane to other
+        /// lanes only up to it.
+        released: u64,
     },
     /// backup → relay: the replicated block is durable at the backup.
     Replicated {
@@ -63,18 +69,22 @@ pub enum Message {
         /// Hash of the block.
         hash: Hash,
     },
-    /// relay → every other relay and backup: a new block of the sender's relay lane.
+    /// relay → every other relay and backup: a released block of the sender's relay lane.
     RelayBlock {
         /// The block.
         block: RelayBlock,
     },
     /// any holder → a holder: send me `chain` from height `from` on (lane sync, backup
-    /// catch-up, gap repair).
+    /// catch-up, gap repair). For a relay lane `have` names positions of the asker's copy
+    /// (head first, then further and further below): the answer starts just above the
+    /// highest of them the answering copy holds too (SPEC §14).
     SyncRequest {
         /// The chain.
         chain: ChainId,
         /// First height wanted.
         from: u64,
+        /// Positions of the asker's copy of a relay lane; empty otherwise.
+        have: Vec<LanePosition>,
     },
     /// reply to [`Message::SyncRequest`]: blocks of the chain, ascending, and the sender's head.
     SyncBlocks {
@@ -82,7 +92,7 @@ pub enum Message {
         chain: ChainId,
         /// The blocks (at most a page).
         blocks: Vec<AnyBlock>,
-        /// The sender's head height of the chain.
+        /// The sender's head height of the chain (as far as it may serve it).
         head: u64,
     },
     /// relay → members of its consortium: records from elsewhere addressed to them.
@@ -100,37 +110,21 @@ pub enum Message {
         consortium: ConsortiumId,
         /// The newest epoch the member knows.
         epoch: u64,
-        /// The member's copy of its consortium's relay lane head.
-        lane_head: LanePosition,
-        /// When it was sent, by the sender's clock: the lease runs from here.
+        /// The relay's released head, with the epoch it was released in: only the relay of
+        /// an active configuration reports one (SPEC §14).
+        released: Option<(u64, LanePosition)>,
+        /// The head of the member's copy of its lane, released or not (for the record).
+        head: LanePosition,
+        /// When it was sent, by the sender's clock.
         sent_at: u64,
     },
-    /// supervisor → relay: the relay may acknowledge and produce until `until` (D3).
-    Lease {
-        /// The relay's epoch.
-        epoch: u64,
-        /// Lease expiry, ms.
-        until: u64,
-    },
     /// supervisor → the consortium's members and every relay and backup: an election.
-    /// It carries the consortium's last few election records, oldest first, the new one
-    /// last, so that a relay whose predecessor died before carrying its own record can
-    /// carry both and the lane's chain of elections has no gap.
+    /// It carries the consortium's election records from its source configuration's on,
+    /// oldest first, the new one last (SPEC §14: a configuration that never activated is
+    /// skipped, and the next config block carries its record too).
     Elected {
         /// Election records signed by the supervisor, oldest first; the last is the new one.
         records: Vec<Record>,
-    },
-    /// supervisor → relay: the period is over; send what is waiting and stop.
-    HandOver {
-        /// The epoch that ends.
-        epoch: u64,
-    },
-    /// relay → supervisor: drained; this is the lane's final head of the epoch.
-    HandedOver {
-        /// The epoch that ended.
-        epoch: u64,
-        /// The lane head after the final block.
-        lane_head: LanePosition,
     },
     /// member → supervisor, at start and after a restart: who serves my consortium? The
     /// supervisor answers with [`Message::Elected`].
@@ -138,18 +132,85 @@ pub enum Message {
         /// The member's consortium.
         consortium: ConsortiumId,
     },
-    /// relay → member: a submitted block was not taken (not the relay, no lease, …);
-    /// the member resends it when the next election arrives.
+    /// relay → member: a submitted block was not taken (not the relay, …); the member asks
+    /// the supervisor who serves.
     NotTaken {
         /// The block's height.
         height: u64,
         /// Why.
         why: String,
     },
-    /// backup → relay: caught up; acknowledgements may again wait on the backup.
+    /// new relay → a member of its source configuration (SPEC §14 take-over step 1): seal
+    /// yourself at my epoch and tell me what you hold. `records` are the election records
+    /// from the source's on, the last naming the sender relay of a newer epoch; `have`
+    /// names positions of the sender's copy of the lane.
+    SealedRead {
+        /// Election records, supervisor-signed, oldest first.
+        records: Vec<Record>,
+        /// Positions of the asker's copy of the relay lane.
+        have: Vec<LanePosition>,
+    },
+    /// source member → new relay: sealed at `epoch`; this is my copy: the relay lane up to
+    /// `head` (blocks of epochs above the source's left out), sharing every block up to
+    /// `common` with the asker's, and each member's consortium lane up to its height. The
+    /// asker fetches the blocks with [`Message::SyncRequest`]s.
+    ReadReply {
+        /// The epoch sealed.
+        epoch: u64,
+        /// The highest of the asker's positions this copy holds.
+        common: u64,
+        /// The head of this copy of the relay lane, as the source holds it.
+        head: LanePosition,
+        /// Each member's consortium lane head in this copy.
+        members: Vec<(Address, u64)>,
+    },
+    /// relay → its backup (SPEC §14 take-over step 3, and after a restart): catch up with
+    /// my copy: the relay lane up to `head` and each member's lane up to its height, then
+    /// confirm with [`Message::CaughtUp`]. `records` are the election records from the
+    /// source's on, the last naming the sender relay and the receiver backup.
+    Configure {
+        /// Election records, supervisor-signed, oldest first.
+        records: Vec<Record>,
+        /// The relay's head of its lane (its config block, on a take-over).
+        head: LanePosition,
+        /// Each member's consortium lane head in the relay's copy.
+        members: Vec<(Address, u64)>,
+    },
+    /// backup → relay: I hold your lane up to `head` and the member lanes you named, for
+    /// `epoch`.
     CaughtUp {
         /// The relay's epoch.
         epoch: u64,
+        /// The relay-lane head caught up to.
+        head: LanePosition,
+    },
+    /// relay → supervisor: my config block is durable at my backup (or at me, with none);
+    /// record my configuration as active (SPEC §14 step 3).
+    Activate {
+        /// The relay's epoch.
+        epoch: u64,
+        /// Its config block.
+        config: LanePosition,
+    },
+    /// supervisor → relay: the configuration is active, with this config block; release it
+    /// and begin to acknowledge.
+    Activated {
+        /// The epoch.
+        epoch: u64,
+        /// The config block the supervisor recorded.
+        config: LanePosition,
+    },
+    /// supervisor → relay: a newer configuration exists; stop, and drop the config block.
+    ActivationRefused {
+        /// The epoch refused.
+        epoch: u64,
+    },
+    /// relay → supervisor: my backup, alive by its heartbeats, does not confirm; replace it.
+    BackupSilent {
+        /// The relay's epoch.
+        epoch: u64,
+        /// The backup.
+        backup: Address,
     },
     /// newcomer → any member of the consortium it joins (SPEC §6.1 step 1): who is your
     /// relay? The newcomer is not registered yet, so its envelope is checked against `key`,
@@ -257,13 +318,17 @@ impl Message {
             Message::SyncBlocks { .. } => "sync_blocks",
             Message::Forward { .. } => "forward",
             Message::Heartbeat { .. } => "heartbeat",
-            Message::Lease { .. } => "lease",
             Message::Elected { .. } => "elected",
-            Message::HandOver { .. } => "hand_over",
-            Message::HandedOver { .. } => "handed_over",
-            Message::CaughtUp { .. } => "caught_up",
             Message::Discover { .. } => "discover",
             Message::NotTaken { .. } => "not_taken",
+            Message::SealedRead { .. } => "sealed_read",
+            Message::ReadReply { .. } => "read_reply",
+            Message::Configure { .. } => "configure",
+            Message::CaughtUp { .. } => "caught_up",
+            Message::Activate { .. } => "activate",
+            Message::Activated { .. } => "activated",
+            Message::ActivationRefused { .. } => "activation_refused",
+            Message::BackupSilent { .. } => "backup_silent",
             Message::JoinIntent { .. } => "join_intent",
             Message::JoinRelay { .. } => "join_relay",
             Message::JoinRequest { .. } => "join_request",
@@ -559,7 +624,9 @@ mod tests {
     }
 
     fn heartbeat() -> Message {
-        Message::CaughtUp { epoch: 1 }
+        Message::Discover {
+            consortium: crate::ids::ConsortiumId(1),
+        }
     }
 
     #[test]
@@ -636,7 +703,9 @@ mod tests {
         let mut inbox = Inbox::new(b.address());
         let key_of = |x: &Address| (*x == a.address()).then(|| a.public());
         let mut forged = Envelope::seal(&a, b.address(), 0, 1, &heartbeat());
-        forged.payload = codec::encode(&Message::CaughtUp { epoch: 9 });
+        forged.payload = codec::encode(&Message::Discover {
+            consortium: crate::ids::ConsortiumId(9),
+        });
         assert!(matches!(
             inbox.accept(&forged, key_of),
             Err(EnvelopeError::BadSignature(_))

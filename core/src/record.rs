@@ -27,6 +27,7 @@
 //! | `DataAgreement` | seller | own lane, relay chain | everyone | normal |
 //! | `DataDispute` | buyer | own lane, relay chain | everyone | normal |
 //! | `Election` | supervisor | relay lane, relay's consortium lane | everyone | urgent |
+//! | `Activation` | supervisor | the supervisor's private chain | own | urgent |
 //!
 //! Energy supply and the direct power purchase protocol are urgent, as SPEC §4.2 says.
 //! Distributed energy is the paper's service (6), "clean microgrids that trade energy with
@@ -109,11 +110,12 @@ pub enum RecordKind {
     DataAgreement,
     DataDispute,
     Election,
+    Activation,
 }
 
 impl RecordKind {
     /// Every kind, in declaration order.
-    pub const ALL: [RecordKind; 20] = [
+    pub const ALL: [RecordKind; 21] = [
         RecordKind::EnergySupply,
         RecordKind::EquipmentMaintenance,
         RecordKind::EfficiencyAudit,
@@ -134,6 +136,7 @@ impl RecordKind {
         RecordKind::DataAgreement,
         RecordKind::DataDispute,
         RecordKind::Election,
+        RecordKind::Activation,
     ];
 
     /// The six integrated-energy services of the paper (§1).
@@ -157,7 +160,8 @@ impl RecordKind {
             | RecordKind::GridVote
             | RecordKind::GridReceipt
             | RecordKind::PowerSettlement
-            | RecordKind::Election => Urgency::Urgent,
+            | RecordKind::Election
+            | RecordKind::Activation => Urgency::Urgent,
             RecordKind::EquipmentMaintenance
             | RecordKind::EfficiencyAudit
             | RecordKind::EnergySavingDesign
@@ -195,6 +199,7 @@ impl RecordKind {
             RecordKind::DataAgreement => "data_agreement",
             RecordKind::DataDispute => "data_dispute",
             RecordKind::Election => "election",
+            RecordKind::Activation => "activation",
         }
     }
 }
@@ -376,6 +381,16 @@ pub enum RecordBody {
     },
     /// A relay election (SPEC §5), signed by the supervisor.
     Election(ElectionRecord),
+    /// The supervisor recorded a configuration as active, with its config block (SPEC
+    /// §14). Kept on the supervisor's own chain, from which it recovers on restart.
+    Activation {
+        /// The lane.
+        consortium: ConsortiumId,
+        /// The configuration's epoch.
+        epoch: u64,
+        /// Its config block.
+        config: crate::election::LanePosition,
+    },
 }
 
 impl RecordBody {
@@ -402,6 +417,7 @@ impl RecordBody {
             RecordBody::DataAgreement { .. } => RecordKind::DataAgreement,
             RecordBody::DataDispute { .. } => RecordKind::DataDispute,
             RecordBody::Election(_) => RecordKind::Election,
+            RecordBody::Activation { .. } => RecordKind::Activation,
         }
     }
 }

@@ -100,6 +100,18 @@ impl Registry {
         Ok(())
     }
 
+    /// Removes the entry of `address`: the undoing of an addition in a relay block that
+    /// was never released and is truncated (SPEC §14). Returns whether it was there.
+    pub fn remove(&mut self, address: &Address) -> bool {
+        match self.entries.remove(address) {
+            Some(entry) => {
+                self.keys.remove(&entry.public_key);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The entry of `address`.
     pub fn get(&self, address: &Address) -> Option<&RegistryEntry> {
         self.entries.get(address)

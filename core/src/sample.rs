@@ -287,9 +287,16 @@ impl<'a> LedgerBuilder<'a> {
                         .collect();
                     let (height, hash) = relay_heads[index];
                     let head = LanePosition { height, hash };
-                    if let Some(election) =
-                        histories[index].elect(reason, &eligible, genesis.weight_fn, head)
-                    {
+                    // Every configuration of the sample activates: the source is the
+                    // epoch of the block below (SPEC §14).
+                    let source = histories[index].epoch;
+                    if let Some(election) = histories[index].elect(
+                        reason,
+                        &eligible,
+                        genesis.weight_fn,
+                        source,
+                        head,
+                    ) {
                         self.tick();
                         let record = self.record(
                             &federation.supervisor,

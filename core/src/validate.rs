@@ -10,7 +10,7 @@
 //! each, so acceptance is exactly `verify_strict`'s (SPEC §12 D6); its docs say why it does
 //! not batch.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use thiserror::Error;
 
@@ -23,9 +23,6 @@ use crate::ids::{ChainId, ConsortiumId};
 use crate::merkle;
 use crate::record::{Record, RecordBody, Urgency};
 use crate::registry::{Registry, RegistryError};
-
-/// How many recent relay-lane positions an election may cite as its lane head.
-pub const ELECTION_HEAD_WINDOW: usize = 256;
 
 /// A chain's head: the height and hash of its last block, or `(0, ZERO)` when empty.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -202,6 +199,17 @@ pub enum Reject {
     /// The other lanes' heads are malformed.
     #[error("lane heads must name other lanes in ascending order")]
     LaneHeads,
+    /// A config block's election does not name as its source the epoch of the block just
+    /// below it (SPEC §14).
+    #[error("election of epoch {epoch} names source epoch {named}, but the block below is of epoch {below}")]
+    ElectionSource {
+        /// The election's epoch.
+        epoch: u64,
+        /// The source it names.
+        named: u64,
+        /// The epoch of the lane's block just below the config block.
+        below: u64,
+    },
 }
 
 /// The last `seq` of each author, for replay protection.
@@ -486,22 +494,42 @@ pub struct RelayLane {
     pub seqs: BTreeMap<Address, u64>,
     /// The last included consortium-lane height of every member.
     pub included: BTreeMap<Address, u64>,
-    /// The last [`ELECTION_HEAD_WINDOW`] positions of the lane, for election lane heads.
-    pub recent: VecDeque<LanePosition>,
+    /// The hash and epoch of every block, by height - 1: an election may cite any block of
+    /// the lane at or below its config block's `prev` as its lane head, however far below
+    /// (SPEC §14), and sync requests name positions of the lane to find the highest block
+    /// two copies share.
+    positions: Vec<(Hash, u64)>,
     /// Block capacities.
     pub capacities: Capacities,
     /// The supervisor's key, which signs election records.
     pub supervisor: PublicKey,
 }
 
+/// What one appended relay block changed in a [`RelayLane`], to take it back if the block
+/// is truncated: a block of an older epoch above a config block's `prev` was never
+/// released (SPEC §14), and a copy that holds one drops it with the state derived from it.
+#[derive(Clone, Debug)]
+pub struct Undo {
+    head: Head,
+    registry_added: Vec<RegistryEntryRef>,
+    elections: Option<ElectionHistory>,
+    seqs: Vec<(Address, Option<u64>)>,
+    included: Vec<(Address, Option<u64>)>,
+}
+
+/// A registry addition, as an undo log keeps it: the address it removes again.
+type RegistryEntryRef = Address;
+
+impl Undo {
+    /// The registry entries the undone block added (learnt keys to forget).
+    pub fn registry_added(&self) -> &[Address] {
+        &self.registry_added
+    }
+}
+
 impl RelayLane {
     /// The empty lane of `lane`, with its genesis registry.
     pub fn new(genesis: &Genesis, lane: ConsortiumId) -> Self {
-        let mut recent = VecDeque::new();
-        recent.push_back(LanePosition {
-            height: 0,
-            hash: Hash::ZERO,
-        });
         RelayLane {
             lane,
             head: Head::default(),
@@ -509,10 +537,98 @@ impl RelayLane {
             elections: ElectionHistory::new(lane),
             seqs: BTreeMap::new(),
             included: BTreeMap::new(),
-            recent,
+            positions: Vec::new(),
             capacities: genesis.capacities,
             supervisor: genesis.supervisor,
         }
+    }
+
+    /// The epoch of the head block, 0 for an empty lane.
+    pub fn head_epoch(&self) -> u64 {
+        self.positions.last().map_or(0, |(_, epoch)| *epoch)
+    }
+
+    /// The hash and epoch of the block at `height`, if the lane has one.
+    pub fn position(&self, height: u64) -> Option<(Hash, u64)> {
+        let index = usize::try_from(height.checked_sub(1)?).ok()?;
+        self.positions.get(index).copied()
+    }
+
+    /// Whether `position` is on this lane (height 0 with the zero hash is the empty lane).
+    pub fn holds(&self, position: &LanePosition) -> bool {
+        match position.height {
+            0 => position.hash == Hash::ZERO,
+            h => self.position(h).is_some_and(|(hash, _)| hash == position.hash),
+        }
+    }
+
+    /// Positions of this lane for a sync request to name (SPEC §14: the answer starts at
+    /// the highest block both copies hold): the head, then heights 1, 2, 4, 8, … below it,
+    /// down to the first block. At most about 66 positions, whatever the lane's length.
+    pub fn locator(&self) -> Vec<LanePosition> {
+        let mut out = Vec::new();
+        let mut height = self.head.height;
+        let mut step = 1;
+        while height > 0 {
+            if let Some((hash, _)) = self.position(height) {
+                out.push(LanePosition { height, hash });
+            }
+            height = height.saturating_sub(step);
+            if out.len() > 1 {
+                step = step.saturating_mul(2);
+            }
+        }
+        out
+    }
+
+    /// The highest position of `locator` this lane holds; 0 if none.
+    pub fn common(&self, locator: &[LanePosition]) -> u64 {
+        locator
+            .iter()
+            .filter(|p| p.height > 0 && self.holds(p))
+            .map(|p| p.height)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The highest block whose epoch is at most `epoch`: the lane as a configuration of
+    /// that epoch could hold it (SPEC §14, "except blocks of epochs above the source's").
+    pub fn head_at_most(&self, epoch: u64) -> LanePosition {
+        let height = self
+            .positions
+            .iter()
+            .rposition(|(_, e)| *e <= epoch)
+            .map_or(0, |i| i as u64 + 1);
+        LanePosition {
+            height,
+            hash: self.position(height).map_or(Hash::ZERO, |(h, _)| h),
+        }
+    }
+
+    /// Takes back the head block, as `undo` (from [`RelayLane::append_undoable`]) says.
+    /// `directory` forgets the keys its registry additions taught it.
+    pub fn undo(&mut self, undo: Undo, directory: &mut Directory) {
+        for address in &undo.registry_added {
+            self.registry.remove(address);
+            directory.remove(address);
+        }
+        if let Some(elections) = undo.elections {
+            self.elections = elections;
+        }
+        for (author, seq) in undo.seqs {
+            match seq {
+                Some(seq) => self.seqs.insert(author, seq),
+                None => self.seqs.remove(&author),
+            };
+        }
+        for (author, height) in undo.included {
+            match height {
+                Some(height) => self.included.insert(author, height),
+                None => self.included.remove(&author),
+            };
+        }
+        self.positions.truncate(undo.head.height as usize);
+        self.head = undo.head;
     }
 
     /// Checks `block` and, if valid, makes it the head. `directory` supplies the keys of
@@ -522,6 +638,19 @@ impl RelayLane {
         block: &RelayBlock,
         directory: &mut Directory,
     ) -> Result<(), BlockError> {
+        self.append_undoable(block, directory).map(|_| ())
+    }
+
+    /// [`RelayLane::append`], returning what it takes to undo the block.
+    ///
+    /// The first block of an epoch (its config block, SPEC §14) carries the election
+    /// records since the lane's last one; each must name as its source the epoch of the
+    /// block just below, and as its lane head a block of this lane at or below that one.
+    pub fn append_undoable(
+        &mut self,
+        block: &RelayBlock,
+        directory: &mut Directory,
+    ) -> Result<Undo, BlockError> {
         let chain = ChainId::Relay(self.lane);
         let fail = |reason| BlockError {
             chain,
@@ -564,20 +693,29 @@ impl RelayLane {
             return Err(fail(Reject::RecordsRoot));
         }
         let mut elections = self.elections.clone();
-        let recent = &self.recent;
+        let below = self.head_epoch();
+        let mut carries_elections = false;
         for record in &block.records {
             if let RecordBody::Election(election) = &record.content.body {
                 if record.content.author != self.supervisor.address() {
                     return Err(fail(Reject::ElectionSigner(record.content.author)));
+                }
+                if election.source != below {
+                    return Err(fail(Reject::ElectionSource {
+                        epoch: election.epoch,
+                        named: election.source,
+                        below,
+                    }));
                 }
                 elections
                     .apply(
                         election,
                         record.digest(),
                         |a| registry.get(a).is_some_and(|e| e.relay_capable),
-                        |position| recent.contains(position),
+                        |position| self.holds(position),
                     )
                     .map_err(|e| fail(e.into()))?;
+                carries_elections = true;
             }
         }
         let Some(elected) = elections.relay else {
@@ -691,26 +829,33 @@ impl RelayLane {
         }
         signatures.verify().map_err(fail)?;
 
-        // Every check passed: advance.
+        // Every check passed: advance, keeping what it takes to undo.
+        let undo = Undo {
+            head: self.head,
+            registry_added: header.registry.added.iter().map(|e| e.address).collect(),
+            elections: carries_elections
+                .then(|| std::mem::replace(&mut self.elections, elections)),
+            seqs: seq_updates
+                .keys()
+                .map(|a| (*a, self.seqs.get(a).copied()))
+                .collect(),
+            included: included
+                .keys()
+                .map(|a| (*a, self.included.get(a).copied()))
+                .collect(),
+        };
         for entry in &header.registry.added {
             directory.add(self.lane, entry);
         }
         self.registry = registry;
-        self.elections = elections;
         self.seqs.extend(seq_updates);
         self.included.extend(included);
         self.head = Head {
             height: header.height,
             hash,
         };
-        self.recent.push_back(LanePosition {
-            height: header.height,
-            hash,
-        });
-        if self.recent.len() > ELECTION_HEAD_WINDOW {
-            self.recent.pop_front();
-        }
-        Ok(())
+        self.positions.push((hash, header.epoch));
+        Ok(undo)
     }
 }
 

@@ -59,7 +59,10 @@ fn keys() -> (Keypair, Keypair, Keypair) {
 }
 
 fn message(seq: u64) -> Message {
-    Message::CaughtUp { epoch: seq }
+    Message::Replicated {
+        epoch: seq,
+        hash: ieschain_core::Hash::ZERO,
+    }
 }
 
 /// A delivery schedule: mostly close to a moving front, with jumps past the window, back

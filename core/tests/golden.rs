@@ -100,6 +100,7 @@ fn golden_election() -> ElectionRecord {
     ElectionRecord {
         consortium: ConsortiumId(1),
         epoch: 2,
+        source: 1,
         reason: ElectionReason::Rotation,
         relay: Address([0x01; 20]),
         backup: Some(Address([0x02; 20])),

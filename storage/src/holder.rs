@@ -47,6 +47,16 @@ impl HolderStore {
         self.store.append_many(&appends)
     }
 
+    /// See [`ChainStore::write`].
+    pub fn write(&self, writes: &[ieschain_core::node::StoreWrite]) -> Result<(), StoreError> {
+        self.store.write(self.holder, writes)
+    }
+
+    /// See [`ChainStore::sealed`].
+    pub fn sealed(&self) -> Result<u64, StoreError> {
+        self.store.sealed(self.holder)
+    }
+
     /// See [`ChainStore::head`].
     pub fn head(&self, chain: ChainId) -> Result<Option<Head>, StoreError> {
         self.store.head(self.holder, chain)

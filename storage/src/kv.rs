@@ -18,9 +18,10 @@ use crate::engine::{Batch, Engine};
 use crate::error::{NotNext, StoreError};
 use crate::schema::{
     BlockKey, FormatKey, FormatVersion, GenesisKey, GenesisRecord, HashIndex, HeadKey, Heads,
-    IndexKey, KeyCodec, Location, Negotiation, NegotiationKey, Negotiations, Schema, StoreFormat,
-    ValueCodec,
+    IndexKey, KeyCodec, Location, Negotiation, NegotiationKey, Negotiations, Schema, SealKey,
+    Sealed, Seals, StoreFormat, ValueCodec,
 };
+use ieschain_core::node::StoreWrite;
 
 /// How blocks, heads and negotiations are described in errors.
 fn block_what(holder: Address, chain: ChainId, height: u64) -> String {
@@ -188,6 +189,112 @@ impl<E: Engine> KvStore<E> {
                 heads.len()
             )
         })
+    }
+
+    /// A node's writes, in order, in one batch and one sync: appends, truncations of a
+    /// chain above a height (blocks, their index entries and the head together), and its
+    /// seal (SPEC §14).
+    pub(crate) fn write_all(
+        &self,
+        holder: Address,
+        writes: &[StoreWrite],
+    ) -> Result<(), StoreError> {
+        let _guard = self.lock();
+        let mut heads: BTreeMap<ChainId, Head> = BTreeMap::new();
+        // Blocks staged by this batch, by chain: (height, hash), ascending.
+        let mut staged: BTreeMap<ChainId, Vec<(u64, Hash)>> = BTreeMap::new();
+        let mut batch = Batch::default();
+        for write in writes {
+            match write {
+                StoreWrite::Block(block) => {
+                    let chain = block.chain();
+                    let head = match heads.get(&chain) {
+                        Some(head) => *head,
+                        None => self.stored_head(holder, chain)?.unwrap_or_default(),
+                    };
+                    let new_head = Self::stage(&mut batch, holder, head, block)?;
+                    heads.insert(chain, new_head);
+                    staged
+                        .entry(chain)
+                        .or_default()
+                        .push((new_head.height, new_head.hash));
+                }
+                StoreWrite::Truncate { chain, keep } => {
+                    let head = match heads.get(chain) {
+                        Some(head) => *head,
+                        None => self.stored_head(holder, *chain)?.unwrap_or_default(),
+                    };
+                    if head.height <= *keep {
+                        continue;
+                    }
+                    let mine = staged.entry(*chain).or_default();
+                    let mut dropped: Vec<(u64, Hash)> =
+                        mine.iter().filter(|(h, _)| *h > *keep).copied().collect();
+                    mine.retain(|(h, _)| *h <= *keep);
+                    let stored = self.range(holder, *chain, keep + 1, usize::MAX)?;
+                    dropped.extend(stored.iter().map(|b| (b.height(), b.hash())));
+                    for (height, hash) in dropped {
+                        let key = BlockKey {
+                            holder,
+                            chain: *chain,
+                            height,
+                        };
+                        batch.delete_encoded(key.cf(), key.encode_key());
+                        batch.delete::<HashIndex>(&IndexKey { holder, hash });
+                    }
+                    let kept = match mine.iter().find(|(h, _)| h == keep) {
+                        Some((height, hash)) => Some(Head {
+                            height: *height,
+                            hash: *hash,
+                        }),
+                        None if *keep == 0 => None,
+                        None => self
+                            .block(holder, *chain, *keep)?
+                            .map(|b| Head {
+                                height: *keep,
+                                hash: b.hash(),
+                            }),
+                    };
+                    let head_key = HeadKey {
+                        holder,
+                        chain: *chain,
+                    };
+                    match kept {
+                        Some(head) => {
+                            batch.put::<Heads>(&head_key, &head);
+                            heads.insert(*chain, head);
+                        }
+                        None => {
+                            batch.delete::<Heads>(&head_key);
+                            heads.insert(*chain, Head::default());
+                        }
+                    }
+                }
+                StoreWrite::Seal { epoch } => {
+                    let sealed = self.sealed(holder)?;
+                    if *epoch > sealed {
+                        batch.put::<Seals>(&SealKey { holder }, &Sealed(*epoch));
+                    }
+                }
+            }
+        }
+        self.write(batch, || {
+            format!(
+                "writing {} changes of holder {} in one batch",
+                writes.len(),
+                holder.short()
+            )
+        })
+    }
+
+    /// The epoch `holder` sealed its own lane at; 0 if never (SPEC §14).
+    pub(crate) fn sealed(&self, holder: Address) -> Result<u64, StoreError> {
+        Ok(
+            Self::get::<Seals>(&self.engine, &SealKey { holder }, || {
+                format!("reading the seal of holder {}", holder.short())
+            })?
+            .map_or(0, |s| s.0),
+        )
     }
 
     pub(crate) fn head(&self, holder: Address, chain: ChainId) -> Result<Option<Head>, StoreError> {
@@ -482,6 +589,16 @@ macro_rules! delegate_chain_store {
                 appends: &[(::ieschain_core::Address, ::ieschain_core::AnyBlock)],
             ) -> Result<(), $crate::StoreError> {
                 self.$field.append_many(appends)
+            }
+            fn write(
+                &self,
+                holder: ::ieschain_core::Address,
+                writes: &[::ieschain_core::node::StoreWrite],
+            ) -> Result<(), $crate::StoreError> {
+                self.$field.write_all(holder, writes)
+            }
+            fn sealed(&self, holder: ::ieschain_core::Address) -> Result<u64, $crate::StoreError> {
+                self.$field.sealed(holder)
             }
             fn head(
                 &self,

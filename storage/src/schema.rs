@@ -16,6 +16,7 @@
 //! index          HashIndex         | holder 20B | block hash 32B |                                        | tag | lane | height u64 BE |
 //! negotiation    Negotiations      | holder 20B | negotiation id 32B |                                    | expires_at_ms u64 BE | payload |
 //! meta           Heads             | 'H' | holder 20B | tag | lane |                                     | height u64 BE | hash 32B |
+//! meta           Seals             | 'S' | holder 20B |                                                  | epoch u64 BE |
 //! meta           GenesisRecord     | 'G' |                                                               Genesis (core codec)
 //! meta           StoreFormat       | 'F' |                                                               format u32 BE
 //! ```
@@ -141,6 +142,9 @@ pub enum GenesisRecord {}
 /// The store format version.
 #[derive(Debug)]
 pub enum StoreFormat {}
+/// The epoch each holder sealed its own lane at (SPEC §14).
+#[derive(Debug)]
+pub enum Seals {}
 
 impl Schema for RelayBlocks {
     const CF: Cf = Cf::Relay;
@@ -182,6 +186,11 @@ impl Schema for StoreFormat {
     type Key = FormatKey;
     type Value = FormatVersion;
 }
+impl Schema for Seals {
+    const CF: Cf = Cf::Meta;
+    type Key = SealKey;
+    type Value = Sealed;
+}
 
 /// Meta keyspace of heads.
 const META_HEAD: u8 = b'H';
@@ -189,6 +198,8 @@ const META_HEAD: u8 = b'H';
 const META_GENESIS: u8 = b'G';
 /// Meta key of the store format.
 const META_FORMAT: u8 = b'F';
+/// Meta keyspace of seals.
+const META_SEAL: u8 = b'S';
 
 /// Reads fixed-size fields from key and value bytes, failing cleanly on short input.
 struct Reader<'a> {
@@ -572,13 +583,56 @@ impl KeyCodec for FormatKey {
     }
 }
 
+/// A holder's seal: `'S' | holder 20B`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealKey {
+    /// The holder.
+    pub holder: Address,
+}
+
+impl KeyCodec for SealKey {
+    fn encode_key(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(21);
+        out.push(META_SEAL);
+        out.extend_from_slice(&self.holder.0);
+        out
+    }
+
+    fn decode_key(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut reader = Reader::new(bytes);
+        reader.expect(META_SEAL)?;
+        let key = SealKey {
+            holder: reader.address()?,
+        };
+        reader.finish()?;
+        Ok(key)
+    }
+}
+
+/// The epoch a holder sealed its own lane at (SPEC §14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sealed(pub u64);
+
+impl ValueCodec for Sealed {
+    fn encode_value(&self) -> Vec<u8> {
+        self.0.to_be_bytes().to_vec()
+    }
+
+    fn decode_value(bytes: &[u8]) -> Result<Self, CodecError> {
+        let mut reader = Reader::new(bytes);
+        let epoch = Sealed(reader.u64()?);
+        reader.finish()?;
+        Ok(epoch)
+    }
+}
+
 /// The version of this layout. Bump it with any change to a key or value format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FormatVersion(pub u32);
 
 impl FormatVersion {
     /// The format this build reads and writes.
-    pub const CURRENT: FormatVersion = FormatVersion(1);
+    pub const CURRENT: FormatVersion = FormatVersion(2);
 }
 
 impl ValueCodec for FormatVersion {

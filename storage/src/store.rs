@@ -1,6 +1,7 @@
 //! [`ChainStore`]: what every chain store does, and the invariants it keeps.
 
 use ieschain_core::genesis::Genesis;
+use ieschain_core::node::StoreWrite;
 use ieschain_core::validate::Head;
 use ieschain_core::{Address, AnyBlock, ChainId, Hash};
 
@@ -10,10 +11,11 @@ use crate::error::StoreError;
 /// record, in one store (SPEC §7, §12 D1).
 ///
 /// Invariants every implementation keeps (checked by [`crate::suite`]):
-/// - **Chains only grow by their next block.** A holder's copy of a chain is blocks at
-///   heights `1..=head.height`, each linked to the one before by `prev`; the first block's
-///   `prev` is [`Hash::ZERO`]. [`ChainStore::append`] refuses anything else, and
-///   [`ChainStore::overwrite_unchecked`] is the only way around it.
+/// - **Chains grow by their next block, and shrink only by truncation.** A holder's copy
+///   of a chain is blocks at heights `1..=head.height`, each linked to the one before by
+///   `prev`; the first block's `prev` is [`Hash::ZERO`]. [`ChainStore::append`] refuses
+///   anything else; [`ChainStore::write`] may drop the blocks above a height (SPEC §14);
+///   [`ChainStore::overwrite_unchecked`] is the only way around both.
 /// - **A block, its hash index entry and its head are written together**, in one atomic
 ///   batch, synced before `append` returns when the store is durable.
 /// - **Holders are isolated.** Every key starts with its holder; nothing written for one
@@ -35,6 +37,16 @@ pub trait ChainStore: Send + Sync + std::fmt::Debug {
     /// batch and one sync. All or nothing: if any block is not the next one, nothing is
     /// written.
     fn append_many(&self, appends: &[(Address, AnyBlock)]) -> Result<(), StoreError>;
+
+    /// A node's writes, in order, in ONE atomic batch and one sync when the store is
+    /// durable: appends (each checked as [`ChainStore::append`] checks it, against the
+    /// heads as the earlier writes of the batch leave them), truncations (the blocks of a
+    /// chain above a height, their hash index entries, and the head moved back, SPEC §14),
+    /// and the node's seal (kept only if higher than the stored one). All or nothing.
+    fn write(&self, holder: Address, writes: &[StoreWrite]) -> Result<(), StoreError>;
+
+    /// The epoch `holder` sealed its own lane at, 0 if never (SPEC §14).
+    fn sealed(&self, holder: Address) -> Result<u64, StoreError>;
 
     /// The head of `holder`'s copy of `chain`, or `None` if it holds no block of it.
     fn head(&self, holder: Address, chain: ChainId) -> Result<Option<Head>, StoreError>;

@@ -1,21 +1,22 @@
 //! The node state machines (STYLE: "sans-IO core, thin actors").
 //!
 //! Each machine takes an input (a delivered message, a tick of the clock, a request of the
-//! host) and answers with [`Effect`]s, in order: send a message, persist blocks to the
-//! node's own store, serve a sync request from the store, emit an event. The actors of
+//! host) and answers with [`Effect`]s, in order: send a message, write to the node's own
+//! store, serve a sync request from the store, emit an event. The actors of
 //! `ieschain-actors` only carry the effects out. A [`Effect::Persist`] must be durable
 //! before any later effect of the same answer is carried out: that is what makes an
-//! acknowledgement mean "durable" (SPEC §12 D4).
+//! acknowledgement mean "durable" (SPEC §12 D4, §14 write-all), and a seal mean "sealed".
 //!
-//! - [`supervisor`]: failure detection, leases, elections, rotation (SPEC §5).
-//! - [`member`]: a member's lanes, and the relay and backup duties it takes on when elected.
+//! - [`supervisor`]: failure detection, elections, activation, rotation (SPEC §5, §14).
+//! - [`member`]: a member's lanes, and the relay and backup duties it takes on when
+//!   elected; [`member`]'s `reconfig` module holds the take-over of SPEC §14.
 
 pub mod member;
 pub mod supervisor;
 
-use crate::block::AnyBlock;
+use crate::block::{AnyBlock, ConsortiumBlock, PrivateBlock, RelayBlock};
 use crate::crypto::Address;
-use crate::election::ElectionReason;
+use crate::election::{ElectionReason, LanePosition};
 use crate::ids::{ChainId, ConsortiumId};
 use crate::message::Message;
 use crate::window::{FlushReason, WindowConfig};
@@ -33,11 +34,11 @@ pub enum Effect {
         /// The message.
         message: Message,
     },
-    /// Append these blocks to the node's own copies of their chains, atomically and
-    /// durably, before carrying out any later effect.
-    Persist(Vec<AnyBlock>),
-    /// Read `chain` from height `from` in the node's store and send it to `to` as
-    /// [`Message::SyncBlocks`].
+    /// Carry out these writes to the node's own store, in order, atomically and durably,
+    /// before carrying out any later effect.
+    Persist(Vec<StoreWrite>),
+    /// Read `chain` from height `from` in the node's store, up to `upto` if given, and send
+    /// it to `to` as [`Message::SyncBlocks`].
     ServeSync {
         /// Who asked.
         to: Address,
@@ -45,9 +46,58 @@ pub enum Effect {
         chain: ChainId,
         /// First height wanted.
         from: u64,
+        /// The last height that may be served: a relay lane's released head, when the
+        /// asker may not see blocks that were never released (SPEC §14).
+        upto: Option<u64>,
     },
     /// Tell the host.
     Emit(Event),
+}
+
+/// One write to a node's own store, as part of one atomic [`Effect::Persist`].
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreWrite {
+    /// Append the block to the node's copy of its chain.
+    Block(AnyBlock),
+    /// Drop every block of the node's copy of `chain` above height `keep`: blocks of an
+    /// older epoch above a config block's `prev`, which were never released (SPEC §14).
+    Truncate {
+        /// The chain (a relay lane).
+        chain: ChainId,
+        /// The last height kept.
+        keep: u64,
+    },
+    /// Persist `sealed = epoch` for the node's own lane: from now on it confirms,
+    /// acknowledges and releases nothing for an older epoch (SPEC §14).
+    Seal {
+        /// The epoch sealed.
+        epoch: u64,
+    },
+}
+
+impl From<AnyBlock> for StoreWrite {
+    fn from(block: AnyBlock) -> Self {
+        StoreWrite::Block(block)
+    }
+}
+
+impl From<ConsortiumBlock> for StoreWrite {
+    fn from(block: ConsortiumBlock) -> Self {
+        StoreWrite::Block(block.into())
+    }
+}
+
+impl From<RelayBlock> for StoreWrite {
+    fn from(block: RelayBlock) -> Self {
+        StoreWrite::Block(block.into())
+    }
+}
+
+impl From<PrivateBlock> for StoreWrite {
+    fn from(block: PrivateBlock) -> Self {
+        StoreWrite::Block(block.into())
+    }
 }
 
 /// The federation's timing (SPEC §12 D13), in milliseconds.
@@ -104,15 +154,29 @@ impl ProtocolConfig {
 /// bug at the exact place the protocol guards against it:
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mutations {
-    /// No epoch fencing: receivers accept relay blocks of epochs older than the newest
-    /// election they know, and a relay keeps producing after its lease expired (S1, S2).
+    /// No epoch fencing of broadcasts: receivers accept relay blocks of epochs older than
+    /// the newest election they know (S1).
     pub no_fencing: bool,
     /// The relay acknowledges a consortium block on its own sync even when it has a backup,
-    /// without waiting for the backup's confirmation (S3 after a relay crash).
+    /// without waiting for the backup's confirmation (S3 (D4)).
     pub ack_before_replication: bool,
     /// The supervisor draws relay and backup with a seed that is not the chain's (it mixes
     /// in its own record seq), so the election does not recompute (S4, S5).
     pub unseeded_election: bool,
+    /// A lost backup is only swapped, as before SPEC §14: the supervisor counts the new
+    /// configuration as active at once, and the relay goes on with the new backup without a
+    /// take-over (no seal, no catch-up, no activation). A relay that missed the election
+    /// goes on acknowledging with the old backup (completeness at take-over, S3).
+    pub backup_lost_keeps_epoch: bool,
+    /// A node answering a sealed read does not seal (SPEC §14's model, `noseal`): the old
+    /// configuration goes on acknowledging what the read missed (fenced writes, S3).
+    pub no_seal: bool,
+    /// The supervisor draws on the lane head a backup reports, which may be a block its
+    /// relay never released (released head, S4).
+    pub head_from_backup: bool,
+    /// The relay releases its config block and acknowledges once its backup confirms,
+    /// without waiting for the supervisor's activation (activation order).
+    pub release_before_activation: bool,
 }
 
 impl Timing {
@@ -121,18 +185,12 @@ impl Timing {
         self.suspect_after as u64 * self.heartbeat_ms
     }
 
-    /// How long a lease lasts after the heartbeat that renewed it was sent (SPEC §12 D3).
-    pub fn lease_ms(&self) -> u64 {
-        (self.suspect_after.saturating_sub(1)) as u64 * self.heartbeat_ms
-    }
-
-    /// How long a new relay waits for the other relays' lane heads before it continues
-    /// (it never continues below its election's lane head, whatever the wait). One
-    /// heartbeat keeps a failover within SPEC §12 D10's bound when one reply is lost: the
-    /// backup already holds every block the old relay broadcast, since replication comes
-    /// first.
-    pub fn sync_timeout_ms(&self) -> u64 {
-        self.heartbeat_ms
+    /// How long a node waits for an answer before it asks again (a sealed read, a
+    /// catch-up, an activation, a resent block): long enough for a round trip with a synced
+    /// write, short next to a failover. Timeouts decide only when to ask again, never what
+    /// data survives (SPEC §14).
+    pub fn retry_ms(&self) -> u64 {
+        2 * self.heartbeat_ms
     }
 }
 
@@ -185,7 +243,9 @@ pub enum StepTarget {
 /// What the federation tells its host (SPEC §10, "typed events").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A node stored a relay block: produced it (`produced`), or received it.
+    /// A relay block is released: its relay released it (`produced`, SPEC §14: durable at
+    /// relay and backup, in an active configuration), or a holder of another lane stored
+    /// it from a broadcast or a sync of released blocks.
     Committed {
         /// The node.
         node: Address,
@@ -195,6 +255,8 @@ pub enum Event {
         height: u64,
         /// The block's hash.
         hash: crate::crypto::Hash,
+        /// Its `prev`.
+        prev: crate::crypto::Hash,
         /// Epoch.
         epoch: u64,
         /// Whether this node produced it.
@@ -227,12 +289,16 @@ pub enum Event {
         /// When, ms.
         at: u64,
     },
-    /// The supervisor elected a relay.
+    /// The supervisor elected a relay: a new configuration (SPEC §14).
     Elected {
         /// Consortium.
         consortium: ConsortiumId,
         /// New epoch.
         epoch: u64,
+        /// The configuration it takes over from: the last active one (0: none).
+        source: u64,
+        /// The lane head the draw used: the source's released head.
+        lane_head: LanePosition,
         /// Why.
         reason: ElectionReason,
         /// The relay.
@@ -242,7 +308,7 @@ pub enum Event {
         /// When, ms.
         at: u64,
     },
-    /// A new relay sent its first block: the take-over is complete.
+    /// A new relay released its config block (SPEC §14): the take-over is complete.
     TookOver {
         /// Consortium.
         consortium: ConsortiumId,
@@ -250,17 +316,107 @@ pub enum Event {
         epoch: u64,
         /// The relay.
         relay: Address,
+        /// The config block.
+        config: LanePosition,
+        /// Its `prev`: the head of the lane as the relay read it from the source.
+        prev: LanePosition,
         /// When, ms.
         at: u64,
     },
-    /// A relay acknowledges without a caught-up backup (SPEC §12 D4).
-    Degraded {
-        /// Consortium.
-        consortium: ConsortiumId,
-        /// Epoch.
+    /// A relay or backup stored a block of its own consortium's relay lane that may not be
+    /// released yet: a relay's block before its backup confirms it, a backup's replicated
+    /// block, or a block read or caught up at a take-over (SPEC §14).
+    Held {
+        /// The node.
+        node: Address,
+        /// The lane.
+        lane: ConsortiumId,
+        /// Height.
+        height: u64,
+        /// Hash.
+        hash: crate::crypto::Hash,
+        /// Its `prev`.
+        prev: crate::crypto::Hash,
+        /// Its epoch.
         epoch: u64,
-        /// Why.
-        why: String,
+        /// When, ms.
+        at: u64,
+    },
+    /// A node dropped the blocks of its copy of a relay lane above `keep`: blocks of an
+    /// older epoch above a config block's `prev`, never released (SPEC §14).
+    Truncated {
+        /// The node.
+        node: Address,
+        /// The lane.
+        lane: ConsortiumId,
+        /// The last height kept.
+        keep: u64,
+        /// When, ms.
+        at: u64,
+    },
+    /// A node persisted `sealed = epoch` for its lane (SPEC §14).
+    Sealed {
+        /// The node.
+        node: Address,
+        /// Its lane.
+        lane: ConsortiumId,
+        /// The epoch sealed.
+        epoch: u64,
+        /// When, ms.
+        at: u64,
+    },
+    /// The supervisor recorded a configuration as active (SPEC §14).
+    Activated {
+        /// The lane.
+        lane: ConsortiumId,
+        /// The epoch.
+        epoch: u64,
+        /// Its relay.
+        relay: Address,
+        /// Its config block.
+        config: LanePosition,
+        /// When, ms.
+        at: u64,
+    },
+    /// A backup confirmed to its relay that it holds what the relay sent for `epoch`.
+    Confirmed {
+        /// The backup.
+        node: Address,
+        /// Its lane.
+        lane: ConsortiumId,
+        /// The epoch confirmed for.
+        epoch: u64,
+        /// When, ms.
+        at: u64,
+    },
+    /// A relay acknowledged a member's block (the member hears it as [`Event::Acked`]).
+    Acknowledged {
+        /// The relay.
+        relay: Address,
+        /// Its lane.
+        lane: ConsortiumId,
+        /// Its epoch.
+        epoch: u64,
+        /// The block's author.
+        author: Address,
+        /// Its height.
+        height: u64,
+        /// When, ms.
+        at: u64,
+    },
+    /// A new relay cannot take its lane over: no member of the source configuration
+    /// answers its sealed read. The lane waits for one of them to come back (SPEC §14).
+    Stalled {
+        /// The lane.
+        lane: ConsortiumId,
+        /// The waiting configuration's epoch.
+        epoch: u64,
+        /// Its relay.
+        relay: Address,
+        /// The source members it waits for.
+        waiting_for: Vec<Address>,
+        /// When, ms.
+        at: u64,
     },
     /// A relay or backup stored a member's consortium block in its copy of the member's
     /// lane (SPEC §12 D1): submitted to it, replicated to it, or fetched by a sync. (The

@@ -1,19 +1,33 @@
-//! The supervisor (SPEC §5, §12 D3, D5, D11): the heartbeat failure detector, leases,
-//! elections, failover, rotation, and the replacement of a lost backup.
+//! The supervisor (SPEC §5, §14, §12 D5, D11): the heartbeat failure detector, elections,
+//! activation, failover, rotation, and the replacement of a lost backup. It is the
+//! configuration master of SPEC §14's Vertical Paxos.
 //!
 //! The supervisor is trusted and outside the fault model, but every decision it makes is a
 //! signed election record that anyone recomputes from chain data. Only relay-capable
 //! members heartbeat to it.
 //!
-//! - **Leases.** A heartbeat from the relay renews its lease until `sent_at + (suspect_after
-//!   − 1) × heartbeat_interval`. The relay acknowledges and produces only under a lease.
-//! - **Failover.** When the relay has missed `suspect_after` heartbeats, the supervisor waits
-//!   until the relay's lease has surely expired, then promotes the backup (epoch + 1) and
-//!   draws a new backup.
-//! - **Rotation.** After a full `period`, the supervisor asks the relay to hand over: the
-//!   relay sends what is waiting, stops, and reports its lane head; then the backup is
-//!   promoted (epoch + 1). A relay that does not answer is failed over instead.
-//! - **Backup lost.** A new backup is drawn; the epoch stays.
+//! - **Configurations.** Every election (initial, failover, rotation, backup lost) starts a
+//!   new configuration `(epoch, relay, backup | none)` with the next epoch. Its record names
+//!   its **source**, the last configuration the supervisor recorded as active, and uses the
+//!   source's released head as its lane head.
+//! - **Activation.** A new relay asks to be activated once its config block is durable at
+//!   its backup. The supervisor activates only the newest configuration it elected for the
+//!   lane, records the activation on its own chain (and recovers it on restart), and only
+//!   then answers; a repeated request for the active configuration gets the same answer,
+//!   any other `ActivationRefused`. A configuration that never activates is skipped: the
+//!   next election names the same source.
+//! - **Released heads** come only from the relay of the active configuration, in heartbeats
+//!   stamped with its epoch.
+//! - **Failover.** When the relay of the newest configuration has missed `suspect_after`
+//!   heartbeats, a new configuration is elected at once, its backup promoted. No lease
+//!   needs to run out: the new relay's sealed read stops the old configuration (§14).
+//! - **Backup lost.** When the backup of the newest configuration falls silent (or its relay
+//!   reports that it does not confirm), a new backup is drawn with the relay kept, in a new
+//!   configuration. A configuration without a backup gets one as soon as another candidate
+//!   is alive.
+//! - **Rotation.** After an active configuration's relay has served a full `period` since
+//!   its activation, the backup is promoted. A pending configuration is neither rotated nor
+//!   counted: its term starts at its activation.
 //! - **No candidates.** The consortium is cut off (reported) until one comes back.
 
 use std::collections::BTreeMap;
@@ -26,33 +40,56 @@ use crate::election::{
 use crate::genesis::Genesis;
 use crate::ids::ConsortiumId;
 use crate::message::Message;
-use crate::node::{Effect, Event, Timing};
+use crate::node::{Effect, Event, StoreWrite, Timing};
 use crate::record::{Audience, Record, RecordBody, RecordContent};
 
-/// How many recent election records an [`Message::Elected`] carries.
-pub const ELECTIONS_CARRIED: usize = 16;
+/// A configuration as the supervisor elected it (SPEC §14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Config {
+    relay: Address,
+    backup: Option<Address>,
+}
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Phase {
-    /// No relay serves: before the first election, or cut off.
-    Vacant,
-    /// The relay serves its term.
-    Serving,
-    /// The relay was asked to hand over at `since`.
-    HandingOver { since: u64 },
-    /// The relay missed its heartbeats; waiting for its lease to expire.
-    Failing,
+/// The active configuration of a lane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Active {
+    epoch: u64,
+    /// Its config block, as the activation recorded it.
+    config: LanePosition,
+    /// The highest block its relay reported as released.
+    released: LanePosition,
+    /// When its term started: its activation, or the supervisor's start.
+    since: u64,
 }
 
 #[derive(Clone, Debug)]
 struct Watch {
     history: ElectionHistory,
-    phase: Phase,
-    term_started: u64,
-    lease_until: u64,
+    /// The configurations elected, by epoch (all of them: a few bytes each).
+    configs: BTreeMap<u64, Config>,
+    /// The election records from the active configuration's on: what an election message
+    /// carries, so that a new relay can carry every record since its source.
     records: Vec<Record>,
+    active: Option<Active>,
+    /// Reported cut off, and not elected since.
+    cut_off: bool,
     members: Vec<Address>,
     candidates: Vec<Address>,
+    /// Backups their relay reported silent, left out of draws until then.
+    excluded: BTreeMap<Address, u64>,
+}
+
+impl Watch {
+    fn newest(&self) -> Option<(u64, Config)> {
+        self.configs
+            .iter()
+            .next_back()
+            .map(|(epoch, config)| (*epoch, *config))
+    }
+
+    fn active_epoch(&self) -> u64 {
+        self.active.map_or(0, |a| a.epoch)
+    }
 }
 
 /// The supervisor's state.
@@ -63,6 +100,8 @@ pub struct Supervisor {
     weight_fn: WeightFn,
     watches: Vec<Watch>,
     last_seen: BTreeMap<Address, u64>,
+    /// The lane head each candidate last reported (only the deliberate bug
+    /// `head_from_backup` draws on one).
     heads: BTreeMap<Address, LanePosition>,
     started_at: Option<u64>,
     seq: u64,
@@ -79,10 +118,10 @@ impl Supervisor {
             .iter()
             .map(|c| Watch {
                 history: ElectionHistory::new(c.id),
-                phase: Phase::Vacant,
-                term_started: 0,
-                lease_until: 0,
+                configs: BTreeMap::new(),
                 records: Vec::new(),
+                active: None,
+                cut_off: false,
                 members: c.members.iter().map(|m| m.address).collect(),
                 candidates: c
                     .members
@@ -90,6 +129,7 @@ impl Supervisor {
                     .filter(|m| m.relay_capable)
                     .map(|m| m.address)
                     .collect(),
+                excluded: BTreeMap::new(),
             })
             .collect();
         Supervisor {
@@ -111,20 +151,44 @@ impl Supervisor {
         self.key.address()
     }
 
-    /// Replays one block of the supervisor's own private chain of election records, on
-    /// restart: the elections are rebuilt from what it signed.
+    /// Replays one block of the supervisor's own private chain on restart: the elections
+    /// and activations are rebuilt from what it signed.
     pub fn recover(&mut self, block: &PrivateBlock) {
         self.chain = (block.height(), block.hash());
         for record in &block.records {
             self.seq = self.seq.max(record.content.seq);
-            if let RecordBody::Election(election) = &record.content.body {
-                if let Some(watch) = self.watches.get_mut(election.consortium.0 as usize) {
-                    let _ = watch
-                        .history
-                        .apply(election, record.digest(), |_| true, |_| true);
-                    watch.records.push(record.clone());
-                    watch.phase = Phase::Serving;
+            match &record.content.body {
+                RecordBody::Election(election) => {
+                    if let Some(watch) = self.watches.get_mut(election.consortium.0 as usize) {
+                        let _ = watch
+                            .history
+                            .apply(election, record.digest(), |_| true, |_| true);
+                        watch.configs.insert(
+                            election.epoch,
+                            Config {
+                                relay: election.relay,
+                                backup: election.backup,
+                            },
+                        );
+                        watch.records.push(record.clone());
+                    }
                 }
+                RecordBody::Activation {
+                    consortium,
+                    epoch,
+                    config,
+                } => {
+                    if let Some(watch) = self.watches.get_mut(consortium.0 as usize) {
+                        watch.active = Some(Active {
+                            epoch: *epoch,
+                            config: *config,
+                            released: *config,
+                            since: 0,
+                        });
+                        watch.records.retain(|r| election_epoch(r) >= *epoch);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -134,9 +198,16 @@ impl Supervisor {
         self.joined.get(address).copied()
     }
 
-    /// The current election of `consortium`.
+    /// The elections of `consortium` so far.
     pub fn history(&self, consortium: ConsortiumId) -> Option<&ElectionHistory> {
         self.watches.get(consortium.0 as usize).map(|w| &w.history)
+    }
+
+    /// The epoch of `consortium`'s active configuration (0: none yet).
+    pub fn active_epoch(&self, consortium: ConsortiumId) -> u64 {
+        self.watches
+            .get(consortium.0 as usize)
+            .map_or(0, Watch::active_epoch)
     }
 
     fn alive(&self, address: &Address, now: u64) -> bool {
@@ -157,101 +228,201 @@ impl Supervisor {
         match message {
             Message::Heartbeat {
                 consortium,
-                epoch: _,
-                lane_head,
-                sent_at,
-            } => {
-                let Some(index) = self.watch_of(consortium, &from) else {
-                    return effects;
-                };
-                self.last_seen.insert(from, now);
-                self.heads.insert(from, lane_head);
-                let watch = &mut self.watches[index];
-                if watch.phase == Phase::Serving && watch.history.relay == Some(from) {
-                    let until = sent_at.min(now) + self.timing.lease_ms();
-                    watch.lease_until = watch.lease_until.max(until);
-                    effects.push(Effect::Send {
-                        to: from,
-                        message: Message::Lease {
-                            epoch: watch.history.epoch,
-                            until,
-                        },
-                    });
-                }
+                released,
+                head,
+                ..
+            } => self.on_heartbeat(from, consortium, released, head, now),
+            Message::Activate { epoch, config } => {
+                self.on_activate(from, epoch, config, now, &mut effects)
             }
-            Message::HandedOver { epoch, lane_head } => {
-                let Some(index) = self
-                    .watches
-                    .iter()
-                    .position(|w| w.history.relay == Some(from))
-                else {
-                    return effects;
-                };
-                let watch = &self.watches[index];
-                if matches!(watch.phase, Phase::HandingOver { .. }) && watch.history.epoch == epoch
-                {
-                    self.heads.insert(from, lane_head);
-                    self.elect(
-                        index,
-                        ElectionReason::Rotation,
-                        lane_head,
-                        now,
-                        &mut effects,
-                    );
-                }
+            Message::BackupSilent { epoch, backup } => {
+                self.on_backup_silent(from, epoch, backup, now, &mut effects)
             }
-            Message::Joined { announcement } => {
-                // Only the serving relay of a consortium announces its newcomers.
-                let Some(index) = self
-                    .watches
-                    .iter()
-                    .position(|w| w.history.relay == Some(from))
-                else {
-                    return effects;
-                };
-                if announcement.content.author != from {
-                    return effects;
-                }
-                if let RecordBody::JoinAnnouncement { entry } = &announcement.content.body {
-                    self.joined.insert(entry.address, entry.public_key);
-                    let watch = &mut self.watches[index];
-                    if !watch.members.contains(&entry.address) {
-                        watch.members.push(entry.address);
-                    }
-                }
-            }
-            Message::Discover { consortium } => {
-                if let Some(watch) = self.watches.get(consortium.0 as usize) {
-                    if !watch.records.is_empty() {
-                        // A relay or backup that (re)started learns first who serves the
-                        // other lanes, as a newly elected one does (`announce`): it
-                        // broadcasts its relay blocks to them, and syncs its lane from them.
-                        let serves =
-                            watch.history.relay == Some(from) || watch.history.backup == Some(from);
-                        for (index, other) in self.watches.iter().enumerate() {
-                            if !serves || index == consortium.0 as usize || other.records.is_empty()
-                            {
-                                continue;
-                            }
-                            effects.push(Effect::Send {
-                                to: from,
-                                message: Message::Elected {
-                                    records: other.records.clone(),
-                                },
-                            });
-                        }
-                        effects.push(Effect::Send {
-                            to: from,
-                            message: Message::Elected {
-                                records: watch.records.clone(),
-                            },
-                        });
-                    }
-                }
-            }
+            Message::Joined { announcement } => self.on_joined(from, announcement),
+            Message::Discover { consortium } => self.on_discover(from, consortium, &mut effects),
             _ => {}
         }
         effects
+    }
+
+    fn on_heartbeat(
+        &mut self,
+        from: Address,
+        consortium: ConsortiumId,
+        released: Option<(u64, LanePosition)>,
+        head: LanePosition,
+        now: u64,
+    ) {
+        let Some(index) = self.watch_of(consortium, &from) else {
+            return;
+        };
+        self.last_seen.insert(from, now);
+        self.heads.insert(from, head);
+        let from_backup = self.timing.mutations.head_from_backup;
+        let watch = &mut self.watches[index];
+        let Some(active) = watch.active.as_mut() else {
+            return;
+        };
+        let Some(config) = watch.configs.get(&active.epoch) else {
+            return;
+        };
+        // Released heads come only from the active configuration's relay (SPEC §14).
+        // Deliberate bug (`head_from_backup`, tests only): take the backup's stored head.
+        let reported = if from_backup && config.backup == Some(from) {
+            Some(head)
+        } else if config.relay == from {
+            released
+                .filter(|(epoch, _)| *epoch == active.epoch)
+                .map(|(_, position)| position)
+        } else {
+            None
+        };
+        if let Some(position) = reported.filter(|p| p.height >= active.released.height) {
+            active.released = position;
+        }
+    }
+
+    /// SPEC §14 take-over step 3: the relay of `epoch` asks to be activated with its config
+    /// block.
+    fn on_activate(
+        &mut self,
+        from: Address,
+        epoch: u64,
+        config: LanePosition,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(index) = self
+            .watches
+            .iter()
+            .position(|w| w.configs.get(&epoch).is_some_and(|c| c.relay == from))
+        else {
+            effects.push(rejected(
+                self.address(),
+                "bad_activation",
+                format!("activation of epoch {epoch} asked by {from}, not its relay"),
+            ));
+            return;
+        };
+        let watch = &self.watches[index];
+        let answer = |message| Effect::Send { to: from, message };
+        match watch.active {
+            // A repeated request (a restarted relay, a lost answer) gets the same answer.
+            Some(active) if active.epoch == epoch => {
+                if active.config == config {
+                    effects.push(answer(Message::Activated { epoch, config }));
+                } else {
+                    effects.push(answer(Message::ActivationRefused { epoch }));
+                }
+                return;
+            }
+            _ => {}
+        }
+        if watch.newest().map(|(e, _)| e) != Some(epoch) || epoch < watch.active_epoch() {
+            effects.push(answer(Message::ActivationRefused { epoch }));
+            return;
+        }
+        let consortium = watch.history.consortium;
+        let record = self.sign(
+            RecordBody::Activation {
+                consortium,
+                epoch,
+                config,
+            },
+            now,
+        );
+        self.persist(record, effects);
+        let watch = &mut self.watches[index];
+        watch.active = Some(Active {
+            epoch,
+            config,
+            released: config,
+            since: now,
+        });
+        watch.records.retain(|r| election_epoch(r) >= epoch);
+        effects.push(Effect::Emit(Event::Activated {
+            lane: consortium,
+            epoch,
+            relay: from,
+            config,
+            at: now,
+        }));
+        effects.push(answer(Message::Activated { epoch, config }));
+    }
+
+    /// A relay reports that its backup, alive by its heartbeats, does not confirm: a new
+    /// backup is drawn without it.
+    fn on_backup_silent(
+        &mut self,
+        from: Address,
+        epoch: u64,
+        backup: Address,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(index) = self.watches.iter().position(|w| {
+            w.newest() == Some((epoch, Config {
+                relay: from,
+                backup: Some(backup),
+            }))
+        }) else {
+            return;
+        };
+        let until = now + self.timing.suspect_ms() + self.timing.retry_ms();
+        self.watches[index].excluded.insert(backup, until);
+        self.elect(index, ElectionReason::BackupLost, now, effects);
+    }
+
+    fn on_joined(&mut self, from: Address, announcement: Record) {
+        // Only a relay of a consortium announces its newcomers.
+        let Some(index) = self
+            .watches
+            .iter()
+            .position(|w| w.newest().is_some_and(|(_, c)| c.relay == from))
+        else {
+            return;
+        };
+        if announcement.content.author != from {
+            return;
+        }
+        if let RecordBody::JoinAnnouncement { entry } = &announcement.content.body {
+            self.joined.insert(entry.address, entry.public_key);
+            let watch = &mut self.watches[index];
+            if !watch.members.contains(&entry.address) {
+                watch.members.push(entry.address);
+            }
+        }
+    }
+
+    fn on_discover(&self, from: Address, consortium: ConsortiumId, effects: &mut Vec<Effect>) {
+        let Some(watch) = self.watches.get(consortium.0 as usize) else {
+            return;
+        };
+        if watch.records.is_empty() {
+            return;
+        }
+        // A relay or backup that (re)started learns first who serves the other lanes, as a
+        // newly elected one does (`announce`): it broadcasts its relay blocks to them.
+        let serves = watch
+            .newest()
+            .is_some_and(|(_, c)| c.relay == from || c.backup == Some(from));
+        for (index, other) in self.watches.iter().enumerate() {
+            if !serves || index == consortium.0 as usize || other.records.is_empty() {
+                continue;
+            }
+            effects.push(Effect::Send {
+                to: from,
+                message: Message::Elected {
+                    records: other.records.clone(),
+                },
+            });
+        }
+        effects.push(Effect::Send {
+            to: from,
+            message: Message::Elected {
+                records: watch.records.clone(),
+            },
+        });
     }
 
     fn watch_of(&self, consortium: ConsortiumId, member: &Address) -> Option<usize> {
@@ -269,7 +440,9 @@ impl Supervisor {
         if self.started_at.is_none() {
             self.started_at = Some(now);
             for watch in &mut self.watches {
-                watch.term_started = now;
+                if let Some(active) = watch.active.as_mut() {
+                    active.since = now;
+                }
             }
         }
     }
@@ -279,115 +452,98 @@ impl Supervisor {
         self.start(now);
         let mut effects = Vec::new();
         for index in 0..self.watches.len() {
-            let watch = &self.watches[index];
-            let relay = watch.history.relay;
-            let backup = watch.history.backup;
-            let relay_alive = relay.is_some_and(|r| self.alive(&r, now));
-            match watch.phase.clone() {
-                Phase::Vacant => {
-                    let reason = if watch.history.epoch == 0 {
-                        ElectionReason::Initial
-                    } else {
-                        ElectionReason::Failover
-                    };
-                    let head = self.head_for(index, reason);
-                    self.elect(index, reason, head, now, &mut effects);
-                }
-                // A relay that falls silent is failed over as soon as it is suspected,
-                // also while a hand-over it was asked for is pending: the hand-over's own
-                // deadline counts from the request, and would add up to a detection period.
-                Phase::Serving | Phase::HandingOver { .. } if !relay_alive => {
-                    self.watches[index].phase = Phase::Failing;
-                    self.fail_over_if_expired(index, now, &mut effects);
-                }
-                Phase::Serving => {
-                    // No live backup: draw one as soon as another candidate is alive. The
-                    // history keeps the lost backup until a record replaces it: it is what
-                    // every verifier recomputes from, so it changes only by election records.
-                    let backup_alive = backup.is_some_and(|b| self.alive(&b, now));
-                    if !backup_alive {
-                        // A backup that failed is replaced even when no other candidate
-                        // is alive: the draw then gives no backup, and the relay goes on
-                        // without one (degraded, D4) instead of waiting on it for good.
-                        if self.eligible(index, now).len() > 1 || backup.is_some() {
-                            let head = self.head_for(index, ElectionReason::BackupLost);
-                            self.elect(index, ElectionReason::BackupLost, head, now, &mut effects);
-                        }
-                    } else if now.saturating_sub(watch.term_started) >= self.timing.period_ms {
-                        let epoch = watch.history.epoch;
-                        self.watches[index].phase = Phase::HandingOver { since: now };
-                        if let Some(relay) = relay {
-                            effects.push(Effect::Send {
-                                to: relay,
-                                message: Message::HandOver { epoch },
-                            });
-                        }
-                    }
-                }
-                Phase::HandingOver { since } => {
-                    // No lease renewals while handing over: a relay that does not answer is
-                    // failed over once its lease has run out.
-                    if now.saturating_sub(since) >= self.timing.suspect_ms() {
-                        self.watches[index].phase = Phase::Failing;
-                        self.fail_over_if_expired(index, now, &mut effects);
-                    }
-                }
-                Phase::Failing => self.fail_over_if_expired(index, now, &mut effects),
+            if let Some(reason) = self.due(index, now) {
+                self.elect(index, reason, now, &mut effects);
             }
         }
         effects
     }
 
-    fn fail_over_if_expired(&mut self, index: usize, now: u64, effects: &mut Vec<Effect>) {
-        if now > self.watches[index].lease_until {
-            let head = self.head_for(index, ElectionReason::Failover);
-            self.elect(index, ElectionReason::Failover, head, now, effects);
-        }
-    }
-
-    /// The lane head that seeds a draw: the one reported by the node that will continue
-    /// the lane.
-    fn head_for(&self, index: usize, reason: ElectionReason) -> LanePosition {
-        let history = &self.watches[index].history;
-        let reporter = match reason {
-            ElectionReason::Initial => None,
-            ElectionReason::Failover | ElectionReason::Rotation => history.backup.or(history.relay),
-            ElectionReason::BackupLost => history.relay,
+    /// The election lane `index` needs now, if any.
+    fn due(&mut self, index: usize, now: u64) -> Option<ElectionReason> {
+        let watch = &self.watches[index];
+        let Some((epoch, config)) = watch.newest() else {
+            return Some(ElectionReason::Initial);
         };
-        reporter
-            .and_then(|r| self.heads.get(&r).copied())
-            .unwrap_or(LanePosition {
-                height: 0,
-                hash: Hash::ZERO,
-            })
+        let relay_alive = self.alive(&config.relay, now);
+        let backup_alive = config.backup.map(|b| self.alive(&b, now));
+        let active = watch.active.filter(|a| a.epoch == epoch);
+        if !relay_alive {
+            return Some(ElectionReason::Failover);
+        }
+        match backup_alive {
+            Some(false) => return Some(ElectionReason::BackupLost),
+            // No backup: draw one as soon as another candidate is alive, once the
+            // configuration is active (a pending one is left to finish its take-over).
+            None if active.is_some() && self.eligible(index, now).len() > 1 => {
+                return Some(ElectionReason::BackupLost)
+            }
+            _ => {}
+        }
+        let active = active?;
+        (backup_alive == Some(true) && now.saturating_sub(active.since) >= self.timing.period_ms)
+            .then_some(ElectionReason::Rotation)
     }
 
     fn eligible(&self, index: usize, now: u64) -> Vec<Address> {
-        self.watches[index]
+        let watch = &self.watches[index];
+        watch
             .candidates
             .iter()
             .filter(|c| self.alive(c, now))
+            .filter(|c| watch.excluded.get(c).is_none_or(|until| now >= *until))
             .copied()
             .collect()
     }
 
-    fn elect(
-        &mut self,
-        index: usize,
-        reason: ElectionReason,
-        lane_head: LanePosition,
-        now: u64,
-        effects: &mut Vec<Effect>,
-    ) {
+    fn sign(&mut self, body: RecordBody, now: u64) -> Record {
+        self.seq += 1;
+        RecordContent {
+            author: self.key.address(),
+            seq: self.seq,
+            created_at: now,
+            audience: Audience::Everyone,
+            body,
+        }
+        .sign(&self.key)
+    }
+
+    /// Appends `record` to the supervisor's own chain.
+    fn persist(&mut self, record: Record, effects: &mut Vec<Effect>) {
+        let block = PrivateBlock::seal(
+            &self.key,
+            self.chain.0 + 1,
+            self.chain.1,
+            record.content.created_at,
+            vec![record],
+        );
+        self.chain = (block.height(), block.hash());
+        effects.push(Effect::Persist(vec![StoreWrite::Block(AnyBlock::Private(
+            block,
+        ))]));
+    }
+
+    fn elect(&mut self, index: usize, reason: ElectionReason, now: u64, effects: &mut Vec<Effect>) {
         let eligible = self.eligible(index, now);
-        let consortium = self.watches[index].history.consortium;
+        let watch = &self.watches[index];
+        let consortium = watch.history.consortium;
+        let (source, lane_head) = match watch.active {
+            Some(active) => (active.epoch, active.released),
+            None => (
+                0,
+                LanePosition {
+                    height: 0,
+                    hash: Hash::ZERO,
+                },
+            ),
+        };
         let Some(mut election) =
-            self.watches[index]
+            watch
                 .history
-                .elect(reason, &eligible, self.weight_fn, lane_head)
+                .elect(reason, &eligible, self.weight_fn, source, lane_head)
         else {
-            if self.watches[index].phase != Phase::Vacant {
-                self.watches[index].phase = Phase::Vacant;
+            if !self.watches[index].cut_off {
+                self.watches[index].cut_off = true;
                 effects.push(Effect::Emit(Event::CutOff {
                     consortium,
                     at: now,
@@ -395,16 +551,15 @@ impl Supervisor {
             }
             return;
         };
-        self.seq += 1;
-        // The supervisor's own history follows its own decisions (below); with the
-        // deliberate bug it follows the honest draw, so that it keeps working.
+        // The supervisor's own history follows the honest draw, so that it keeps working
+        // under the deliberate bug below.
         let honest = election.clone();
         if self.timing.mutations.unseeded_election {
             // Deliberate bug (`unseeded_election`, tests only): the draw's seed mixes in
             // the supervisor's record seq, which the chain does not give (S5).
             election.seed = Hash::of(
                 Domain::ElectionSeed,
-                &[&election.seed.0, &self.seq.to_le_bytes()],
+                &[&election.seed.0, &(self.seq + 1).to_le_bytes()],
             );
             let fixed = (reason != ElectionReason::Initial).then_some(election.relay);
             if let Some(drawn) = draw(
@@ -417,45 +572,30 @@ impl Supervisor {
                 election.backup = drawn.backup;
             }
         }
-        let record = RecordContent {
-            author: self.key.address(),
-            seq: self.seq,
-            created_at: now,
-            audience: Audience::Everyone,
-            body: RecordBody::Election(election.clone()),
-        }
-        .sign(&self.key);
-        // The supervisor's own history follows its own decisions exactly.
-        let _ = self.watches[index]
+        let record = self.sign(RecordBody::Election(election.clone()), now);
+        self.persist(record.clone(), effects);
+        let keeps_epoch = self.timing.mutations.backup_lost_keeps_epoch;
+        let watch = &mut self.watches[index];
+        let _ = watch
             .history
             .apply(&honest, record.digest(), |_| true, |_| true);
-        let block = PrivateBlock::seal(
-            &self.key,
-            self.chain.0 + 1,
-            self.chain.1,
-            now,
-            vec![record.clone()],
+        watch.configs.insert(
+            election.epoch,
+            Config {
+                relay: election.relay,
+                backup: election.backup,
+            },
         );
-        self.chain = (block.height(), block.hash());
-        effects.push(Effect::Persist(vec![AnyBlock::Private(block)]));
-
-        let watch = &mut self.watches[index];
         watch.records.push(record);
-        if watch.records.len() > ELECTIONS_CARRIED {
-            watch.records.remove(0);
+        watch.cut_off = false;
+        // Deliberate bug (`backup_lost_keeps_epoch`, tests only): a lost backup is only
+        // swapped; the new configuration counts as active at once, as before SPEC §14.
+        if keeps_epoch && reason == ElectionReason::BackupLost {
+            if let Some(active) = watch.active.as_mut() {
+                active.epoch = election.epoch;
+            }
         }
-        watch.phase = Phase::Serving;
-        if reason != ElectionReason::BackupLost {
-            watch.term_started = now;
-        }
-        // The new relay may serve at once; its lease runs from the election.
-        let until = now + self.timing.lease_ms();
-        watch.lease_until = if reason == ElectionReason::BackupLost {
-            watch.lease_until
-        } else {
-            until
-        };
-        self.announce(index, &election, reason, until, now, effects);
+        self.announce(index, &election, now, effects);
     }
 
     /// Sends an election to the consortium's members and to every relay and backup, and
@@ -464,8 +604,6 @@ impl Supervisor {
         &self,
         index: usize,
         election: &ElectionRecord,
-        reason: ElectionReason,
-        lease_until: u64,
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
@@ -475,8 +613,10 @@ impl Supervisor {
         };
         let mut recipients: Vec<Address> = watch.members.clone();
         for other in &self.watches {
-            recipients.extend(other.history.relay);
-            recipients.extend(other.history.backup);
+            if let Some((_, config)) = other.newest() {
+                recipients.push(config.relay);
+                recipients.extend(config.backup);
+            }
         }
         recipients.sort();
         recipients.dedup();
@@ -484,15 +624,6 @@ impl Supervisor {
             effects.push(Effect::Send {
                 to,
                 message: message.clone(),
-            });
-        }
-        if reason != ElectionReason::BackupLost {
-            effects.push(Effect::Send {
-                to: election.relay,
-                message: Message::Lease {
-                    epoch: election.epoch,
-                    until: lease_until,
-                },
             });
         }
         // The newly elected learn who serves the other lanes.
@@ -515,10 +646,29 @@ impl Supervisor {
         effects.push(Effect::Emit(Event::Elected {
             consortium: election.consortium,
             epoch: election.epoch,
-            reason,
+            source: election.source,
+            lane_head: election.lane_head,
+            reason: election.reason,
             relay: election.relay,
             backup: election.backup,
             at: now,
         }));
     }
+}
+
+/// The epoch of an election record (0 for any other record).
+fn election_epoch(record: &Record) -> u64 {
+    match &record.content.body {
+        RecordBody::Election(election) => election.epoch,
+        _ => 0,
+    }
+}
+
+fn rejected(node: Address, kind: &'static str, detail: String) -> Effect {
+    Effect::Emit(Event::Rejected {
+        node,
+        kind,
+        hostile: true,
+        detail,
+    })
 }

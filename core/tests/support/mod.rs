@@ -152,16 +152,17 @@ pub fn election_record() -> impl Strategy<Value = ElectionRecord> {
             vec(candidate_stat(), 0..5),
             weight_fn(),
         ),
-        (lane_position(), hash(), hash()),
+        (lane_position(), hash(), hash(), any::<u64>()),
     )
         .prop_map(
             |(
                 (consortium, epoch, reason, relay),
                 (backup, candidates, weight_fn),
-                (lane_head, prev_election, seed),
+                (lane_head, prev_election, seed, source),
             )| ElectionRecord {
                 consortium,
                 epoch,
+                source,
                 reason,
                 relay,
                 backup,
@@ -296,6 +297,13 @@ pub fn body_of(kind: RecordKind) -> BoxedStrategy<RecordBody> {
             })
             .boxed(),
         RecordKind::Election => election_record().prop_map(RecordBody::Election).boxed(),
+        RecordKind::Activation => (consortium(), any::<u64>(), lane_position())
+            .prop_map(|(consortium, epoch, config)| RecordBody::Activation {
+                consortium,
+                epoch,
+                config,
+            })
+            .boxed(),
     }
 }
 
@@ -599,10 +607,17 @@ pub fn message() -> impl Strategy<Value = Message> {
             hash
         }),
         (u(), consortium_block()).prop_map(|(epoch, block)| Message::Replicate { epoch, block }),
-        relay_block().prop_map(|block| Message::ReplicateRelay { block }),
+        (u(), relay_block(), u()).prop_map(|(epoch, block, released)| {
+            Message::ReplicateRelay {
+                epoch,
+                block,
+                released,
+            }
+        }),
         (u(), hash()).prop_map(|(epoch, hash)| Message::Replicated { epoch, hash }),
         relay_block().prop_map(|block| Message::RelayBlock { block }),
-        (chain_id(), u()).prop_map(|(chain, from)| Message::SyncRequest { chain, from }),
+        (chain_id(), u(), vec(lane_position(), 0..3))
+            .prop_map(|(chain, from, have)| Message::SyncRequest { chain, from, have }),
         (chain_id(), vec(any_block(), 0..3), u()).prop_map(|(chain, blocks, head)| {
             Message::SyncBlocks {
                 chain,
@@ -617,22 +632,47 @@ pub fn message() -> impl Strategy<Value = Message> {
                 records,
             }
         }),
-        (consortium(), u(), lane_position(), u()).prop_map(
-            |(consortium, epoch, lane_head, sent_at)| Message::Heartbeat {
-                consortium,
-                epoch,
-                lane_head,
-                sent_at
-            }
-        ),
-        (u(), u()).prop_map(|(epoch, until)| Message::Lease { epoch, until }),
+        (
+            consortium(),
+            u(),
+            proptest::option::of((u(), lane_position())),
+            lane_position(),
+            u()
+        )
+            .prop_map(|(consortium, epoch, released, head, sent_at)| {
+                Message::Heartbeat {
+                    consortium,
+                    epoch,
+                    released,
+                    head,
+                    sent_at,
+                }
+            }),
         vec(record(), 0..3).prop_map(|records| Message::Elected { records }),
-        u().prop_map(|epoch| Message::HandOver { epoch }),
-        (u(), lane_position())
-            .prop_map(|(epoch, lane_head)| Message::HandedOver { epoch, lane_head }),
         consortium().prop_map(|consortium| Message::Discover { consortium }),
         (u(), text()).prop_map(|(height, why)| Message::NotTaken { height, why }),
-        u().prop_map(|epoch| Message::CaughtUp { epoch }),
+        (vec(record(), 0..3), vec(lane_position(), 0..3))
+            .prop_map(|(records, have)| Message::SealedRead { records, have }),
+        (u(), u(), lane_position(), vec((address(), u()), 0..3)).prop_map(
+            |(epoch, common, head, members)| Message::ReadReply {
+                epoch,
+                common,
+                head,
+                members
+            }
+        ),
+        (vec(record(), 0..3), lane_position(), vec((address(), u()), 0..3)).prop_map(
+            |(records, head, members)| Message::Configure {
+                records,
+                head,
+                members
+            }
+        ),
+        (u(), lane_position()).prop_map(|(epoch, head)| Message::CaughtUp { epoch, head }),
+        (u(), lane_position()).prop_map(|(epoch, config)| Message::Activate { epoch, config }),
+        (u(), lane_position()).prop_map(|(epoch, config)| Message::Activated { epoch, config }),
+        u().prop_map(|epoch| Message::ActivationRefused { epoch }),
+        (u(), address()).prop_map(|(epoch, backup)| Message::BackupSilent { epoch, backup }),
         protocol_message(),
     ]
 }
@@ -685,13 +725,17 @@ pub fn message_names(m: &Message) -> &'static str {
         | Message::SyncBlocks { .. }
         | Message::Forward { .. }
         | Message::Heartbeat { .. }
-        | Message::Lease { .. }
         | Message::Elected { .. }
-        | Message::HandOver { .. }
-        | Message::HandedOver { .. }
         | Message::Discover { .. }
         | Message::NotTaken { .. }
+        | Message::SealedRead { .. }
+        | Message::ReadReply { .. }
+        | Message::Configure { .. }
         | Message::CaughtUp { .. }
+        | Message::Activate { .. }
+        | Message::Activated { .. }
+        | Message::ActivationRefused { .. }
+        | Message::BackupSilent { .. }
         | Message::JoinIntent { .. }
         | Message::JoinRelay { .. }
         | Message::JoinRequest { .. }

@@ -259,6 +259,22 @@ impl GridDesk {
         }
     }
 
+    /// Forgets the negotiations a truncated relay block opened (SPEC §14): the agreement is
+    /// seen again when the block that carries it is included anew.
+    pub(super) fn forget_relay_block(&mut self, block: &RelayBlock) {
+        for record in block.blocks.iter().flat_map(|b| b.records.iter()) {
+            if let RecordBody::TradeAgreement { trade, .. } = &record.content.body {
+                if self
+                    .negotiations
+                    .get(trade)
+                    .is_some_and(|n| !n.receipted && n.approvals.is_empty())
+                {
+                    self.negotiations.remove(trade);
+                }
+            }
+        }
+    }
+
     /// Notes the votes and receipts in a grid member's block.
     pub(super) fn observe_member_block(&mut self, block: &ConsortiumBlock) {
         if Some(block.header.consortium) != self.grid {
@@ -1677,8 +1693,17 @@ impl Member {
     }
 
     /// Answers `JoinAccepted` to each newcomer waiting for it whose registry entry is now on
-    /// this relay's copy of its lane.
-    fn accept_registered_joins(&mut self, now: u64, effects: &mut Vec<Effect>) {
+    /// the released part of this relay's lane (SPEC §14: a relay block is released once
+    /// durable at relay and backup in an active configuration; one that is never released
+    /// is truncated, registration and all).
+    pub(super) fn accept_registered_joins(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        let Duty::Relay(duty) = &self.duty else {
+            return;
+        };
+        if !duty.is_active() {
+            return;
+        }
+        let released = duty.released_height();
         let Some(lane) = self
             .holder
             .as_ref()
@@ -1690,7 +1715,13 @@ impl Member {
             .proto
             .accepting
             .iter()
-            .filter(|(newcomer, _)| lane.registry.get(newcomer).is_some())
+            .filter(|(newcomer, _)| {
+                lane.registry.get(newcomer).is_some()
+                    && duty
+                        .registered_at
+                        .get(newcomer)
+                        .is_none_or(|height| *height <= released)
+            })
             .map(|(newcomer, announcement)| (*newcomer, announcement.clone()))
             .collect();
         for (newcomer, announcement) in ready {
@@ -1757,7 +1788,7 @@ impl Member {
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };
-        if duty.state != super::RelayState::Active {
+        if !duty.is_active() {
             return;
         }
         // An empty block goes out as a drain: only a drain may be empty (an urgent flush
@@ -2168,7 +2199,7 @@ impl Member {
     /// Writes the grid's receipt for every negotiation that has reached its decision.
     fn grid_tick(&mut self, now: u64, effects: &mut Vec<Effect>) {
         let roles = self.timing.protocols;
-        if Some(self.consortium) != roles.grid || !self.is_relay() {
+        if Some(self.consortium) != roles.grid || !self.producing(now) {
             return;
         }
         let Some(holder) = self.holder.as_ref() else {

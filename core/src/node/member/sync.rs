@@ -1,0 +1,411 @@
+//! Syncs between holders (SPEC §12 D1, §14): serving a chain from the store, fetching what
+//! a copy lacks, and accepting broadcast relay blocks of other lanes.
+//!
+//! A sync request for a relay lane names positions of the asker's copy; the answer starts
+//! just above the highest of them the answering copy holds too. The asker adopts the
+//! answer only from the node whose copy its duty makes authoritative (the source member a
+//! new relay reads, the relay a backup catches up from): then a different block of its own
+//! at some height was never released, and it is dropped with everything above it. From
+//! anyone else a conflicting block is refused. Other lanes' copies hold released blocks
+//! only: a relay serves its own lane to other lanes only up to its released head.
+
+use crate::block::{AnyBlock, ChainBlock, RelayBlock};
+use crate::crypto::Address;
+use crate::election::LanePosition;
+use crate::ids::{ChainId, ConsortiumId};
+use crate::message::Message;
+use crate::node::{Effect, Event, StoreWrite};
+use crate::validate::Reject;
+
+use super::holder::Accepted;
+use super::reconfig::Phase;
+use super::{committed_event, held_event, reject_kind, Duty, Member};
+
+impl Member {
+    /// Asks `to` for `chain` from height `from` (a relay lane with the positions `have`),
+    /// unless a request for that chain to `to` is already pending: catching up many pages
+    /// is one chain of requests per peer, not one more chain per block that arrives
+    /// meanwhile. A request unanswered for a resend interval may be asked again.
+    pub(super) fn ask_sync(
+        &mut self,
+        to: Address,
+        chain: ChainId,
+        from: u64,
+        have: Vec<LanePosition>,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let patience = self.resend_ms();
+        if self
+            .syncing
+            .get(&(chain, to))
+            .is_some_and(|asked| now < asked + patience)
+        {
+            return;
+        }
+        self.syncing.insert((chain, to), now);
+        effects.push(Effect::Send {
+            to,
+            message: Message::SyncRequest { chain, from, have },
+        });
+    }
+
+    /// Whether `address` is a relay candidate of this node's consortium: one that may hold
+    /// its lane's unreleased blocks (SPEC §14).
+    fn is_candidate(&self, address: &Address) -> bool {
+        self.genesis
+            .consortiums
+            .get(self.consortium.0 as usize)
+            .is_some_and(|c| {
+                c.members
+                    .iter()
+                    .any(|m| m.address == *address && m.relay_capable)
+            })
+    }
+
+    pub(super) fn on_sync_request(
+        &mut self,
+        from: Address,
+        chain: ChainId,
+        height: u64,
+        have: &[LanePosition],
+        effects: &mut Vec<Effect>,
+    ) {
+        let (start, upto) = match chain {
+            ChainId::Relay(lane) => {
+                let common = self
+                    .holder
+                    .as_ref()
+                    .and_then(|h| h.relay_lanes.get(&lane))
+                    .map_or(0, |l| l.common(have));
+                let start = if have.is_empty() { height } else { common + 1 };
+                // The own lane beyond its released head only to the lane's candidates.
+                let upto = (lane == self.consortium && !self.is_candidate(&from))
+                    .then_some(self.released);
+                (start, upto)
+            }
+            _ => (height, None),
+        };
+        effects.push(Effect::ServeSync {
+            to: from,
+            chain,
+            from: start,
+            upto,
+        });
+    }
+
+    /// Whether sync answers of the own relay lane from `from` are adopted: `from` is the
+    /// source member this relay reads, or the relay this backup catches up from.
+    fn adopts_from(&self, from: Address) -> bool {
+        match &self.duty {
+            Duty::Relay(duty) => matches!(&duty.phase, Phase::Fetching { from: f, .. } if *f == from),
+            Duty::Backup(duty) => duty.relay == from && self.sealed <= duty.epoch,
+            Duty::None => false,
+        }
+    }
+
+    pub(super) fn on_sync_blocks(
+        &mut self,
+        from: Address,
+        chain: ChainId,
+        blocks: Vec<AnyBlock>,
+        head: u64,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        if self.holder.is_none() {
+            return;
+        }
+        self.syncing.remove(&(chain, from));
+        let own_lane = chain == ChainId::Relay(self.consortium);
+        let adopt = own_lane && self.adopts_from(from);
+        // A new relay reading a source member's copy takes no block above the answer's
+        // head (blocks of epochs above the source's, SPEC §14).
+        let cap = match &self.duty {
+            Duty::Relay(duty) => match &duty.phase {
+                Phase::Fetching { from: f, head, .. } if *f == from && own_lane => {
+                    Some(head.height)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Duty::Relay(duty) = &mut self.duty {
+            if let Phase::Fetching { from: f, since, .. } = &mut duty.phase {
+                if *f == from {
+                    *since = now;
+                }
+            }
+        }
+        // One group commit for the whole page, and the events after it: a catch-up of
+        // hundreds of blocks must not cost one fsync each on the actor's thread.
+        let mut writes: Vec<StoreWrite> = Vec::new();
+        let mut announced: Vec<Event> = Vec::new();
+        let mut windowed = Vec::new();
+        let mut last = None;
+        let mut failed = false;
+        for block in blocks {
+            if block.chain() != chain {
+                effects.push(self.rejected(
+                    "invalid_block",
+                    true,
+                    format!("sync of {chain} carried {}", block.chain()),
+                ));
+                failed = true;
+                break;
+            }
+            let height = block.height();
+            if cap.is_some_and(|c| height > c) {
+                break;
+            }
+            let accepted = match &block {
+                AnyBlock::Relay(relay) => self.sync_relay_block(
+                    from,
+                    relay,
+                    adopt,
+                    now,
+                    &mut writes,
+                    &mut announced,
+                    effects,
+                ),
+                AnyBlock::Consortium(member_block) => {
+                    match self.holder_mut().accept_member_block(member_block) {
+                        Ok(Accepted::New) => {
+                            let author = member_block.header.author;
+                            if author != self.me {
+                                writes.push(block.clone().into());
+                                announced.push(self.stored(author, height, now));
+                            }
+                            if member_block.is_external() {
+                                windowed.push(member_block.clone());
+                            }
+                            true
+                        }
+                        Ok(Accepted::Duplicate) => true,
+                        Err(_) => false,
+                    }
+                }
+                AnyBlock::Private(_) => false,
+            };
+            if !accepted {
+                effects.push(self.rejected(
+                    "invalid_block",
+                    true,
+                    format!("synced {chain} height {height} from {from}"),
+                ));
+                failed = true;
+                break;
+            }
+            last = Some(height);
+        }
+        if !writes.is_empty() {
+            effects.push(Effect::Persist(writes));
+        }
+        effects.extend(announced.into_iter().map(Effect::Emit));
+        if failed {
+            return;
+        }
+        // Member blocks that arrive by a sync need the relay chain as much as submitted
+        // ones: an active relay puts them in its window (S3).
+        if let Duty::Relay(duty) = &mut self.duty {
+            if duty.is_active() {
+                let mut flushes = Vec::new();
+                for block in windowed {
+                    flushes.extend(duty.window.add(block, now));
+                }
+                for flush in flushes {
+                    self.produce(flush, now, effects);
+                }
+            }
+        }
+        let complete = last.is_none_or(|h| h >= head) || cap.is_some_and(|c| last >= Some(c));
+        if !complete {
+            if let Some(h) = last {
+                let have = match chain {
+                    ChainId::Relay(lane) => self
+                        .holder
+                        .as_ref()
+                        .and_then(|x| x.relay_lanes.get(&lane))
+                        .map(|l| l.locator())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
+                self.ask_sync(from, chain, h + 1, have, now, effects);
+            }
+        }
+        match &self.duty {
+            Duty::Relay(_) => self.fetch(now, effects),
+            Duty::Backup(duty) if duty.relay == from => self.backup_synced(chain, now, effects),
+            _ => {}
+        }
+    }
+
+    /// One synced relay block. A block of the own lane from the node whose copy is adopted
+    /// replaces a different one at its height (and everything above); any other conflicting
+    /// block is refused. Returns whether the copy now holds it.
+    #[allow(clippy::too_many_arguments)]
+    fn sync_relay_block(
+        &mut self,
+        from: Address,
+        block: &RelayBlock,
+        adopt: bool,
+        now: u64,
+        writes: &mut Vec<StoreWrite>,
+        announced: &mut Vec<Event>,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let lane = block.header.lane;
+        let own = lane == self.consortium;
+        let height = block.height();
+        let position = LanePosition {
+            height,
+            hash: block.hash(),
+        };
+        let Some(copy) = self.holder.as_ref().and_then(|h| h.relay_lanes.get(&lane)) else {
+            return false;
+        };
+        if copy.holds(&position) {
+            return true;
+        }
+        if height <= copy.head.height {
+            if !(own && adopt) {
+                // History below a newer epoch's first block is legitimate; a different
+                // block at a held height from anyone else is refused.
+                return false;
+            }
+            // Writes of this page so far go first, then the truncation, in one batch.
+            let page = std::mem::take(writes);
+            if !page.is_empty() {
+                effects.push(Effect::Persist(page));
+            }
+            effects.extend(std::mem::take(announced).into_iter().map(Effect::Emit));
+            if !self.truncate_own(height - 1, now, effects) {
+                return false;
+            }
+        }
+        match self.holder_mut().accept_relay(block) {
+            Ok(()) => {
+                writes.push(StoreWrite::Block(block.clone().into()));
+                announced.push(if own {
+                    held_event(self.me, block, now)
+                } else {
+                    committed_event(self.me, block, false, None, now)
+                });
+                true
+            }
+            Err(err) => {
+                effects.push(self.rejected(
+                    reject_kind(&err.reason),
+                    true,
+                    format!("synced from {from}: {err}"),
+                ));
+                false
+            }
+        }
+    }
+
+    /// Validates a broadcast relay block of another lane and stores it. Returns whether it
+    /// is now held (newly or already).
+    pub(super) fn accept_relay_block(
+        &mut self,
+        from: Address,
+        block: RelayBlock,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) -> bool {
+        let lane = block.header.lane;
+        // The own lane reaches this node only by replication and reads (SPEC §14).
+        if lane == self.consortium {
+            effects.push(self.rejected(
+                "stale_epoch",
+                false,
+                format!("broadcast of the own lane {lane} from {from}"),
+            ));
+            return false;
+        }
+        // Fencing (S1): never accept an epoch older than the newest known election.
+        // Deliberate bug (`no_fencing`, tests only): accept any epoch.
+        let fencing = !self.timing.mutations.no_fencing;
+        if let Some(serving) = self.serving.get(&lane).filter(|_| fencing) {
+            if block.header.epoch < serving.epoch {
+                effects.push(self.rejected(
+                    "stale_epoch",
+                    false,
+                    format!(
+                        "relay block lane {lane} height {} epoch {} < {}",
+                        block.height(),
+                        block.header.epoch,
+                        serving.epoch
+                    ),
+                ));
+                return false;
+            }
+        }
+        let position = LanePosition {
+            height: block.height(),
+            hash: block.hash(),
+        };
+        if self
+            .holder
+            .as_ref()
+            .and_then(|h| h.relay_lanes.get(&lane))
+            .is_some_and(|l| l.holds(&position))
+        {
+            return true;
+        }
+        match self.holder_mut().accept_relay(&block) {
+            Ok(()) => {
+                effects.push(Effect::Persist(vec![StoreWrite::Block(block.clone().into())]));
+                effects.push(Effect::Emit(committed_event(
+                    self.me, &block, false, None, now,
+                )));
+                // Anti-entropy: the header names the other lanes' heads its producer has
+                // seen; a lane this node holds shorter is fetched from the producer, so a
+                // lost broadcast does not wait for that lane's next block.
+                for head in &block.header.lane_heads {
+                    if head.lane == self.consortium {
+                        continue;
+                    }
+                    self.fetch_lane(from, head.lane, head.height, now, effects);
+                }
+                true
+            }
+            Err(err) => match err.reason {
+                Reject::Height { expected, got } if got > expected => {
+                    self.fetch_lane(from, lane, got, now, effects);
+                    false
+                }
+                reason => {
+                    effects.push(self.rejected(
+                        reject_kind(&reason),
+                        true,
+                        format!(
+                            "relay block lane {lane} height {}: {reason}",
+                            block.height()
+                        ),
+                    ));
+                    false
+                }
+            },
+        }
+    }
+
+    /// Fetches relay lane `lane` from `from` when this copy is below `height`.
+    fn fetch_lane(
+        &mut self,
+        from: Address,
+        lane: ConsortiumId,
+        height: u64,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let Some(copy) = self.holder.as_ref().and_then(|h| h.relay_lanes.get(&lane)) else {
+            return;
+        };
+        if copy.head.height >= height {
+            return;
+        }
+        let (mine, have) = (copy.head.height, copy.locator());
+        self.ask_sync(from, ChainId::Relay(lane), mine + 1, have, now, effects);
+    }
+}
