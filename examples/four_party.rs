@@ -165,12 +165,12 @@ async fn main() -> Result<()> {
         );
     }
     println!(
-        "  transport: {} envelopes ({} bytes) delivered, {} dropped; rejections {:?}; degraded {}, cut off {}",
+        "  transport: {} envelopes ({} bytes) delivered, {} dropped; rejections {:?}; stalled {}, cut off {}",
         stats.transport.delivered,
         stats.transport.bytes,
         stats.transport.dropped,
         stats.rejected,
-        stats.degraded,
+        stats.stalled.len(),
         stats.cut_off
     );
     if stats.rotations == 0 && options.seconds >= 12 {
@@ -272,14 +272,16 @@ impl Narrator {
                     self.urgency_bits(*node, *lane, *height),
                 );
             }
-            Event::Degraded {
-                consortium,
+            Event::Stalled {
+                lane,
                 epoch,
-                why,
+                waiting_for,
+                ..
             } => println!(
-                "{} degraded  {:<8} epoch {epoch}: {why}",
+                "{} STALLED   {:<8} epoch {epoch}: no answer from the source configuration ({})",
                 self.stamp(),
-                self.lane_name(*consortium)
+                self.lane_name(*lane),
+                waiting_for.iter().map(|a| name(a)).collect::<Vec<_>>().join(", ")
             ),
             Event::CutOff { consortium, .. } => println!(
                 "{} CUT OFF   {:<8} no candidate is left",

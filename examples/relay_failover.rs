@@ -352,12 +352,17 @@ impl Watch {
                     name(relay)
                 );
             }
-            Event::Degraded {
-                consortium,
+            Event::Stalled {
+                lane,
                 epoch,
-                why,
-            } if *consortium == self.source => {
-                println!("[{}] degraded   source epoch {epoch}: {why}", self.stamp())
+                waiting_for,
+                ..
+            } if *lane == self.source => {
+                println!(
+                    "[{}] stalled    source epoch {epoch}: waiting for {} of the source configuration",
+                    self.stamp(),
+                    waiting_for.iter().map(|a| name(a)).collect::<Vec<_>>().join(" or ")
+                )
             }
             Event::CutOff { consortium, .. } if *consortium == self.source => {
                 println!("[{}] CUT OFF    source: no candidate left", self.stamp())

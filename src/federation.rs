@@ -894,6 +894,7 @@ impl Collector {
             | Event::Held { .. }
             | Event::Truncated { .. }
             | Event::Sealed { .. }
+            | Event::Read { .. }
             | Event::Activated { .. }
             | Event::Confirmed { .. }
             | Event::Acknowledged { .. } => {}

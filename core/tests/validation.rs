@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use ieschain_core::block::{RelayDraft, UrgencyBits};
 use ieschain_core::election::{
@@ -447,7 +447,7 @@ struct Snapshot {
     elections: ElectionHistory,
     seqs: BTreeMap<Address, u64>,
     included: BTreeMap<Address, u64>,
-    recent: VecDeque<LanePosition>,
+    locator: Vec<LanePosition>,
 }
 
 fn snapshot(lane: &RelayLane) -> Snapshot {
@@ -457,7 +457,7 @@ fn snapshot(lane: &RelayLane) -> Snapshot {
         elections: lane.elections.clone(),
         seqs: lane.seqs.clone(),
         included: lane.included.clone(),
-        recent: lane.recent.clone(),
+        locator: lane.locator(),
     }
 }
 
@@ -586,7 +586,13 @@ impl RelayFixture {
         };
         self.lane
             .elections
-            .elect(reason, &eligible, self.federation.genesis.weight_fn, head)
+            .elect(
+                reason,
+                &eligible,
+                self.federation.genesis.weight_fn,
+                self.lane.head_epoch(),
+                head,
+            )
             .unwrap()
     }
 

@@ -62,6 +62,7 @@ async fn backup_serves_in_time_loses_nothing_and_fences_the_deposed_relay() {
                 relay,
                 backup,
                 at,
+                ..
             } if *consortium == SOURCE => Some((*epoch, *relay, *backup, *at)),
             _ => None,
         })
@@ -76,6 +77,7 @@ async fn backup_serves_in_time_loses_nothing_and_fences_the_deposed_relay() {
                 epoch: e,
                 relay: r,
                 at,
+                ..
             } if *consortium == SOURCE && *e == epoch && *r == backup => Some(*at),
             _ => None,
         })

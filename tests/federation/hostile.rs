@@ -62,7 +62,9 @@ async fn each_is_rejected_counted_and_survived() {
         relay,
         0,
         1,
-        &Message::CaughtUp { epoch: 1 },
+        &Message::Discover {
+            consortium: ieschain_core::ConsortiumId(1),
+        },
     ));
     // Replay (D9): the victim's next block, but its record reuses seq 1, already accepted.
     // The envelope itself is fresh and well signed. Its seq jumps ahead of the victim's
@@ -103,7 +105,9 @@ async fn each_is_rejected_counted_and_survived() {
         relay,
         0,
         2,
-        &Message::CaughtUp { epoch: 1 },
+        &Message::Discover {
+            consortium: ieschain_core::ConsortiumId(1),
+        },
     ));
     fed.wait_until("the relay to reject both strangers", |fed| {
         fed.log[mark..]

@@ -154,8 +154,8 @@ impl ProtocolConfig {
 /// bug at the exact place the protocol guards against it:
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mutations {
-    /// No epoch fencing of broadcasts: receivers accept relay blocks of epochs older than
-    /// the newest election they know (S1).
+    /// No fencing by seals: a relay acknowledges and releases, and a backup confirms, for
+    /// an epoch below the one it is sealed at (fenced writes, S3).
     pub no_fencing: bool,
     /// The relay acknowledges a consortium block on its own sync even when it has a backup,
     /// without waiting for the backup's confirmation (S3 (D4)).
@@ -351,6 +351,20 @@ pub enum Event {
         lane: ConsortiumId,
         /// The last height kept.
         keep: u64,
+        /// When, ms.
+        at: u64,
+    },
+    /// A node answered a sealed read of the relay of `epoch` (SPEC §14): it is sealed at
+    /// `epoch` from then on.
+    Read {
+        /// The node.
+        node: Address,
+        /// Its lane.
+        lane: ConsortiumId,
+        /// The reading configuration's epoch.
+        epoch: u64,
+        /// Its relay.
+        relay: Address,
         /// When, ms.
         at: u64,
     },

@@ -228,10 +228,26 @@ impl Supervisor {
         match message {
             Message::Heartbeat {
                 consortium,
+                epoch,
                 released,
                 head,
                 ..
-            } => self.on_heartbeat(from, consortium, released, head, now),
+            } => {
+                self.on_heartbeat(from, consortium, released, head, now);
+                // A candidate behind on its lane's elections (a lost election message)
+                // hears them again: a relay or backup that never heard of its own
+                // configuration would leave it pending for good.
+                if let Some(watch) = self.watch_of(consortium, &from).map(|i| &self.watches[i]) {
+                    if watch.newest().is_some_and(|(newest, _)| newest > epoch) {
+                        effects.push(Effect::Send {
+                            to: from,
+                            message: Message::Elected {
+                                records: watch.records.clone(),
+                            },
+                        });
+                    }
+                }
+            }
             Message::Activate { epoch, config } => {
                 self.on_activate(from, epoch, config, now, &mut effects)
             }

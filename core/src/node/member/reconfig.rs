@@ -339,10 +339,18 @@ impl Member {
                 Duty::Backup(duty) => duty.epoch < epoch,
                 Duty::None => false,
             };
-            if fenced {
+            // Deliberate bug (`no_fencing`, tests only): the duty goes on, sealed or not.
+            if fenced && !self.timing.mutations.no_fencing {
                 self.step_down();
             }
         }
+        effects.push(Effect::Emit(Event::Read {
+            node: self.me,
+            lane: self.consortium,
+            epoch,
+            relay: from,
+            at: now,
+        }));
         let holder = self.holder_mut();
         let (head, common) = match holder.own_lane() {
             Some(lane) => {

@@ -323,24 +323,10 @@ impl Member {
             ));
             return false;
         }
-        // Fencing (S1): never accept an epoch older than the newest known election.
-        // Deliberate bug (`no_fencing`, tests only): accept any epoch.
-        let fencing = !self.timing.mutations.no_fencing;
-        if let Some(serving) = self.serving.get(&lane).filter(|_| fencing) {
-            if block.header.epoch < serving.epoch {
-                effects.push(self.rejected(
-                    "stale_epoch",
-                    false,
-                    format!(
-                        "relay block lane {lane} height {} epoch {} < {}",
-                        block.height(),
-                        block.header.epoch,
-                        serving.epoch
-                    ),
-                ));
-                return false;
-            }
-        }
+        // Fencing (S1) is the lane's own: a block of an epoch older than the newest whose
+        // config block this copy holds is refused by validation. A newer configuration
+        // that is only elected may never activate (SPEC §14), and until one does, the
+        // active one's released blocks are the lane.
         let position = LanePosition {
             height: block.height(),
             hash: block.hash(),
