@@ -2,7 +2,9 @@
 //!
 //! For each holder's copy of the relay chain:
 //! - a power trade settles at most once;
-//! - a settlement cites a grid receipt on the relay chain that approved the same trade;
+//! - a settlement cites a grid receipt on the relay chain (in any node's copy: a former
+//!   backup's copy of its own lane may stop short of it, SPEC §14) that approved the same
+//!   trade;
 //! - the buyer's countersignature verifies (when the buyer's key is known);
 //! - the energy settled against an offer never exceeds the offered quantity.
 //!
@@ -97,6 +99,14 @@ pub fn trades(store: &dyn ChainStore) -> Vec<String> {
         }
     }
     let mut agreed: BTreeMap<Hash, (Hash, Address)> = BTreeMap::new();
+    let receipts: BTreeMap<Hash, (Hash, bool)> = ledgers
+        .values()
+        .flat_map(|l| l.receipts.iter().map(|(k, v)| (*k, *v)))
+        .collect();
+    let data_digests: std::collections::BTreeSet<Hash> = ledgers
+        .values()
+        .flat_map(|l| l.data_offers.values().copied())
+        .collect();
     for (holder, ledger) in &ledgers {
         let mut settled_per_offer: BTreeMap<Hash, u64> = BTreeMap::new();
         for (trade, settlements) in &ledger.settlements {
@@ -121,7 +131,7 @@ pub fn trades(store: &dyn ChainStore) -> Vec<String> {
             else {
                 continue;
             };
-            match ledger.receipts.get(grid_receipt) {
+            match receipts.get(grid_receipt) {
                 Some((t, true)) if t == trade => {}
                 _ => broken.push(format!(
                     "S6 trade {} settled without an approving grid receipt (held by {holder})",
@@ -167,7 +177,7 @@ pub fn trades(store: &dyn ChainStore) -> Vec<String> {
         }
         for agreement in &ledger.agreements {
             if let RecordBody::DataAgreement { trade, digest, .. } = &agreement.content.body {
-                let offered = ledger.data_offers.values().any(|d| d == digest);
+                let offered = data_digests.contains(digest);
                 if !offered {
                     broken.push(format!(
                         "S6 data trade {}: its agreement names a digest no offer carries (held by {holder})",

@@ -41,6 +41,10 @@ pub enum FaultAction {
     Partition(BTreeSet<String>),
     /// Cut one member off from everyone.
     Isolate(String),
+    /// Cut one member off from the supervisor only: it goes on with everyone else, but
+    /// its heartbeats and the supervisor's messages are lost, as with an overloaded node
+    /// whose heartbeats come too late (a spurious failover).
+    Mute(String),
     /// End every partition.
     Heal,
 }
@@ -59,6 +63,7 @@ impl fmt::Display for FaultAction {
                 )
             }
             FaultAction::Isolate(m) => write!(f, "pause:{m}"),
+            FaultAction::Mute(m) => write!(f, "mute:{m}"),
             FaultAction::Heal => write!(f, "heal"),
         }
     }
@@ -200,17 +205,23 @@ impl FaultPlan {
                     plan.events.push((start, FaultAction::Partition(group)));
                     plan.events.push((start + length, FaultAction::Heal));
                 }
-                "pause" => {
+                "pause" | "mute" => {
                     let (name, time) = rest
                         .split_once('@')
-                        .ok_or_else(|| fail("expected pause:MEMBER@T+DURATION".into()))?;
+                        .ok_or_else(|| fail(format!("expected {kind}:MEMBER@T+DURATION")))?;
                     let (start, length) = window(time)?;
-                    plan.events.push((start, FaultAction::Isolate(member(name)?)));
+                    let name = member(name)?;
+                    let action = if kind == "pause" {
+                        FaultAction::Isolate(name)
+                    } else {
+                        FaultAction::Mute(name)
+                    };
+                    plan.events.push((start, action));
                     plan.events.push((start + length, FaultAction::Heal));
                 }
                 other => {
                     return Err(fail(format!(
-                        "unknown fault `{other}`; expected drop, dup, delay, crash-relay, crash, restart, partition, pause or random"
+                        "unknown fault `{other}`; expected drop, dup, delay, crash-relay, crash, restart, partition, pause, mute or random"
                     )))
                 }
             }
@@ -220,8 +231,9 @@ impl FaultPlan {
     }
 
     /// Adds a plan drawn from `seed`: 1% drops and duplicates, 1–20 ms delays, and about
-    /// once a minute (first at 20 s) one of: a relay crash with a restart 15 s later, a
-    /// partition of one consortium for 10 s, or a paused node for 5 s.
+    /// once a minute (first at 20 s) one of: a relay crash, a partition of one consortium
+    /// for 10 s, a crashed node restarted 15 s later, or a node muted (cut off from the
+    /// supervisor only) for 5 s.
     fn add_random(&mut self, config: &FederationConfig, seed: u64, until: u64) {
         let mut key = [0u8; 32];
         key[..8].copy_from_slice(&seed.to_le_bytes());
@@ -241,12 +253,16 @@ impl FaultPlan {
         while at + 20_000 < until {
             let consortium = consortiums[(rng.next_u32() as usize) % consortiums.len()].clone();
             let member = members[(rng.next_u32() as usize) % members.len()].clone();
-            match rng.next_u32() % 3 {
+            match rng.next_u32() % 4 {
                 0 => self.events.push((at, FaultAction::CrashRelay(consortium))),
                 1 => {
                     self.events
                         .push((at, FaultAction::Partition(BTreeSet::from([consortium]))));
                     self.events.push((at + 10_000, FaultAction::Heal));
+                }
+                2 => {
+                    self.events.push((at, FaultAction::Mute(member)));
+                    self.events.push((at + 5_000, FaultAction::Heal));
                 }
                 _ => {
                     self.events.push((at, FaultAction::Crash(member.clone())));

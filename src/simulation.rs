@@ -402,6 +402,16 @@ impl Simulation {
                         }
                     }
                 }
+                FaultAction::Mute(name) => {
+                    if let Some(node) = nodes.get(name) {
+                        network.cut_link(node.key.address(), parts.keys.supervisor.address());
+                        let (lane, address) = (node.consortium, node.key.address());
+                        let what = action.to_string();
+                        if node.candidate {
+                            note(&mut |i| i.fault(lane, Some(address), &what, now, true));
+                        }
+                    }
+                }
                 FaultAction::Heal => {
                     network.heal();
                     note(&mut |i| i.healed(now));

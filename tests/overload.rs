@@ -289,7 +289,6 @@ async fn five_times_capacity_loses_nothing_acknowledged() {
 /// record does not always hold every block its relay released (TESTING.md, seeds 3497 and
 /// 855454), which is one candidate. `cargo test --test overload -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky: about 1 run in 30 loses acknowledged blocks under spurious failovers (S3); see doc"]
 async fn five_times_capacity_with_spurious_failovers() {
     five_times_capacity(&config(6, Some(50), NO_ROTATION_MS, HEARTBEAT_MS)).await;
 }

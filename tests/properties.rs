@@ -138,6 +138,9 @@ enum Step {
     Partition(Vec<usize>, u64),
     /// Cut member `.1` of consortium `.0` off from everyone for `.2` ms.
     Pause(usize, usize, u64),
+    /// Cut member `.1` of consortium `.0` off from the supervisor only for `.2` ms (a
+    /// spurious failover).
+    Mute(usize, usize, u64),
     /// End every partition.
     Heal,
 }
@@ -151,6 +154,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (proptest::sample::subsequence(vec![0usize, 1, 2], 1..=2), 500u64..6_000)
             .prop_map(|(cs, d)| Step::Partition(cs, d)),
         2 => (0..3usize, 0..3usize, 500u64..5_000).prop_map(|(c, m, d)| Step::Pause(c, m, d)),
+        2 => (0..3usize, 0..3usize, 500u64..5_000).prop_map(|(c, m, d)| Step::Mute(c, m, d)),
         1 => Just(Step::Heal),
     ]
 }
@@ -188,6 +192,10 @@ fn plan(network: NetworkFaults, steps: &[Step]) -> FaultPlan {
             }
             Step::Pause(c, m, d) => {
                 events.push((at, FaultAction::Isolate(MEMBERS[*c][*m].into())));
+                events.push((at + d, FaultAction::Heal));
+            }
+            Step::Mute(c, m, d) => {
+                events.push((at, FaultAction::Mute(MEMBERS[*c][*m].into())));
                 events.push((at + d, FaultAction::Heal));
             }
             Step::Heal => events.push((at, FaultAction::Heal)),
@@ -497,13 +505,10 @@ fn regression_seed_428151_relay_and_candidates_down() {
 /// PROPTEST_RNG_SEED=7` at ecb924a: grid's relay crashes at 3.4 s and load's relay at 3.45 s.
 /// grid's backup is elected at 4.0 s but waited the whole sync timeout for the other
 /// relays' copies of its lane, one of them the crashed relay of load, then for its new
-/// backup: it took over 457 ms after the election (L1, bound 936 ms). Not waiting for the
-/// other copies when the new relay was the deposed relay's backup (61cf7c4) fixed it, but
-/// lost acknowledged blocks under overload (`tests/overload.rs`, 2 runs in 9) and forked a
-/// lane after a backup drawn by a missed BackupLost election: the backup named in the
-/// election record does not always hold every block its relay released. Reverted; open.
+/// backup: it took over 457 ms after the election (L1, bound 936 ms). Passes since SPEC
+/// §14: a take-over reads only the source configuration's copy (here the new relay's own:
+/// it was the source's backup) and waits for no other lane.
 #[test]
-#[ignore = "open: a new relay waits the sync timeout for a crashed relay of another lane (L1); see doc"]
 fn regression_seed_3497_new_relay_waits_for_a_dead_relay_of_another_lane() {
     let outcome = run(
         3_497,
@@ -627,8 +632,10 @@ fn regression_seed_382419_degraded_relay_never_takes_over() {
 /// seed 382419, from another source: relays of lane #1 fail "election: lane head at height
 /// 20 is not on this lane" on every block, so an election was drawn on a head that never
 /// reached the lane (perhaps a backup's report of a block its relay never released).
+/// Passes since SPEC §14: elections draw on the released head of the last active
+/// configuration, which its relay reports, and every config block goes on the lane the
+/// source's copy holds.
 #[test]
-#[ignore = "open: an election drawn on a lane head that never reaches the lane stalls it (S3, D5); see doc"]
 fn regression_seed_855454_acknowledged_blocks_missing_after_overlapping_faults() {
     let outcome = replay(
         855_454,
@@ -693,30 +700,97 @@ fn caught_within_50_seeds(
     panic!("{mutations:?} under `{faults}` was not caught as {invariants:?} within 50 seeds");
 }
 
-/// Without epoch fencing, a deposed relay goes on producing on its expired lease, and its
-/// blocks and its successor's fork the lane (S1).
-///
-/// The fault plan makes a relay serve without a backup and then cuts it off: two of the
-/// three source members crash, so that a failover leaves the survivor relaying alone (with
-/// some seeds; with others the relay keeps waiting on its lost backup, since no candidate is
-/// left to replace it); the survivor is paused; a crashed member comes back during the
-/// pause and takes the lane over; then it is paused in turn. With a backup, a deposed relay
-/// commits nothing: its backup, now the relay, stops confirming its blocks, so the backup
-/// fences as well; and block validation (`StaleEpoch` in `core/src/validate.rs`) rejects a
-/// stale block at every node that holds the newer epoch's first block. So the bug shows
-/// where the relay is alone: it seals blocks after its successor was elected, which the
-/// checker's S1 names (a produced block of epoch e holding a record created after epoch
-/// e' > e was elected), often with a block above the successor's cut-off. Caught at seed 4.
+/// Two source candidates cut off from the supervisor only (`mute`), so that it fails the
+/// pair over to the third, which reads the lane from them: their configuration is the
+/// source. The plan for the sealing variants below.
+const MUTED_PAIR: &str = "mute:grid-north@3s+3s,mute:grid-south@3s+3s,\
+                          mute:load-mall@7s+3s,mute:load-campus@7s+3s";
+
+/// Without fencing by seals, the relay and backup that a new relay's sealed read sealed go
+/// on acknowledging and releasing for their old epoch (they are cut off from the supervisor
+/// and do not hear of the new election): what they acknowledge after the read is not in
+/// the copy the new relay took over with. Caught as fenced writes (SPEC §14) and
+/// completeness at take-over.
 #[test]
 fn no_fencing_is_caught() {
     let mutations = Mutations {
         no_fencing: true,
         ..Mutations::default()
     };
-    let faults = "crash:source-wind@3s,crash:source-solar@4s,pause:source-gas@6s+3s,\
-                  restart:source-wind@7s,pause:source-wind@8s+3s,restart:source-solar@12s";
-    let seed = caught_within_50_seeds(mutations, 18_000, faults, &["S1", "S2"]);
+    let seed = caught_within_50_seeds(
+        mutations,
+        15_000,
+        MUTED_PAIR,
+        &["fenced writes", "completeness at take-over"],
+    );
     eprintln!("no_fencing caught at seed {seed}");
+}
+
+/// A node answering a sealed read without sealing itself (the model's `noseal`): the old
+/// configuration goes on acknowledging what the read missed. Caught as fenced writes (a
+/// node that answered a read for epoch e is sealed at e, SPEC §14), completeness at
+/// take-over, and S3.
+#[test]
+fn no_seal_is_caught() {
+    let mutations = Mutations {
+        no_seal: true,
+        ..Mutations::default()
+    };
+    let seed = caught_within_50_seeds(
+        mutations,
+        15_000,
+        MUTED_PAIR,
+        &["fenced writes", "completeness at take-over", "S3"],
+    );
+    eprintln!("no_seal caught at seed {seed}");
+}
+
+/// A lost backup only swapped, as before SPEC §14: the supervisor counts the new
+/// configuration as active without an activation, and the relay goes on without a
+/// take-over. The next election's source is then not an activated configuration
+/// (activation order), and a new backup that never caught up may take the lane over
+/// without acknowledged blocks (completeness at take-over).
+#[test]
+fn backup_lost_keeping_the_epoch_is_caught() {
+    let mutations = Mutations {
+        backup_lost_keeps_epoch: true,
+        ..Mutations::default()
+    };
+    let faults = "drop:0.05,delay:1-20ms,crash-relay:source@3s,pause:grid-north@5s+2s,\
+                  partition:load@7s+2s";
+    let seed = caught_within_50_seeds(
+        mutations,
+        15_000,
+        faults,
+        &["activation order", "completeness at take-over", "S3"],
+    );
+    eprintln!("backup_lost_keeps_epoch caught at seed {seed}");
+}
+
+/// An election drawn on the lane head a backup reports, which may hold blocks its relay
+/// never released: caught as released head (SPEC §14).
+#[test]
+fn head_from_a_backup_is_caught() {
+    let mutations = Mutations {
+        head_from_backup: true,
+        ..Mutations::default()
+    };
+    let faults = "drop:0.05,delay:1-20ms,crash-relay:source@3s,pause:grid-north@5s+2s,\
+                  partition:load@7s+2s";
+    let seed = caught_within_50_seeds(mutations, 15_000, faults, &["released head"]);
+    eprintln!("head_from_backup caught at seed {seed}");
+}
+
+/// A relay that releases its config block and acknowledges once its backup has caught up,
+/// without the supervisor's activation: caught as activation order (SPEC §14).
+#[test]
+fn release_before_activation_is_caught() {
+    let mutations = Mutations {
+        release_before_activation: true,
+        ..Mutations::default()
+    };
+    let seed = caught_within_50_seeds(mutations, 10_000, "", &["activation order"]);
+    eprintln!("release_before_activation caught at seed {seed}");
 }
 
 /// A relay that acknowledges before its backup has the block breaks SPEC §12 D4: the
@@ -743,11 +817,10 @@ fn ack_before_replication_is_caught() {
     eprintln!("ack_before_replication caught at seed {seed}");
 }
 
-/// An election drawn with a seed the chain does not give does not recompute (S5). Every
-/// node's validation recomputes the elections a relay block carries and rejects the block,
-/// so no such election reaches a store and the final `verify` (S4) never sees one; what
-/// the checker names is the consequence: no relay block is accepted, and every
-/// acknowledged block is missing from the relay chain (S3).
+/// An election drawn with a seed the chain does not give does not recompute (S5). The new
+/// relay validates its config block, which carries the record, before it stores it, and
+/// refuses it: no such election reaches a store and the final `verify` (S4) never sees
+/// one. The checker names the relay's invalid block (S4).
 #[test]
 fn unseeded_election_is_caught() {
     let mutations = Mutations {

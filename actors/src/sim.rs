@@ -41,6 +41,8 @@ struct State {
     rng: ChaCha8Rng,
     /// Groups cut off from everyone outside them (each a partition's one side).
     partitions: Vec<BTreeSet<Address>>,
+    /// Links cut both ways.
+    links: BTreeSet<(Address, Address)>,
     queue: BTreeMap<(u64, u64), Envelope>,
     sent: u64,
     prefetch: Option<Prefetch>,
@@ -84,6 +86,7 @@ impl SimNetwork {
                 faults: NetworkFaults::default(),
                 rng: ChaCha8Rng::from_seed(key),
                 partitions: Vec::new(),
+                links: BTreeSet::new(),
                 queue: BTreeMap::new(),
                 sent: 0,
                 prefetch: None,
@@ -119,10 +122,18 @@ impl SimNetwork {
         }
     }
 
-    /// Ends every partition.
+    /// Cuts the link between `a` and `b`, both ways, until [`SimNetwork::heal`].
+    pub fn cut_link(&self, a: Address, b: Address) {
+        if let Ok(mut state) = self.state.lock() {
+            state.links.insert((a.min(b), a.max(b)));
+        }
+    }
+
+    /// Ends every partition and cut link.
     pub fn heal(&self) {
         if let Ok(mut state) = self.state.lock() {
             state.partitions.clear();
+            state.links.clear();
         }
     }
 
@@ -159,7 +170,7 @@ impl SimNetwork {
                 break;
             }
             let envelope = entry.remove();
-            if cut(&state.partitions, &envelope) {
+            if cut(&state.partitions, &state.links, &envelope) {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -168,12 +179,17 @@ impl SimNetwork {
     }
 }
 
-fn cut(partitions: &[BTreeSet<Address>], envelope: &Envelope) -> bool {
+fn cut(
+    partitions: &[BTreeSet<Address>],
+    links: &BTreeSet<(Address, Address)>,
+    envelope: &Envelope,
+) -> bool {
     let (from, to) = (envelope.header.from, envelope.header.to);
     from != to
-        && partitions
-            .iter()
-            .any(|group| group.contains(&from) != group.contains(&to))
+        && (links.contains(&(from.min(to), from.max(to)))
+            || partitions
+                .iter()
+                .any(|group| group.contains(&from) != group.contains(&to)))
 }
 
 fn uniform(rng: &mut ChaCha8Rng) -> f64 {
@@ -198,7 +214,7 @@ impl Transport for SimNetwork {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
-        if cut(&state.partitions, &envelope) {
+        if cut(&state.partitions, &state.links, &envelope) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }

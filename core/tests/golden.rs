@@ -261,8 +261,8 @@ const GOLDEN_RELAY_HEADER: &str = concat!(
     "5555555555555555555555555555555555555555555555555555555555555555",
 );
 const GOLDEN_ELECTION: &str = concat!(
-    // consortium 1, epoch 2, reason Rotation (tag 2)
-    "010202",
+    // consortium 1, epoch 2, source 1 (SPEC §14), reason Rotation (tag 2)
+    "01020102",
     // relay
     "0101010101010101010101010101010101010101",
     // backup: Some (tag 1), address

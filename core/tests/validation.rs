@@ -1144,10 +1144,13 @@ fn election_not_by_supervisor_is_election_signer() {
         audience: Audience::Everyone,
         body: RecordBody::Election(election),
     };
+    // Every election starts a new epoch (SPEC §14), a lost backup's too.
     let mut draft = f.draft();
+    draft.epoch = 3;
     draft.records = vec![content.clone().sign(&relay)];
     let bad = draft.seal(&new_relay);
     let mut draft = f.draft();
+    draft.epoch = 3;
     draft.records = vec![content.sign(&supervisor)];
     let good = draft.seal(&new_relay);
     assert!(matches!(

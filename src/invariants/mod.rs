@@ -537,6 +537,14 @@ impl Invariants {
                 }
             }
             Event::CutOff { consortium, at } => self.cut_off.push((*consortium, *at)),
+            // A node's own block that its own validation refuses: the chain it would have
+            // written does not verify (an election that does not recompute, say).
+            Event::Rejected {
+                node, kind, detail, ..
+            } if kind.starts_with("own_") => broken.push((
+                Invariant::S4,
+                format!("node {} built an invalid block: {detail}", node.short()),
+            )),
             Event::Elected {
                 consortium,
                 epoch,

@@ -192,6 +192,14 @@ impl Timing {
     pub fn retry_ms(&self) -> u64 {
         2 * self.heartbeat_ms
     }
+
+    /// How long a take-over step waits for its answer before it asks again (a sealed read,
+    /// a catch-up, an activation): half a heartbeat, so that a lost message costs the
+    /// failover little next to its bound (SPEC §12 D10). The messages are small; a catch-up
+    /// asks again only for what has not come.
+    pub fn takeover_retry_ms(&self) -> u64 {
+        (self.heartbeat_ms / 2).max(1)
+    }
 }
 
 /// A record as the latency measurements see it: who, which, created when, how urgent.

@@ -323,6 +323,20 @@ impl Member {
         let Duty::Backup(duty) = &mut self.duty else {
             return;
         };
+        // A catch-up is on the take-over's path: `ask_sync` asks again for what has not
+        // come after half a heartbeat.
+        if duty.target.is_some() {
+            self.catch_up(now, effects);
+            let Duty::Backup(duty) = &mut self.duty else {
+                return;
+            };
+            if duty.parked.is_empty() && duty.parked_relay.is_empty() {
+                return;
+            }
+        }
+        let Duty::Backup(duty) = &mut self.duty else {
+            return;
+        };
         let waiting = duty.target.is_some() || !duty.parked.is_empty() || !duty.parked_relay.is_empty();
         if !waiting {
             duty.next_ask = 0;

@@ -1784,7 +1784,7 @@ impl Member {
     }
 
     /// Sends a relay block now, even an empty one, so that a registry change goes out.
-    fn flush_relay(&mut self, now: u64, effects: &mut Vec<Effect>) {
+    pub(super) fn flush_relay(&mut self, now: u64, effects: &mut Vec<Effect>) {
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };

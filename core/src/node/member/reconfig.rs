@@ -671,6 +671,10 @@ impl Member {
             }));
         }
         self.start_serving(now, effects);
+        if resumed {
+            // Back in office: a block at once, as a take-over sends one (SPEC §12 D10).
+            self.flush_relay(now, effects);
+        }
     }
 
     /// SPEC §14 step 3: the supervisor elected a newer configuration; this one stops.
@@ -696,7 +700,7 @@ impl Member {
 
     /// The take-over's retries: timeouts decide only when to ask again (SPEC §14).
     pub(super) fn reconfig_tick(&mut self, now: u64, effects: &mut Vec<Effect>) {
-        let retry = self.timing.retry_ms();
+        let retry = self.timing.takeover_retry_ms();
         let suspect = self.timing.suspect_ms();
         let lane = self.consortium;
         let me = self.me;
@@ -789,7 +793,7 @@ impl Member {
                         });
                     }
                 }
-                if now >= *since + suspect + retry {
+                if now >= *since + suspect + self.timing.retry_ms() {
                     *since = u64::MAX / 2;
                     effects.push(Effect::Send {
                         to: supervisor,

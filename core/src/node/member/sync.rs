@@ -35,7 +35,12 @@ impl Member {
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
-        let patience = self.resend_ms();
+        // A take-over's fetch or catch-up waits less: it is on the failover's path.
+        let patience = if self.taking_over() {
+            self.timing.takeover_retry_ms()
+        } else {
+            self.resend_ms()
+        };
         if self
             .syncing
             .get(&(chain, to))
@@ -48,6 +53,16 @@ impl Member {
             to,
             message: Message::SyncRequest { chain, from, have },
         });
+    }
+
+    /// Whether this node is on a take-over's path: a relay fetching its source's copy, or
+    /// a backup catching up.
+    fn taking_over(&self) -> bool {
+        match &self.duty {
+            Duty::Relay(duty) => matches!(duty.phase, Phase::Fetching { .. }),
+            Duty::Backup(duty) => duty.target.is_some(),
+            Duty::None => false,
+        }
     }
 
     /// Whether `address` is a relay candidate of this node's consortium: one that may hold
