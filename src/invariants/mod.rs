@@ -896,6 +896,9 @@ impl Invariants {
                 );
             }
         }
+        for line in forks(store) {
+            self.fail(Invariant::S2, line);
+        }
         if let Err(err) = ieschain_storage::verify(store) {
             self.fail(Invariant::S4, err.to_string());
         }
@@ -906,6 +909,76 @@ impl Invariants {
     pub fn broken(&self) -> &[String] {
         &self.broken
     }
+}
+
+/// S2 over a whole store (SPEC §9, §14): every holder's copy of a chain agrees with every
+/// other's on their common prefix, except where a relay candidate of a lane keeps a block
+/// of its own lane that a newer epoch's block replaced at that height (a block of a deposed
+/// configuration that was never released: not a fork). One line per fork found, without
+/// the invariant's name.
+pub fn forks(store: &dyn ChainStore) -> Vec<String> {
+    let genesis = store.genesis();
+    let consortium_of = |holder: &Address| {
+        genesis
+            .consortiums
+            .iter()
+            .find(|c| c.members.iter().any(|m| m.address == *holder))
+            .map(|c| c.id)
+    };
+    let Ok(chains) = store.chains() else {
+        return vec!["cannot list the store's chains".into()];
+    };
+    // chain → (holder, candidate of the lane, [(hash, epoch)])
+    let mut copies: BTreeMap<ChainId, Vec<(Address, bool, Vec<(Hash, u64)>)>> =
+        BTreeMap::new();
+    for (holder, chain, _) in chains {
+        let mut blocks = Vec::new();
+        loop {
+            let Ok(page) = store.range(holder, chain, blocks.len() as u64 + 1, 256) else {
+                break;
+            };
+            if page.is_empty() {
+                break;
+            }
+            blocks.extend(page.iter().map(|b| {
+                let epoch = match b {
+                    AnyBlock::Relay(r) => r.header.epoch,
+                    _ => 0,
+                };
+                (b.hash(), epoch)
+            }));
+        }
+        let candidate = matches!(chain, ChainId::Relay(lane) if consortium_of(&holder) == Some(lane));
+        copies.entry(chain).or_default().push((holder, candidate, blocks));
+    }
+    let mut broken = Vec::new();
+    for (chain, holders) in &copies {
+        let released = holders.iter().filter(|(_, candidate, _)| !candidate);
+        let Some((longest_holder, _, longest)) = released
+            .clone()
+            .max_by_key(|(_, _, b)| b.len())
+            .or_else(|| holders.iter().max_by_key(|(_, _, b)| b.len()))
+        else {
+            continue;
+        };
+        for (holder, candidate, blocks) in holders {
+            let Some(at) = blocks.iter().zip(longest).position(|(a, b)| a.0 != b.0) else {
+                continue;
+            };
+            // A candidate's own block of an older epoch, replaced by a newer one: never
+            // released, and truncated when the candidate next catches up.
+            if *candidate && blocks[at].1 < longest[at].1 {
+                continue;
+            }
+            broken.push(format!(
+                "{chain} forks at height {}: holder {} and holder {} disagree",
+                at + 1,
+                holder.short(),
+                longest_holder.short()
+            ));
+        }
+    }
+    broken
 }
 
 /// How many times each (author, height) is included in `holder`'s copy of relay lane `lane`.

@@ -549,32 +549,11 @@ pub fn urgency(block: &RelayBlock) -> Vec<bool> {
 }
 
 /// Every holder's copy of every chain agrees with every other holder's copy of the same
-/// chain on their common prefix: no lane forks (S2).
+/// chain on their common prefix, but for a lane candidate's unreleased blocks of a deposed
+/// configuration (SPEC §14): no lane forks (S2).
 pub fn assert_no_fork(store: &dyn ChainStore) {
-    let mut copies: BTreeMap<ChainId, Vec<(Address, Vec<Hash>)>> = BTreeMap::new();
-    for (holder, chain, _) in store.chains().expect("the store lists its chains") {
-        let hashes = chain_of(store, holder, chain)
-            .iter()
-            .map(|b| b.hash())
-            .collect();
-        copies.entry(chain).or_default().push((holder, hashes));
-    }
-    for (chain, holders) in &copies {
-        let (longest_holder, longest) = holders
-            .iter()
-            .max_by_key(|(_, h)| h.len())
-            .expect("a listed chain has a holder");
-        for (holder, hashes) in holders {
-            if let Some(height) = hashes.iter().zip(longest).position(|(a, b)| a != b) {
-                panic!(
-                    "{chain} forks at height {}: holder {} and holder {} disagree",
-                    height + 1,
-                    holder.short(),
-                    longest_holder.short()
-                );
-            }
-        }
-    }
+    let forks = ieschain::invariants::forks(store);
+    assert!(forks.is_empty(), "{forks:#?}");
 }
 
 /// `ieschain verify` on the data directory of a stopped federation: every chain of every
