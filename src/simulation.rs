@@ -14,10 +14,10 @@
 //!
 //! Speed without changing behaviour: signature checks are memoised on the simulation
 //! thread ([`ieschain_core::crypto::VerificationMemo`]), so a record that ten holders
-//! check costs one check; and one helper thread checks each envelope's signature while it
-//! waits in the network queue ([`SimNetwork::prefetch`]). Both hold results of a pure
-//! function, and only passes: every node still checks every envelope and block, and gets
-//! the same answer, so the event log is the same whether the helper kept up or not.
+//! check costs one check, and a signature the simulation makes goes into the memo as it is
+//! made (it verifies: the keys are never weak). The memo holds results of a pure function,
+//! and only passes: every node still checks every envelope and block, and gets the same
+//! answer, so the event log is the same with or without it.
 //!
 //! A run has a **safety phase** (`until`, with the plan's faults) and then a **liveness
 //! phase** (faults healed, crashed nodes restarted) in which the federation must converge;
@@ -136,8 +136,7 @@ impl Simulation {
         self.config.check()?;
         let (genesis, keys) = self.config.genesis(self.seed)?;
         let store: Arc<dyn ChainStore> = Arc::new(MemoryStore::new(genesis.clone()));
-        let memo = ieschain_core::crypto::VerificationMemo::start();
-        let prefetcher = memo.prefetcher();
+        let _memo = ieschain_core::crypto::VerificationMemo::start();
         let system = actix::System::with_tokio_rt(|| {
             // A runtime that cannot be built is a broken environment, not bad input; the
             // error surfaces when the system starts.
@@ -148,7 +147,7 @@ impl Simulation {
                 .build()
                 .expect("a current-thread tokio runtime with paused time")
         });
-        let result = system.block_on(self.drive(genesis, keys, store, prefetcher));
+        let result = system.block_on(self.drive(genesis, keys, store));
         actix::System::current().stop();
         // Let the system run out before it is dropped (actix#531).
         system
@@ -162,7 +161,6 @@ impl Simulation {
         genesis: ieschain_core::genesis::Genesis,
         keys: crate::config::Keys,
         store: Arc<dyn ChainStore>,
-        prefetcher: ieschain_core::crypto::Prefetcher,
     ) -> SimulationOutcome {
         let start = tokio::time::Instant::now();
         let network = Arc::new(SimNetwork::new(self.seed));
@@ -235,19 +233,6 @@ impl Simulation {
             clock: Arc::new(TokioClock::new(SAMPLE_EPOCH_MS)),
             sink,
         });
-        {
-            let directory = parts.directory.clone();
-            let supervisor = parts.keys.supervisor.public();
-            network.prefetch(
-                prefetcher,
-                Box::new(move |a: &Address| {
-                    directory
-                        .get(a)
-                        .map(|known| known.key)
-                        .or_else(|| (supervisor.address() == *a).then_some(supervisor))
-                }),
-            );
-        }
         let supervisor_outbox = Outbox::new(
             parts.keys.supervisor.clone(),
             0,

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix::Recipient;
-use ieschain_core::crypto::{Prefetcher, PublicKey};
 use ieschain_core::message::Envelope;
 use ieschain_core::Address;
 use rand_chacha::ChaCha8Rng;
@@ -45,22 +44,6 @@ struct State {
     links: BTreeSet<(Address, Address)>,
     queue: BTreeMap<(u64, u64), Envelope>,
     sent: u64,
-    prefetch: Option<Prefetch>,
-}
-
-/// Where envelope checks are done ahead of delivery, and the senders' keys.
-struct Prefetch {
-    prefetcher: Prefetcher,
-    key_of: KeyOf,
-}
-
-/// The key of a sender, if known.
-pub type KeyOf = Box<dyn Fn(&Address) -> Option<PublicKey> + Send>;
-
-impl std::fmt::Debug for Prefetch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Prefetch")
-    }
 }
 
 /// A fault-injecting transport for simulations. Must be used inside the simulation's
@@ -89,22 +72,11 @@ impl SimNetwork {
                 links: BTreeSet::new(),
                 queue: BTreeMap::new(),
                 sent: 0,
-                prefetch: None,
             })),
             start: tokio::time::Instant::now(),
             delivered: Arc::new(AtomicU64::new(0)),
             bytes: Arc::new(AtomicU64::new(0)),
             dropped: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    /// Has `prefetcher` check the signature of every envelope that will be delivered, as
-    /// it is sent, for senders `key_of` knows (see
-    /// [`ieschain_core::crypto::VerificationMemo::prefetcher`]). Speed only: the recipient
-    /// still checks, and finds passes only.
-    pub fn prefetch(&self, prefetcher: Prefetcher, key_of: KeyOf) {
-        if let Ok(mut state) = self.state.lock() {
-            state.prefetch = Some(Prefetch { prefetcher, key_of });
         }
     }
 
@@ -232,13 +204,6 @@ impl Transport for SimNetwork {
         if drop {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
-        }
-        if let Some(prefetch) = &state.prefetch {
-            if let Some(key) = (prefetch.key_of)(&envelope.header.from) {
-                prefetch
-                    .prefetcher
-                    .check(&key, &envelope.digest(), &envelope.signature);
-            }
         }
         let copies = if duplicate { 2 } else { 1 };
         for delay in delays.iter().take(copies) {

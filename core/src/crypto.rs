@@ -9,7 +9,7 @@
 use std::fmt;
 
 use bincode::{Decode, Encode};
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use thiserror::Error;
 
 /// The kinds of object that are hashed, each with its own blake3 `derive_key` context.
@@ -193,6 +193,19 @@ impl PublicKey {
         Ok(())
     }
 
+    /// [`PublicKey::verify`] for a signature checked once only (an envelope's): a memo
+    /// hit is used up, so that envelopes, checked ahead of need and never again, do not
+    /// crowd the records and blocks out of the memo (a restarted node checks its whole
+    /// store again).
+    pub fn verify_once(&self, digest: &Hash, signature: &Signature) -> Result<(), SignatureError> {
+        let triple = (self.0, digest.0, signature.0);
+        let memo = VERIFIED.with(|memo| memo.borrow().clone());
+        if memo.as_ref().is_some_and(|m| m.take(&triple)) {
+            return Ok(());
+        }
+        self.verify_strict(digest, signature)
+    }
+
     fn verify_strict(&self, digest: &Hash, signature: &Signature) -> Result<(), SignatureError> {
         let key = self.decompressed()?;
         let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
@@ -202,29 +215,39 @@ impl PublicKey {
 }
 
 /// How many verified signatures a [`VerificationMemo`] remembers.
-const VERIFIED_MEMO: usize = 1 << 18;
-
-/// How many checks may wait for a [`Prefetcher`]'s thread; more are not queued.
-const PREFETCH_QUEUE: usize = 1 << 14;
+const VERIFIED_MEMO: usize = 1 << 20;
 
 /// A (key, digest, signature) triple that passed `verify_strict`.
 type Verified = ([u8; 32], [u8; 32], [u8; 64]);
 
-/// The signatures a [`VerificationMemo`] saw pass.
+/// The signatures a [`VerificationMemo`] saw pass, in two generations: when the newer
+/// holds half the memo's size, it becomes the older and the older is forgotten. So the
+/// memo evicts gradually, oldest first, never all at once (clearing it whole made a long
+/// simulation check everything again every few hundred thousand signatures).
 #[derive(Debug, Default)]
-struct Memo(std::sync::Mutex<std::collections::HashSet<Verified>>);
+struct Memo(std::sync::Mutex<[std::collections::HashSet<Verified>; 2]>);
 
 impl Memo {
     fn passed(&self, triple: &Verified) -> bool {
-        self.0.lock().is_ok_and(|set| set.contains(triple))
+        self.0
+            .lock()
+            .is_ok_and(|sets| sets.iter().any(|set| set.contains(triple)))
+    }
+
+    /// Whether `triple` passed, forgetting it.
+    fn take(&self, triple: &Verified) -> bool {
+        self.0.lock().is_ok_and(|mut sets| {
+            let found = sets[0].remove(triple);
+            sets[1].remove(triple) || found
+        })
     }
 
     fn remember(&self, triple: Verified) {
-        if let Ok(mut set) = self.0.lock() {
-            if set.len() >= VERIFIED_MEMO {
-                set.clear();
+        if let Ok(mut sets) = self.0.lock() {
+            if sets[0].len() >= VERIFIED_MEMO / 2 {
+                sets[1] = std::mem::take(&mut sets[0]);
             }
-            set.insert(triple);
+            sets[0].insert(triple);
         }
     }
 }
@@ -248,7 +271,7 @@ thread_local! {
 #[derive(Debug)]
 #[must_use = "the memo is dropped, and switched off, at the end of the statement"]
 pub struct VerificationMemo {
-    memo: std::sync::Arc<Memo>,
+    _memo: std::sync::Arc<Memo>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -258,58 +281,15 @@ impl VerificationMemo {
         let memo = std::sync::Arc::new(Memo::default());
         VERIFIED.with(|cell| *cell.borrow_mut() = Some(memo.clone()));
         VerificationMemo {
-            memo,
+            _memo: memo,
             _not_send: std::marker::PhantomData,
         }
-    }
-
-    /// A handle that checks signatures ahead of need on a second thread and adds the
-    /// passes to this memo. The simulated transport hands it every envelope it will
-    /// deliver, so that the simulation thread mostly finds the envelope's check done. The
-    /// thread ends when the last handle is dropped.
-    pub fn prefetcher(&self) -> Prefetcher {
-        let (queue, checks) = std::sync::mpsc::sync_channel::<Verified>(PREFETCH_QUEUE);
-        let memo = self.memo.clone();
-        // A prefetch thread that cannot start costs speed only: the checks run inline.
-        let _ = std::thread::Builder::new()
-            .name("verify-prefetch".into())
-            .spawn(move || {
-                for triple in checks {
-                    let (key, digest, signature) = triple;
-                    if memo.passed(&triple) {
-                        continue;
-                    }
-                    if PublicKey(key)
-                        .verify_strict(&Hash(digest), &Signature(signature))
-                        .is_ok()
-                    {
-                        memo.remember(triple);
-                    }
-                }
-            });
-        Prefetcher { queue }
     }
 }
 
 impl Drop for VerificationMemo {
     fn drop(&mut self) {
         VERIFIED.with(|memo| *memo.borrow_mut() = None);
-    }
-}
-
-/// Checks signatures ahead of need for a [`VerificationMemo`]; see
-/// [`VerificationMemo::prefetcher`].
-#[derive(Debug, Clone)]
-pub struct Prefetcher {
-    queue: std::sync::mpsc::SyncSender<Verified>,
-}
-
-impl Prefetcher {
-    /// Queues a check of `signature` over `digest` under `key`, unless the queue is full.
-    /// Whatever the outcome, the verifier checks again when it needs the answer and finds
-    /// only passes in the memo.
-    pub fn check(&self, key: &PublicKey, digest: &Hash, signature: &Signature) {
-        let _ = self.queue.try_send((key.0, digest.0, signature.0));
     }
 }
 
@@ -413,7 +393,15 @@ impl Keypair {
 
     /// Signs a domain-separated digest.
     pub fn sign(&self, digest: &Hash) -> Signature {
-        Signature(self.signing.sign(&digest.0).to_bytes())
+        let signature = Signature(self.signing.sign(&digest.0).to_bytes());
+        // A signature this thread has just made verifies (the keys are derived from seeds,
+        // never weak): under a memo its first check is free, as any later one.
+        VERIFIED.with(|memo| {
+            if let Some(memo) = memo.borrow().as_ref() {
+                memo.remember((self.public().0, digest.0, signature.0));
+            }
+        });
+        signature
     }
 }
 

@@ -406,6 +406,33 @@ impl Envelope {
         }
     }
 
+    /// The envelope of `message` from `from` to `to`, before its signature: the header,
+    /// the encoded payload, and the digest to sign. [`Envelope::seal`] is this, signed.
+    pub fn unsigned(
+        from: Address,
+        to: Address,
+        incarnation: u32,
+        seq: u64,
+        message: &Message,
+    ) -> (Envelope, Hash) {
+        let header = EnvelopeHeader {
+            from,
+            to,
+            incarnation,
+            seq,
+        };
+        let payload = codec::encode(message);
+        let digest = Self::digest_of(&header, &payload);
+        (
+            Envelope {
+                header,
+                payload,
+                signature: Signature::EMPTY,
+            },
+            digest,
+        )
+    }
+
     fn digest_of(header: &EnvelopeHeader, payload: &[u8]) -> Hash {
         Hash::of(Domain::Envelope, &[&codec::encode(header), payload])
     }
@@ -576,7 +603,7 @@ impl Inbox {
                 .filter(|k| k.address() == from)
                 .ok_or(EnvelopeError::UnknownSender(from))?,
         };
-        key.verify(&envelope.digest(), &envelope.signature)
+        key.verify_once(&envelope.digest(), &envelope.signature)
             .map_err(|_| EnvelopeError::BadSignature(from))?;
         let seen = self.peers.entry(from).or_default();
         if header.incarnation < seen.incarnation {

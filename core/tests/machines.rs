@@ -44,6 +44,8 @@ struct Net {
     /// Sync requests to lose once each: the next request from the first node to the
     /// second for the chain is lost.
     lose: Vec<(Address, Address, ChainId)>,
+    /// Messages to lose: every message of this kind from the first node to the second.
+    mute: BTreeSet<(Address, Address, &'static str)>,
     /// Messages sent, by (from, to, kind).
     sent: BTreeMap<(Address, Address, &'static str), usize>,
     events: Vec<Event>,
@@ -83,6 +85,7 @@ impl Net {
             crashed: BTreeSet::new(),
             cut: BTreeSet::new(),
             lose: Vec::new(),
+            mute: BTreeSet::new(),
             sent: BTreeMap::new(),
             events: Vec::new(),
             now: 1_000,
@@ -174,6 +177,9 @@ impl Net {
                 || self.cut.contains(&(from, to))
                 || self.cut.contains(&(to, from))
             {
+                continue;
+            }
+            if self.mute.contains(&(from, to, message.name())) {
                 continue;
             }
             if let Message::SyncRequest { chain, .. } = &message {
@@ -898,4 +904,498 @@ fn failover_to_a_third_candidate_waits_for_the_deposed_backup() {
     for key in net.acked() {
         assert!(included.contains(&key), "acknowledged {key:?} lost");
     }
+}
+
+// ----- SPEC §14: lane reconfiguration -----
+
+impl Net {
+    /// The latest election of `lane`: epoch, reason, relay, backup.
+    fn election(&self, lane: ConsortiumId) -> (u64, ElectionReason, Address, Option<Address>) {
+        self.events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Event::Elected {
+                    consortium,
+                    epoch,
+                    reason,
+                    relay,
+                    backup,
+                    ..
+                } if *consortium == lane => Some((*epoch, *reason, *relay, *backup)),
+                _ => None,
+            })
+            .expect("an election")
+    }
+
+    /// The relay candidates of `lane`.
+    fn candidates(&self, lane: ConsortiumId) -> Vec<Address> {
+        self.federation
+            .members_of(lane)
+            .filter(|m| m.entry.relay_capable)
+            .map(|m| m.entry.address)
+            .collect()
+    }
+
+    /// Every member of `lane` but `except` writes one external record.
+    fn write_all(&mut self, lane: ConsortiumId, except: &[Address]) {
+        let names: Vec<String> = self
+            .federation
+            .members_of(lane)
+            .filter(|m| !except.contains(&m.entry.address))
+            .map(|m| m.entry.name.clone())
+            .collect();
+        for name in names {
+            self.write(&name, false);
+        }
+    }
+
+    /// When a relay of `lane` took over an epoch above `above`, if one did.
+    fn took_over_above(&self, lane: ConsortiumId, above: u64) -> Option<(u64, u64)> {
+        self.events.iter().find_map(|e| match e {
+            Event::TookOver {
+                consortium,
+                epoch,
+                at,
+                ..
+            } if *consortium == lane && *epoch > above => Some((*epoch, *at)),
+            _ => None,
+        })
+    }
+
+    /// The acknowledgements members heard: (member, height, epoch).
+    fn acks(&self) -> Vec<(Address, u64, u64)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Acked {
+                    member,
+                    height,
+                    epoch,
+                    ..
+                } => Some((*member, *height, *epoch)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A relay that missed the election replacing its backup goes on acknowledging with the
+/// old backup (still alive, only cut off from the supervisor); then it crashes. The new
+/// configuration never activated, so the next one names the last active one as its
+/// source, and its relay reads the lane from the old backup, which holds every block the
+/// relay acknowledged (write-all): nothing acknowledged is lost. Before SPEC §14 a backup
+/// change kept the epoch and the lease did not name the backup, and this lost blocks.
+#[test]
+fn missed_backup_change_then_relay_crash_loses_nothing() {
+    let mut net = Net::new(21, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let supervisor = net.supervisor.address();
+    let (e1, _, relay, Some(backup)) = net.election(lane) else {
+        panic!("no backup");
+    };
+    let third = net
+        .candidates(lane)
+        .into_iter()
+        .find(|c| *c != relay && *c != backup)
+        .unwrap();
+    net.mute.insert((supervisor, relay, "elected"));
+    net.cut.insert((backup, supervisor));
+    net.run(900);
+    assert_eq!(
+        net.election(lane),
+        (e1 + 1, ElectionReason::BackupLost, relay, Some(third))
+    );
+    let before = net.acks().len();
+    net.write_all(lane, &[]);
+    net.run(400);
+    let acked_old: Vec<_> = net.acks()[before..]
+        .iter()
+        .filter(|(_, _, e)| *e == e1)
+        .copied()
+        .collect();
+    assert!(
+        !acked_old.is_empty(),
+        "the relay did not go on acknowledging in its old configuration"
+    );
+    net.crashed.insert(relay);
+    net.cut.clear();
+    net.run(3_000);
+    let (epoch, _) = net
+        .took_over_above(lane, e1)
+        .expect("a relay took the lane over");
+    assert!(epoch > e1 + 1, "the unactivated configuration took over");
+    net.assert_safe();
+}
+
+/// A sealed read reaching the backup before the old relay's last replication: the
+/// backup, sealed at the new epoch, refuses it, so the old relay never acknowledges that
+/// block; the member resends it to the new relay, which acknowledges it in its own
+/// configuration.
+#[test]
+fn seal_before_the_last_replication_fences_the_old_relay() {
+    let mut net = Net::new(22, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let supervisor = net.supervisor.address();
+    let (e1, _, relay, Some(backup)) = net.election(lane) else {
+        panic!("no backup");
+    };
+    let third = net
+        .candidates(lane)
+        .into_iter()
+        .find(|c| *c != relay && *c != backup)
+        .unwrap();
+    // The relay's next replications are lost; it never hears of the new election, nor is
+    // it read: only its backup is sealed.
+    net.mute.insert((relay, backup, "replicate"));
+    net.mute.insert((supervisor, relay, "elected"));
+    net.mute.insert((third, relay, "sealed_read"));
+    let writer = net
+        .federation
+        .members_of(lane)
+        .find(|m| !m.entry.relay_capable)
+        .map(|m| (m.entry.name.clone(), m.entry.address))
+        .unwrap();
+    net.write(&writer.0, false);
+    net.run(250);
+    let height = net.members[&writer.1].lane_head().height;
+    assert_eq!(net.members[&writer.1].unacked(), 1, "the block went out unacknowledged");
+    net.cut.insert((relay, supervisor));
+    net.cut.insert((backup, supervisor));
+    net.run(900);
+    let (e2, reason, new, _) = net.election(lane);
+    assert_eq!((reason, new), (ElectionReason::Failover, third));
+    assert!(
+        net.events.iter().any(|e| matches!(e,
+            Event::Read { node, epoch, .. } if *node == backup && *epoch == e2)),
+        "the backup never answered the sealed read"
+    );
+    // The relay's replication comes through now, after the seal: refused.
+    net.mute.remove(&(relay, backup, "replicate"));
+    net.run(2_000);
+    let acks: Vec<_> = net
+        .acks()
+        .into_iter()
+        .filter(|(m, h, _)| *m == writer.1 && *h == height)
+        .collect();
+    assert!(
+        acks.iter().all(|(_, _, e)| *e > e1),
+        "acknowledged by the fenced relay: {acks:?}"
+    );
+    assert!(!acks.is_empty(), "never acknowledged by the new relay");
+    net.assert_safe();
+}
+
+/// The shape of property seed 855454 in miniature: the relay's last block reaches its
+/// backup, but the confirmation never comes back, so it is never released. The failover's
+/// election draws on the released head (SPEC §14), not on that block, and the new relay
+/// (the backup, reading its own copy) puts its config block on top of the unreleased one,
+/// which is thereby released: the lane goes on and every copy verifies.
+#[test]
+fn election_draws_on_the_released_head_not_a_tentative_block() {
+    let mut net = Net::new(23, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let (e1, _, relay, Some(backup)) = net.election(lane) else {
+        panic!("no backup");
+    };
+    net.mute.insert((backup, relay, "replicated"));
+    net.write_all(lane, &[relay, backup]);
+    net.run(800);
+    let released = net
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Committed {
+                node,
+                height,
+                hash,
+                produced: true,
+                ..
+            } if *node == relay => Some((*height, *hash)),
+            _ => None,
+        })
+        .expect("a released block");
+    let backup_head = net.members[&backup].relay_lane_head(lane).unwrap();
+    assert!(
+        backup_head.height > released.0,
+        "the backup holds no unreleased block"
+    );
+    net.crashed.insert(relay);
+    net.run(2_000);
+    let lane_head = net
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Elected {
+                consortium,
+                epoch,
+                lane_head,
+                ..
+            } if *consortium == lane && *epoch == e1 + 1 => Some(*lane_head),
+            _ => None,
+        })
+        .expect("the failover election");
+    assert_eq!((lane_head.height, lane_head.hash), released);
+    let (_, _) = net.took_over_above(lane, e1).expect("the backup took over");
+    net.write_all(lane, &[relay]);
+    net.run(1_000);
+    net.assert_safe();
+}
+
+/// A take-over reads only its source configuration: another lane's relay crashing at the
+/// same time does not delay it (SPEC §14; property seed 3497).
+#[test]
+fn take_over_does_not_wait_for_another_lanes_dead_relay() {
+    let mut net = Net::new(24, 4);
+    net.run(1_000);
+    let (lane, other) = (ConsortiumId(0), ConsortiumId(1));
+    let (e1, _, relay, _) = net.election(lane);
+    let (_, _, other_relay, _) = net.election(other);
+    let crash_at = net.now;
+    net.crashed.insert(relay);
+    net.crashed.insert(other_relay);
+    net.run(2_000);
+    let (_, at) = net
+        .took_over_above(lane, e1)
+        .expect("the lane was taken over");
+    // (suspect_after + 1) × heartbeat plus delays (SPEC §12 D10); ticks are 10 ms here.
+    assert!(
+        at - crash_at <= 4 * 200 + 100,
+        "took over {} ms after the crash",
+        at - crash_at
+    );
+    net.assert_safe();
+}
+
+/// Both replicas of the active configuration crash: the new relay, drawn from the rest,
+/// can read from neither, and the lane waits, reported as `Stalled` (SPEC §14), never
+/// continued on a guess. When the old backup restarts from its store, the new relay reads
+/// its copy and takes over, and nothing acknowledged is lost.
+#[test]
+fn both_replicas_down_stalls_the_lane_until_one_returns() {
+    let mut net = Net::new(25, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let (e1, _, relay, Some(backup)) = net.election(lane) else {
+        panic!("no backup");
+    };
+    net.write_all(lane, &[]);
+    net.run(400);
+    net.crashed.insert(relay);
+    net.crashed.insert(backup);
+    net.run(2_000);
+    let waiting: BTreeSet<Address> = net
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Stalled {
+                lane: l,
+                waiting_for,
+                ..
+            } if *l == lane => Some(waiting_for.iter().copied().collect()),
+            _ => None,
+        })
+        .expect("the lane reported as stalled");
+    assert_eq!(waiting, BTreeSet::from([relay, backup]));
+    assert!(
+        net.took_over_above(lane, e1).is_none(),
+        "a relay continued the lane without the source's copy"
+    );
+    net.restart(backup);
+    net.run(2_000);
+    net.took_over_above(lane, e1)
+        .expect("the lane resumed once a source member came back");
+    net.assert_safe();
+}
+
+/// A backup change, then the relay crashes while its new configuration waits for
+/// activation: that configuration never activates, and the next one reads from the last
+/// active one (the old backup, alive but cut off from the supervisor). The unactivated
+/// config block is truncated wherever it reached, never released.
+#[test]
+fn backup_change_then_relay_crash_before_activation() {
+    let mut net = Net::new(26, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let supervisor = net.supervisor.address();
+    let (e1, _, relay, Some(backup)) = net.election(lane) else {
+        panic!("no backup");
+    };
+    let third = net
+        .candidates(lane)
+        .into_iter()
+        .find(|c| *c != relay && *c != backup)
+        .unwrap();
+    net.write_all(lane, &[]);
+    net.run(400);
+    // The new backup's catch-up confirmation never reaches the relay: no activation.
+    net.mute.insert((third, relay, "caught_up"));
+    net.cut.insert((backup, supervisor));
+    net.run(900);
+    assert_eq!(
+        net.election(lane),
+        (e1 + 1, ElectionReason::BackupLost, relay, Some(third))
+    );
+    net.crashed.insert(relay);
+    net.run(2_000);
+    assert!(
+        !net.events.iter().any(|e| matches!(e,
+            Event::Activated { lane: l, epoch, .. } if *l == lane && *epoch == e1 + 1)),
+        "the configuration with the crashed relay was activated"
+    );
+    let (epoch, _) = net.took_over_above(lane, e1 + 1).expect("a take-over");
+    let (_, _, new, _) = net.election(lane);
+    assert_eq!(new, third);
+    // The new relay's lane has no block of the unactivated epoch.
+    let copy = &net.stores[&third][&ChainId::Relay(lane)];
+    assert!(copy.iter().all(|b| match b {
+        AnyBlock::Relay(r) => r.header.epoch != e1 + 1,
+        _ => true,
+    }));
+    assert!(epoch > e1 + 1);
+    net.cut.clear();
+    net.run(1_000);
+    net.assert_safe();
+}
+
+/// The kinds of the rejections among `effects`, and whether any effect persists a seal.
+fn rejections(effects: &[Effect]) -> (Vec<&'static str>, bool) {
+    let kinds = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Emit(Event::Rejected { kind, .. }) => Some(*kind),
+            _ => None,
+        })
+        .collect();
+    let sealed = effects.iter().any(|e| {
+        matches!(e, Effect::Persist(writes)
+            if writes.iter().any(|w| matches!(w, StoreWrite::Seal { .. })))
+    });
+    (kinds, sealed)
+}
+
+/// Hostile or stale take-over messages (SPEC §14) are refused and counted, change no seal,
+/// and crash nothing: a sealed read from a node that is not the elected relay of the epoch
+/// its records name, one whose records the supervisor did not sign, one for an epoch no
+/// election names; a catch-up request from a node that is not the relay; an activation
+/// asked by a node that is not the configuration's relay, or for an epoch never elected;
+/// and activation answers that do not come from the supervisor.
+#[test]
+fn hostile_take_over_messages_are_refused_and_counted() {
+    let mut net = Net::new(27, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let (e1, _, relay, Some(backup)) = net.election(lane) else {
+        panic!("no backup");
+    };
+    let third = net
+        .candidates(lane)
+        .into_iter()
+        .find(|c| *c != relay && *c != backup)
+        .unwrap();
+    // The election records of epoch 1, as the supervisor signed them, from a store.
+    let records: Vec<ieschain_core::Record> = net.stores[&relay][&ChainId::Relay(lane)]
+        .iter()
+        .find_map(|b| match b {
+            AnyBlock::Relay(r) if !r.records.is_empty() => Some(r.records.clone()),
+            _ => None,
+        })
+        .expect("the config block carries the election");
+    let now = net.now;
+    let sealed_before = net.members[&backup].sealed();
+    let deliver = |net: &mut Net, to: Address, from: Address, message: Message| {
+        net.members.get_mut(&to).unwrap().deliver(from, message, now)
+    };
+
+    // A sealed read from the third candidate, citing epoch 1, whose relay is another.
+    let effects = deliver(
+        &mut net,
+        backup,
+        third,
+        Message::SealedRead {
+            records: records.clone(),
+            have: Vec::new(),
+        },
+    );
+    assert_eq!(rejections(&effects), (vec!["bad_sealed_read"], false));
+    // Records signed by someone else than the supervisor.
+    let mut forged = records.clone();
+    if let Some(record) = forged.last_mut() {
+        *record = record.content.clone().sign(&net.federation.members[0].key);
+    }
+    let effects = deliver(
+        &mut net,
+        backup,
+        relay,
+        Message::SealedRead {
+            records: forged.clone(),
+            have: Vec::new(),
+        },
+    );
+    assert_eq!(rejections(&effects), (vec!["bad_sealed_read"], false));
+    // No election record at all: an epoch no election names.
+    let effects = deliver(
+        &mut net,
+        backup,
+        relay,
+        Message::SealedRead {
+            records: Vec::new(),
+            have: Vec::new(),
+        },
+    );
+    assert_eq!(rejections(&effects), (vec!["bad_sealed_read"], false));
+    // A catch-up request from a node that is not the relay of the epoch.
+    let effects = deliver(
+        &mut net,
+        backup,
+        third,
+        Message::Configure {
+            records: records.clone(),
+            head: ieschain_core::election::LanePosition {
+                height: 1,
+                hash: ieschain_core::Hash::ZERO,
+            },
+            members: Vec::new(),
+        },
+    );
+    assert_eq!(rejections(&effects), (vec!["bad_configure"], false));
+    assert_eq!(net.members[&backup].sealed(), sealed_before);
+    // Activation answers from a node that is not the supervisor.
+    let config = ieschain_core::election::LanePosition {
+        height: 1,
+        hash: ieschain_core::Hash::ZERO,
+    };
+    let effects = deliver(
+        &mut net,
+        relay,
+        third,
+        Message::Activated { epoch: e1, config },
+    );
+    assert_eq!(rejections(&effects).0, vec!["unknown_sender"]);
+    let effects = deliver(
+        &mut net,
+        relay,
+        third,
+        Message::ActivationRefused { epoch: e1 },
+    );
+    assert_eq!(rejections(&effects).0, vec!["unknown_sender"]);
+    // The supervisor: an activation asked by a node that is not the relay, and one for an
+    // epoch never elected.
+    let effects = net
+        .supervisor
+        .deliver(third, Message::Activate { epoch: e1, config }, now);
+    assert_eq!(rejections(&effects).0, vec!["bad_activation"]);
+    let effects = net
+        .supervisor
+        .deliver(relay, Message::Activate { epoch: 99, config }, now);
+    assert_eq!(rejections(&effects).0, vec!["bad_activation"]);
+    // Nothing of it disturbed the lane.
+    net.write_all(lane, &[]);
+    net.run(1_000);
+    assert_eq!(net.election(lane).0, e1);
+    net.assert_safe();
 }

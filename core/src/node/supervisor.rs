@@ -487,6 +487,8 @@ impl Supervisor {
         if !relay_alive {
             return Some(ElectionReason::Failover);
         }
+        // Served again (a cut-off relay came back): the next cut-off is reported anew.
+        self.watches[index].cut_off = false;
         match backup_alive {
             Some(false) => return Some(ElectionReason::BackupLost),
             // No backup: draw one as soon as another candidate is alive, once the
