@@ -189,9 +189,15 @@ impl Handler<Deliver> for NodeActor {
                 self.outbox.run(effects);
             }
             Err(err) => {
+                // What the refused envelope said, where it decodes, for the record.
+                let what = ieschain_core::codec::decode::<ieschain_core::message::Message>(
+                    &envelope.payload,
+                )
+                .map_or("undecodable", |m| m.name());
+                let detail = format!("{err} ({what})");
                 if err.is_hostile() {
                     log::warn!(
-                        "node {}: rejected envelope: {err}",
+                        "node {}: rejected envelope: {detail}",
                         self.member.address().short()
                     );
                 }
@@ -199,7 +205,7 @@ impl Handler<Deliver> for NodeActor {
                     node: self.member.address(),
                     kind: err.name(),
                     hostile: err.is_hostile(),
-                    detail: err.to_string(),
+                    detail,
                 });
             }
         }

@@ -464,15 +464,51 @@ mod tests {
                 Err(SignatureError::Invalid)
             );
         }
-        let remembered = VERIFIED.with(|m| {
-            m.borrow()
-                .as_ref()
-                .and_then(|m| m.0.lock().ok().map(|set| set.len()))
-        });
-        assert_eq!(remembered, Some(1));
+        let remembered = || {
+            VERIFIED.with(|m| {
+                m.borrow()
+                    .as_ref()
+                    .and_then(|m| m.0.lock().ok().map(|sets| sets[0].len() + sets[1].len()))
+            })
+        };
+        assert_eq!(remembered(), Some(1));
+        // A signature made under the memo is remembered as made; a check that uses it up
+        // (an envelope's) forgets it, and checks in full the next time.
+        let made = key.sign(&other);
+        assert_eq!(remembered(), Some(2));
+        assert_eq!(key.public().verify_once(&other, &made), Ok(()));
+        assert_eq!(remembered(), Some(1));
+        assert_eq!(key.public().verify_once(&other, &made), Ok(()));
+        assert_eq!(
+            key.public().verify_once(&digest, &flipped),
+            Err(SignatureError::Invalid)
+        );
         drop(memo);
         assert!(VERIFIED.with(|m| m.borrow().is_none()));
         assert_eq!(key.public().verify(&digest, &signature), Ok(()));
+    }
+
+    /// The memo forgets its oldest half when its newer half fills, never all at once.
+    #[test]
+    fn verification_memo_evicts_the_oldest_half() {
+        let memo = Memo::default();
+        let triple = |i: u32| {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            (key, [0u8; 32], [0u8; 64])
+        };
+        let half = (VERIFIED_MEMO / 2) as u32;
+        for i in 0..half {
+            memo.remember(triple(i));
+        }
+        memo.remember(triple(half));
+        assert!(memo.passed(&triple(0)), "the older half is still there");
+        assert!(memo.passed(&triple(half)));
+        for i in half + 1..2 * half + 1 {
+            memo.remember(triple(i));
+        }
+        assert!(!memo.passed(&triple(0)), "the oldest half is gone");
+        assert!(memo.passed(&triple(half + 1)));
     }
 
     #[test]
