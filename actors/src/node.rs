@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler};
 use ieschain_core::genesis::{Directory, Genesis};
-use ieschain_core::message::Inbox;
+use ieschain_core::message::{Inbox, Message};
 use ieschain_core::node::member::Member;
 use ieschain_core::node::{Event, Timing};
 use ieschain_core::{AnyBlock, ChainId, ConsortiumId};
@@ -177,6 +177,10 @@ impl Handler<Deliver> for NodeActor {
             }
         }
         match self.inbox.accept(&envelope, |a| member.key_of(a)) {
+            Ok(Message::Resync { incarnation, seq }) => {
+                self.outbox
+                    .resync(envelope.header.from, incarnation, seq);
+            }
             Ok(message) => {
                 let now = self.outbox.now();
                 log::trace!(
@@ -195,6 +199,9 @@ impl Handler<Deliver> for NodeActor {
                 )
                 .map_or("undecodable", |m| m.name());
                 let detail = format!("{err} ({what})");
+                if let Some(resync) = self.inbox.resync_due(envelope.header.from, &err) {
+                    self.outbox.send(envelope.header.from, &resync);
+                }
                 if err.is_hostile() {
                     log::warn!(
                         "node {}: rejected envelope: {detail}",

@@ -88,6 +88,27 @@ impl Outbox {
         self.transport.send(envelope);
     }
 
+    /// A peer refused this node's envelopes as replays or as from an old incarnation; it
+    /// has seen `incarnation` up to `seq` (SPEC §12 D9). An incarnation of this node's
+    /// that the peer saw and this one is not above (a restart that lost its count) is
+    /// left behind: the node moves to the next. Otherwise its seqs to the peer move past
+    /// `seq`. Either way its next envelopes are fresh to the peer.
+    pub fn resync(&mut self, peer: Address, incarnation: u32, seq: u64) {
+        if incarnation > self.incarnation {
+            log::warn!(
+                "node {}: peer {} has seen its incarnation {incarnation}; moving to {}",
+                self.address().short(),
+                peer.short(),
+                incarnation + 1
+            );
+            self.incarnation = incarnation + 1;
+            self.next_seq.clear();
+        } else if incarnation == self.incarnation {
+            let next = self.next_seq.entry(peer).or_insert(0);
+            *next = (*next).max(seq);
+        }
+    }
+
     /// Emits an event to the host.
     pub fn emit(&self, event: &Event) {
         if let Event::Elected {
@@ -274,5 +295,116 @@ mod tests {
         let key_of = |x: &Address| (*x == sender.address()).then(|| sender.public());
         assert_eq!(inbox.accept(to_a[1], key_of), Ok(message.clone()));
         assert_eq!(inbox.accept(to_a[0], key_of), Ok(message));
+    }
+}
+
+#[cfg(test)]
+mod resync_tests {
+    use std::sync::Mutex;
+
+    use ieschain_core::message::{Envelope, EnvelopeError, Inbox, Message, RESYNC_AFTER};
+    use ieschain_core::sample::SampleFederation;
+    use ieschain_core::ConsortiumId;
+    use ieschain_storage::memory::MemoryStore;
+
+    use super::*;
+    use crate::clock::SystemClock;
+    use crate::transport::TransportStats;
+
+    #[derive(Debug, Default)]
+    struct Kept(Mutex<Vec<Envelope>>);
+
+    impl Transport for Kept {
+        fn register(&self, _: Address, _: actix::Recipient<crate::messages::Deliver>) {}
+        fn unregister(&self, _: &Address) {}
+        fn send(&self, envelope: Envelope) {
+            if let Ok(mut kept) = self.0.lock() {
+                kept.push(envelope);
+            }
+        }
+        fn stats(&self) -> TransportStats {
+            TransportStats::default()
+        }
+    }
+
+    /// Sends one envelope from `outbox` and has `inbox` check it.
+    fn deliver(
+        outbox: &mut Outbox,
+        kept: &Kept,
+        inbox: &mut Inbox,
+        to: Address,
+    ) -> Result<Message, EnvelopeError> {
+        let message = Message::Discover {
+            consortium: ConsortiumId(0),
+        };
+        outbox.send(to, &message);
+        let envelope = kept.0.lock().unwrap().pop().unwrap();
+        let key = outbox.key.public();
+        let from = outbox.address();
+        inbox.accept(&envelope, |a| (*a == from).then_some(key))
+    }
+
+    /// Two live nodes never refuse each other for good (SPEC §12 D9): a sender whose
+    /// incarnation went backwards (a restart that lost its count), or whose seqs fell
+    /// below the receiver's window, is refused; after a few refusals in a row the receiver
+    /// tells it where it stands, the sender moves past, and its next envelope is accepted.
+    #[test]
+    fn refused_sender_resynchronises() {
+        let federation = SampleFederation::four_party(1, 2);
+        let (sender, receiver) = (
+            federation.members[0].key.clone(),
+            federation.members[1].key.clone(),
+        );
+        let kept = Arc::new(Kept::default());
+        let store = Arc::new(MemoryStore::new(federation.genesis.clone()));
+        let outbox_at = |incarnation| {
+            Outbox::new(
+                sender.clone(),
+                incarnation,
+                HolderStore::new(store.clone(), sender.address()),
+                kept.clone(),
+                Arc::new(SystemClock),
+                Arc::new(|_: &Event| {}),
+            )
+        };
+        let mut inbox = Inbox::new(receiver.address());
+        let to = receiver.address();
+        // The receiver has seen the sender's incarnation 3.
+        let mut before = outbox_at(3);
+        for _ in 0..5 {
+            assert!(deliver(&mut before, &kept, &mut inbox, to).is_ok());
+        }
+        // The sender comes back as incarnation 0.
+        let mut after = outbox_at(0);
+        let mut resync = None;
+        for _ in 0..RESYNC_AFTER {
+            let err = deliver(&mut after, &kept, &mut inbox, to).unwrap_err();
+            assert!(matches!(err, EnvelopeError::StaleIncarnation { .. }), "{err}");
+            resync = resync.or(inbox.resync_due(after.address(), &err));
+        }
+        let Some(Message::Resync { incarnation, seq }) = resync else {
+            panic!("no resync after {RESYNC_AFTER} refusals");
+        };
+        assert_eq!((incarnation, seq), (3, 5));
+        after.resync(to, incarnation, seq);
+        assert_eq!(after.incarnation, 4);
+        assert!(deliver(&mut after, &kept, &mut inbox, to).is_ok());
+
+        // Same incarnation, seqs far below the window: refused as replays, then moved past.
+        let mut far = outbox_at(4);
+        far.next_seq.insert(to, 1_000);
+        assert!(deliver(&mut far, &kept, &mut inbox, to).is_ok());
+        let mut behind = outbox_at(4);
+        let mut resync = None;
+        for _ in 0..RESYNC_AFTER {
+            let err = deliver(&mut behind, &kept, &mut inbox, to).unwrap_err();
+            assert!(matches!(err, EnvelopeError::Replay { .. }), "{err}");
+            resync = resync.or(inbox.resync_due(behind.address(), &err));
+        }
+        let Some(Message::Resync { incarnation, seq }) = resync else {
+            panic!("no resync for replays");
+        };
+        behind.resync(to, incarnation, seq);
+        assert!(deliver(&mut behind, &kept, &mut inbox, to).is_ok());
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use actix::{Actor, AsyncContext, Context, Handler};
 use ieschain_core::genesis::{Directory, Genesis};
-use ieschain_core::message::Inbox;
+use ieschain_core::message::{Inbox, Message};
 use ieschain_core::node::supervisor::Supervisor;
 use ieschain_core::node::{Event, Timing};
 use ieschain_core::{AnyBlock, ChainId};
@@ -99,17 +99,26 @@ impl Handler<Deliver> for SupervisorActor {
                 .map(|k| k.key)
                 .or_else(|| machine.key_of(a))
         }) {
+            Ok(Message::Resync { incarnation, seq }) => {
+                self.outbox
+                    .resync(envelope.header.from, incarnation, seq);
+            }
             Ok(message) => {
                 let now = self.outbox.now();
                 let effects = self.machine.deliver(envelope.header.from, message, now);
                 self.outbox.run(effects);
             }
-            Err(err) => self.outbox.emit(&Event::Rejected {
-                node: self.outbox.address(),
-                kind: err.name(),
-                hostile: err.is_hostile(),
-                detail: err.to_string(),
-            }),
+            Err(err) => {
+                if let Some(resync) = self.inbox.resync_due(envelope.header.from, &err) {
+                    self.outbox.send(envelope.header.from, &resync);
+                }
+                self.outbox.emit(&Event::Rejected {
+                    node: self.outbox.address(),
+                    kind: err.name(),
+                    hostile: err.is_hostile(),
+                    detail: err.to_string(),
+                })
+            }
         }
     }
 }

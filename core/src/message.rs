@@ -259,10 +259,23 @@ pub enum Message {
         /// The member's `JoinReceipt` record.
         receipt: Record,
     },
-    /// relay → supervisor: a newcomer is registered, so that elections reach it.
+    /// relay → supervisor: a newcomer is registered, so that elections reach it. Also
+    /// newcomer → supervisor, in place of [`Message::Discover`] while the supervisor may not
+    /// know its key (the relay's message was lost): the relay's signed announcement is the
+    /// proof, and the answer is [`Message::Elected`].
     Joined {
         /// The relay's `JoinAnnouncement` record.
         announcement: Record,
+    },
+    /// any node → a peer whose envelopes it keeps refusing as replays or as from an old
+    /// incarnation: I have seen your `incarnation` up to `seq`; send above it. The peer
+    /// moves its incarnation or its sequence past it, so that two live nodes never refuse
+    /// each other for good (SPEC §12 D9). Handled by the transport's end, not the machine.
+    Resync {
+        /// The newest incarnation of the peer this node has seen.
+        incarnation: u32,
+        /// The highest seq of it this node has seen.
+        seq: u64,
     },
     /// buyer → seller (power purchase step 7): the buyer's countersignature over the
     /// settlement body, once the grid approved the trade. Resent until the settlement
@@ -329,6 +342,7 @@ impl Message {
             Message::Activated { .. } => "activated",
             Message::ActivationRefused { .. } => "activation_refused",
             Message::BackupSilent { .. } => "backup_silent",
+            Message::Resync { .. } => "resync",
             Message::JoinIntent { .. } => "join_intent",
             Message::JoinRelay { .. } => "join_relay",
             Message::JoinRequest { .. } => "join_request",
@@ -351,6 +365,11 @@ impl Message {
             Message::JoinRequest { entry, .. } => Some(entry.public_key),
             Message::JoinApply { application, .. } => match &application.content.body {
                 crate::record::RecordBody::JoinApplication { entry } => Some(entry.public_key),
+                _ => None,
+            },
+            // A joined newcomer shows the supervisor its relay's announcement.
+            Message::Joined { announcement } => match &announcement.content.body {
+                crate::record::RecordBody::JoinAnnouncement { entry } => Some(entry.public_key),
                 _ => None,
             },
             _ => None,
@@ -561,11 +580,17 @@ impl SeenFrom {
     }
 }
 
+/// How many refusals in a row (replays, old incarnations) from one sender before the
+/// receiver tells it where it stands ([`Message::Resync`]), and again every so many.
+pub const RESYNC_AFTER: u32 = 8;
+
 /// A node's envelope checks: signature, sender, incarnation and replay window.
 #[derive(Clone, Debug)]
 pub struct Inbox {
     me: Address,
     peers: BTreeMap<Address, SeenFrom>,
+    /// Refusals in a row per sender, as replays or from an old incarnation.
+    refused: BTreeMap<Address, u32>,
 }
 
 impl Inbox {
@@ -574,7 +599,27 @@ impl Inbox {
         Inbox {
             me,
             peers: BTreeMap::new(),
+            refused: BTreeMap::new(),
         }
+    }
+
+    /// After `error` refused an envelope from `from`: when the sender needs telling where
+    /// this node stands with it (every [`RESYNC_AFTER`] refusals in a row as a replay or
+    /// from an old incarnation), the [`Message::Resync`] to send it.
+    pub fn resync_due(&mut self, from: Address, error: &EnvelopeError) -> Option<Message> {
+        if !matches!(
+            error,
+            EnvelopeError::Replay { .. } | EnvelopeError::StaleIncarnation { .. }
+        ) {
+            return None;
+        }
+        let count = self.refused.entry(from).or_default();
+        *count += 1;
+        let seen = self.peers.get(&from)?;
+        (*count % RESYNC_AFTER == 0).then_some(Message::Resync {
+            incarnation: seen.incarnation,
+            seq: seen.highest,
+        })
     }
 
     /// Checks `envelope` and decodes its message. `key_of` gives a sender's registered key;
@@ -606,6 +651,10 @@ impl Inbox {
         key.verify_once(&envelope.digest(), &envelope.signature)
             .map_err(|_| EnvelopeError::BadSignature(from))?;
         let seen = self.peers.entry(from).or_default();
+        let refused = &mut self.refused;
+        let mut accept = || {
+            refused.remove(&from);
+        };
         if header.incarnation < seen.incarnation {
             return Err(EnvelopeError::StaleIncarnation {
                 from,
@@ -635,6 +684,7 @@ impl Inbox {
             }
             seen.set(offset);
         }
+        accept();
         codec::decode(&envelope.payload).map_err(|source| EnvelopeError::Malformed { from, source })
     }
 }

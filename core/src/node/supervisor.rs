@@ -108,6 +108,8 @@ pub struct Supervisor {
     chain: (u64, Hash),
     /// Newcomers the relays announced (SPEC §6.1), with their keys.
     joined: BTreeMap<Address, crate::crypto::PublicKey>,
+    /// The keys of the relay candidates, which sign join announcements.
+    candidate_keys: BTreeMap<Address, crate::crypto::PublicKey>,
 }
 
 impl Supervisor {
@@ -143,6 +145,13 @@ impl Supervisor {
             seq: 0,
             chain: (0, Hash::ZERO),
             joined: BTreeMap::new(),
+            candidate_keys: genesis
+                .consortiums
+                .iter()
+                .flat_map(|c| c.members.iter())
+                .filter(|m| m.relay_capable)
+                .map(|m| (m.address, m.public_key))
+                .collect(),
         }
     }
 
@@ -254,7 +263,9 @@ impl Supervisor {
             Message::BackupSilent { epoch, backup } => {
                 self.on_backup_silent(from, epoch, backup, now, &mut effects)
             }
-            Message::Joined { announcement } => self.on_joined(from, announcement),
+            Message::Joined { announcement } => {
+                self.on_joined(from, announcement, &mut effects)
+            }
             Message::Discover { consortium } => self.on_discover(from, consortium, &mut effects),
             _ => {}
         }
@@ -389,24 +400,47 @@ impl Supervisor {
         self.elect(index, ElectionReason::BackupLost, now, effects);
     }
 
-    fn on_joined(&mut self, from: Address, announcement: Record) {
-        // Only a relay of a consortium announces its newcomers.
+    /// A newcomer's registration: from the relay that announced it, or from the newcomer
+    /// itself, which shows the relay's signed announcement (its relay's own message may be
+    /// lost) and is told who serves its consortium.
+    fn on_joined(&mut self, from: Address, announcement: Record, effects: &mut Vec<Effect>) {
+        let RecordBody::JoinAnnouncement { entry } = &announcement.content.body else {
+            return;
+        };
+        let author = announcement.content.author;
+        // Announced by a relay its consortium elected, and signed by it.
         let Some(index) = self
             .watches
             .iter()
-            .position(|w| w.newest().is_some_and(|(_, c)| c.relay == from))
+            .position(|w| w.configs.values().any(|c| c.relay == author))
         else {
+            effects.push(rejected(
+                self.address(),
+                "bad_join",
+                format!("announcement of {} by {author}, no relay", entry.address),
+            ));
             return;
         };
-        if announcement.content.author != from {
+        let signed = self
+            .candidate_keys
+            .get(&author)
+            .is_some_and(|key| announcement.verify(key).is_ok());
+        if !signed || (from != author && from != entry.address) {
+            effects.push(rejected(
+                self.address(),
+                "bad_join",
+                format!("announcement of {} sent by {from}", entry.address),
+            ));
             return;
         }
-        if let RecordBody::JoinAnnouncement { entry } = &announcement.content.body {
-            self.joined.insert(entry.address, entry.public_key);
-            let watch = &mut self.watches[index];
-            if !watch.members.contains(&entry.address) {
-                watch.members.push(entry.address);
-            }
+        self.joined.insert(entry.address, entry.public_key);
+        let watch = &mut self.watches[index];
+        if !watch.members.contains(&entry.address) {
+            watch.members.push(entry.address);
+        }
+        if from == entry.address {
+            let consortium = watch.history.consortium;
+            self.on_discover(from, consortium, effects);
         }
     }
 

@@ -673,6 +673,7 @@ pub fn message() -> impl Strategy<Value = Message> {
         (u(), lane_position()).prop_map(|(epoch, config)| Message::Activated { epoch, config }),
         u().prop_map(|epoch| Message::ActivationRefused { epoch }),
         (u(), address()).prop_map(|(epoch, backup)| Message::BackupSilent { epoch, backup }),
+        (any::<u32>(), u()).prop_map(|(incarnation, seq)| Message::Resync { incarnation, seq }),
         protocol_message(),
     ]
 }
@@ -736,6 +737,7 @@ pub fn message_names(m: &Message) -> &'static str {
         | Message::Activated { .. }
         | Message::ActivationRefused { .. }
         | Message::BackupSilent { .. }
+        | Message::Resync { .. }
         | Message::JoinIntent { .. }
         | Message::JoinRelay { .. }
         | Message::JoinRequest { .. }

@@ -362,13 +362,19 @@ impl Member {
         }
     }
 
-    /// Asks the supervisor who serves this node's consortium.
+    /// Asks the supervisor who serves this node's consortium. A joined newcomer shows its
+    /// relay's announcement with the question, since the supervisor may not know its key
+    /// (SPEC §6.1: the relay's own report of the join may have been lost).
     fn discover(&self) -> Effect {
-        Effect::Send {
-            to: self.supervisor,
-            message: Message::Discover {
+        let message = match self.join_proof() {
+            Some(announcement) => Message::Joined { announcement },
+            None => Message::Discover {
                 consortium: self.consortium,
             },
+        };
+        Effect::Send {
+            to: self.supervisor,
+            message,
         }
     }
 
@@ -454,6 +460,8 @@ impl Member {
                     format!("activation answer from {from}, not the supervisor"),
                 ),
             ),
+            // The transport's end handles resyncs; one reaching the machine is stray.
+            Message::Resync { .. } => {}
             Message::Joined { .. }
             | Message::Heartbeat { .. }
             | Message::Discover { .. }

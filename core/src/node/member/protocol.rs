@@ -2034,6 +2034,15 @@ impl Member {
     }
 
     /// Join step 7: done once every listed member's receipt is in.
+    /// A joined newcomer's proof of registration: its relay's signed announcement. It asks
+    /// the supervisor who serves with it, in case the supervisor never heard of it.
+    pub(super) fn join_proof(&self) -> Option<Record> {
+        let joining = self.proto.joining.as_ref()?;
+        (joining.phase == JoinPhase::Over)
+            .then(|| joining.announcement.clone())
+            .flatten()
+    }
+
     fn join_done_if_receipted(&mut self, now: u64, effects: &mut Vec<Effect>) {
         let Some(joining) = self.proto.joining.as_mut() else {
             return;

@@ -197,6 +197,13 @@ impl Member {
                             true
                         }
                         Ok(Accepted::Duplicate) => true,
+                        // A newcomer whose registration this copy of the relay lane does
+                        // not hold yet (the lane's own sync is still on its way): asked
+                        // again once it is.
+                        Err(Reject::UnknownSigner(_)) => {
+                            failed = true;
+                            break;
+                        }
                         Err(_) => false,
                     }
                 }
