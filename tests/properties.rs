@@ -254,6 +254,116 @@ proptest! {
     }
 }
 
+/// The four-party federation's consortiums and members, for the second property.
+fn four_party_names() -> (Vec<String>, Vec<Vec<String>>) {
+    let config = FederationConfig::four_party();
+    let consortiums: Vec<String> = config.consortiums.iter().map(|c| c.name.clone()).collect();
+    let members = (0..consortiums.len())
+        .map(|c| {
+            config
+                .members()
+                .filter(|m| m.consortium.0 as usize == c)
+                .map(|m| m.name)
+                .collect()
+        })
+        .collect();
+    (consortiums, members)
+}
+
+/// A schedule over the four-party federation: as [`plan`], with indices taken modulo the
+/// consortiums and their members.
+fn four_party_plan(network: NetworkFaults, steps: &[Step]) -> FaultPlan {
+    let (consortiums, members) = four_party_names();
+    let consortium = |c: usize| consortiums[c % consortiums.len()].clone();
+    let member = |c: usize, m: usize| {
+        let list = &members[c % members.len()];
+        list[m % list.len()].clone()
+    };
+    let mut events = Vec::new();
+    let mut at = 1_000;
+    for step in steps {
+        match step {
+            Step::Advance(ms) => {
+                at += ms;
+                continue;
+            }
+            Step::Crash(c, m) => events.push((at, FaultAction::Crash(member(*c, *m)))),
+            Step::CrashRelay(c) => events.push((at, FaultAction::CrashRelay(consortium(*c)))),
+            Step::Restart(c, m) => events.push((at, FaultAction::Restart(member(*c, *m)))),
+            Step::Partition(cs, d) => {
+                let group = cs.iter().map(|c| consortium(*c)).collect();
+                events.push((at, FaultAction::Partition(group)));
+                events.push((at + d, FaultAction::Heal));
+            }
+            Step::Pause(c, m, d) => {
+                events.push((at, FaultAction::Isolate(member(*c, *m))));
+                events.push((at + d, FaultAction::Heal));
+            }
+            Step::Mute(c, m, d) => {
+                events.push((at, FaultAction::Mute(member(*c, *m))));
+                events.push((at + d, FaultAction::Heal));
+            }
+            Step::Heal => events.push((at, FaultAction::Heal)),
+        }
+        at += 50;
+    }
+    events.retain(|(t, _)| *t < SAFETY_MS);
+    events.sort_by_key(|(t, _)| *t);
+    FaultPlan { network, events }
+}
+
+/// Steps over four consortiums of up to seven members.
+fn four_party_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        3 => (200u64..4_000).prop_map(Step::Advance),
+        2 => (0..4usize, 0..7usize).prop_map(|(c, m)| Step::Crash(c, m)),
+        2 => (0..4usize).prop_map(Step::CrashRelay),
+        2 => (0..4usize, 0..7usize).prop_map(|(c, m)| Step::Restart(c, m)),
+        1 => (proptest::sample::subsequence(vec![0usize, 1, 2, 3], 1..=2), 500u64..6_000)
+            .prop_map(|(cs, d)| Step::Partition(cs, d)),
+        2 => (0..4usize, 0..7usize, 500u64..5_000).prop_map(|(c, m, d)| Step::Pause(c, m, d)),
+        2 => (0..4usize, 0..7usize, 500u64..5_000).prop_map(|(c, m, d)| Step::Mute(c, m, d)),
+        1 => Just(Step::Heal),
+    ]
+}
+
+fn protocol_cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: protocol_cases(),
+        max_shrink_iters: 32,
+        failure_persistence: None,
+        rng_seed: rng_seed(),
+        ..ProptestConfig::default()
+    })]
+
+    /// The same property over the built-in four-party federation with its protocol
+    /// workload (joins, power purchases, data trades), so that faults meet L4 (joins end)
+    /// and S6 (trades) too. Four cases by default; `PROPTEST_CASES` raises it.
+    #[test]
+    fn no_schedule_breaks_an_invariant_with_the_protocols(
+        seed in 1u64..1_000_000,
+        network in network(),
+        steps in proptest::collection::vec(four_party_step(), 1..12),
+    ) {
+        let mut simulation = Simulation::new(FederationConfig::four_party(), seed, SAFETY_MS);
+        simulation.plan = four_party_plan(network, &steps);
+        let replay = format!("seed {seed}, plan {:?}", simulation.plan);
+        let outcome = simulation.run().expect("the simulation runs");
+        prop_assert!(outcome.broken.is_empty(), "{replay}\nbroken: {:#?}", outcome.broken);
+        prop_assert!(
+            outcome.stats.joins + outcome.stats.joins_failed > 0,
+            "{replay}\nno join ran"
+        );
+    }
+}
+
 // ----- regressions the property found -----
 
 /// Found by `no_schedule_breaks_an_invariant` (shrunk) at commit 40d397f: a 650 ms pause of
