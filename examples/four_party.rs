@@ -277,12 +277,14 @@ impl Narrator {
                 epoch,
                 waiting_for,
                 ..
-            } => println!(
+            } => {
+                println!(
                 "{} STALLED   {:<8} epoch {epoch}: no answer from the source configuration ({})",
                 self.stamp(),
                 self.lane_name(*lane),
                 waiting_for.iter().map(|a| name(a)).collect::<Vec<_>>().join(", ")
-            ),
+            )
+            }
             Event::CutOff { consortium, .. } => println!(
                 "{} CUT OFF   {:<8} no candidate is left",
                 self.stamp(),

@@ -12,7 +12,10 @@ cd "$(dirname "$0")/.."
 first=${1:?first generator seed}
 last=${2:?last generator seed}
 cases=${3:?cases per seed}
-bin=$(cargo test --test properties --no-run 2>&1 | grep -o 'target/debug/deps/properties-[0-9a-f]*' | head -n1)
+built=$(cargo test --test properties --no-run 2>&1 | grep -o "target/debug/deps/properties-[0-9a-f]*" | head -n1)
+bin=$(mktemp)
+cp "$built" "$bin" 2>/dev/null && chmod +x "$bin"
+trap 'rm -f "$bin"' EXIT
 [ -x "$bin" ] || { echo "campaign: cannot build the property tests" >&2; exit 2; }
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 echo "campaign: commit $commit, generator seeds $first..$last, $cases cases each"

@@ -178,8 +178,7 @@ impl Handler<Deliver> for NodeActor {
         }
         match self.inbox.accept(&envelope, |a| member.key_of(a)) {
             Ok(Message::Resync { incarnation, seq }) => {
-                self.outbox
-                    .resync(envelope.header.from, incarnation, seq);
+                self.outbox.resync(envelope.header.from, incarnation, seq);
             }
             Ok(message) => {
                 let now = self.outbox.now();

@@ -192,8 +192,9 @@ impl Outbox {
                 } => {
                     let from = from.max(1);
                     let limit = match upto {
-                        Some(upto) => (upto.saturating_add(1).saturating_sub(from) as usize)
-                            .min(SYNC_PAGE),
+                        Some(upto) => {
+                            (upto.saturating_add(1).saturating_sub(from) as usize).min(SYNC_PAGE)
+                        }
                         None => SYNC_PAGE,
                     };
                     let blocks = self.store.range(chain, from, limit);
@@ -379,7 +380,10 @@ mod resync_tests {
         let mut resync = None;
         for _ in 0..RESYNC_AFTER {
             let err = deliver(&mut after, &kept, &mut inbox, to).unwrap_err();
-            assert!(matches!(err, EnvelopeError::StaleIncarnation { .. }), "{err}");
+            assert!(
+                matches!(err, EnvelopeError::StaleIncarnation { .. }),
+                "{err}"
+            );
             resync = resync.or(inbox.resync_due(after.address(), &err));
         }
         let Some(Message::Resync { incarnation, seq }) = resync else {

@@ -100,8 +100,7 @@ impl Handler<Deliver> for SupervisorActor {
                 .or_else(|| machine.key_of(a))
         }) {
             Ok(Message::Resync { incarnation, seq }) => {
-                self.outbox
-                    .resync(envelope.header.from, incarnation, seq);
+                self.outbox.resync(envelope.header.from, incarnation, seq);
             }
             Ok(message) => {
                 let now = self.outbox.now();

@@ -621,7 +621,10 @@ mod tests {
             };
         }
         assert_eq!(supervisor, verifier);
-        assert_eq!(supervisor.epoch, 4, "every election starts a new epoch, a lost backup's too");
+        assert_eq!(
+            supervisor.epoch, 4,
+            "every election starts a new epoch, a lost backup's too"
+        );
         let total_terms: u32 = supervisor.stats.values().map(|s| s.1).sum();
         let total_failures: u32 = supervisor.stats.values().map(|s| s.0).sum();
         assert_eq!((total_failures, total_terms), (1, 2));

@@ -290,13 +290,9 @@ impl<'a> LedgerBuilder<'a> {
                     // Every configuration of the sample activates: the source is the
                     // epoch of the block below (SPEC §14).
                     let source = histories[index].epoch;
-                    if let Some(election) = histories[index].elect(
-                        reason,
-                        &eligible,
-                        genesis.weight_fn,
-                        source,
-                        head,
-                    ) {
+                    if let Some(election) =
+                        histories[index].elect(reason, &eligible, genesis.weight_fn, source, head)
+                    {
                         self.tick();
                         let record = self.record(
                             &federation.supervisor,

@@ -558,7 +558,9 @@ impl RelayLane {
     pub fn holds(&self, position: &LanePosition) -> bool {
         match position.height {
             0 => position.hash == Hash::ZERO,
-            h => self.position(h).is_some_and(|(hash, _)| hash == position.hash),
+            h => self
+                .position(h)
+                .is_some_and(|(hash, _)| hash == position.hash),
         }
     }
 
@@ -833,8 +835,7 @@ impl RelayLane {
         let undo = Undo {
             head: self.head,
             registry_added: header.registry.added.iter().map(|e| e.address).collect(),
-            elections: carries_elections
-                .then(|| std::mem::replace(&mut self.elections, elections)),
+            elections: carries_elections.then(|| std::mem::replace(&mut self.elections, elections)),
             seqs: seq_updates
                 .keys()
                 .map(|a| (*a, self.seqs.get(a).copied()))

@@ -721,7 +721,10 @@ fn lost_catch_up_request_is_asked_again() {
         .push((third, old_backup, ChainId::Consortium(source, written)));
     net.crashed.insert(old);
     net.run(2_000);
-    assert!(net.lose.is_empty(), "the new backup never asked for the lane");
+    assert!(
+        net.lose.is_empty(),
+        "the new backup never asked for the lane"
+    );
     assert_eq!(net.relay_of(source), Some(old_backup), "no failover");
     assert!(
         net.events.iter().any(|e| matches!(e,
@@ -1061,7 +1064,11 @@ fn seal_before_the_last_replication_fences_the_old_relay() {
     net.write(&writer.0, false);
     net.run(250);
     let height = net.members[&writer.1].lane_head().height;
-    assert_eq!(net.members[&writer.1].unacked(), 1, "the block went out unacknowledged");
+    assert_eq!(
+        net.members[&writer.1].unacked(),
+        1,
+        "the block went out unacknowledged"
+    );
     net.cut.insert((relay, supervisor));
     net.cut.insert((backup, supervisor));
     net.run(900);
@@ -1308,7 +1315,10 @@ fn hostile_take_over_messages_are_refused_and_counted() {
     let now = net.now;
     let sealed_before = net.members[&backup].sealed();
     let deliver = |net: &mut Net, to: Address, from: Address, message: Message| {
-        net.members.get_mut(&to).unwrap().deliver(from, message, now)
+        net.members
+            .get_mut(&to)
+            .unwrap()
+            .deliver(from, message, now)
     };
 
     // A sealed read from the third candidate, citing epoch 1, whose relay is another.

@@ -485,8 +485,7 @@ impl Invariants {
                 // An acknowledgement heard after a newer configuration took over: that
                 // relay's copy held the block (completeness).
                 for (newer, new_relay) in self.reconfig.took_over_after(*consortium, *epoch) {
-                    if *member != new_relay && !self.held.contains(&(new_relay, *member, *height))
-                    {
+                    if *member != new_relay && !self.held.contains(&(new_relay, *member, *height)) {
                         broken.push((
                             Invariant::Completeness,
                             format!(
@@ -559,7 +558,8 @@ impl Invariants {
                         .elected(*consortium, *epoch, *source, lane_head),
                 );
                 self.serving.insert(*consortium, (*relay, *backup));
-                self.configs.insert((*consortium, *epoch), (*relay, *backup));
+                self.configs
+                    .insert((*consortium, *epoch), (*relay, *backup));
             }
             _ => {}
         }
@@ -929,8 +929,7 @@ pub fn forks(store: &dyn ChainStore) -> Vec<String> {
         return vec!["cannot list the store's chains".into()];
     };
     // chain → (holder, candidate of the lane, [(hash, epoch)])
-    let mut copies: BTreeMap<ChainId, Vec<(Address, bool, Vec<(Hash, u64)>)>> =
-        BTreeMap::new();
+    let mut copies: BTreeMap<ChainId, Vec<(Address, bool, Vec<(Hash, u64)>)>> = BTreeMap::new();
     for (holder, chain, _) in chains {
         let mut blocks = Vec::new();
         loop {
@@ -948,8 +947,12 @@ pub fn forks(store: &dyn ChainStore) -> Vec<String> {
                 (b.hash(), epoch)
             }));
         }
-        let candidate = matches!(chain, ChainId::Relay(lane) if consortium_of(&holder) == Some(lane));
-        copies.entry(chain).or_default().push((holder, candidate, blocks));
+        let candidate =
+            matches!(chain, ChainId::Relay(lane) if consortium_of(&holder) == Some(lane));
+        copies
+            .entry(chain)
+            .or_default()
+            .push((holder, candidate, blocks));
     }
     let mut broken = Vec::new();
     for (chain, holders) in &copies {

@@ -248,12 +248,10 @@ impl<E: Engine> KvStore<E> {
                             hash: *hash,
                         }),
                         None if *keep == 0 => None,
-                        None => self
-                            .block(holder, *chain, *keep)?
-                            .map(|b| Head {
-                                height: *keep,
-                                hash: b.hash(),
-                            }),
+                        None => self.block(holder, *chain, *keep)?.map(|b| Head {
+                            height: *keep,
+                            hash: b.hash(),
+                        }),
                     };
                     let head_key = HeadKey {
                         holder,
@@ -289,12 +287,10 @@ impl<E: Engine> KvStore<E> {
 
     /// The epoch `holder` sealed its own lane at; 0 if never (SPEC §14).
     pub(crate) fn sealed(&self, holder: Address) -> Result<u64, StoreError> {
-        Ok(
-            Self::get::<Seals>(&self.engine, &SealKey { holder }, || {
-                format!("reading the seal of holder {}", holder.short())
-            })?
-            .map_or(0, |s| s.0),
-        )
+        Ok(Self::get::<Seals>(&self.engine, &SealKey { holder }, || {
+            format!("reading the seal of holder {}", holder.short())
+        })?
+        .map_or(0, |s| s.0))
     }
 
     pub(crate) fn head(&self, holder: Address, chain: ChainId) -> Result<Option<Head>, StoreError> {

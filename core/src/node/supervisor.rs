@@ -263,9 +263,7 @@ impl Supervisor {
             Message::BackupSilent { epoch, backup } => {
                 self.on_backup_silent(from, epoch, backup, now, &mut effects)
             }
-            Message::Joined { announcement } => {
-                self.on_joined(from, announcement, &mut effects)
-            }
+            Message::Joined { announcement } => self.on_joined(from, announcement, &mut effects),
             Message::Discover { consortium } => self.on_discover(from, consortium, &mut effects),
             _ => {}
         }
@@ -388,10 +386,14 @@ impl Supervisor {
         effects: &mut Vec<Effect>,
     ) {
         let Some(index) = self.watches.iter().position(|w| {
-            w.newest() == Some((epoch, Config {
-                relay: from,
-                backup: Some(backup),
-            }))
+            w.newest()
+                == Some((
+                    epoch,
+                    Config {
+                        relay: from,
+                        backup: Some(backup),
+                    },
+                ))
         }) else {
             return;
         };

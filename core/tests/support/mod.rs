@@ -661,13 +661,16 @@ pub fn message() -> impl Strategy<Value = Message> {
                 members
             }
         ),
-        (vec(record(), 0..3), lane_position(), vec((address(), u()), 0..3)).prop_map(
-            |(records, head, members)| Message::Configure {
+        (
+            vec(record(), 0..3),
+            lane_position(),
+            vec((address(), u()), 0..3)
+        )
+            .prop_map(|(records, head, members)| Message::Configure {
                 records,
                 head,
                 members
-            }
-        ),
+            }),
         (u(), lane_position()).prop_map(|(epoch, head)| Message::CaughtUp { epoch, head }),
         (u(), lane_position()).prop_map(|(epoch, config)| Message::Activate { epoch, config }),
         (u(), lane_position()).prop_map(|(epoch, config)| Message::Activated { epoch, config }),

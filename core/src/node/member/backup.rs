@@ -65,7 +65,13 @@ impl Member {
             && (self.sealed <= epoch || self.timing.mutations.no_fencing)
     }
 
-    fn confirm(&self, relay: Address, epoch: u64, hash: crate::crypto::Hash, now: u64) -> [Effect; 2] {
+    fn confirm(
+        &self,
+        relay: Address,
+        epoch: u64,
+        hash: crate::crypto::Hash,
+        now: u64,
+    ) -> [Effect; 2] {
         [
             Effect::Send {
                 to: relay,
@@ -197,7 +203,9 @@ impl Member {
             }
             match self.holder_mut().accept_relay(&block) {
                 Ok(()) => {
-                    effects.push(Effect::Persist(vec![StoreWrite::Block(block.clone().into())]));
+                    effects.push(Effect::Persist(vec![StoreWrite::Block(
+                        block.clone().into(),
+                    )]));
                     effects.push(Effect::Emit(held_event(self.me, &block, now)));
                     effects.extend(self.confirm(relay, epoch, position.hash, now));
                 }
@@ -220,8 +228,7 @@ impl Member {
                 return;
             };
             let (relay, epoch) = (duty.relay, duty.epoch);
-            let Some((&key, _)) = duty.parked.range((author, 0)..=(author, u64::MAX)).next()
-            else {
+            let Some((&key, _)) = duty.parked.range((author, 0)..=(author, u64::MAX)).next() else {
                 return;
             };
             let Some(block) = duty.parked.remove(&key) else {
@@ -337,7 +344,8 @@ impl Member {
         let Duty::Backup(duty) = &mut self.duty else {
             return;
         };
-        let waiting = duty.target.is_some() || !duty.parked.is_empty() || !duty.parked_relay.is_empty();
+        let waiting =
+            duty.target.is_some() || !duty.parked.is_empty() || !duty.parked_relay.is_empty();
         if !waiting {
             duty.next_ask = 0;
             return;

@@ -10,7 +10,7 @@
 //! | `reconfig.rs` | SPEC §14: configurations, seals, the take-over (sealed read, config block, activation), and why acknowledged blocks are never lost |
 //! | `relay.rs` | the relay duty of an active configuration: submissions, the window, relay blocks, write-all replication, release, forwarding |
 //! | `backup.rs` | the backup duty: storing and confirming what the relay replicates, catching up |
-//! | `protocol.rs` | the operating protocols of SPEC §6 (join, power purchase, data trade) |
+//! | `protocol/` | the operating protocols of SPEC §6: `join.rs`, `power.rs`, `data.rs`, and `grid.rs` (the grid's negotiation desk); `mod.rs` holds their state, the host's requests and the forwarded records |
 
 mod backup;
 mod holder;
@@ -332,20 +332,16 @@ impl Member {
     /// A heartbeat to the supervisor: the newest epoch known, the head of the own lane's
     /// copy, and, from the relay of an active configuration, its released head (SPEC §14).
     fn heartbeat(&self, now: u64) -> Effect {
-        let head = self
-            .holder
-            .as_ref()
-            .and_then(|h| h.own_lane())
-            .map_or(
-                LanePosition {
-                    height: 0,
-                    hash: crate::crypto::Hash::ZERO,
-                },
-                |l| LanePosition {
-                    height: l.head.height,
-                    hash: l.head.hash,
-                },
-            );
+        let head = self.holder.as_ref().and_then(|h| h.own_lane()).map_or(
+            LanePosition {
+                height: 0,
+                hash: crate::crypto::Hash::ZERO,
+            },
+            |l| LanePosition {
+                height: l.head.height,
+                hash: l.head.hash,
+            },
+        );
         let released = match &self.duty {
             Duty::Relay(duty) => duty.released_position(),
             _ => None,
@@ -453,13 +449,13 @@ impl Member {
             | Message::DataReceived { .. }) => {
                 self.on_protocol_message(from, message, now, &mut effects)
             }
-            Message::Activated { .. } | Message::ActivationRefused { .. } => effects.push(
-                self.rejected(
+            Message::Activated { .. } | Message::ActivationRefused { .. } => {
+                effects.push(self.rejected(
                     "unknown_sender",
                     true,
                     format!("activation answer from {from}, not the supervisor"),
-                ),
-            ),
+                ))
+            }
             // The transport's end handles resyncs; one reaching the machine is stray.
             Message::Resync { .. } => {}
             Message::Joined { .. }

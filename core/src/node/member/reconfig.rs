@@ -244,10 +244,7 @@ impl Member {
             received,
         )));
         // A relay that already holds a block of its epoch resumes with it (SPEC §14).
-        let resumed = self
-            .holder
-            .as_ref()
-            .and_then(|h| h.own_config_block(epoch));
+        let resumed = self.holder.as_ref().and_then(|h| h.own_config_block(epoch));
         if let Some((config, prev)) = resumed {
             self.configure_backup(config, prev, true, now, effects);
             return;
@@ -277,8 +274,7 @@ impl Member {
         if self.sealed > epoch {
             return;
         }
-        if matches!(&self.duty, Duty::Backup(duty) if duty.epoch == epoch && duty.relay == relay)
-        {
+        if matches!(&self.duty, Duty::Backup(duty) if duty.epoch == epoch && duty.relay == relay) {
             return;
         }
         let received = self.step_down();
@@ -392,7 +388,8 @@ impl Member {
         let Duty::Relay(duty) = &self.duty else {
             return;
         };
-        let asked = matches!(&duty.phase, Phase::Reading { members, .. } if members.contains(&from));
+        let asked =
+            matches!(&duty.phase, Phase::Reading { members, .. } if members.contains(&from));
         if duty.epoch != epoch || !asked {
             return;
         }
@@ -503,8 +500,7 @@ impl Member {
             bytes += size;
             blocks.push(block);
         }
-        let Some(config) =
-            self.seal_block(blocks, FlushReason::Drain, carried, true, now, effects)
+        let Some(config) = self.seal_block(blocks, FlushReason::Drain, carried, true, now, effects)
         else {
             if let Duty::Relay(duty) = &mut self.duty {
                 duty.phase = Phase::Stopped;
@@ -612,9 +608,7 @@ impl Member {
             return;
         }
         match duty.phase {
-            Phase::Activating { config: mine, .. } if mine == config => {
-                self.activate(now, effects)
-            }
+            Phase::Activating { config: mine, .. } if mine == config => self.activate(now, effects),
             Phase::Activating { .. } | Phase::CatchingUp { .. } => {
                 // The supervisor recorded another config block: this one is not it.
                 duty.phase = Phase::Stopped;
@@ -711,19 +705,16 @@ impl Member {
             .and_then(|h| h.own_lane())
             .map(|l| l.locator())
             .unwrap_or_default();
-        let heads = self
-            .holder
-            .as_ref()
-            .map(|h| {
-                let head = h.relay_head(lane);
-                (
-                    LanePosition {
-                        height: head.height,
-                        hash: head.hash,
-                    },
-                    h.member_heads(),
-                )
-            });
+        let heads = self.holder.as_ref().map(|h| {
+            let head = h.relay_head(lane);
+            (
+                LanePosition {
+                    height: head.height,
+                    hash: head.hash,
+                },
+                h.member_heads(),
+            )
+        });
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };

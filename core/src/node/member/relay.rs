@@ -188,7 +188,10 @@ impl RelayDuty {
                 }
             }
             Some(Confirms::Member(author, height)) => {
-                if let Some(entry) = self.unacked.get_mut(&author).and_then(|m| m.get_mut(&height))
+                if let Some(entry) = self
+                    .unacked
+                    .get_mut(&author)
+                    .and_then(|m| m.get_mut(&height))
                 {
                     entry.confirmed = true;
                 }
@@ -495,7 +498,9 @@ impl Member {
             effects.push(self.rejected("own_relay_block", false, err.to_string()));
             return None;
         }
-        effects.push(Effect::Persist(vec![StoreWrite::Block(block.clone().into())]));
+        effects.push(Effect::Persist(vec![StoreWrite::Block(
+            block.clone().into(),
+        )]));
         effects.push(Effect::Emit(held_event(self.me, &block, now)));
         let Duty::Relay(duty) = &mut self.duty else {
             return None;

@@ -95,8 +95,8 @@ impl Member {
                     .map_or(0, |l| l.common(have));
                 let start = if have.is_empty() { height } else { common + 1 };
                 // The own lane beyond its released head only to the lane's candidates.
-                let upto = (lane == self.consortium && !self.is_candidate(&from))
-                    .then_some(self.released);
+                let upto =
+                    (lane == self.consortium && !self.is_candidate(&from)).then_some(self.released);
                 (start, upto)
             }
             _ => (height, None),
@@ -113,7 +113,9 @@ impl Member {
     /// source member this relay reads, or the relay this backup catches up from.
     fn adopts_from(&self, from: Address) -> bool {
         match &self.duty {
-            Duty::Relay(duty) => matches!(&duty.phase, Phase::Fetching { from: f, .. } if *f == from),
+            Duty::Relay(duty) => {
+                matches!(&duty.phase, Phase::Fetching { from: f, .. } if *f == from)
+            }
             Duty::Backup(duty) => duty.relay == from && self.sealed <= duty.epoch,
             Duty::None => false,
         }
@@ -363,7 +365,9 @@ impl Member {
         }
         match self.holder_mut().accept_relay(&block) {
             Ok(()) => {
-                effects.push(Effect::Persist(vec![StoreWrite::Block(block.clone().into())]));
+                effects.push(Effect::Persist(vec![StoreWrite::Block(
+                    block.clone().into(),
+                )]));
                 effects.push(Effect::Emit(committed_event(
                     self.me, &block, false, None, now,
                 )));
