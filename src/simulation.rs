@@ -265,6 +265,41 @@ impl Simulation {
                 );
             }
         }
+        // L1 presumes the failover meets no other fault: a take-over's message lost by the
+        // network is a fault on the consortium of the candidate that sent or was to get it.
+        {
+            let candidates: BTreeMap<Address, ConsortiumId> = nodes
+                .values()
+                .filter(|n| n.candidate)
+                .map(|n| (n.key.address(), n.consortium))
+                .collect();
+            let invariants = invariants.clone();
+            let clock = parts.clock.clone();
+            network.observe_losses(Arc::new(move |envelope| {
+                let Some(lane) = candidates
+                    .get(&envelope.header.from)
+                    .or_else(|| candidates.get(&envelope.header.to))
+                else {
+                    return;
+                };
+                let Ok(message) = ieschain_core::codec::decode::<ieschain_core::message::Message>(
+                    &envelope.payload,
+                ) else {
+                    return;
+                };
+                if !takes_over(&message) {
+                    return;
+                }
+                let node = candidates
+                    .contains_key(&envelope.header.from)
+                    .then_some(envelope.header.from)
+                    .unwrap_or(envelope.header.to);
+                let what = format!("lost {} to {}", message.name(), envelope.header.to.short());
+                if let Ok(mut i) = invariants.lock() {
+                    i.fault(*lane, Some(node), &what, clock.now_ms(), false);
+                }
+            }));
+        }
         // The protocol workload, in virtual time, against the nodes as they start.
         let rates = crate::federation::ProtocolRates {
             join: config.workload.protocols.join,
@@ -554,4 +589,22 @@ impl crate::federation::Starter for SimStarter {
             let _ = node.send(ProtocolRequest::Join { entry, credential }).await;
         });
     }
+}
+
+/// Whether `message` is on a take-over's path (SPEC §14): its loss costs the failover a
+/// retry, which L1's bound does not allow for.
+fn takes_over(message: &ieschain_core::message::Message) -> bool {
+    use ieschain_core::message::Message;
+    matches!(
+        message,
+        Message::Elected { .. }
+            | Message::SealedRead { .. }
+            | Message::ReadReply { .. }
+            | Message::Configure { .. }
+            | Message::CaughtUp { .. }
+            | Message::Activate { .. }
+            | Message::Activated { .. }
+            | Message::SyncRequest { .. }
+            | Message::SyncBlocks { .. }
+    )
 }

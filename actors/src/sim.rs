@@ -44,6 +44,19 @@ struct State {
     links: BTreeSet<(Address, Address)>,
     queue: BTreeMap<(u64, u64), Envelope>,
     sent: u64,
+    lost: Option<Observer>,
+}
+
+/// Told of every envelope the network loses by its drop probability (not by a cut link
+/// or a partition, which are faults of their own).
+pub type LossObserver = Arc<dyn Fn(&Envelope) + Send + Sync>;
+
+struct Observer(LossObserver);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LossObserver")
+    }
 }
 
 /// A fault-injecting transport for simulations. Must be used inside the simulation's
@@ -72,11 +85,21 @@ impl SimNetwork {
                 links: BTreeSet::new(),
                 queue: BTreeMap::new(),
                 sent: 0,
+                lost: None,
             })),
             start: tokio::time::Instant::now(),
             delivered: Arc::new(AtomicU64::new(0)),
             bytes: Arc::new(AtomicU64::new(0)),
             dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Has `observer` told of every envelope the network drops by chance: the simulation
+    /// reports the loss of a take-over's message as a fault on the consortium (L1 presumes
+    /// the failover meets no other fault).
+    pub fn observe_losses(&self, observer: LossObserver) {
+        if let Ok(mut state) = self.state.lock() {
+            state.lost = Some(Observer(observer));
         }
     }
 
@@ -203,6 +226,9 @@ impl Transport for SimNetwork {
         ];
         if drop {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            if let Some(Observer(observer)) = &state.lost {
+                observer(&envelope);
+            }
             return;
         }
         let copies = if duplicate { 2 } else { 1 };

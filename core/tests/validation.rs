@@ -1303,3 +1303,69 @@ fn block_for_another_chain_is_wrong_chain() {
     );
     assert_eq!(state.head(), f.lane.head);
 }
+
+/// SPEC §14's conditions on a config block: each election record it carries names as its
+/// source the epoch of the lane block just below (the last active configuration's), else
+/// the block is refused and changes nothing; and an election may draw on any block of the
+/// lane at or below that one, however far below (an election of a lane whose source stayed
+/// down while many later blocks were written elsewhere is not bound to a window).
+#[test]
+fn config_block_names_its_source_and_any_lane_head_below() {
+    let mut f = RelayFixture::new();
+    let supervisor = f.federation.supervisor.clone();
+    let below = f.lane.head_epoch();
+    let honest = f.election(ElectionReason::Rotation);
+    assert_eq!(honest.source, below);
+    let new_relay = f.key_of(honest.relay);
+    let mut wrong = honest.clone();
+    wrong.source = below + 1;
+    let record = f.election_record(&supervisor, wrong);
+    let bad = RelayDraft {
+        epoch: honest.epoch,
+        records: vec![record],
+        ..f.draft()
+    }
+    .seal(&new_relay);
+    let before = snapshot(&f.lane);
+    let err = f.lane.append(&bad, &mut f.directory).unwrap_err();
+    assert_eq!(snapshot(&f.lane), before);
+    assert_eq!(
+        err.reason,
+        Reject::ElectionSource {
+            epoch: honest.epoch,
+            named: below + 1,
+            below,
+        }
+    );
+    // The lane's first block as the lane head: far below the head, and accepted.
+    let first = f.lane.position(1).expect("the lane has a first block").0;
+    let mut deep = honest.clone();
+    deep.lane_head = LanePosition {
+        height: 1,
+        hash: first,
+    };
+    deep.seed = ieschain_core::election::election_seed(
+        deep.consortium,
+        deep.epoch,
+        &deep.prev_election,
+        &first,
+    );
+    // The draw follows the seed: recompute it as the supervisor would.
+    let drawn = ieschain_core::election::draw(
+        &deep.candidates,
+        deep.weight_fn,
+        &deep.seed,
+        Some(honest.relay),
+    )
+    .unwrap();
+    deep.backup = drawn.backup;
+    let record = f.election_record(&supervisor, deep);
+    let good = RelayDraft {
+        epoch: honest.epoch,
+        records: vec![record],
+        ..f.draft()
+    }
+    .seal(&new_relay);
+    f.lane.append(&good, &mut f.directory).unwrap();
+    assert_eq!(f.lane.elections.epoch, honest.epoch);
+}

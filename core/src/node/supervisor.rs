@@ -103,6 +103,11 @@ pub struct Supervisor {
     /// The lane head each candidate last reported (only the deliberate bug
     /// `head_from_backup` draws on one).
     heads: BTreeMap<Address, LanePosition>,
+    /// The newest epoch each candidate reported knowing, and when its election was last
+    /// sent to it again: a pending configuration's relay and backup hear it again every
+    /// take-over retry until they report it (a lost election message must not cost the
+    /// failover a heartbeat).
+    knows: BTreeMap<Address, (u64, u64)>,
     started_at: Option<u64>,
     seq: u64,
     chain: (u64, Hash),
@@ -141,6 +146,7 @@ impl Supervisor {
             watches,
             last_seen: BTreeMap::new(),
             heads: BTreeMap::new(),
+            knows: BTreeMap::new(),
             started_at: None,
             seq: 0,
             chain: (0, Hash::ZERO),
@@ -243,6 +249,8 @@ impl Supervisor {
                 ..
             } => {
                 self.on_heartbeat(from, consortium, released, head, now);
+                let known = self.knows.entry(from).or_default();
+                known.0 = epoch;
                 // A candidate behind on its lane's elections (a lost election message)
                 // hears them again: a relay or backup that never heard of its own
                 // configuration would leave it pending for good.
@@ -507,8 +515,35 @@ impl Supervisor {
             if let Some(reason) = self.due(index, now) {
                 self.elect(index, reason, now, &mut effects);
             }
+            self.remind(index, now, &mut effects);
         }
         effects
+    }
+
+    /// Sends a pending configuration's election again to its relay and backup that have
+    /// not reported knowing it, every take-over retry.
+    fn remind(&mut self, index: usize, now: u64, effects: &mut Vec<Effect>) {
+        let watch = &self.watches[index];
+        let Some((epoch, config)) = watch.newest() else {
+            return;
+        };
+        if watch.active_epoch() == epoch {
+            return;
+        }
+        let retry = self.timing.takeover_retry_ms();
+        for node in std::iter::once(config.relay).chain(config.backup) {
+            let known = self.knows.entry(node).or_default();
+            if known.0 >= epoch || now < known.1 + retry {
+                continue;
+            }
+            known.1 = now;
+            effects.push(Effect::Send {
+                to: node,
+                message: Message::Elected {
+                    records: self.watches[index].records.clone(),
+                },
+            });
+        }
     }
 
     /// The election lane `index` needs now, if any.
@@ -642,6 +677,9 @@ impl Supervisor {
         );
         watch.records.push(record);
         watch.cut_off = false;
+        for node in std::iter::once(election.relay).chain(election.backup) {
+            self.knows.entry(node).or_default().1 = now;
+        }
         // Deliberate bug (`backup_lost_keeps_epoch`, tests only): a lost backup is only
         // swapped; the new configuration counts as active at once, as before SPEC §14.
         if keeps_epoch && reason == ElectionReason::BackupLost {
