@@ -282,7 +282,7 @@ impl Narrator {
                 "{} STALLED   {:<8} epoch {epoch}: no answer from the source configuration ({})",
                 self.stamp(),
                 self.lane_name(*lane),
-                waiting_for.iter().map(|a| name(a)).collect::<Vec<_>>().join(", ")
+                waiting_for.iter().map(&name).collect::<Vec<_>>().join(", ")
             )
             }
             Event::CutOff { consortium, .. } => println!(

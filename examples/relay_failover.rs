@@ -361,7 +361,7 @@ impl Watch {
                 println!(
                     "[{}] stalled    source epoch {epoch}: waiting for {} of the source configuration",
                     self.stamp(),
-                    waiting_for.iter().map(|a| name(a)).collect::<Vec<_>>().join(" or ")
+                    waiting_for.iter().map(name).collect::<Vec<_>>().join(" or ")
                 )
             }
             Event::CutOff { consortium, .. } if *consortium == self.source => {

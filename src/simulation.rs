@@ -290,10 +290,11 @@ impl Simulation {
                 if !takes_over(&message) {
                     return;
                 }
-                let node = candidates
-                    .contains_key(&envelope.header.from)
-                    .then_some(envelope.header.from)
-                    .unwrap_or(envelope.header.to);
+                let node = if candidates.contains_key(&envelope.header.from) {
+                    envelope.header.from
+                } else {
+                    envelope.header.to
+                };
                 let what = format!("lost {} to {}", message.name(), envelope.header.to.short());
                 if let Ok(mut i) = invariants.lock() {
                     i.fault(*lane, Some(node), &what, clock.now_ms(), false);

@@ -928,17 +928,26 @@ pub fn forks(store: &dyn ChainStore) -> Vec<String> {
     let Ok(chains) = store.chains() else {
         return vec!["cannot list the store's chains".into()];
     };
-    // chain → (holder, candidate of the lane, [(hash, epoch)])
-    let mut copies: BTreeMap<ChainId, Vec<(Address, bool, Vec<(Hash, u64)>)>> = BTreeMap::new();
+    /// One holder's copy of a chain: the holder, whether it is a relay candidate of the
+    /// lane, and each block's hash and epoch.
+    type Copy = (Address, bool, Vec<(Hash, u64)>);
+    let mut copies: BTreeMap<ChainId, Vec<Copy>> = BTreeMap::new();
+    let mut broken = Vec::new();
     for (holder, chain, _) in chains {
         let mut blocks = Vec::new();
         loop {
-            let Ok(page) = store.range(holder, chain, blocks.len() as u64 + 1, 256) else {
-                break;
+            let page = match store.range(holder, chain, blocks.len() as u64 + 1, 256) {
+                Ok(page) if page.is_empty() => break,
+                Ok(page) => page,
+                Err(e) => {
+                    broken.push(format!(
+                        "{chain} of holder {} cannot be read at height {}: {e}",
+                        holder.short(),
+                        blocks.len() + 1
+                    ));
+                    break;
+                }
             };
-            if page.is_empty() {
-                break;
-            }
             blocks.extend(page.iter().map(|b| {
                 let epoch = match b {
                     AnyBlock::Relay(r) => r.header.epoch,
@@ -954,7 +963,6 @@ pub fn forks(store: &dyn ChainStore) -> Vec<String> {
             .or_default()
             .push((holder, candidate, blocks));
     }
-    let mut broken = Vec::new();
     for (chain, holders) in &copies {
         let released = holders.iter().filter(|(_, candidate, _)| !candidate);
         let Some((longest_holder, _, longest)) = released

@@ -763,7 +763,6 @@ impl Member {
                 } else {
                     self.fetch(now, effects);
                 }
-                return;
             }
             Phase::CatchingUp {
                 since, next_ask, ..

@@ -128,7 +128,7 @@ impl RelayDuty {
     }
 
     pub(super) fn is_active(&self) -> bool {
-        matches!(self.phase, Phase::Active { .. })
+        matches!(self.phase, Phase::Active)
     }
 
     pub(super) fn stopped(&self) -> bool {
@@ -237,7 +237,7 @@ impl Member {
             return;
         }
         match &duty.phase {
-            Phase::Active { .. } => {}
+            Phase::Active => {}
             Phase::Stopped => {
                 effects.push(Effect::Send {
                     to: from,
