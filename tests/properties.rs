@@ -772,6 +772,32 @@ fn regression_seed_855454_acknowledged_blocks_missing_after_overlapping_faults()
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Found by the campaign `scripts/campaign.sh 301 310 500` (generator seed 301) at 5531780:
+/// source's first relay, isolated, keeps sealing blocks 5..=7 of epoch 1 that its backup
+/// never confirms; the failover's relay writes 5..=9 of epoch 2; both source members then
+/// crash, and the lane stalls (correctly) with the first relay elected again. Once they
+/// restart, that relay's sealed read names its copy by a sparse locator (7, 6, 5, 3): the
+/// answers find height 3 in common, below block 4, which it had released, and it refused
+/// to drop it, every time: the lane never came back (S3 at the end, S2 between copies).
+/// Own-lane locators are now pinned at the node's released height. Seed 392875 (generator
+/// seed 302) is the same defect after a pause and a muted candidate.
+#[test]
+fn regression_seed_580882_a_sparse_locator_below_the_released_head() {
+    for (seed, faults) in [
+        (
+            580_882,
+            "partition:load@1000ms+1401ms,pause:source-gas@1050ms+1383ms,crash:source-wind@2844ms,crash-relay:source@2894ms",
+        ),
+        (
+            392_875,
+            "pause:source-wind@1000ms+1801ms,crash-relay:source@2754ms,mute:source-solar@2804ms+1618ms",
+        ),
+    ] {
+        let outcome = run(seed, SAFETY_MS, faults, Mutations::default());
+        assert!(outcome.broken.is_empty(), "seed {seed}: {:#?}", outcome.broken);
+    }
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {

@@ -583,6 +583,28 @@ impl RelayLane {
         out
     }
 
+    /// [`RelayLane::locator`] with the position at `pinned` too (if this lane holds it):
+    /// an answer then starts no lower than `pinned` whenever the answerer holds that block.
+    /// A node pins the highest block of its own lane it knows released, which every later
+    /// configuration holds (SPEC §14): the sparse locator alone may name only a lower
+    /// common block, and the node would be asked to drop a released block.
+    pub fn locator_pinned(&self, pinned: u64) -> Vec<LanePosition> {
+        let mut out = self.locator();
+        if pinned > 0 && !out.iter().any(|p| p.height == pinned) {
+            if let Some((hash, _)) = self.position(pinned) {
+                let at = out.partition_point(|p| p.height > pinned);
+                out.insert(
+                    at,
+                    LanePosition {
+                        height: pinned,
+                        hash,
+                    },
+                );
+            }
+        }
+        out
+    }
+
     /// The highest position of `locator` this lane holds; 0 if none.
     pub fn common(&self, locator: &[LanePosition]) -> u64 {
         locator

@@ -1369,3 +1369,43 @@ fn config_block_names_its_source_and_any_lane_head_below() {
     f.lane.append(&good, &mut f.directory).unwrap();
     assert_eq!(f.lane.elections.epoch, honest.epoch);
 }
+
+/// Two copies of one lane share heights 1..=4 and then differ (a deposed relay's own
+/// blocks 5..=7 against its successor's 5..=9). The sparse locator of the shorter copy
+/// (7, 6, 5, 3) finds only height 3 in common; pinned at its released height 4, it finds
+/// 4, so the answer never asks it to drop a block it knows released (campaign seed 580882).
+#[test]
+fn a_pinned_locator_finds_the_released_block_in_common() {
+    let mut f = RelayFixture::new();
+    let relay = f.relay();
+    while f.lane.head.height < 4 {
+        let block = f.draft().seal(&relay);
+        f.lane.append(&block, &mut f.directory).unwrap();
+    }
+    let mut theirs = f.lane.clone();
+    let mut their_directory = f.directory.clone();
+    let mut ours = f.lane.clone();
+    let mut our_directory = f.directory.clone();
+    for (lane, directory, top, time) in [
+        (&mut ours, &mut our_directory, 7, 1),
+        (&mut theirs, &mut their_directory, 9, 2),
+    ] {
+        while lane.head.height < top {
+            let mut draft = f.draft();
+            draft.height = lane.head.height + 1;
+            draft.prev = lane.head.hash;
+            draft.time += time;
+            lane.append(&draft.seal(&relay), directory).unwrap();
+        }
+    }
+    let heights = |l: &[LanePosition]| l.iter().map(|p| p.height).collect::<Vec<_>>();
+    assert_eq!(heights(&ours.locator()), vec![7, 6, 5, 3]);
+    assert_eq!(theirs.common(&ours.locator()), 3);
+    let pinned = ours.locator_pinned(4);
+    assert_eq!(heights(&pinned), vec![7, 6, 5, 4, 3]);
+    assert_eq!(theirs.common(&pinned), 4);
+    // Pinning a height already named, or one the copy lacks, changes nothing.
+    assert_eq!(ours.locator_pinned(5), ours.locator());
+    assert_eq!(ours.locator_pinned(8), ours.locator());
+    assert_eq!(ours.locator_pinned(0), ours.locator());
+}

@@ -181,7 +181,7 @@ impl Member {
                 hash: block.hash(),
             };
             if height > head + 1 {
-                let have = lane.locator();
+                let have = self.locator_of(self.consortium);
                 let chain = ChainId::Relay(self.consortium);
                 self.ask_sync(relay, chain, head + 1, have, now, effects);
                 return;
@@ -276,7 +276,7 @@ impl Member {
             return;
         };
         let relay_done = lane.holds(&head);
-        let (mine, have) = (lane.head.height, lane.locator());
+        let (mine, have) = (lane.head.height, self.locator_of(self.consortium));
         let missing: Vec<(Address, u64)> = members
             .iter()
             .filter(|(m, h)| holder.member_head(m) < **h)

@@ -433,7 +433,7 @@ impl Member {
             return;
         };
         let relay_done = lane.holds(&head) && lane.head.height == head.height;
-        let (mine, locator) = (lane.head.height, lane.locator());
+        let (mine, locator) = (lane.head.height, self.locator_of(self.consortium));
         let missing: Vec<(Address, u64)> = members
             .iter()
             .filter(|(m, h)| holder.member_head(m) < **h)
@@ -699,12 +699,7 @@ impl Member {
         let lane = self.consortium;
         let me = self.me;
         let supervisor = self.supervisor;
-        let have = self
-            .holder
-            .as_ref()
-            .and_then(|h| h.own_lane())
-            .map(|l| l.locator())
-            .unwrap_or_default();
+        let have = self.locator_of(lane);
         let heads = self.holder.as_ref().map(|h| {
             let head = h.relay_head(lane);
             (

@@ -854,12 +854,7 @@ impl Member {
             .map(|(c, s)| (*c, s.relay))
             .collect();
         for (other, relay) in others {
-            let have = self
-                .holder
-                .as_ref()
-                .and_then(|h| h.relay_lanes.get(&other))
-                .map(|l| l.locator())
-                .unwrap_or_default();
+            let have = self.locator_of(other);
             let from = self.relay_lane_head(other).map_or(0, |h| h.height) + 1;
             self.ask_sync(relay, ChainId::Relay(other), from, have, now, effects);
         }

@@ -22,6 +22,20 @@ use super::reconfig::Phase;
 use super::{committed_event, held_event, reject_kind, Duty, Member};
 
 impl Member {
+    /// The positions of this node's copy of relay lane `lane` for a sync or sealed read
+    /// to name; for its own lane, pinned at the highest block it knows released, so that
+    /// no answer asks it to drop that block unless the answerer's copy lacks it.
+    pub(super) fn locator_of(&self, lane: ConsortiumId) -> Vec<LanePosition> {
+        let Some(copy) = self.holder.as_ref().and_then(|h| h.relay_lanes.get(&lane)) else {
+            return Vec::new();
+        };
+        if lane == self.consortium {
+            copy.locator_pinned(self.released)
+        } else {
+            copy.locator()
+        }
+    }
+
     /// Asks `to` for `chain` from height `from` (a relay lane with the positions `have`),
     /// unless a request for that chain to `to` is already pending: catching up many pages
     /// is one chain of requests per peer, not one more chain per block that arrives
@@ -246,12 +260,7 @@ impl Member {
         if !complete {
             if let Some(h) = last {
                 let have = match chain {
-                    ChainId::Relay(lane) => self
-                        .holder
-                        .as_ref()
-                        .and_then(|x| x.relay_lanes.get(&lane))
-                        .map(|l| l.locator())
-                        .unwrap_or_default(),
+                    ChainId::Relay(lane) => self.locator_of(lane),
                     _ => Vec::new(),
                 };
                 self.ask_sync(from, chain, h + 1, have, now, effects);
@@ -417,7 +426,8 @@ impl Member {
         if copy.head.height >= height {
             return;
         }
-        let (mine, have) = (copy.head.height, copy.locator());
+        let mine = copy.head.height;
+        let have = self.locator_of(lane);
         self.ask_sync(from, ChainId::Relay(lane), mine + 1, have, now, effects);
     }
 }
