@@ -565,31 +565,35 @@ impl RelayLane {
     }
 
     /// Positions of this lane for a sync request to name (SPEC §14: the answer starts at
-    /// the highest block both copies hold): the head, then heights 1, 2, 4, 8, … below it,
+    /// the highest block both hold): the head, then heights 1, 2, 4, 8, … below it,
     /// down to the first block. At most about 66 positions, whatever the lane's length.
     pub fn locator(&self) -> Vec<LanePosition> {
+        self.locator_with(2, 0)
+    }
+
+    /// [`RelayLane::locator`] with the top `dense` heights all named (then 1, 2, 4, …
+    /// apart), and the position at `pinned` too, if this lane holds it. The highest block
+    /// both copies hold is found exactly when it is within `dense` of the head, and never
+    /// below `pinned` when the answerer holds that block.
+    ///
+    /// A node names its own lane this way, `dense` above the most blocks it can hold
+    /// unreleased and `pinned` at the highest it knows released (which every later
+    /// configuration holds, SPEC §14): the sparse locator alone may find only a lower
+    /// common block, and the node would be asked to drop a released block, or more than
+    /// its undo logs reach.
+    pub fn locator_with(&self, dense: usize, pinned: u64) -> Vec<LanePosition> {
         let mut out = Vec::new();
         let mut height = self.head.height;
-        let mut step = 1;
+        let mut step = 1u64;
         while height > 0 {
             if let Some((hash, _)) = self.position(height) {
                 out.push(LanePosition { height, hash });
             }
             height = height.saturating_sub(step);
-            if out.len() > 1 {
+            if out.len() >= dense {
                 step = step.saturating_mul(2);
             }
         }
-        out
-    }
-
-    /// [`RelayLane::locator`] with the position at `pinned` too (if this lane holds it):
-    /// an answer then starts no lower than `pinned` whenever the answerer holds that block.
-    /// A node pins the highest block of its own lane it knows released, which every later
-    /// configuration holds (SPEC §14): the sparse locator alone may name only a lower
-    /// common block, and the node would be asked to drop a released block.
-    pub fn locator_pinned(&self, pinned: u64) -> Vec<LanePosition> {
-        let mut out = self.locator();
         if pinned > 0 && !out.iter().any(|p| p.height == pinned) {
             if let Some((hash, _)) = self.position(pinned) {
                 let at = out.partition_point(|p| p.height > pinned);

@@ -1373,7 +1373,8 @@ fn config_block_names_its_source_and_any_lane_head_below() {
 /// Two copies of one lane share heights 1..=4 and then differ (a deposed relay's own
 /// blocks 5..=7 against its successor's 5..=9). The sparse locator of the shorter copy
 /// (7, 6, 5, 3) finds only height 3 in common; pinned at its released height 4, it finds
-/// 4, so the answer never asks it to drop a block it knows released (campaign seed 580882).
+/// 4, so the answer never asks it to drop a block it knows released (campaign seed
+/// 580882); dense at the top, it finds 4 with no pin.
 #[test]
 fn a_pinned_locator_finds_the_released_block_in_common() {
     let mut f = RelayFixture::new();
@@ -1401,11 +1402,15 @@ fn a_pinned_locator_finds_the_released_block_in_common() {
     let heights = |l: &[LanePosition]| l.iter().map(|p| p.height).collect::<Vec<_>>();
     assert_eq!(heights(&ours.locator()), vec![7, 6, 5, 3]);
     assert_eq!(theirs.common(&ours.locator()), 3);
-    let pinned = ours.locator_pinned(4);
+    let pinned = ours.locator_with(2, 4);
     assert_eq!(heights(&pinned), vec![7, 6, 5, 4, 3]);
     assert_eq!(theirs.common(&pinned), 4);
     // Pinning a height already named, or one the copy lacks, changes nothing.
-    assert_eq!(ours.locator_pinned(5), ours.locator());
-    assert_eq!(ours.locator_pinned(8), ours.locator());
-    assert_eq!(ours.locator_pinned(0), ours.locator());
+    assert_eq!(ours.locator_with(2, 5), ours.locator());
+    assert_eq!(ours.locator_with(2, 8), ours.locator());
+    assert_eq!(ours.locator_with(2, 0), ours.locator());
+    // Dense at the top: the exact common block without a pin (after a restart).
+    let dense = ours.locator_with(4, 0);
+    assert_eq!(heights(&dense), vec![7, 6, 5, 4, 3, 1]);
+    assert_eq!(theirs.common(&dense), 4);
 }

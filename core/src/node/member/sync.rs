@@ -21,16 +21,23 @@ use super::holder::Accepted;
 use super::reconfig::Phase;
 use super::{committed_event, held_event, reject_kind, Duty, Member};
 
+/// How many of the own lane's top heights a locator names one by one: more than a copy
+/// can hold unreleased (a relay's tentative blocks and a config block).
+const OWN_LOCATOR_DENSE: usize = super::relay::MAX_TENTATIVE + 2;
+
 impl Member {
     /// The positions of this node's copy of relay lane `lane` for a sync or sealed read
-    /// to name; for its own lane, pinned at the highest block it knows released, so that
-    /// no answer asks it to drop that block unless the answerer's copy lacks it.
+    /// to name. For its own lane (the one copy that may truncate) the top
+    /// [`OWN_LOCATOR_DENSE`] heights are all named and the highest block it knows released
+    /// is pinned: an answer then asks it to drop only what the answerer's copy lacks, and
+    /// never a released block the answerer holds (its `released` is 0 after a restart,
+    /// and then the dense top alone keeps the drop within its undo logs).
     pub(super) fn locator_of(&self, lane: ConsortiumId) -> Vec<LanePosition> {
         let Some(copy) = self.holder.as_ref().and_then(|h| h.relay_lanes.get(&lane)) else {
             return Vec::new();
         };
         if lane == self.consortium {
-            copy.locator_pinned(self.released)
+            copy.locator_with(OWN_LOCATOR_DENSE, self.released)
         } else {
             copy.locator()
         }
