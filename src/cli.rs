@@ -69,8 +69,8 @@ enum Command {
     ///
     /// FAULTS is a comma-separated list: drop:P, dup:P, delay:MIN-MAXms,
     /// crash-relay:CONSORTIUM@T, crash:MEMBER@T, restart:MEMBER@T,
-    /// partition:C[+C...]@T+DURATION, pause:MEMBER@T+DURATION, random. Times take units
-    /// (500ms, 90s, 2m).
+    /// partition:C[+C...]@T+DURATION, pause:MEMBER@T+DURATION, mute:MEMBER@T+DURATION,
+    /// random. Times take units (500ms, 90s, 2m).
     Simulate {
         /// The federation's TOML file; the built-in four-party federation by default.
         #[arg(long, value_name = "FILE")]

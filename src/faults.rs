@@ -13,7 +13,8 @@
 //! | `restart:MEMBER@T` | at T, restart it; it recovers from its own storage |
 //! | `partition:C[+C…]@T+D` | at T, cut the listed consortiums off from the rest, for D |
 //! | `pause:MEMBER@T+D` | at T, cut one node off from everyone for D (a paused node that comes back, deposed) |
-//! | `random` | a plan drawn from the seed: light network faults and a fault every ~minute |
+//! | `mute:MEMBER@T+D` | at T, cut only the link between the node and the supervisor, for D: the supervisor elects around a node its peers still hear |
+//! | `random` | a plan drawn from the seed: light network faults and a fault every ~minute (a relay crash, a partition, a mute, or a crash and restart) |
 //!
 //! Times and durations take units: `500ms`, `90s`, `2m`. Network faults apply from the
 //! start. Every error names the item it is about.

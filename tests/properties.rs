@@ -21,6 +21,8 @@
 //! 1..=50 with it until the checker names the expected invariant, asserts that happens,
 //! and that the same seed without the switch breaks nothing.
 
+use std::collections::BTreeSet;
+
 use ieschain::config::FederationConfig;
 use ieschain::faults::{FaultAction, FaultPlan};
 use ieschain::simulation::{Simulation, SimulationOutcome};
@@ -798,6 +800,37 @@ fn regression_seed_580882_a_sparse_locator_below_the_released_head() {
     }
 }
 
+/// Found by the campaign `scripts/campaign.sh 201 210 50` at ac2d423 (generator seeds 206
+/// and 210), both L1: a take-over's message lost on the way (an election record to the
+/// new relay, a catch-up to its backup) cost a retry interval, and the take-over missed
+/// the bound. A lost take-over message is now reported to the checker as a fault (L1
+/// presumes no other fault), and the supervisor reminds a pending configuration's relay
+/// and backup of their election every take-over retry, so one loss costs half a
+/// heartbeat, not two. The second plan is on the four-party federation with its protocols.
+#[test]
+fn regression_seeds_447751_732732_a_lost_take_over_message() {
+    let outcome = run(
+        447_751,
+        SAFETY_MS,
+        "drop:0.03,dup:0.03,delay:3-7ms,restart:source-wind@3716ms,\
+         pause:load-factory@6814ms+2153ms,crash-relay:grid@10419ms",
+        Mutations::default(),
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+    let config = FederationConfig::four_party();
+    let mut simulation = Simulation::new(config.clone(), 732_732, SAFETY_MS);
+    simulation.plan = FaultPlan::parse(
+        "drop:0.02,delay:6-14ms,crash-relay:source@1637ms,crash:service-maintenance@1687ms,\
+         mute:service-design@1951ms+815ms,crash-relay:grid@2001ms",
+        &config,
+        732_732,
+        SAFETY_MS,
+    )
+    .expect("a valid plan");
+    let outcome = simulation.run().expect("the simulation runs");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {
@@ -824,6 +857,12 @@ fn caught_within_50_seeds(
             .iter()
             .any(|line| invariants.iter().any(|name| line.starts_with(name)));
         if named {
+            let names: BTreeSet<&str> = outcome
+                .broken
+                .iter()
+                .filter_map(|line| line.split(':').next())
+                .collect();
+            eprintln!("{mutations:?}: seed {seed} breaks {names:?}");
             let clean = run(seed, until_ms, faults, Mutations::default());
             assert!(
                 clean.broken.is_empty(),
@@ -934,7 +973,7 @@ fn release_before_activation_is_caught() {
 ///
 /// Caught by the checker's direct D4 check, named S3 (D4): when a member hears its block
 /// acknowledged by the relay of epoch e, one of epoch e's backups has already stored it
-/// (`Event::Stored`), unless the epoch has been without a backup (degraded, SPEC §12 D4).
+/// (`Event::Stored`), or, in a configuration without a backup, the relay itself has.
 /// The mutation acknowledges at once and replicates alongside, so an acknowledgement that
 /// overtakes its replication (or a replication dropped, which the mutated relay never
 /// retries) is named. Caught at seed 1. The relay crashes are kept from the old version of

@@ -15,7 +15,7 @@ use ieschain_core::node::{Effect, Event, Mutations, StoreWrite, Timing};
 use ieschain_core::sample::SampleFederation;
 use ieschain_core::validate::LaneState;
 use ieschain_core::window::WindowConfig;
-use ieschain_core::{Address, AnyBlock, Audience, ChainId, ConsortiumId, RecordBody};
+use ieschain_core::{Address, AnyBlock, Audience, ChainBlock, ChainId, ConsortiumId, RecordBody};
 
 fn timing(federation: &SampleFederation) -> Timing {
     Timing {
@@ -1407,5 +1407,73 @@ fn hostile_take_over_messages_are_refused_and_counted() {
     net.write_all(lane, &[]);
     net.run(1_000);
     assert_eq!(net.election(lane).0, e1);
+    net.assert_safe();
+}
+
+/// A sync answer with a different block at a height the copy already holds is refused and
+/// changes nothing. Signed by a relay of the lane, it is what a correct peer sends when
+/// the copy moved on after asking (a config block took that height), so it is counted
+/// `conflicting_block`, not hostile; with a signature that does not verify it is hostile.
+#[test]
+fn a_conflicting_synced_block_is_refused_and_only_a_forged_one_is_hostile() {
+    let mut net = Net::new(29, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let (_, _, relay, Some(backup)) = net.election(lane) else {
+        panic!("no backup");
+    };
+    let third = net
+        .candidates(lane)
+        .into_iter()
+        .find(|c| *c != relay && *c != backup)
+        .unwrap();
+    let held = net.members[&backup]
+        .relay_lane_head(lane)
+        .expect("the backup holds the lane");
+    assert!(held.height >= 1);
+    let AnyBlock::Relay(mut block) = net.stores[&backup][&ChainId::Relay(lane)][0].clone() else {
+        panic!("not a relay block");
+    };
+    let relay_key = net
+        .federation
+        .members
+        .iter()
+        .find(|m| m.key.address() == relay)
+        .map(|m| m.key.clone())
+        .unwrap();
+    block.header.time += 1;
+    block.signature = relay_key.sign(&block.hash());
+    let mut forged = block.clone();
+    forged.header.time += 1;
+    let now = net.now;
+    for (block, kind, hostile) in [
+        (block, "conflicting_block", false),
+        (forged, "invalid_block", true),
+    ] {
+        let effects = net.members.get_mut(&backup).unwrap().deliver(
+            third,
+            Message::SyncBlocks {
+                chain: ChainId::Relay(lane),
+                blocks: vec![AnyBlock::Relay(block)],
+                head: held.height,
+            },
+            now,
+        );
+        let refused: Vec<(&str, bool)> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Emit(Event::Rejected { kind, hostile, .. }) => Some((*kind, *hostile)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(refused, vec![(kind, hostile)]);
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Persist(_))),
+            "a refused block is not written"
+        );
+        assert_eq!(net.members[&backup].relay_lane_head(lane), Some(held));
+    }
+    net.write_all(lane, &[]);
+    net.run(1_000);
     net.assert_safe();
 }

@@ -197,15 +197,22 @@ impl Member {
                 break;
             }
             let accepted = match &block {
-                AnyBlock::Relay(relay) => self.sync_relay_block(
-                    from,
-                    relay,
-                    adopt,
-                    now,
-                    &mut writes,
-                    &mut announced,
-                    effects,
-                ),
+                // It reports its own refusals.
+                AnyBlock::Relay(relay) => {
+                    if !self.sync_relay_block(
+                        from,
+                        relay,
+                        adopt,
+                        now,
+                        &mut writes,
+                        &mut announced,
+                        effects,
+                    ) {
+                        failed = true;
+                        break;
+                    }
+                    true
+                }
                 AnyBlock::Consortium(member_block) => {
                     match self.holder_mut().accept_member_block(member_block) {
                         Ok(Accepted::New) => {
@@ -227,17 +234,26 @@ impl Member {
                             failed = true;
                             break;
                         }
-                        Err(_) => false,
+                        Err(reason) => {
+                            effects.push(self.rejected(
+                                reject_kind(&reason),
+                                true,
+                                format!("synced {chain} height {height} from {from}: {reason}"),
+                            ));
+                            false
+                        }
                     }
                 }
-                AnyBlock::Private(_) => false,
+                AnyBlock::Private(_) => {
+                    effects.push(self.rejected(
+                        "invalid_block",
+                        true,
+                        format!("sync of {chain} from {from} carried a private block"),
+                    ));
+                    false
+                }
             };
             if !accepted {
-                effects.push(self.rejected(
-                    "invalid_block",
-                    true,
-                    format!("synced {chain} height {height} from {from}"),
-                ));
                 failed = true;
                 break;
             }
@@ -302,6 +318,11 @@ impl Member {
             hash: block.hash(),
         };
         let Some(copy) = self.holder.as_ref().and_then(|h| h.relay_lanes.get(&lane)) else {
+            effects.push(self.rejected(
+                "invalid_block",
+                true,
+                format!("synced relay block of unknown lane {lane} from {from}"),
+            ));
             return false;
         };
         if copy.holds(&position) {
@@ -309,8 +330,29 @@ impl Member {
         }
         if height <= copy.head.height {
             if !(own && adopt) {
-                // History below a newer epoch's first block is legitimate; a different
-                // block at a held height from anyone else is refused.
+                // A different block at a held height, signed by a relay of the lane: an
+                // answer to a request sent before this copy moved on (a config block, a
+                // truncation), or a peer's tentative block. Refused, and not hostile: a
+                // correct peer sends it. Unsigned, it is hostile.
+                let signed = copy.registry.get(&block.header.relay).is_some_and(|entry| {
+                    entry
+                        .public_key
+                        .verify(&block.hash(), &block.signature)
+                        .is_ok()
+                });
+                let (kind, how) = if signed {
+                    ("conflicting_block", "differs from the block held there")
+                } else {
+                    ("invalid_block", "is not signed by a relay of the lane")
+                };
+                effects.push(self.rejected(
+                    kind,
+                    !signed,
+                    format!(
+                        "synced {} height {height} from {from} {how}",
+                        ChainId::Relay(lane)
+                    ),
+                ));
                 return false;
             }
             // Writes of this page so far go first, then the truncation, in one batch.
