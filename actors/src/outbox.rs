@@ -230,7 +230,7 @@ impl Outbox {
 mod tests {
     use std::sync::Mutex;
 
-    use ieschain_core::message::{Inbox, REPLAY_WINDOW};
+    use ieschain_core::message::{EnvelopeError, Inbox, REPLAY_WINDOW, RESYNC_AFTER};
     use ieschain_core::sample::SampleFederation;
     use ieschain_core::ConsortiumId;
     use ieschain_storage::memory::MemoryStore;
@@ -296,36 +296,6 @@ mod tests {
         let key_of = |x: &Address| (*x == sender.address()).then(|| sender.public());
         assert_eq!(inbox.accept(to_a[1], key_of), Ok(message.clone()));
         assert_eq!(inbox.accept(to_a[0], key_of), Ok(message));
-    }
-}
-
-#[cfg(test)]
-mod resync_tests {
-    use std::sync::Mutex;
-
-    use ieschain_core::message::{Envelope, EnvelopeError, Inbox, Message, RESYNC_AFTER};
-    use ieschain_core::sample::SampleFederation;
-    use ieschain_core::ConsortiumId;
-    use ieschain_storage::memory::MemoryStore;
-
-    use super::*;
-    use crate::clock::SystemClock;
-    use crate::transport::TransportStats;
-
-    #[derive(Debug, Default)]
-    struct Kept(Mutex<Vec<Envelope>>);
-
-    impl Transport for Kept {
-        fn register(&self, _: Address, _: actix::Recipient<crate::messages::Deliver>) {}
-        fn unregister(&self, _: &Address) {}
-        fn send(&self, envelope: Envelope) {
-            if let Ok(mut kept) = self.0.lock() {
-                kept.push(envelope);
-            }
-        }
-        fn stats(&self) -> TransportStats {
-            TransportStats::default()
-        }
     }
 
     /// Sends one envelope from `outbox` and has `inbox` check it.

@@ -931,6 +931,19 @@ impl Net {
             .expect("an election")
     }
 
+    /// The latest configuration of `lane`, which must have a backup, and a third
+    /// candidate: epoch, relay, backup, third.
+    fn configuration(&self, lane: ConsortiumId) -> (u64, Address, Address, Address) {
+        let (epoch, _, relay, backup) = self.election(lane);
+        let backup = backup.expect("the configuration has a backup");
+        let third = self
+            .candidates(lane)
+            .into_iter()
+            .find(|c| *c != relay && *c != backup)
+            .expect("a third candidate");
+        (epoch, relay, backup, third)
+    }
+
     /// The relay candidates of `lane`.
     fn candidates(&self, lane: ConsortiumId) -> Vec<Address> {
         self.federation
@@ -995,14 +1008,7 @@ fn missed_backup_change_then_relay_crash_loses_nothing() {
     net.run(1_000);
     let lane = ConsortiumId(0);
     let supervisor = net.supervisor.address();
-    let (e1, _, relay, Some(backup)) = net.election(lane) else {
-        panic!("no backup");
-    };
-    let third = net
-        .candidates(lane)
-        .into_iter()
-        .find(|c| *c != relay && *c != backup)
-        .unwrap();
+    let (e1, relay, backup, third) = net.configuration(lane);
     net.mute.insert((supervisor, relay, "elected"));
     net.cut.insert((backup, supervisor));
     net.run(900);
@@ -1042,14 +1048,7 @@ fn seal_before_the_last_replication_fences_the_old_relay() {
     net.run(1_000);
     let lane = ConsortiumId(0);
     let supervisor = net.supervisor.address();
-    let (e1, _, relay, Some(backup)) = net.election(lane) else {
-        panic!("no backup");
-    };
-    let third = net
-        .candidates(lane)
-        .into_iter()
-        .find(|c| *c != relay && *c != backup)
-        .unwrap();
+    let (e1, relay, backup, third) = net.configuration(lane);
     // The relay's next replications are lost; it never hears of the new election, nor is
     // it read: only its backup is sealed.
     net.mute.insert((relay, backup, "replicate"));
@@ -1229,14 +1228,7 @@ fn backup_change_then_relay_crash_before_activation() {
     net.run(1_000);
     let lane = ConsortiumId(0);
     let supervisor = net.supervisor.address();
-    let (e1, _, relay, Some(backup)) = net.election(lane) else {
-        panic!("no backup");
-    };
-    let third = net
-        .candidates(lane)
-        .into_iter()
-        .find(|c| *c != relay && *c != backup)
-        .unwrap();
+    let (e1, relay, backup, third) = net.configuration(lane);
     net.write_all(lane, &[]);
     net.run(400);
     // The new backup's catch-up confirmation never reaches the relay: no activation.
@@ -1296,14 +1288,7 @@ fn hostile_take_over_messages_are_refused_and_counted() {
     let mut net = Net::new(27, 6);
     net.run(1_000);
     let lane = ConsortiumId(0);
-    let (e1, _, relay, Some(backup)) = net.election(lane) else {
-        panic!("no backup");
-    };
-    let third = net
-        .candidates(lane)
-        .into_iter()
-        .find(|c| *c != relay && *c != backup)
-        .unwrap();
+    let (e1, relay, backup, third) = net.configuration(lane);
     // The election records of epoch 1, as the supervisor signed them, from a store.
     let records: Vec<ieschain_core::Record> = net.stores[&relay][&ChainId::Relay(lane)]
         .iter()
@@ -1419,14 +1404,7 @@ fn a_conflicting_synced_block_is_refused_and_only_a_forged_one_is_hostile() {
     let mut net = Net::new(29, 6);
     net.run(1_000);
     let lane = ConsortiumId(0);
-    let (_, _, relay, Some(backup)) = net.election(lane) else {
-        panic!("no backup");
-    };
-    let third = net
-        .candidates(lane)
-        .into_iter()
-        .find(|c| *c != relay && *c != backup)
-        .unwrap();
+    let (_, relay, backup, third) = net.configuration(lane);
     let held = net.members[&backup]
         .relay_lane_head(lane)
         .expect("the backup holds the lane");

@@ -277,11 +277,7 @@ impl Member {
         };
         let relay_done = lane.holds(&head);
         let (mine, have) = (lane.head.height, self.locator_of(self.consortium));
-        let missing: Vec<(Address, u64)> = members
-            .iter()
-            .filter(|(m, h)| holder.member_head(m) < **h)
-            .map(|(m, _)| (*m, holder.member_head(m)))
-            .collect();
+        let missing = holder.lagging(&members);
         if relay_done && missing.is_empty() {
             if let Duty::Backup(duty) = &mut self.duty {
                 duty.target = None;
@@ -305,10 +301,7 @@ impl Member {
             let from = mine.min(head.height) + 1;
             self.ask_sync(relay, chain, from, have, now, effects);
         }
-        for (member, mine) in missing {
-            let chain = ChainId::Consortium(self.consortium, member);
-            self.ask_sync(relay, chain, mine + 1, Vec::new(), now, effects);
-        }
+        self.ask_member_lanes(relay, missing, now, effects);
     }
 
     /// After a page of a sync from the relay: parked blocks that now fit, and the catch-up.

@@ -125,6 +125,16 @@ impl Holder {
         self.member_lanes.get(member).map_or(0, |l| l.head.height)
     }
 
+    /// The members of `heads` whose lanes this copy holds below the height given there,
+    /// each with the height it holds: what a catch-up still has to fetch.
+    pub(super) fn lagging(&self, heads: &BTreeMap<Address, u64>) -> Vec<(Address, u64)> {
+        heads
+            .iter()
+            .filter(|(m, h)| self.member_head(m) < **h)
+            .map(|(m, _)| (*m, self.member_head(m)))
+            .collect()
+    }
+
     /// Every member lane's head, by member.
     pub(super) fn member_heads(&self) -> Vec<(Address, u64)> {
         self.member_lanes

@@ -293,40 +293,14 @@ impl Member {
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
-        let election = match self.check_elections(Some(self.consortium), &records) {
+        let election = match self.cited_election(TakeOverMessage::SealedRead, from, &records) {
             Ok(election) => election,
-            Err(why) => {
-                effects.push(self.rejected(
-                    "bad_sealed_read",
-                    true,
-                    format!("sealed read from {from}: {why}"),
-                ));
+            Err(refusal) => {
+                effects.push(*refusal);
                 return;
             }
         };
-        if election.relay != from {
-            effects.push(self.rejected(
-                "bad_sealed_read",
-                true,
-                format!(
-                    "sealed read from {from}, not the relay of epoch {}",
-                    election.epoch
-                ),
-            ));
-            return;
-        }
         let epoch = election.epoch;
-        if epoch < self.sealed {
-            effects.push(self.rejected(
-                "stale_sealed_read",
-                false,
-                format!(
-                    "sealed read of epoch {epoch} from {from}; sealed at {}",
-                    self.sealed
-                ),
-            ));
-            return;
-        }
         // Deliberate bug (`no_seal`, tests only): answer without sealing.
         if !self.timing.mutations.no_seal {
             self.seal_at(epoch, now, effects);
@@ -434,11 +408,7 @@ impl Member {
         };
         let relay_done = lane.holds(&head) && lane.head.height == head.height;
         let (mine, locator) = (lane.head.height, self.locator_of(self.consortium));
-        let missing: Vec<(Address, u64)> = members
-            .iter()
-            .filter(|(m, h)| holder.member_head(m) < **h)
-            .map(|(m, _)| (*m, holder.member_head(m)))
-            .collect();
+        let missing = holder.lagging(&members);
         if relay_done && missing.is_empty() {
             self.build_config_block(now, effects);
             return;
@@ -447,10 +417,7 @@ impl Member {
             let chain = ChainId::Relay(self.consortium);
             self.ask_sync(from, chain, mine + 1, locator, now, effects);
         }
-        for (member, mine) in missing {
-            let chain = ChainId::Consortium(self.consortium, member);
-            self.ask_sync(from, chain, mine + 1, Vec::new(), now, effects);
-        }
+        self.ask_member_lanes(from, missing, now, effects);
     }
 
     /// SPEC §14 step 2: seals the config block on top of the copy, stores it, and starts
@@ -815,45 +782,77 @@ impl Member {
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
-        let election = match self.check_elections(Some(self.consortium), &records) {
-            Ok(election) => election,
-            Err(why) => {
-                effects.push(self.rejected(
-                    "bad_configure",
-                    true,
-                    format!("catch-up from {from}: {why}"),
-                ));
+        let epoch = match self.cited_election(TakeOverMessage::Configure, from, &records) {
+            Ok(election) => election.epoch,
+            Err(refusal) => {
+                effects.push(*refusal);
                 return;
             }
         };
-        if election.relay != from || election.backup != Some(self.me) {
-            effects.push(self.rejected(
-                "bad_configure",
-                true,
-                format!(
-                    "catch-up from {from} for epoch {}, whose relay and backup are others",
-                    election.epoch
-                ),
-            ));
-            return;
-        }
-        let epoch = election.epoch;
-        if epoch < self.sealed {
-            effects.push(self.rejected(
-                "stale_epoch",
-                false,
-                format!(
-                    "catch-up for epoch {epoch} from {from}; sealed at {}",
-                    self.sealed
-                ),
-            ));
-            return;
-        }
         self.become_backup(epoch, from, now, effects);
         if let Duty::Backup(duty) = &mut self.duty {
             duty.target = Some((head, members.into_iter().collect()));
         }
         self.catch_up(now, effects);
+    }
+}
+
+/// A take-over message that cites its configuration's election records.
+#[derive(Clone, Copy)]
+enum TakeOverMessage {
+    /// From a new relay to a source member (step 1).
+    SealedRead,
+    /// From a new relay to its backup (step 3).
+    Configure,
+}
+
+impl Member {
+    /// The election a take-over message from `from` cites, if the message may act: the
+    /// supervisor signed the records, `from` is the relay they elect (and, for a
+    /// catch-up, this node the backup), and the epoch is not below this node's seal.
+    /// Otherwise the refusal to report: hostile, but for a stale epoch (a late message).
+    fn cited_election(
+        &self,
+        message: TakeOverMessage,
+        from: Address,
+        records: &[Record],
+    ) -> Result<ElectionRecord, Box<Effect>> {
+        let (bad, stale, what) = match message {
+            TakeOverMessage::SealedRead => ("bad_sealed_read", "stale_sealed_read", "sealed read"),
+            TakeOverMessage::Configure => ("bad_configure", "stale_epoch", "catch-up"),
+        };
+        let election = self
+            .check_elections(Some(self.consortium), records)
+            .map_err(|why| {
+                Box::new(self.rejected(bad, true, format!("{what} from {from}: {why}")))
+            })?;
+        let cast = match message {
+            TakeOverMessage::SealedRead => election.relay == from,
+            TakeOverMessage::Configure => {
+                election.relay == from && election.backup == Some(self.me)
+            }
+        };
+        if !cast {
+            return Err(Box::new(self.rejected(
+                bad,
+                true,
+                format!(
+                    "{what} from {from} for epoch {}, which elected others",
+                    election.epoch
+                ),
+            )));
+        }
+        if election.epoch < self.sealed {
+            return Err(Box::new(self.rejected(
+                stale,
+                false,
+                format!(
+                    "{what} of epoch {} from {from}; sealed at {}",
+                    election.epoch, self.sealed
+                ),
+            )));
+        }
+        Ok(election)
     }
 }
 

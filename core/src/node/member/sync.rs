@@ -43,6 +43,20 @@ impl Member {
         }
     }
 
+    /// Asks `to` for the consortium lanes of `lagging`, each above the height held.
+    pub(super) fn ask_member_lanes(
+        &mut self,
+        to: Address,
+        lagging: Vec<(Address, u64)>,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        for (member, held) in lagging {
+            let chain = ChainId::Consortium(self.consortium, member);
+            self.ask_sync(to, chain, held + 1, Vec::new(), now, effects);
+        }
+    }
+
     /// Asks `to` for `chain` from height `from` (a relay lane with the positions `have`),
     /// unless a request for that chain to `to` is already pending: catching up many pages
     /// is one chain of requests per peer, not one more chain per block that arrives
