@@ -790,6 +790,12 @@ pub(crate) struct Collector {
     /// Records that reached every lane's relay, with their creation time: a relay or
     /// backup catching up later commits them again, and they must not count twice.
     arrived: BTreeMap<(Address, u64), u64>,
+    /// Per lane, the highest relay block counted as released: a relay restarted in its
+    /// active configuration releases its last blocks again (it does not remember which it
+    /// had released), and they count once.
+    released: BTreeMap<ConsortiumId, u64>,
+    /// Trades counted as settled, for the same reason.
+    settled: BTreeSet<ieschain_core::Hash>,
     urgent: Vec<u64>,
     normal: Vec<u64>,
     stats: Stats,
@@ -803,6 +809,8 @@ impl Collector {
             serving: BTreeMap::new(),
             arrivals: BTreeMap::new(),
             arrived: BTreeMap::new(),
+            released: BTreeMap::new(),
+            settled: BTreeSet::new(),
             urgent: Vec::new(),
             normal: Vec::new(),
             stats: Stats::default(),
@@ -816,6 +824,8 @@ impl Collector {
         match event {
             Event::Committed {
                 node,
+                lane,
+                height,
                 produced,
                 reason,
                 blocks: _,
@@ -823,7 +833,9 @@ impl Collector {
                 at,
                 ..
             } => {
-                if *produced {
+                let counted = self.released.entry(*lane).or_default();
+                if *produced && *height > *counted {
+                    *counted = *height;
                     self.stats.relay_blocks += 1;
                     self.stats.records_committed += records.len() as u64;
                     if *reason == Some(ieschain_core::window::FlushReason::Urgent) {
@@ -900,7 +912,11 @@ impl Collector {
             | Event::Acknowledged { .. } => {}
             Event::JoinDone { .. } => self.stats.joins += 1,
             Event::JoinFailed { .. } => self.stats.joins_failed += 1,
-            Event::TradeSettled { .. } => self.stats.trades_power += 1,
+            Event::TradeSettled { trade, .. } => {
+                if self.settled.insert(*trade) {
+                    self.stats.trades_power += 1;
+                }
+            }
             Event::TradeRefused { .. } => self.stats.trades_refused += 1,
             Event::DataDelivered { .. } => self.stats.trades_data += 1,
             Event::DataDisputed { .. } => self.stats.disputes += 1,

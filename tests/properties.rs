@@ -831,6 +831,25 @@ fn regression_seeds_447751_732732_a_lost_take_over_message() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Found by the campaign `scripts/campaign.sh 301 310 500` (generator seed 304) at 83c448c:
+/// load's relay crashes just after storing block 3, which its backup confirms but the
+/// relay never hears; it restarts at once and resumes its active configuration. Resuming,
+/// it took its whole copy as released without releasing it (no broadcast, no `Committed`),
+/// and reported height 3 as released in its heartbeats; the supervisor drew the next
+/// election on a head no one had seen released ("released head"). A resumed relay now
+/// releases its copy's last blocks again, in order, each announced.
+#[test]
+fn regression_seed_791066_a_resumed_relay_releases_its_tail() {
+    let outcome = run(
+        791_066,
+        SAFETY_MS,
+        "delay:6-7ms,mute:grid-east@1000ms+601ms,crash-relay:load@1050ms,\
+         restart:load-factory@1100ms,pause:load-campus@1150ms+3131ms",
+        Mutations::default(),
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {

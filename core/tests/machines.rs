@@ -1455,3 +1455,54 @@ fn a_conflicting_synced_block_is_refused_and_only_a_forged_one_is_hostile() {
     net.run(1_000);
     net.assert_safe();
 }
+
+/// A relay restarted in its active configuration, with blocks its backup held but it never
+/// heard confirmed, resumes: its backup catches up to its whole copy, the supervisor
+/// answers again, and it releases those blocks, in order, each announced (`Committed`)
+/// before it reports them released (campaign seed 791066: it used to take them as released
+/// silently, and an election drew on a head no one had seen released).
+#[test]
+fn a_resumed_relay_releases_its_unreleased_tail() {
+    let mut net = Net::new(31, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let (e1, relay, backup, _) = net.configuration(lane);
+    net.mute.insert((backup, relay, "replicated"));
+    net.write_all(lane, &[]);
+    net.run(600);
+    let released = |net: &Net| -> BTreeSet<u64> {
+        net.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Committed {
+                    node,
+                    lane: l,
+                    height,
+                    produced: true,
+                    ..
+                } if *node == relay && *l == lane => Some(*height),
+                _ => None,
+            })
+            .collect()
+    };
+    let before = released(&net);
+    let head = net.members[&relay].relay_lane_head(lane).unwrap().height;
+    assert!(
+        before.iter().all(|h| *h < head),
+        "the relay holds blocks it has not released"
+    );
+    // Crashed and restarted at once, before the supervisor suspects it.
+    net.crashed.insert(relay);
+    net.mute.clear();
+    net.restart(relay);
+    net.run(1_000);
+    assert_eq!(net.election(lane).0, e1, "the relay resumed its own epoch");
+    let after = released(&net);
+    for height in before.iter().max().copied().unwrap_or(0) + 1..=head {
+        assert!(
+            after.contains(&height),
+            "height {height} was never released"
+        );
+    }
+    net.assert_safe();
+}

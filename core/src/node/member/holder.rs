@@ -135,6 +135,17 @@ impl Holder {
             .collect()
     }
 
+    /// The own lane's blocks from height `from` up, in height order, as far down as the
+    /// undo logs reach ([`UNDO_DEPTH`] blocks).
+    pub(super) fn own_tail(&self, from: u64) -> Vec<RelayBlock> {
+        self.undo
+            .iter()
+            .map(|(_, block)| block)
+            .filter(|block| block.height() >= from)
+            .cloned()
+            .collect()
+    }
+
     /// Every member lane's head, by member.
     pub(super) fn member_heads(&self) -> Vec<(Address, u64)> {
         self.member_lanes

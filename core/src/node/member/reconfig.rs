@@ -589,14 +589,9 @@ impl Member {
     fn activate(&mut self, now: u64, effects: &mut Vec<Effect>) {
         let lane = self.consortium;
         let me = self.me;
-        let head = self
-            .holder
-            .as_ref()
-            .and_then(|h| h.own_lane())
-            .map(|l| LanePosition {
-                height: l.head.height,
-                hash: l.head.hash,
-            });
+        let Some(holder) = self.holder.as_ref() else {
+            return;
+        };
         let Duty::Relay(duty) = &mut self.duty else {
             return;
         };
@@ -617,11 +612,27 @@ impl Member {
         };
         duty.phase = Phase::Active;
         if resumed {
-            // Everything in the copy is confirmed by the backup's catch-up.
-            if let Some(head) = head {
-                duty.released_to(head);
-                self.released = self.released.max(head.height);
-            }
+            // Everything in the copy is confirmed by the backup's catch-up: released again
+            // from the config block up, or from as far down as the undo logs reach. Below
+            // either, every block was released before the restart (below the config
+            // block by the configurations before; more than UNDO_DEPTH below the head,
+            // since a relay never holds more than MAX_TENTATIVE unreleased).
+            let tail = holder.own_tail(config.height);
+            let first = tail.first().map_or(config.height, |b| b.header.height);
+            let below = holder
+                .own_lane()
+                .and_then(|l| {
+                    let height = first.checked_sub(1)?;
+                    Some(match l.position(height) {
+                        Some((hash, _)) => LanePosition { height, hash },
+                        None => LanePosition {
+                            height: 0,
+                            hash: crate::crypto::Hash::ZERO,
+                        },
+                    })
+                })
+                .unwrap_or(prev);
+            duty.resume(below, tail);
             effects.push(Effect::Emit(Event::TookOver {
                 consortium: lane,
                 epoch: duty.epoch,
@@ -630,6 +641,7 @@ impl Member {
                 prev,
                 at: now,
             }));
+            self.release_ready(now, effects);
         }
         self.start_serving(now, effects);
         if resumed {

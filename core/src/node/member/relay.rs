@@ -148,10 +148,24 @@ impl RelayDuty {
         self.released.map_or(0, |p| p.height)
     }
 
-    /// Everything up to `head` is released (a relay resuming its active configuration
-    /// after a restart, once its backup has caught up to its whole copy).
-    pub(super) fn released_to(&mut self, head: LanePosition) {
-        self.released = Some(head);
+    /// A relay resuming its active configuration after a restart, once its backup has
+    /// caught up to its whole copy: everything up to `below` was released before the
+    /// restart, and `blocks` (the copy's blocks above it, in height order) are confirmed
+    /// and are released again, in order, each with its announcement. Those released before
+    /// the restart are announced twice: the node does not remember which they were.
+    pub(super) fn resume(&mut self, below: LanePosition, blocks: Vec<RelayBlock>) {
+        self.released = Some(below);
+        for block in blocks {
+            self.tentative.insert(
+                block.height(),
+                Tentative {
+                    block,
+                    reason: FlushReason::Drain,
+                    confirmed: true,
+                    config: false,
+                },
+            );
+        }
     }
 
     /// Notes a sealed, stored block of this term awaiting release.
