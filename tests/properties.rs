@@ -850,6 +850,27 @@ fn regression_seed_791066_a_resumed_relay_releases_its_tail() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Found by the campaign `scripts/campaign.sh 301 310 500` (generator seed 305) at 83c448c:
+/// source's backup, promoted, builds its config block, but it is partitioned before the
+/// supervisor activates it; the next configuration reads the first one's copy and goes on
+/// without that block. The old backup, with no duty from then on, kept the block for good:
+/// relay/#0 differed between copies at its height (S2, in the final check of every copy).
+/// A node with no duty that is not a member of the newest election's source now brings its
+/// copy in line with its relay's released lane.
+#[test]
+fn regression_seed_907785_an_idle_node_keeps_an_unactivated_config_block() {
+    let outcome = run(
+        907_785,
+        SAFETY_MS,
+        "drop:0.03,delay:9-18ms,mute:load-factory@1000ms+2801ms,\
+         pause:source-wind@1748ms+2101ms,restart:source-wind@1798ms,\
+         partition:grid+source@1848ms+3705ms,partition:grid+load@1898ms+4739ms,\
+         crash-relay:load@1948ms",
+        Mutations::default(),
+    );
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
 // ----- broken variants -----
 
 fn run(seed: u64, until_ms: u64, faults: &str, mutations: Mutations) -> SimulationOutcome {

@@ -1506,3 +1506,91 @@ fn a_resumed_relay_releases_its_unreleased_tail() {
     }
     net.assert_safe();
 }
+
+/// A configuration that never activates leaves its config block at its relay. Once that
+/// node has no duty and is no longer a member of the newest election's source, it drops
+/// the block and takes the released lane in its place (campaign seed 907785: the block
+/// stayed for good, and two copies of the lane differed at its height).
+#[test]
+fn an_unactivated_config_block_is_dropped_once_its_node_is_idle() {
+    let mut net = Net::new(33, 6);
+    net.run(1_000);
+    let lane = ConsortiumId(0);
+    let supervisor = net.supervisor.address();
+    let (e1, relay, backup, _) = net.configuration(lane);
+    // The relay falls silent to the supervisor only, and the backup, promoted, builds its
+    // config block, whose activation never reaches the supervisor.
+    net.mute.insert((relay, supervisor, "heartbeat"));
+    net.mute.insert((backup, supervisor, "activate"));
+    net.write_all(lane, &[]);
+    net.run(1_500);
+    assert_eq!(net.election(lane).0, e1 + 1);
+    assert_eq!(net.election(lane).2, backup, "the backup is promoted");
+    let config = net
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Held {
+                node,
+                epoch,
+                height,
+                hash,
+                ..
+            } if *node == backup && *epoch == e1 + 1 => Some((*height, *hash)),
+            _ => None,
+        })
+        .expect("the promoted backup built its config block");
+    // It falls silent too: a third candidate takes over from the first configuration.
+    net.mute.insert((backup, supervisor, "heartbeat"));
+    net.run(3_000);
+    assert!(net.took_over_above(lane, e1 + 1).is_some(), "no take-over");
+    let lane_copy = |net: &Net, node: Address| -> Vec<(u64, ieschain_core::Hash)> {
+        net.stores[&node][&ChainId::Relay(lane)]
+            .iter()
+            .map(|b| (b.height(), b.hash()))
+            .collect()
+    };
+    assert!(
+        lane_copy(&net, backup).contains(&config),
+        "the unactivated config block is still held"
+    );
+    // The first relay is heard again, the old backup still not (so it is drawn into no
+    // configuration and catches up with none). An election later, whose source it is not
+    // a member of, its copy is the released lane's.
+    net.mute.remove(&(relay, supervisor, "heartbeat"));
+    net.mute.remove(&(backup, supervisor, "activate"));
+    net.write_all(lane, &[]);
+    net.run(12_000);
+    let elections: Vec<(u64, Address, Option<Address>)> = net
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Elected {
+                consortium,
+                epoch,
+                relay,
+                backup,
+                ..
+            } if *consortium == lane && *epoch > e1 + 1 => Some((*epoch, *relay, *backup)),
+            _ => None,
+        })
+        .collect();
+    assert!(elections.len() >= 2, "no election after the take-over");
+    assert!(
+        elections
+            .iter()
+            .all(|(_, r, b)| *r != backup && *b != Some(backup)),
+        "the old backup was drawn again: {elections:?}"
+    );
+    let current = net.election(lane).2;
+    let theirs = lane_copy(&net, current);
+    let ours = lane_copy(&net, backup);
+    assert!(
+        !ours.contains(&config),
+        "the config block was never dropped"
+    );
+    for (a, b) in ours.iter().zip(theirs.iter()) {
+        assert_eq!(a, b, "the old backup's copy differs from the relay's");
+    }
+    net.assert_safe();
+}

@@ -977,7 +977,9 @@ pub fn forks(store: &dyn ChainStore) -> Vec<String> {
                 continue;
             };
             // A candidate's own block of an older epoch, replaced by a newer one: never
-            // released, and truncated when the candidate next catches up.
+            // released. A candidate with no duty truncates it once it is no longer a
+            // member of the newest election's source (`converge_own_lane`); until then a
+            // new relay may still have to read its copy.
             if *candidate && blocks[at].1 < longest[at].1 {
                 continue;
             }

@@ -92,6 +92,12 @@ pub struct Member {
     /// The highest height of its own lane this node knows to be released: it serves its
     /// copy to other lanes only up to it (SPEC §14).
     released: u64,
+    /// The relay and backup of the source of the newest election of its own lane this
+    /// node knows (`None` until it knows one): the copies a new relay may still read.
+    own_source: Option<Vec<Address>>,
+    /// The relay this node, holding no duty, last brought its own lane's copy in line with
+    /// (see `sync.rs`, `converge_own_lane`).
+    own_checked: Option<Address>,
     next_heartbeat: u64,
     discovered: bool,
     holder: Option<Box<Holder>>,
@@ -142,6 +148,8 @@ impl Member {
             serving: BTreeMap::new(),
             sealed: 0,
             released: 0,
+            own_source: None,
+            own_checked: None,
             next_heartbeat: 0,
             discovered: false,
             holder: None,
@@ -325,6 +333,7 @@ impl Member {
         }
         self.relay_tick(now, &mut effects);
         self.backup_tick(now, &mut effects);
+        self.converge_own_lane(now, &mut effects);
         self.protocol_tick(now, &mut effects);
         effects
     }

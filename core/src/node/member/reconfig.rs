@@ -158,6 +158,7 @@ impl Member {
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
+        self.own_source = Some(source_members(&records, election.source));
         if election.relay == self.me {
             if self.timing.mutations.backup_lost_keeps_epoch
                 && election.reason == ElectionReason::BackupLost

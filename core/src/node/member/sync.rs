@@ -129,9 +129,15 @@ impl Member {
                     .and_then(|h| h.relay_lanes.get(&lane))
                     .map_or(0, |l| l.common(have));
                 let start = if have.is_empty() { height } else { common + 1 };
-                // The own lane beyond its released head only to the lane's candidates.
-                let upto =
-                    (lane == self.consortium && !self.is_candidate(&from)).then_some(self.released);
+                // The own lane beyond its released head only to the node catching up with
+                // this one's unreleased blocks: a relay's own backup, a backup's own relay,
+                // or, from a node with no duty (a source member being read), a candidate.
+                let whole = match &self.duty {
+                    Duty::Relay(duty) => duty.backup == Some(from),
+                    Duty::Backup(duty) => duty.relay == from,
+                    Duty::None => self.is_candidate(&from),
+                };
+                let upto = (lane == self.consortium && !whole).then_some(self.released);
                 (start, upto)
             }
             _ => (height, None),
@@ -152,8 +158,53 @@ impl Member {
                 matches!(&duty.phase, Phase::Fetching { from: f, .. } if *f == from)
             }
             Duty::Backup(duty) => duty.relay == from && self.sealed <= duty.epoch,
-            Duty::None => false,
+            Duty::None => self.may_converge() && self.relay() == Some(from),
         }
+    }
+
+    /// Whether this node, holding no duty, may bring its own lane's copy in line with the
+    /// relay's released lane: it knows the newest election of its lane and is not a member
+    /// of that election's source, whose copies a new relay may still have to read (SPEC
+    /// §14). Its copy may hold blocks never released (a backup's last replications, the
+    /// config block of a configuration never activated); left alone, they would differ
+    /// from the released lane at that height for good.
+    fn may_converge(&self) -> bool {
+        matches!(self.duty, Duty::None)
+            && self
+                .own_source
+                .as_ref()
+                .is_some_and(|members| !members.contains(&self.me))
+    }
+
+    /// Once per relay of its lane, a node with no duty whose copy may hold unreleased
+    /// blocks (above the highest it knows released) asks that relay for the lane from the
+    /// highest block both hold, and adopts the answer: the relay serves it released blocks
+    /// only, and a different block at a held height makes it drop its own from there.
+    pub(super) fn converge_own_lane(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        if !self.may_converge() {
+            return;
+        }
+        let Some(relay) = self.relay().filter(|r| *r != self.me) else {
+            return;
+        };
+        if self.own_checked == Some(relay) {
+            return;
+        }
+        let Some(head) = self
+            .holder
+            .as_ref()
+            .and_then(|h| h.own_lane())
+            .map(|l| l.head)
+        else {
+            return;
+        };
+        if head.height <= self.released {
+            self.own_checked = Some(relay);
+            return;
+        }
+        let have = self.locator_of(self.consortium);
+        let chain = ChainId::Relay(self.consortium);
+        self.ask_sync(relay, chain, head.height + 1, have, now, effects);
     }
 
     pub(super) fn on_sync_blocks(
@@ -277,7 +328,11 @@ impl Member {
             effects.push(Effect::Persist(writes));
         }
         effects.extend(announced.into_iter().map(Effect::Emit));
+        let converging = adopt && matches!(self.duty, Duty::None);
         if failed {
+            if converging {
+                self.own_checked = Some(from);
+            }
             return;
         }
         // Member blocks that arrive by a sync need the relay chain as much as submitted
@@ -294,6 +349,9 @@ impl Member {
             }
         }
         let complete = last.is_none_or(|h| h >= head) || cap.is_some_and(|c| last >= Some(c));
+        if converging && complete {
+            self.own_checked = Some(from);
+        }
         if !complete {
             if let Some(h) = last {
                 let have = match chain {
