@@ -856,19 +856,34 @@ fn regression_seed_791066_a_resumed_relay_releases_its_tail() {
 /// without that block. The old backup, with no duty from then on, kept the block for good:
 /// relay/#0 differed between copies at its height (S2, in the final check of every copy).
 /// A node with no duty that is not a member of the newest election's source now brings its
-/// copy in line with its relay's released lane.
+/// copy in line with its relay's released lane. The same campaign found the same defect
+/// on lane #1 twice more (generator seeds 307 and 309: simulation seeds 782739, 534621).
 #[test]
 fn regression_seed_907785_an_idle_node_keeps_an_unactivated_config_block() {
-    let outcome = run(
-        907_785,
-        SAFETY_MS,
-        "drop:0.03,delay:9-18ms,mute:load-factory@1000ms+2801ms,\
-         pause:source-wind@1748ms+2101ms,restart:source-wind@1798ms,\
-         partition:grid+source@1848ms+3705ms,partition:grid+load@1898ms+4739ms,\
-         crash-relay:load@1948ms",
-        Mutations::default(),
-    );
-    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+    for (seed, faults) in [
+        (
+            907_785,
+            "drop:0.03,delay:9-18ms,mute:load-factory@1000ms+2801ms,\
+             pause:source-wind@1748ms+2101ms,restart:source-wind@1798ms,\
+             partition:grid+source@1848ms+3705ms,partition:grid+load@1898ms+4739ms,\
+             crash-relay:load@1948ms",
+        ),
+        (
+            782_739,
+            "drop:0.01,delay:4-4ms,mute:source-solar@1000ms+2302ms,\
+             pause:grid-east@1050ms+3588ms,restart:load-factory@1653ms,\
+             crash-relay:grid@1703ms",
+        ),
+        (
+            534_621,
+            "drop:0.01,delay:0-12ms,mute:grid-north@1000ms+3999ms,\
+             mute:load-campus@1050ms+4551ms,partition:grid+source@1100ms+5398ms,\
+             crash-relay:source@4904ms,crash:source-gas@4954ms,mute:grid-east@5004ms+2111ms",
+        ),
+    ] {
+        let outcome = run(seed, SAFETY_MS, faults, Mutations::default());
+        assert!(outcome.broken.is_empty(), "seed {seed}: {:#?}", outcome.broken);
+    }
 }
 
 // ----- broken variants -----
