@@ -357,6 +357,7 @@ impl Simulation {
                             crash(node, &network);
                             let what = action.to_string();
                             note(&mut |i| {
+                                i.crashed(relay, now);
                                 i.relay_crashed(*lane, epoch, relay, now);
                                 i.fault(*lane, Some(relay), &what, now, false);
                             });
@@ -375,6 +376,7 @@ impl Simulation {
                             let (lane, candidate) = (node.consortium, node.candidate);
                             let what = action.to_string();
                             note(&mut |i| {
+                                i.crashed(address, now);
                                 if let Some((lane, epoch)) = was_relay {
                                     i.relay_crashed(lane, epoch, address, now);
                                 }
@@ -388,6 +390,8 @@ impl Simulation {
                 FaultAction::Restart(name) => {
                     if let Some(node) = nodes.get_mut(name) {
                         restart(node, &parts);
+                        let address = node.key.address();
+                        note(&mut |i| i.restarted(address));
                     }
                 }
                 FaultAction::Partition(group) => {
@@ -452,6 +456,9 @@ impl Simulation {
         for node in nodes.values_mut() {
             if node.addr.is_none() {
                 restart(node, &parts);
+                if let Ok(mut i) = invariants.lock() {
+                    i.restarted(node.key.address());
+                }
             }
         }
         let end = self.until_ms + self.settle_ms;

@@ -882,7 +882,11 @@ fn regression_seed_907785_an_idle_node_keeps_an_unactivated_config_block() {
         ),
     ] {
         let outcome = run(seed, SAFETY_MS, faults, Mutations::default());
-        assert!(outcome.broken.is_empty(), "seed {seed}: {:#?}", outcome.broken);
+        assert!(
+            outcome.broken.is_empty(),
+            "seed {seed}: {:#?}",
+            outcome.broken
+        );
     }
 }
 

@@ -121,6 +121,19 @@ fn regression_seed_3_random_failover_late() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Regression (found by `scripts/hour-runs.sh` at 83c448c, `ieschain simulate --seed
+/// 1105362277 --until 3600 --faults random`): grid's relay candidates are crashed one by
+/// one (`crash-relay` restarts no one before the liveness phase) until its configuration
+/// has a relay and no backup; that relay crashes too. The next take-overs wait for it, the
+/// source's only member, as SPEC §14 says, and report `Stalled`; L1 judged the relay crash
+/// at 3462 s anyway. A take-over stalled on a source whose members are all down is now
+/// not judged (listed in `l1_exempt`). About a minute: the hour is the point.
+#[test]
+fn regression_hour_seed_1105362277_stalled_on_a_source_that_is_down() {
+    let outcome = simulate(1_105_362_277, 3_600, "random");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
 /// Envelopes delayed and reordered by the network are not taken for replays: nothing
 /// hostile is reported in a run whose only fault is delay. (This run passed before seqs
 /// counted per recipient too; `seqs_count_per_recipient` in `actors/src/outbox.rs` is the

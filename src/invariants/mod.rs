@@ -137,6 +137,11 @@ pub struct Invariants {
     joins: Option<Joins>,
     took_over: Vec<(ConsortiumId, u64, u64)>,
     cut_off: Vec<(ConsortiumId, u64)>,
+    /// Nodes crashed and not restarted yet, since when (from the simulation).
+    down: BTreeMap<Address, u64>,
+    /// Take-overs stalled on a source that was entirely down (crashed) at the time: lane,
+    /// when, and the nodes waited for (SPEC §14 step 4).
+    stalled_down: Vec<(ConsortiumId, u64, Vec<Address>)>,
     /// Who relays and backs up each lane, from the elections (for L2, L3).
     serving: BTreeMap<ConsortiumId, (Address, Option<Address>)>,
     /// L2/L3, once the liveness phase has settled.
@@ -536,6 +541,18 @@ impl Invariants {
                 }
             }
             Event::CutOff { consortium, at } => self.cut_off.push((*consortium, *at)),
+            // A take-over waiting for a source whose every member is down (crashed, not
+            // restarted): it cannot finish, by design, until one comes back.
+            Event::Stalled {
+                lane,
+                waiting_for,
+                at,
+                ..
+            } if !waiting_for.is_empty()
+                && waiting_for.iter().all(|n| self.down.contains_key(n)) =>
+            {
+                self.stalled_down.push((*lane, *at, waiting_for.clone()));
+            }
             // A node's own block that its own validation refuses: the chain it would have
             // written does not verify (an election that does not recompute, say).
             Event::Rejected {
@@ -659,6 +676,17 @@ impl Invariants {
         self.crashes.push((lane, epoch, relay, at));
     }
 
+    /// Notes that `node` crashed at `at` (its memory is lost) and is down until
+    /// [`restarted`](Self::restarted).
+    pub fn crashed(&mut self, node: Address, at: u64) {
+        self.down.entry(node).or_insert(at);
+    }
+
+    /// Notes that `node` restarted from its store.
+    pub fn restarted(&mut self, node: Address) {
+        self.down.remove(&node);
+    }
+
     /// Notes a fault touching relay candidates of `lane` at `at`, for L1's premise: a crash
     /// of one of them (`node`, `lasting` false), a pause of one (`node`, `lasting`), or a
     /// partition of the consortium (`node` none, `lasting`). A lasting fault holds until
@@ -766,6 +794,29 @@ impl Invariants {
                 .iter()
                 .any(|(l, t)| *l == lane && *t >= at && *t - at <= bound_ms);
             if served || cut_off {
+                continue;
+            }
+            // The take-over after the crash waited for a source configuration whose every
+            // member was down (SPEC §14 step 4: the lane stalls, reported, until one comes
+            // back): L1 does not apply until then.
+            let next_take_over = self
+                .took_over
+                .iter()
+                .filter(|(l, _, t)| *l == lane && *t >= at)
+                .map(|(_, _, t)| *t)
+                .min()
+                .unwrap_or(u64::MAX);
+            if let Some((_, stalled_at, waiting)) = self
+                .stalled_down
+                .iter()
+                .find(|(l, t, _)| *l == lane && *t >= at && *t <= next_take_over)
+            {
+                let waiting: Vec<String> = waiting.iter().map(|a| a.short()).collect();
+                self.exempt.push(format!(
+                    "no take-over of lane {lane} within {bound_ms} ms of its relay {}'s crash at {at}, not judged: stalled at {stalled_at} on its source, {} down",
+                    relay.short(),
+                    waiting.join(" and ")
+                ));
                 continue;
             }
             // L1 presumes the crash is the only fault on its consortium during the
@@ -1626,5 +1677,38 @@ mod tests {
             assert_eq!(names(&checker), ["L1"], "{faults:?}");
             assert!(checker.l1_exempt().is_empty(), "{faults:?}");
         }
+    }
+
+    /// A take-over that stalls on a source whose members are all down (crashed long before,
+    /// not restarted) is not judged by L1 (SPEC §14 step 4); one that stalls while a
+    /// member it waits for is up is.
+    #[test]
+    fn l1_exempts_a_take_over_stalled_on_a_source_that_is_down() {
+        let run = |restart_c: bool| {
+            let mut checker = Invariants::new();
+            checker.crashed(C, 100);
+            if restart_c {
+                checker.restarted(C);
+            }
+            checker.crashed(A, 5_000);
+            checker.relay_crashed(L0, 2, A, 5_000);
+            checker.observe(&Event::Stalled {
+                lane: L0,
+                epoch: 3,
+                relay: B,
+                waiting_for: vec![C],
+                at: 5_700,
+            });
+            checker.observe(&took_over(3, B, (0, 0), 9_000));
+            checker.failovers(900);
+            checker
+        };
+        let down = run(false);
+        assert!(down.broken().is_empty(), "{:?}", down.broken());
+        assert_eq!(down.l1_exempt().len(), 1);
+        assert!(down.l1_exempt()[0].contains("stalled"));
+        let up = run(true);
+        assert_eq!(names(&up), ["L1"]);
+        assert!(up.l1_exempt().is_empty());
     }
 }
