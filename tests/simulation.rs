@@ -134,6 +134,19 @@ fn regression_hour_seed_1105362277_stalled_on_a_source_that_is_down() {
     assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
 }
 
+/// Regression (found by `scripts/hour-runs.sh` at 83c448c; it still broke at 5ae19d4):
+/// grid's relay crashes 425 ms before its configuration's period ends. Not yet suspected,
+/// the crashed node was drawn as the new backup of the rotation; the failover that
+/// followed (backup lost) and the catch-up of a third node's copy took the take-over past
+/// L1's bound. The supervisor now rotates only once relay and backup have been heard
+/// within one and a half heartbeat intervals, and draws a node not heard that lately only
+/// when it has no other choice. About a minute.
+#[test]
+fn regression_hour_seed_1094573117_no_rotation_onto_a_node_just_crashed() {
+    let outcome = simulate(1_094_573_117, 3_600, "random");
+    assert!(outcome.broken.is_empty(), "{:#?}", outcome.broken);
+}
+
 /// Envelopes delayed and reordered by the network are not taken for replays: nothing
 /// hostile is reported in a run whose only fault is delay. (This run passed before seqs
 /// counted per recipient too; `seqs_count_per_recipient` in `actors/src/outbox.rs` is the

@@ -236,6 +236,16 @@ impl Supervisor {
         }
     }
 
+    /// Heard from within one and a half heartbeat intervals: alive, and not late either. A
+    /// node that has just crashed is alive to the failure detector for a while; a draw that
+    /// can choose another does not choose it, and a rotation waits.
+    fn fresh(&self, address: &Address, now: u64) -> bool {
+        match self.last_seen.get(address) {
+            Some(seen) => now.saturating_sub(*seen) <= self.timing.heartbeat_ms * 3 / 2,
+            None => self.alive(address, now),
+        }
+    }
+
     /// Handles a message from a node.
     pub fn deliver(&mut self, from: Address, message: Message, now: u64) -> Vec<Effect> {
         self.start(now);
@@ -570,19 +580,42 @@ impl Supervisor {
             _ => {}
         }
         let active = active?;
-        (backup_alive == Some(true) && now.saturating_sub(active.since) >= self.timing.period_ms)
+        // A rotation is never urgent: it waits until relay and backup are both heard
+        // lately, so that it does not promote, or draw, a node that has just failed.
+        let fresh =
+            self.fresh(&config.relay, now) && config.backup.is_some_and(|b| self.fresh(&b, now));
+        (backup_alive == Some(true)
+            && fresh
+            && now.saturating_sub(active.since) >= self.timing.period_ms)
             .then_some(ElectionReason::Rotation)
     }
 
+    /// The candidates an election of lane `index` may draw: alive and not excluded; of
+    /// those, the ones heard lately, and the newest configuration's relay and backup (a
+    /// promotion keeps the copy that holds the lane), unless that leaves none.
     fn eligible(&self, index: usize, now: u64) -> Vec<Address> {
         let watch = &self.watches[index];
-        watch
+        let alive: Vec<Address> = watch
             .candidates
             .iter()
             .filter(|c| self.alive(c, now))
             .filter(|c| watch.excluded.get(c).is_none_or(|until| now >= *until))
             .copied()
-            .collect()
+            .collect();
+        let members: Vec<Address> = watch
+            .newest()
+            .map(|(_, config)| std::iter::once(config.relay).chain(config.backup).collect())
+            .unwrap_or_default();
+        let fresh: Vec<Address> = alive
+            .iter()
+            .filter(|c| members.contains(c) || self.fresh(c, now))
+            .copied()
+            .collect();
+        if fresh.is_empty() {
+            alive
+        } else {
+            fresh
+        }
     }
 
     fn sign(&mut self, body: RecordBody, now: u64) -> Record {
