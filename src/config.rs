@@ -288,13 +288,6 @@ impl TimingConfig {
     pub fn suspect_timeout(&self) -> Duration {
         self.heartbeat_interval.saturating_mul(self.suspect_after)
     }
-
-    /// How long a relay's lease lasts after its last renewal:
-    /// `(suspect_after − 1) × heartbeat_interval` (D3).
-    pub fn lease(&self) -> Duration {
-        self.heartbeat_interval
-            .saturating_mul(self.suspect_after.saturating_sub(1))
-    }
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -1059,8 +1052,8 @@ impl FederationConfig {
         if t.suspect_after < 2 {
             return Err(Problem::new(
                 "timing.suspect_after",
-                "at least 2 missed heartbeats, so a relay's lease of (suspect_after - 1) \
-                 heartbeats is not empty (SPEC §12 D3)",
+                "at least 2 missed heartbeats, so that one lost heartbeat does not fail a \
+                 relay over",
                 t.suspect_after,
             ));
         }

@@ -336,6 +336,8 @@ fn bench_quick_writes_the_json_fields() {
         "/latency_ms/normal/p50",
         "/latency_ms/normal/p99",
         "/failover_ms",
+        "/takeover_ms",
+        "/targets/takeover_ms/bound",
     ] {
         assert!(value.pointer(pointer).is_some(), "{pointer}: {value}");
     }

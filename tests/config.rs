@@ -121,7 +121,6 @@ fn defaults_are_those_of_d13() {
     assert_eq!(timing.heartbeat_interval, Duration::from_millis(200));
     assert_eq!(timing.suspect_after, 3);
     assert_eq!(timing.suspect_timeout(), Duration::from_millis(600));
-    assert_eq!(timing.lease(), Duration::from_millis(400));
     let four = FederationConfig::four_party();
     assert_eq!(four.capacities(), Capacities::default());
     assert_eq!(four.weight_fn().unwrap(), WeightFn::default());

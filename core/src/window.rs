@@ -132,7 +132,7 @@ impl Window {
         (now >= deadline).then(|| self.take(FlushReason::MaxWait))
     }
 
-    /// Sends whatever is waiting, for a hand-over or a shutdown.
+    /// Sends whatever is waiting, for a take-over's first block or a shutdown.
     pub fn drain(&mut self) -> Option<Flush> {
         (!self.pending.is_empty()).then(|| self.take(FlushReason::Drain))
     }

@@ -783,13 +783,13 @@ fn member_cut_off_from_its_relay_resends_a_bounded_window() {
 
 /// A spurious failover to a relay that was not the backup (issue 6 §3): the relay and its
 /// backup are alive but their heartbeats stop reaching the supervisor (a saturated actor
-/// thread), while the relay keeps producing under its lease and the backup confirms. The
-/// failover draws another candidate on the backup's last reported lane head, which is
-/// stale, and the deposed pair answers the new relay's sync late (here: not until the cut
-/// heals). The new relay must not continue the lane below the blocks the deposed relay
-/// confirmed: it waits for the deposed backup, which holds every one of them (D4), however
-/// late it answers. Continuing after the sync timeout on the other relays' copies, which
-/// lack those blocks, forked the lane and lost acknowledged blocks from the relay chain.
+/// thread), while the relay keeps producing and the backup confirms. The failover draws
+/// another candidate, and the deposed pair answers the new relay's sealed read late (here:
+/// not until the cut heals). The new relay must not continue the lane without the blocks
+/// the deposed relay released: it waits for one of the source's two members, each of which
+/// holds every one of them (write-all, SPEC §14), however late it answers. Before SPEC §14,
+/// continuing after a timeout on the other relays' copies, which lack those blocks, forked
+/// the lane and lost acknowledged blocks from the relay chain.
 #[test]
 fn failover_to_a_third_candidate_waits_for_the_deposed_backup() {
     let mut net = Net::new(11, 8);
@@ -869,7 +869,7 @@ fn failover_to_a_third_candidate_waits_for_the_deposed_backup() {
     }
     net.cut.remove(&(relay, backup));
     net.cut.remove(&(backup, relay));
-    // Urgent records: relay blocks at once, while the lease lasts.
+    // Urgent records: relay blocks at once, until the sealed read stops the old pair.
     for _ in 0..3 {
         for name in &writers {
             net.write(name, true);

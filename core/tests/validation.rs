@@ -1018,7 +1018,7 @@ fn deposed_relay_after_election_is_stale_epoch() {
     let opening = draft.seal(&new_relay);
     // Before the election block is known, the deposed relay's block at that same height
     // is still taken: fencing starts at the election block (D3: its prev is the cut-off),
-    // and the lease (D3) is what keeps a deposed relay from producing it.
+    // and the seals (SPEC §14) are what keep a deposed relay from releasing it.
     let racing = f.draft().seal(&old_relay);
     f.lane
         .clone()

@@ -97,6 +97,9 @@ pub struct RunResult {
     pub lagged: u64,
     /// Crash of a relay to its successor's first relay block, ms, one per failover.
     pub failover_ms: Vec<f64>,
+    /// The failover's election to its relay's first relay block (the take-over of SPEC
+    /// §14: read, config block, the backup's catch-up, activation), ms, one per failover.
+    pub takeover_ms: Vec<f64>,
     /// Failovers that did not complete in time.
     pub failover_timeouts: usize,
     /// This process's peak resident size once every lane served, before any load, MiB:
@@ -136,6 +139,8 @@ pub struct Tally {
     pub lagged: u64,
     /// `TookOver` events: (lane, epoch) → when the bench saw it.
     pub took_over: BTreeMap<(ConsortiumId, u64), Instant>,
+    /// `Elected` events: (lane, epoch) → when the bench saw it.
+    pub elected: BTreeMap<(ConsortiumId, u64), Instant>,
 }
 
 impl Tally {
@@ -309,7 +314,7 @@ async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) ->
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
             let t = lock(&tally)?;
-            if let Some((_, seen)) = t
+            if let Some((key, seen)) = t
                 .took_over
                 .range((lane, epoch + 1)..=(lane, u64::MAX))
                 .next()
@@ -317,6 +322,11 @@ async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) ->
                 result
                     .failover_ms
                     .push(seen.saturating_duration_since(crashed).as_secs_f64() * 1e3);
+                if let Some(elected) = t.elected.get(key) {
+                    result
+                        .takeover_ms
+                        .push(seen.saturating_duration_since(*elected).as_secs_f64() * 1e3);
+                }
                 done = true;
                 break;
             }
@@ -390,6 +400,7 @@ pub async fn count_events(
             }
             Event::Elected {
                 consortium,
+                epoch,
                 relay,
                 reason,
                 at,
@@ -397,6 +408,9 @@ pub async fn count_events(
             } => {
                 relays.insert(consortium, relay);
                 let mut t = lock(&tally)?;
+                t.elected
+                    .entry((consortium, epoch))
+                    .or_insert_with(Instant::now);
                 t.elections.push(format!("{reason:?}"));
                 let done: Vec<BlockKey> = t
                     .partial

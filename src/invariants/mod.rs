@@ -780,7 +780,7 @@ impl Invariants {
     fn failovers(&mut self, bound_ms: u64) {
         for (lane, epoch, relay, at) in self.crashes.clone() {
             // A take-over with a newer epoch; or the crashed relay itself, restarted from its
-            // store before its lease ran out, serving its epoch again (its own `TookOver`
+            // store before it was failed over, serving its epoch again (its own `TookOver`
             // after the crash: no one else takes over an epoch).
             let served = self.took_over.iter().any(|(l, e, t)| {
                 *l == lane
@@ -1638,7 +1638,7 @@ mod tests {
         };
         assert!(run(&[], 5_900).broken().is_empty());
         assert_eq!(names(&run(&[], 5_901)), ["L1"]);
-        // The crashed relay, restarted before its lease ran out, serving its epoch again.
+        // The crashed relay, restarted before it was failed over, serving its epoch again.
         let mut restarted = Invariants::new();
         restarted.relay_crashed(L0, 1, A, 5_000);
         for (epoch, at) in [(1, 5_000), (1, 5_050)] {

@@ -416,8 +416,8 @@ impl Fed {
 
     /// Every relay block produced so far went out for the reason the window gives (SPEC
     /// §4.4): an urgent flush holds an urgent block, a full one `window` blocks, a
-    /// `max_wait` one at least one block. Only a drain (a take-over or a hand-over) may be
-    /// empty.
+    /// `max_wait` one at least one block. Only a drain (a take-over's first block, or a
+    /// resumed relay's) may be empty.
     pub fn assert_flush_reasons(&self) {
         for event in &self.log {
             let Event::Committed {

@@ -39,10 +39,10 @@ impl Member {
             }
             return;
         }
-        // A relay still taking over (syncing its lane, or waiting for the deposed relay's
-        // backup), or whose lease ran out (it is being deposed), cannot put the registry
-        // change on the lane: a join it accepted now would be done before anyone could
-        // check the newcomer's blocks. No answer; the newcomer asks again.
+        // A relay not in an active configuration (still taking over, or sealed by a newer
+        // one) cannot put the registry change on the lane: a join it accepted now would be
+        // done before anyone could check the newcomer's blocks. No answer; the newcomer
+        // asks again.
         if !self.producing(now) {
             return;
         }

@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | join 1 | newcomer → any member | `JoinIntent`; the member answers with its relay |
 //! | join 2 | newcomer → relay | `JoinRequest` with the admission credential |
-//! | join 3 | relay | (only while producing under a lease) checks it, adds the entry to its next relay block's registry, writes a `JoinAnnouncement` and sends it to the consortium; sends `JoinAccepted` (with the live members) to the newcomer once that relay block is stored |
+//! | join 3 | relay | (only in an active configuration) checks it, adds the entry to its next relay block's registry, writes a `JoinAnnouncement` and sends it to the consortium; sends `JoinAccepted` (with the live members) to the newcomer once that relay block is released |
 //! | join 4 | members | check the relay's signature and learn the key |
 //! | join 5 | newcomer → listed members | `JoinApply`: the announcement and its `JoinApplication` |
 //! | join 6 | member → newcomer | a `JoinReceipt` record, also written to the member's lane |
