@@ -1,8 +1,12 @@
 //! The `ieschain` command line (SPEC §10).
 //!
 //! Exit codes are part of the interface: 0 on success; for `verify`, 1 when a block is bad
-//! (with a line containing `chain=<name> height=<h>`); 2 on usage or I/O errors. Bad flags
-//! and bad files produce one clear line, never a panic.
+//! (with a line containing `chain=<name> height=<h>`); for `simulate`, 1 when an invariant
+//! broke; 2 on usage or I/O errors; 130 when SIGINT or SIGTERM stopped `simulate` or
+//! `bench` before the end (their summary and report are still written), or when a second
+//! signal forced any command out. `run` stopped by a signal ends as if its duration were
+//! over: summary, report, storage flushed, exit 0. Bad flags and bad files produce one clear
+//! line, never a panic.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use serde_json::{json, Value};
 use crate::config::FederationConfig;
 use crate::faults::FaultPlan;
 use crate::federation::Federation;
+use crate::lifecycle::{StopSignal, INTERRUPTED};
 use crate::report::{report, RunInfo};
 use crate::simulation::Simulation;
 use crate::trace::Trace;
@@ -209,8 +214,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             event_log.as_deref(),
             mermaid.as_deref(),
         ) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
+            Ok(SimulateEnd::Held) => ExitCode::SUCCESS,
+            Ok(SimulateEnd::Broken) => ExitCode::from(1),
+            Ok(SimulateEnd::Stopped) => ExitCode::from(INTERRUPTED),
             Err(message) => {
                 eprintln!("ieschain simulate: {message}");
                 ExitCode::from(2)
@@ -229,7 +235,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             experiment.as_deref(),
             scale_child,
         ) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(INTERRUPTED),
             Err(message) => {
                 eprintln!("ieschain bench: {message}");
                 ExitCode::from(2)
@@ -265,6 +272,7 @@ fn run(
     use std::time::{Duration, Instant};
 
     check_seconds("--duration", duration)?;
+    let stop = StopSignal::install()?;
     let (config, origin) = load_config(config)?;
     let mermaid_file = mermaid_path.map(create_mermaid).transpose()?;
     let seed = seed.unwrap_or(config.seed);
@@ -300,10 +308,11 @@ fn run(
     let total = Duration::from_secs_f64(duration);
     let tty = std::io::stdout().is_terminal();
     let mut last_line = Instant::now();
-    while started.elapsed() < total {
+    while started.elapsed() < total && !stop.requested() {
         std::thread::sleep(Duration::from_millis(250).min(total.saturating_sub(started.elapsed())));
         drain(&mut trace);
-        if tty || last_line.elapsed() >= Duration::from_secs(5) || started.elapsed() >= total {
+        let ending = started.elapsed() >= total || stop.requested();
+        if tty || last_line.elapsed() >= Duration::from_secs(5) || ending {
             last_line = Instant::now();
             let stats = federation.stats();
             let relays: Vec<String> = federation
@@ -340,6 +349,13 @@ fn run(
     if tty {
         println!();
     }
+    let stopped = stop.requested();
+    if stopped {
+        println!(
+            "stopping: a signal came after {:.1} s; shutting the federation down (a second signal exits at once)",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let elapsed = started.elapsed().as_secs_f64();
     let stats = federation.stats();
     drain(&mut trace);
@@ -356,6 +372,7 @@ fn run(
         members,
         consortiums,
         invariants_broken: Vec::new(),
+        stopped_by_signal: stopped,
     };
     let value = report(&info, &stats);
     println!(
@@ -441,7 +458,7 @@ fn simulate(
     report_path: Option<&Path>,
     event_log: Option<&Path>,
     mermaid_path: Option<&Path>,
-) -> Result<bool, String> {
+) -> Result<SimulateEnd, String> {
     check_seconds("--until", until)?;
     let (config, origin) = load_config(config_path)?;
     let until_ms = (until * 1000.0) as u64;
@@ -457,12 +474,17 @@ fn simulate(
     simulation.plan = plan;
     simulation.keep_log = event_log.is_some();
     simulation.keep_trace = mermaid_path.is_some();
+    simulation.stop = Some(StopSignal::install()?);
+    println!(
+        "ieschain simulate: {origin}, seed {seed}, faults `{spec}`: {until} virtual s of faults, then {:.0} s to settle ...",
+        simulation.settle_ms as f64 / 1000.0
+    );
     let started = std::time::Instant::now();
     let outcome = simulation.run().map_err(|e| e.to_string())?;
     let wall = started.elapsed().as_secs_f64();
     let stats = &outcome.stats;
     println!(
-        "ieschain simulate: {origin}, seed {seed}, faults `{spec}`: {:.0} virtual s in {wall:.1} s",
+        "  {:.0} virtual s in {wall:.1} s",
         outcome.virtual_ms as f64 / 1000.0
     );
     for (at, fault) in &outcome.applied {
@@ -500,6 +522,7 @@ fn simulate(
         members,
         consortiums,
         invariants_broken: outcome.broken.clone(),
+        stopped_by_signal: outcome.stopped_at_ms.is_some(),
     };
     if let Some(path) = report_path {
         let text =
@@ -507,9 +530,20 @@ fn simulate(
         std::fs::write(path, text)
             .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
     }
-    if outcome.broken.is_empty() {
+    if let Some(at) = outcome.stopped_at_ms {
+        println!(
+            "  stopped by a signal at {:.3} virtual s: the liveness phase did not run; {}",
+            at as f64 / 1000.0,
+            if outcome.broken.is_empty() {
+                "nothing the checker judges at each event broke".to_string()
+            } else {
+                format!("broken so far: {}", outcome.broken.join("; "))
+            }
+        );
+        Ok(SimulateEnd::Stopped)
+    } else if outcome.broken.is_empty() {
         println!("  invariants: all held");
-        Ok(true)
+        Ok(SimulateEnd::Held)
     } else {
         for broken in &outcome.broken {
             println!("  BROKEN {broken}");
@@ -520,8 +554,18 @@ fn simulate(
         println!(
             "  replay: ieschain simulate{config_flag} --seed {seed} --until {until} --faults '{spec}'"
         );
-        Ok(false)
+        Ok(SimulateEnd::Broken)
     }
+}
+
+/// How a simulation ended, for its exit code.
+enum SimulateEnd {
+    /// Every invariant held: 0.
+    Held,
+    /// An invariant broke: 1.
+    Broken,
+    /// A signal stopped it first: [`INTERRUPTED`].
+    Stopped,
 }
 
 /// `ieschain bench`: the bench, the window experiment, or one scaling point (a child).
@@ -531,11 +575,11 @@ fn bench(
     report_path: Option<&Path>,
     experiment: Option<&str>,
     scale_child: Option<u64>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     if let Some(members) = scale_child {
         let value = crate::bench::scale_child(members, quick).map_err(|e| format!("{e:#}"))?;
         println!("{}{value}", crate::bench::CHILD_LINE);
-        return Ok(());
+        return Ok(true);
     }
     // Bad paths fail at once, not after minutes of measuring.
     for (flag, path) in [("--json", json_path), ("--report", report_path)] {
@@ -552,9 +596,21 @@ fn bench(
         }
         Some(other) => return Err(format!("--experiment {other}: unknown experiment")),
         None => {
-            let value = crate::bench::run(&crate::bench::Options { quick })
-                .map_err(|e| format!("{e:#}"))?;
-            let markdown = crate::bench::table(&value);
+            let options = crate::bench::Options {
+                quick,
+                stop: StopSignal::install()?,
+            };
+            let value = crate::bench::run(&options).map_err(|e| format!("{e:#}"))?;
+            let markdown = if value["stopped_by_signal"] == true {
+                let line = format!(
+                    "bench stopped by a signal after {:.1} s; what it measured before is in the JSON, under `measured`\n",
+                    value["seconds"].as_f64().unwrap_or(0.0)
+                );
+                print!("{line}");
+                line
+            } else {
+                crate::bench::table(&value)
+            };
             (value, markdown)
         }
     };
@@ -567,7 +623,7 @@ fn bench(
             .map_err(|e| format!("writing the table to {}: {e}", path.display()))?;
         println!("table written to {}", path.display());
     }
-    Ok(())
+    Ok(value["stopped_by_signal"] != true)
 }
 
 /// The federation of `--config FILE`, or the built-in four-party one, with a name for it.

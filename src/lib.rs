@@ -17,6 +17,7 @@
 //! - [`simulation`]: deterministic simulation in virtual time with a seeded fault plan.
 //! - [`faults`]: the fault plan and the `--faults` grammar.
 //! - [`invariants`]: the checker of SPEC §9's invariants.
+//! - [`lifecycle`]: stopping cleanly on SIGINT and SIGTERM.
 //! - [`bench`](mod@bench): `ieschain bench`: the machine's limits, then federations measured
 //!   against them (throughput, latency, failover, scaling).
 //! - [`trace`]: the protocol runs of SPEC §6 drawn as Mermaid sequence diagrams.
@@ -31,6 +32,7 @@ pub mod demo;
 pub mod faults;
 pub mod federation;
 pub mod invariants;
+pub mod lifecycle;
 pub mod report;
 pub mod simulation;
 pub mod trace;

@@ -20,6 +20,8 @@ pub struct RunInfo {
     pub consortiums: usize,
     /// Invariants that broke (empty when none did).
     pub invariants_broken: Vec<String>,
+    /// Whether SIGINT or SIGTERM ended it before its duration ([`crate::lifecycle`]).
+    pub stopped_by_signal: bool,
 }
 
 /// The report as JSON, with every field SPEC §10 lists.
@@ -72,6 +74,7 @@ pub fn report(info: &RunInfo, stats: &Stats) -> Value {
             "dropped": stats.transport.dropped,
         },
         "invariants_broken": info.invariants_broken,
+        "stopped_by_signal": info.stopped_by_signal,
         "event_log_digest": stats.event_log_digest.to_string(),
         "events": stats.events,
     })

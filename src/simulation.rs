@@ -47,6 +47,7 @@ use crate::config::{ConfigError, FederationConfig};
 use crate::faults::{FaultAction, FaultPlan};
 use crate::federation::{Collector, Parts, Stats};
 use crate::invariants::Invariants;
+use crate::lifecycle::StopSignal;
 use crate::trace::Trace;
 
 /// What to simulate.
@@ -68,6 +69,9 @@ pub struct Simulation {
     pub keep_trace: bool,
     /// Deliberate bugs to switch on, for tests of the checker; all off by default.
     pub mutations: Mutations,
+    /// A stop asked from outside (SIGINT, SIGTERM: [`crate::lifecycle`]): the simulation
+    /// ends at the virtual instant it sees it, without its liveness phase.
+    pub stop: Option<StopSignal>,
 }
 
 /// What a simulation found.
@@ -90,6 +94,9 @@ pub struct SimulationOutcome {
     pub trace: Option<Trace>,
     /// The in-memory store the federation wrote, every node's copy of every chain.
     pub store: Arc<dyn ChainStore>,
+    /// The virtual instant a stop was seen at, when one was: the liveness phase did not
+    /// run, and only what the checker judges at each event was judged (`broken`).
+    pub stopped_at_ms: Option<u64>,
 }
 
 /// Why a simulation could not run.
@@ -128,6 +135,7 @@ impl Simulation {
             keep_log: false,
             keep_trace: false,
             mutations: Mutations::default(),
+            stop: None,
         }
     }
 
@@ -163,6 +171,7 @@ impl Simulation {
         store: Arc<dyn ChainStore>,
     ) -> SimulationOutcome {
         let start = tokio::time::Instant::now();
+        let mut stop = StopWatch::new(self.stop.clone());
         let network = Arc::new(SimNetwork::new(self.seed));
         network.set_faults(self.plan.network.clone());
         let collector = Arc::new(Mutex::new(Collector::new(genesis.consortiums.len())));
@@ -328,10 +337,9 @@ impl Simulation {
         // The safety phase: faults at their times.
         let mut applied = Vec::new();
         for (at, action) in &self.plan.events {
-            if *at >= self.until_ms {
+            if *at >= self.until_ms || !stop.sleep_until(start + Duration::from_millis(*at)).await {
                 break;
             }
-            tokio::time::sleep_until(start + Duration::from_millis(*at)).await;
             let serving = collector
                 .lock()
                 .map(|c| c.serving.clone())
@@ -444,7 +452,21 @@ impl Simulation {
             }
             applied.push((*at, action.to_string()));
         }
-        tokio::time::sleep_until(start + Duration::from_millis(self.until_ms)).await;
+        if !stop
+            .sleep_until(start + Duration::from_millis(self.until_ms))
+            .await
+        {
+            return self.stopped(
+                start,
+                &invariants,
+                &collector,
+                &network,
+                &log,
+                &trace,
+                store,
+                applied,
+            );
+        }
 
         // The liveness phase: heal everything, restart every crashed node, and let the
         // federation converge.
@@ -475,7 +497,18 @@ impl Simulation {
                 .map(|w| timing.member_max_wait_ms + w + slack);
             i.check_latency_from(from, slack, normal);
         }
-        tokio::time::sleep_until(start + Duration::from_millis(end)).await;
+        if !stop.sleep_until(start + Duration::from_millis(end)).await {
+            return self.stopped(
+                start,
+                &invariants,
+                &collector,
+                &network,
+                &log,
+                &trace,
+                store,
+                applied,
+            );
+        }
 
         let serving = collector
             .lock()
@@ -520,6 +553,91 @@ impl Simulation {
             log,
             trace,
             store,
+            stopped_at_ms: None,
+        }
+    }
+
+    /// The outcome of a simulation stopped from outside: what the checker found so far, and
+    /// no liveness phase.
+    #[allow(clippy::too_many_arguments)]
+    fn stopped(
+        &self,
+        start: tokio::time::Instant,
+        invariants: &Mutex<Invariants>,
+        collector: &Mutex<Collector>,
+        network: &SimNetwork,
+        log: &Mutex<Vec<String>>,
+        trace: &Mutex<Option<Trace>>,
+        store: Arc<dyn ChainStore>,
+        applied: Vec<(u64, String)>,
+    ) -> SimulationOutcome {
+        let at = start.elapsed().as_millis() as u64;
+        let (broken, l1_exempt) = invariants
+            .lock()
+            .map(|i| (i.broken().to_vec(), i.l1_exempt().to_vec()))
+            .unwrap_or_else(|_| (vec!["checker poisoned".into()], Vec::new()));
+        SimulationOutcome {
+            stats: collector
+                .lock()
+                .map(|c| c.snapshot(network.stats()))
+                .unwrap_or_default(),
+            broken,
+            virtual_ms: at,
+            applied,
+            l1_exempt,
+            log: log.lock().map(|l| l.clone()).unwrap_or_default(),
+            trace: trace.lock().ok().and_then(|mut t| t.take()),
+            store,
+            stopped_at_ms: Some(at),
+        }
+    }
+}
+
+/// Sleeps in virtual time until a stop is asked. A thread watches the stop flag in wall
+/// time and wakes the simulation through a channel, so that watching adds no timer to the
+/// virtual clock: with no stop, the run and its event log are the same as without one.
+struct StopWatch {
+    stopped: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Kept while no stop can come, so that the channel never closes.
+    _never: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl StopWatch {
+    fn new(stop: Option<StopSignal>) -> Self {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let Some(stop) = stop else {
+            return StopWatch {
+                stopped: Some(rx),
+                _never: Some(tx),
+            };
+        };
+        std::thread::spawn(move || {
+            while !tx.is_closed() {
+                if stop.requested() {
+                    let _ = tx.send(());
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        });
+        StopWatch {
+            stopped: Some(rx),
+            _never: None,
+        }
+    }
+
+    /// Sleeps until `at`; false, at once, when a stop was asked.
+    async fn sleep_until(&mut self, at: tokio::time::Instant) -> bool {
+        let Some(stopped) = self.stopped.as_mut() else {
+            return false;
+        };
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(at) => true,
+            _ = stopped => {
+                self.stopped = None;
+                false
+            }
         }
     }
 }

@@ -31,6 +31,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::config::{FederationConfig, GridQuorum};
+use crate::lifecycle::StopSignal;
 use load::{Load, RunResult, RunSpec};
 
 /// The end-to-end target: this fraction of the verify limit.
@@ -45,6 +46,9 @@ pub const MEMORY_BOUND_MIB: f64 = 2_048.0;
 pub struct Options {
     /// Fewer and shorter samples: under a minute.
     pub quick: bool,
+    /// A stop asked by a signal: the bench abandons the part it is measuring and returns
+    /// what it measured before ([`stopped`]).
+    pub stop: StopSignal,
 }
 
 /// How long each part runs.
@@ -104,6 +108,13 @@ pub fn run(options: &Options) -> Result<Value> {
         started.elapsed().as_secs_f64()
     );
     let limits = limits::measure(temp.path(), quick)?;
+    let stop = &options.stop;
+    if stop.requested() {
+        return Ok(stopped(
+            started,
+            json!({ "limits": limits_json(&limits, cores) }),
+        ));
+    }
     let relays = FederationConfig::four_party().consortiums.len();
     let verify_limit = cores as f64 * limits.batch_verify_per_s / relays as f64;
 
@@ -119,36 +130,54 @@ pub fn run(options: &Options) -> Result<Value> {
     let mut saturated_config = FederationConfig::four_party();
     // No rotation inside the window: a rotation is not what this run measures.
     saturated_config.timing.period = Duration::from_secs(600);
-    let saturated = runtime.block_on(load::run(
-        &temp.path().join("four-party-saturated"),
-        RunSpec {
-            config: saturated_config,
-            load: Load::Saturate,
-            warm_up: d.warm_up,
-            window: d.window,
-            drain: d.drain,
-            serve_timeout: Duration::from_secs(10),
-            failovers: 0,
-        },
-    ))?;
+    let saturated = runtime.block_on(unless_stopped(
+        stop,
+        load::run(
+            &temp.path().join("four-party-saturated"),
+            RunSpec {
+                config: saturated_config,
+                load: Load::Saturate,
+                warm_up: d.warm_up,
+                window: d.window,
+                drain: d.drain,
+                serve_timeout: Duration::from_secs(10),
+                failovers: 0,
+            },
+        ),
+    ));
+    let Some(saturated) = saturated.transpose()? else {
+        return Ok(stopped(
+            started,
+            json!({ "limits": limits_json(&limits, cores) }),
+        ));
+    };
 
     println!(
         "{:>5.1}s four-party federation, its own workload, then failovers ...",
         started.elapsed().as_secs_f64()
     );
-    let nominal = runtime.block_on(load::run(
-        &temp.path().join("four-party-nominal"),
-        RunSpec {
-            config: FederationConfig::four_party(),
-            load: Load::Workload,
-            warm_up: Duration::from_secs(1),
-            window: d.latency_window,
-            drain: Duration::ZERO,
-            serve_timeout: Duration::from_secs(10),
-            failovers: d.failovers,
-        },
-    ))?;
+    let nominal = runtime.block_on(unless_stopped(
+        stop,
+        load::run(
+            &temp.path().join("four-party-nominal"),
+            RunSpec {
+                config: FederationConfig::four_party(),
+                load: Load::Workload,
+                warm_up: Duration::from_secs(1),
+                window: d.latency_window,
+                drain: Duration::ZERO,
+                serve_timeout: Duration::from_secs(10),
+                failovers: d.failovers,
+            },
+        ),
+    ));
     drop(runtime);
+    let Some(nominal) = nominal.transpose()? else {
+        return Ok(stopped(
+            started,
+            json!({ "limits": limits_json(&limits, cores), "saturated_records_per_s": saturated.records_per_s }),
+        ));
+    };
 
     let mut scaling = Vec::new();
     for members in SCALES {
@@ -156,13 +185,26 @@ pub fn run(options: &Options) -> Result<Value> {
             "{:>5.1}s scaling: {members} members (child process) ...",
             started.elapsed().as_secs_f64()
         );
+        if stop.requested() {
+            break;
+        }
         // A failed point is reported, not fatal: the rest of the table still stands.
-        scaling.push(scale_in_child(members, quick).unwrap_or_else(|e| {
+        scaling.push(scale_in_child(members, quick, stop).unwrap_or_else(|e| {
             eprintln!("ieschain bench: scaling at {members} members: {e:#}");
             json!({"members": members, "records_per_s": null, "peak_rss_mib": null, "error": format!("{e:#}")})
         }));
     }
     let load_after = load_average();
+    if stop.requested() {
+        return Ok(stopped(
+            started,
+            json!({
+                "limits": limits_json(&limits, cores),
+                "saturated_records_per_s": saturated.records_per_s,
+                "scaling": scaling,
+            }),
+        ));
+    }
 
     let value = assemble(&Assembly {
         quick,
@@ -181,6 +223,28 @@ pub fn run(options: &Options) -> Result<Value> {
     Ok(value)
 }
 
+/// `fut`'s output, or `None` once a stop is asked first (`fut` is then dropped: the
+/// federation it measures is abandoned with its temporary directory).
+async fn unless_stopped<T>(
+    stop: &StopSignal,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        out = fut => Some(out),
+        () = stop.wait() => None,
+    }
+}
+
+/// The JSON of a bench stopped by a signal: `stopped_by_signal`, the seconds it ran, and
+/// what it measured before, under `measured`.
+fn stopped(started: Instant, measured: Value) -> Value {
+    json!({
+        "stopped_by_signal": true,
+        "seconds": started.elapsed().as_secs_f64(),
+        "measured": measured,
+    })
+}
+
 /// Everything [`assemble`] turns into the JSON.
 struct Assembly<'a> {
     quick: bool,
@@ -194,6 +258,23 @@ struct Assembly<'a> {
     load_before: String,
     load_after: String,
     seconds: f64,
+}
+
+/// The machine's limits as JSON (the report's `limits`, without the federation's share).
+fn limits_json(l: &limits::Limits, cores: usize) -> Value {
+    json!({
+        "cores": cores,
+        "verify_strict_per_s": l.verify_strict_per_s,
+        "batch_verify_per_s": l.batch_verify_per_s,
+        "sign_per_s": l.sign_per_s,
+        "blake3_bytes_per_s": l.blake3_bytes_per_s,
+        "rocksdb_synced_1mib": {
+            "appends_per_s": l.rocks_appends_per_s,
+            "bytes_per_s": l.rocks_bytes_per_s,
+        },
+        "rocksdb_synced_small_write_ms": l.rocks_small_sync_ms,
+        "round_trip_ms": l.round_trip_ms,
+    })
 }
 
 fn percentile_json(samples: &[u64]) -> Value {
@@ -230,6 +311,9 @@ fn assemble(a: &Assembly<'_>) -> Value {
         .cloned()
         .unwrap_or(Value::Null);
     let large_rate = large["records_per_s"].as_f64();
+    let mut limits = limits_json(l, a.cores);
+    limits["relays"] = json!(a.relays);
+    limits["verify_limit_records_per_s"] = json!(a.verify_limit);
     let mut failovers = a.nominal.failover_ms.clone();
     let failover_ms = limits::median(&mut failovers);
     let timing = FederationConfig::four_party().timing;
@@ -271,21 +355,7 @@ fn assemble(a: &Assembly<'_>) -> Value {
             "load_average_after": a.load_after,
             "seconds": a.seconds,
         },
-        "limits": {
-            "cores": a.cores,
-            "verify_strict_per_s": l.verify_strict_per_s,
-            "batch_verify_per_s": l.batch_verify_per_s,
-            "sign_per_s": l.sign_per_s,
-            "blake3_bytes_per_s": l.blake3_bytes_per_s,
-            "rocksdb_synced_1mib": {
-                "appends_per_s": l.rocks_appends_per_s,
-                "bytes_per_s": l.rocks_bytes_per_s,
-            },
-            "rocksdb_synced_small_write_ms": l.rocks_small_sync_ms,
-            "round_trip_ms": l.round_trip_ms,
-            "relays": a.relays,
-            "verify_limit_records_per_s": a.verify_limit,
-        },
+        "limits": limits,
         "e2e": {
             "four_party": run_json(a.saturated, a.verify_limit),
             "large": {
@@ -592,17 +662,32 @@ pub fn scale_child(members: u64, quick: bool) -> Result<Value> {
 pub const CHILD_LINE: &str = "scale-child: ";
 
 /// Runs [`scale_child`] in a child process of this binary and reads its line.
-fn scale_in_child(members: u64, quick: bool) -> Result<Value> {
+fn scale_in_child(members: u64, quick: bool, stop: &StopSignal) -> Result<Value> {
+    use std::process::Stdio;
     let exe = std::env::current_exe().context("finding this binary")?;
     let mut command = std::process::Command::new(exe);
     command.args(["bench", "--scale-child", &members.to_string()]);
     if quick {
         command.arg("--quick");
     }
-    let output = command
-        .stdin(std::process::Stdio::null())
-        .output()
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .context("starting the scale child")?;
+    // The child's output is a few lines; it is read once the child has ended.
+    while child.try_wait()?.is_none() {
+        if stop.requested() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("stopped by a signal");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = child
+        .wait_with_output()
+        .context("reading the scale child")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let line = stdout
         .lines()

@@ -1,0 +1,97 @@
+//! Stopping on a signal. The first SIGINT or SIGTERM asks the running command (`run`,
+//! `simulate`, `bench`) to stop cleanly: it ends what it is doing, prints its summary,
+//! writes its report and flushes its storage. A second one exits at once, with code 130.
+//!
+//! The handlers only set a flag (they are async-signal-safe: `signal-hook`'s `flag`
+//! module); the commands look at it where they can stop without losing anything.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// The exit code of a command stopped by a signal before it finished (`simulate`, `bench`),
+/// and of a second signal's forced exit: 128 + SIGINT, as shells report an interrupt.
+pub const INTERRUPTED: u8 = 130;
+
+/// Whether a stop was asked, shared with the signal handlers.
+#[derive(Clone, Debug)]
+pub struct StopSignal {
+    flag: Arc<AtomicBool>,
+}
+
+static HANDLERS: OnceLock<Result<Arc<AtomicBool>, String>> = OnceLock::new();
+
+impl StopSignal {
+    /// Installs the handlers of SIGINT and SIGTERM (once per process) and starts with no
+    /// stop asked. Fails only when the operating system refuses the handlers.
+    pub fn install() -> Result<Self, String> {
+        let flag = HANDLERS
+            .get_or_init(|| {
+                let flag = Arc::new(AtomicBool::new(false));
+                for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                    // The conditional exit comes first: on the second signal the flag is
+                    // already set, and the process exits before the flag is set again.
+                    signal_hook::flag::register_conditional_shutdown(
+                        signal,
+                        i32::from(INTERRUPTED),
+                        flag.clone(),
+                    )
+                    .and_then(|_| signal_hook::flag::register(signal, flag.clone()))
+                    .map_err(|e| format!("installing the signal handlers: {e}"))?;
+                }
+                Ok(flag)
+            })
+            .clone()?;
+        flag.store(false, Ordering::SeqCst);
+        Ok(StopSignal { flag })
+    }
+
+    /// A stop signal that no handler sets: for commands run where signals are not theirs.
+    pub fn never() -> Self {
+        StopSignal {
+            flag: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether a stop was asked.
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Waits, in a tokio runtime, until a stop is asked (it looks every 100 ms).
+    pub async fn wait(&self) {
+        while !self.requested() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Asks for a stop, as a signal would.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// The flag itself, for a thread or a loop that watches it.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        Self::never()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_is_seen_and_a_new_install_starts_clear() {
+        let stop = StopSignal::install().unwrap();
+        assert!(!stop.requested());
+        stop.request();
+        assert!(stop.requested());
+        assert!(!StopSignal::install().unwrap().requested());
+        assert!(!StopSignal::never().requested());
+    }
+}
