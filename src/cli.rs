@@ -8,6 +8,7 @@
 //! over: summary, report, storage flushed, exit 0. Bad flags and bad files produce one clear
 //! line, never a panic.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use ieschain_core::genesis::{Directory, Genesis};
 use ieschain_core::record::RecordBody;
 use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Record};
 use ieschain_storage::verify::{verify, VerifyError};
-use ieschain_storage::{ChainStore, RocksStore};
+use ieschain_storage::{ChainStore, RocksStore, StoreError};
 use serde_json::{json, Value};
 
 use crate::config::FederationConfig;
@@ -651,15 +652,54 @@ fn check_seconds(flag: &str, seconds: f64) -> Result<(), String> {
     }
 }
 
+/// A data directory opened for `verify` or `inspect`, with the scratch directory of a
+/// secondary instance when it is one.
+struct Reading {
+    store: RocksStore,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// Opens `data` for reading: as the primary when no process holds it; otherwise (a running
+/// federation holds RocksDB's lock) as a secondary instance, which reads the directory as it
+/// is at this moment and writes nothing into it, and a note on stderr says so.
+fn open_for_reading(command: &str, data: &Path) -> Result<Reading, StoreError> {
+    match RocksStore::open_existing(data) {
+        Ok(store) => Ok(Reading {
+            store,
+            _scratch: None,
+        }),
+        Err(primary @ StoreError::Rocks { .. }) => {
+            let Ok(scratch) = tempfile::tempdir() else {
+                return Err(primary);
+            };
+            match RocksStore::open_secondary(data, scratch.path()) {
+                Ok(store) => {
+                    eprintln!(
+                        "ieschain {command}: {} is in use by another process; reading it as a \
+                         RocksDB secondary instance, as it is now",
+                        data.display()
+                    );
+                    Ok(Reading {
+                        store,
+                        _scratch: Some(scratch),
+                    })
+                }
+                Err(_) => Err(primary),
+            }
+        }
+        Err(other) => Err(other),
+    }
+}
+
 fn run_verify(data: &Path) -> ExitCode {
-    let store = match RocksStore::open_existing(data) {
-        Ok(store) => store,
+    let store = match open_for_reading("verify", data) {
+        Ok(reading) => reading,
         Err(err) => {
             eprintln!("ieschain verify: {err}");
             return ExitCode::from(2);
         }
     };
-    match verify(&store) {
+    match verify(&store.store) {
         Ok(summary) => {
             println!(
                 "ok: {} chains, {} blocks verified in {}",
@@ -714,8 +754,9 @@ fn inspect(
     limit: usize,
     as_json: bool,
 ) -> Result<(), String> {
-    let store = RocksStore::open_existing(data).map_err(|e| e.to_string())?;
-    let directory = directory(&store)?;
+    let reading = open_for_reading("inspect", data).map_err(|e| e.to_string())?;
+    let store = &reading.store;
+    let directory = directory(store)?;
     let chains = store.chains().map_err(|e| e.to_string())?;
     let Some(wanted) = chain else {
         let listing: Vec<Value> = chains
@@ -723,13 +764,13 @@ fn inspect(
             .map(|(holder, chain, head)| {
                 json!({
                     "node": directory.name(holder),
-                    "chain": chain_name(&store, &directory, chain),
+                    "chain": chain_name(store, &directory, chain),
                     "height": head.height,
                     "head": head.hash.to_string(),
                 })
             })
             .collect();
-        let elections = election_history(&store, &chains, &directory)?;
+        let elections = election_history(store, &chains, &directory)?;
         if as_json {
             let out = json!({ "chains": listing, "elections": elections });
             println!(
@@ -766,7 +807,7 @@ fn inspect(
     let matching: Vec<_> = chains
         .iter()
         .filter(|(holder, c, _)| {
-            chain_name(&store, &directory, c) == wanted
+            chain_name(store, &directory, c) == wanted
                 && node.is_none_or(|n| directory.name(holder) == n)
         })
         .collect();
@@ -783,7 +824,7 @@ fn inspect(
         .map_err(|e| e.to_string())?;
     let shown: Vec<Value> = blocks
         .iter()
-        .map(|b| block_json(b, &directory, &store))
+        .map(|b| block_json(b, &directory, store))
         .collect();
     if as_json {
         let out = json!({
@@ -813,17 +854,22 @@ fn election_history(
     )],
     directory: &Directory,
 ) -> Result<Vec<Value>, String> {
-    let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    // Each lane from its most complete copy: the holder with the highest head (the first
+    // such holder on a tie). A node whose copy is behind would miss the latest elections.
+    let mut fullest: BTreeMap<ConsortiumId, (&Address, &ChainId, u64)> = BTreeMap::new();
     for (holder, chain, head) in chains {
         let ChainId::Relay(lane) = chain else {
             continue;
         };
-        if !seen.insert(*lane) {
-            continue;
+        let best = fullest.entry(*lane).or_insert((holder, chain, head.height));
+        if head.height > best.2 {
+            *best = (holder, chain, head.height);
         }
+    }
+    let mut out = Vec::new();
+    for (holder, chain, height) in fullest.into_values() {
         for block in store
-            .range(*holder, *chain, 1, head.height as usize)
+            .range(*holder, *chain, 1, height as usize)
             .map_err(|e| e.to_string())?
         {
             for record in block.records() {

@@ -40,17 +40,27 @@ fn start(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
 
 /// Reads lines until one contains `needle`; the lines read, that one last.
 fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    wait_until(lines, needle, |line| line.contains(needle))
+}
+
+/// Reads lines until one satisfies `found` (described by `what`); the lines read, that
+/// one last.
+fn wait_until(
+    lines: &mpsc::Receiver<String>,
+    what: &str,
+    found: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
         match lines.recv_timeout(ENDS_WITHIN) {
             Ok(line) => {
-                let found = line.contains(needle);
+                let done = found(&line);
                 seen.push(line);
-                if found {
+                if done {
                     return seen;
                 }
             }
-            Err(e) => panic!("no line with {needle:?} ({e}); read: {seen:#?}"),
+            Err(e) => panic!("no line with {what} ({e}); read: {seen:#?}"),
         }
     }
 }
@@ -201,4 +211,88 @@ fn a_second_signal_forces_the_exit() {
     let (code, rest) = end(child, &lines);
     assert_eq!(code, 130, "{rest:#?}");
     assert!(!report_path.exists(), "{rest:#?}");
+}
+
+fn ieschain(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ieschain"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+/// `verify` and `inspect` read the directory of a running federation (as a RocksDB
+/// secondary instance, and say so on stderr); and `inspect` takes each lane's election
+/// history from its most complete copy, so it names the newest election any node holds.
+#[test]
+fn verify_and_inspect_read_a_live_directory() {
+    use ieschain_core::record::RecordBody;
+    use ieschain_core::ChainId;
+    use ieschain_storage::{ChainStore, RocksStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let (child, lines) = start(&["run", "--data", data_arg, "--duration", "600"]);
+    wait_for(&lines, "committed");
+    let verified = ieschain(&["verify", "--data", data_arg]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr),
+    );
+    assert!(verified.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+    assert!(stderr.contains("secondary instance"), "{stderr}");
+    let inspected = ieschain(&["inspect", "--data", data_arg, "--json"]);
+    assert!(
+        inspected.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspected.stderr)
+    );
+    let listing: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    assert!(
+        !listing["chains"].as_array().unwrap().is_empty(),
+        "{listing}"
+    );
+    // Rotations (every 5 s) put newer elections on the lanes; wait for one, then stop.
+    wait_until(&lines, "4 rotations", |line| {
+        line.split("rotation ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n >= 4)
+    });
+    signal(&child, Signal::SIGTERM);
+    let (code, rest) = end(child, &lines);
+    assert_eq!(code, 0, "{rest:#?}");
+
+    let inspected = ieschain(&["inspect", "--data", data_arg, "--json"]);
+    let listing: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let store = RocksStore::open_existing(&data).unwrap();
+    let mut newest = std::collections::BTreeMap::new();
+    for (holder, chain, head) in store.chains().unwrap() {
+        let ChainId::Relay(lane) = chain else {
+            continue;
+        };
+        for block in store.range(holder, chain, 1, head.height as usize).unwrap() {
+            for record in block.records() {
+                if let RecordBody::Election(e) = &record.content.body {
+                    let name = store.genesis().consortium_name(lane).to_string();
+                    let epoch = newest.entry(name).or_insert(0);
+                    *epoch = e.epoch.max(*epoch);
+                }
+            }
+        }
+    }
+    assert!(newest.values().any(|e| *e > 1), "{newest:?}");
+    for (lane, epoch) in &newest {
+        let listed = listing["elections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["consortium"] == lane.as_str())
+            .filter_map(|e| e["epoch"].as_u64())
+            .max();
+        assert_eq!(listed, Some(*epoch), "lane {lane}: {listing}");
+    }
 }

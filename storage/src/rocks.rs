@@ -180,6 +180,17 @@ fn tuned(cache: &Cache, create: bool) -> (Options, impl Fn() -> Options) {
     (db, column_family)
 }
 
+/// How a data directory is opened.
+#[derive(Clone, Copy, Debug)]
+enum Access<'a> {
+    /// Read-write, creating the database if missing.
+    Create,
+    /// Read-write, the database must exist.
+    Primary,
+    /// Read-only beside the primary, with its own files in the given directory.
+    Secondary(&'a Path),
+}
+
 /// A chain store in a RocksDB database.
 #[derive(Debug)]
 pub struct RocksStore {
@@ -280,6 +291,19 @@ impl RocksStore {
     /// [`StoreError::MissingDir`], [`StoreError::NotADirectory`] and
     /// [`StoreError::NotADataDir`]. Writes are synced.
     pub fn open_existing(dir: &Path) -> Result<RocksStore, StoreError> {
+        Self::open_existing_as(dir, Access::Primary)
+    }
+
+    /// Opens the store in an existing data directory as a RocksDB *secondary instance*:
+    /// read-only, beside the process that holds the directory (a running federation), with
+    /// the view of the moment it opens. It never writes into `dir`; its own files (RocksDB's
+    /// info log) go to `scratch`, which must outlive the store. Writes through it fail. The
+    /// same checks as [`RocksStore::open_existing`] apply.
+    pub fn open_secondary(dir: &Path, scratch: &Path) -> Result<RocksStore, StoreError> {
+        Self::open_existing_as(dir, Access::Secondary(scratch))
+    }
+
+    fn open_existing_as(dir: &Path, access: Access<'_>) -> Result<RocksStore, StoreError> {
         let path = dir.to_path_buf();
         match std::fs::metadata(dir) {
             Ok(meta) if !meta.is_dir() => return Err(StoreError::NotADirectory { path }),
@@ -317,7 +341,7 @@ impl RocksStore {
                 ),
             });
         }
-        let engine = Self::open_engine(dir, false)?;
+        let engine = Self::open_engine_as(dir, access)?;
         let genesis = KvStore::get::<GenesisRecord>(&engine, &GenesisKey, || {
             format!(
                 "reading the genesis record of data directory {}",
@@ -341,8 +365,19 @@ impl RocksStore {
     }
 
     fn open_engine(dir: &Path, create: bool) -> Result<RocksEngine, StoreError> {
+        Self::open_engine_as(
+            dir,
+            if create {
+                Access::Create
+            } else {
+                Access::Primary
+            },
+        )
+    }
+
+    fn open_engine_as(dir: &Path, access: Access<'_>) -> Result<RocksEngine, StoreError> {
         let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let (db_options, cf_options) = tuned(&cache, create);
+        let (mut db_options, cf_options) = tuned(&cache, matches!(access, Access::Create));
         // Column families a later version may add are opened too, so that RocksDB agrees to
         // open the database.
         let mut names: Vec<String> = Cf::ALL.iter().map(|cf| cf.name().to_string()).collect();
@@ -356,11 +391,26 @@ impl RocksStore {
         let descriptors = names
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, cf_options()));
-        let db = DB::open_cf_descriptors(&db_options, dir, descriptors).map_err(|source| {
-            StoreError::Rocks {
-                doing: format!("opening data directory {}", dir.display()),
-                source,
+        let opened = match access {
+            Access::Create | Access::Primary => {
+                DB::open_cf_descriptors(&db_options, dir, descriptors)
             }
+            Access::Secondary(scratch) => {
+                // A secondary instance keeps every table file open (RocksDB requires it).
+                db_options.set_max_open_files(-1);
+                DB::open_cf_descriptors_as_secondary(&db_options, dir, scratch, descriptors)
+            }
+        };
+        let db = opened.map_err(|source| StoreError::Rocks {
+            doing: format!(
+                "opening data directory {}{}",
+                dir.display(),
+                match access {
+                    Access::Secondary(_) => " as a secondary instance",
+                    _ => "",
+                }
+            ),
+            source,
         })?;
         Ok(RocksEngine { db, _cache: cache })
     }

@@ -289,3 +289,55 @@ fn column_families_are_a_fixed_set() -> TestResult {
     );
     Ok(())
 }
+
+/// A directory held by a running process (RocksDB's lock) opens as a secondary instance:
+/// it sees what the primary wrote, verifies, refuses writes, and creates nothing in the
+/// data directory; a second primary open is refused while the first holds the lock.
+#[test]
+fn a_held_directory_opens_as_a_secondary_instance() -> TestResult {
+    let federation = federation();
+    let ledger = federation.ledger(3);
+    let dir = tempfile::tempdir()?;
+    let primary = RocksStore::open(dir.path(), &federation.genesis, RocksOptions::default())?;
+    load(&primary, &ledger.appends)?;
+    assert!(matches!(
+        RocksStore::open_existing(dir.path()),
+        Err(StoreError::Rocks { .. })
+    ));
+    let files = |path: &Path| -> Result<Vec<String>, std::io::Error> {
+        let mut names = std::fs::read_dir(path)?
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        names.sort();
+        Ok(names)
+    };
+    let before = files(dir.path())?;
+    let scratch = tempfile::tempdir()?;
+    let secondary = RocksStore::open_secondary(dir.path(), scratch.path())?;
+    assert_eq!(secondary.genesis(), &federation.genesis);
+    assert_eq!(secondary.chains()?, primary.chains()?);
+    assert_eq!(verify(&secondary)?.blocks, ledger.appends.len() as u64);
+    let (holder, block) = &ledger.appends[0];
+    assert!(
+        secondary.append(*holder, block).is_err(),
+        "a secondary writes nothing"
+    );
+    drop(secondary);
+    assert_eq!(
+        files(dir.path())?,
+        before,
+        "nothing created in the data directory"
+    );
+    // And the primary goes on.
+    assert_eq!(primary.chains()?.len(), {
+        let mut set: Vec<_> = ledger
+            .appends
+            .iter()
+            .map(|(h, b)| (*h, b.chain()))
+            .collect();
+        set.sort();
+        set.dedup();
+        set.len()
+    });
+    Ok(())
+}
