@@ -4,7 +4,7 @@ CARGO ?= cargo
 DATA ?= ieschain-data
 SEED ?= 1
 
-.PHONY: run test deps fmt-check clippy unit doc
+.PHONY: run test deps fmt-check clippy unit doc package-check
 
 deps:
 	@scripts/ensure-deps.sh
@@ -20,7 +20,7 @@ run: deps
 	$(CARGO) run --bin ieschain -- verify --data $(DATA)
 
 ## make test: the whole gate: formatting, lints, every test, docs.
-test: deps fmt-check clippy unit doc
+test: deps fmt-check clippy unit doc package-check
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -34,3 +34,9 @@ unit:
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+## Every crate packages (path dependencies carry versions; LICENSE and metadata present).
+package-check:
+	for p in ieschain-core ieschain-storage ieschain-actors ieschain; do \
+		$(CARGO) package --no-verify --list --allow-dirty -p $$p >/dev/null || exit 1; \
+	done

@@ -1,27 +1,43 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian or Ubuntu machine with a Rust toolchain lacks to build
 # ieschain: libclang (bindgen, for RocksDB's bindings) and a C++ compiler (RocksDB itself).
-# As root it installs them with apt; otherwise it prints the exact command and stops.
+#
+# libclang is taken as present when LIBCLANG_PATH names a directory holding it (bindgen
+# reads that variable), when the dynamic linker knows it, or when Debian's package is
+# installed. On Debian or Ubuntu, as root, what is missing is installed with apt; elsewhere,
+# or without root, the script names what is missing and stops.
 set -euo pipefail
 
+has_libclang() {
+  if [ -n "${LIBCLANG_PATH:-}" ] && compgen -G "${LIBCLANG_PATH%/}/libclang*.so*" >/dev/null \
+    || { [ -n "${LIBCLANG_PATH:-}" ] && compgen -G "${LIBCLANG_PATH%/}/libclang*.dylib" >/dev/null; }; then
+    return 0
+  fi
+  if command -v ldconfig >/dev/null 2>&1 && ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so'; then
+    return 0
+  fi
+  command -v dpkg >/dev/null 2>&1 && dpkg -s libclang-dev >/dev/null 2>&1
+}
+
 missing=()
-if ! dpkg -s libclang-dev >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so'; then
-  missing+=(libclang-dev)
-fi
-if ! command -v c++ >/dev/null 2>&1; then
+has_libclang || missing+=(libclang-dev)
+if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1 && ! command -v clang++ >/dev/null 2>&1; then
   missing+=(g++)
 fi
-if ! command -v make >/dev/null 2>&1; then
-  missing+=(make)
-fi
+command -v make >/dev/null 2>&1 || missing+=(make)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ "$(id -u)" -eq 0 ]; then
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "ensure-deps: installing ${missing[*]}" >&2
   apt-get update
   DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
-else
+elif command -v apt-get >/dev/null 2>&1; then
   echo "ensure-deps: missing ${missing[*]}; install them with:" >&2
   echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+else
+  echo "ensure-deps: missing ${missing[*]} (Debian's names): install libclang, a C++ compiler" >&2
+  echo "  and make with this system's package manager, or set LIBCLANG_PATH to the directory" >&2
+  echo "  that holds libclang" >&2
   exit 1
 fi

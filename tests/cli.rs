@@ -390,3 +390,43 @@ fn run_reports_every_protocol_and_verifies() {
     let (code, _, stderr) = outcome(&ieschain(&["verify", "--data", data.to_str().unwrap()]));
     assert_eq!(code, 0, "{stderr}");
 }
+
+/// `scripts/ensure-deps.sh` on a machine without Debian's tools: libclang found through
+/// `LIBCLANG_PATH` is enough; without it, the script names what is missing and stops
+/// (exit 1), installing nothing.
+#[test]
+fn ensure_deps_honours_libclang_path_without_debian_tools() {
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["id", "grep", "c++", "make"] {
+        let found = std::process::Command::new("/bin/sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        assert!(!path.is_empty(), "{tool} is on this machine");
+        std::os::unix::fs::symlink(path, bin.path().join(tool)).unwrap();
+    }
+    let clang = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ensure-deps.sh");
+    let run = |libclang: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new("/bin/bash");
+        command.arg(script).env_clear().env("PATH", bin.path());
+        if let Some(dir) = libclang {
+            command.env("LIBCLANG_PATH", dir);
+        }
+        command.output().unwrap()
+    };
+    let without = run(Some(clang.path()));
+    assert_eq!(without.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert!(stderr.contains("missing libclang-dev"), "{stderr}");
+    assert!(stderr.contains("LIBCLANG_PATH"), "{stderr}");
+    std::fs::write(clang.path().join("libclang.so.14"), b"").unwrap();
+    let with = run(Some(clang.path()));
+    assert_eq!(
+        with.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+}
