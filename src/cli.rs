@@ -29,17 +29,72 @@ use crate::report::{report, RunInfo};
 use crate::simulation::Simulation;
 use crate::trace::Trace;
 
+/// The version `--version` prints and the reports carry: the crate's, and the git commit it
+/// was built from (`unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IESCHAIN_COMMIT"),
+    ")"
+);
+
+const EXAMPLES: &str = "Examples:
+  ieschain run --duration 1m --report report.json
+  ieschain simulate --seed 7 --until 1h --faults random
+  ieschain verify --data ieschain-data
+  ieschain inspect --data ieschain-data --chain relay/grid
+  ieschain completions bash > ~/.local/share/bash-completion/completions/ieschain
+
+Logging: -v (info), -vv (debug), -vvv (trace), -q (errors only); RUST_LOG overrides.";
+
 /// The command line.
 #[derive(Debug, Parser)]
 #[command(
     name = "ieschain",
-    version,
+    version = VERSION,
     about = "An energy blockchain for integrated energy services: consortium chains under a relay chain",
-    long_about = None
+    long_about = None,
+    after_help = EXAMPLES
 )]
 struct Cli {
+    /// More log lines: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors in the log (RUST_LOG overrides).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The default log filter that `-v`, `-vv`, `-vvv` and `-q` in `args` ask for (`warn` with
+/// none), for the binary to give `env_logger` before the command line is parsed. `RUST_LOG`
+/// still overrides it.
+pub fn log_filter(args: &[OsString]) -> &'static str {
+    let mut verbose = 0usize;
+    let mut quiet = false;
+    for arg in args.iter().skip(1).filter_map(|a| a.to_str()) {
+        match arg {
+            "--verbose" => verbose += 1,
+            "--quiet" => quiet = true,
+            short if short.len() > 1 && short.starts_with('-') && !short.starts_with("--") => {
+                let flags = &short[1..];
+                if flags.chars().all(|c| c == 'v') {
+                    verbose += flags.len();
+                } else if flags == "q" {
+                    quiet = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,14 +102,15 @@ enum Command {
     /// Run a federation in real time with its workload: elections, batching, rotations,
     /// failovers. Prints progress and a summary, and writes the JSON report.
     Run {
-        /// The federation's TOML file; the built-in four-party federation by default.
-        #[arg(long, value_name = "FILE")]
+        /// The federation: a TOML file, or a built-in one by name (`four-party`, the
+        /// default, or `large`: 10,000 members).
+        #[arg(long, value_name = "FILE|NAME")]
         config: Option<PathBuf>,
         /// The data directory (created if missing; reopened if it exists).
         #[arg(long, value_name = "DIR", default_value = "ieschain-data")]
         data: PathBuf,
-        /// How long to run, in seconds.
-        #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+        /// How long to run: seconds, or a duration with a unit (`90s`, `5m`, `1h 30m`).
+        #[arg(long, value_name = "DURATION", default_value = "30", value_parser = seconds)]
         duration: f64,
         /// The seed of keys and workload; the configuration's by default.
         #[arg(long, value_name = "N")]
@@ -62,7 +118,7 @@ enum Command {
         /// Where to write the JSON report.
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
-        /// Where to write Mermaid sequence diagrams of the protocol runs (SPEC §6), drawn
+        /// Where to write Mermaid sequence diagrams of the protocol runs, drawn
         /// from the event log: the first run of each protocol, and how many were left out.
         /// FILE.md gets a Markdown document with a fenced block per protocol (GitHub renders
         /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
@@ -70,25 +126,27 @@ enum Command {
         mermaid: Option<PathBuf>,
     },
     /// Simulate a federation deterministically in virtual time, with faults, checking every
-    /// invariant of SPEC §9 after every event and in full at the end. Exits 1 if an
-    /// invariant broke, printing the command that replays the run.
+    /// safety and liveness invariant after every event and in full at the end. Exits 1 if
+    /// an invariant broke, printing the command that replays the run.
     ///
-    /// FAULTS is a comma-separated list: drop:P, dup:P, delay:MIN-MAXms,
+    /// PLAN is a comma-separated list: drop:P, dup:P, delay:MIN-MAXms,
     /// crash-relay:CONSORTIUM@T, crash:MEMBER@T, restart:MEMBER@T,
     /// partition:C[+C...]@T+DURATION, pause:MEMBER@T+DURATION, mute:MEMBER@T+DURATION,
     /// random. Times take units (500ms, 90s, 2m).
     Simulate {
-        /// The federation's TOML file; the built-in four-party federation by default.
-        #[arg(long, value_name = "FILE")]
+        /// The federation: a TOML file, or a built-in one by name (`four-party`, the
+        /// default, or `large`: 10,000 members).
+        #[arg(long, value_name = "FILE|NAME")]
         config: Option<PathBuf>,
         /// The seed of keys, workload and faults.
         #[arg(long, value_name = "N", default_value_t = 1)]
         seed: u64,
         /// The fault plan (see above); none by default, or the configuration's `faults`.
-        #[arg(long, value_name = "SPEC")]
+        #[arg(long, value_name = "PLAN")]
         faults: Option<String>,
-        /// Virtual seconds of the faulty (safety) phase; a healed liveness phase follows.
-        #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+        /// Virtual length of the faulty (safety) phase: seconds, or a duration with a unit
+        /// (`90s`, `1h`); a healed liveness phase follows.
+        #[arg(long, value_name = "DURATION", default_value = "60", value_parser = seconds)]
         until: f64,
         /// Where to write the JSON report.
         #[arg(long, value_name = "FILE.json")]
@@ -97,7 +155,7 @@ enum Command {
         /// report's `event_log_digest`).
         #[arg(long, value_name = "FILE")]
         event_log: Option<PathBuf>,
-        /// Where to write Mermaid sequence diagrams of the protocol runs (SPEC §6), drawn
+        /// Where to write Mermaid sequence diagrams of the protocol runs, drawn
         /// from the event log: the first run of each protocol, and how many were left out.
         /// FILE.md gets a Markdown document with a fenced block per protocol (GitHub renders
         /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
@@ -120,7 +178,7 @@ enum Command {
         #[arg(long, value_name = "FILE.md")]
         report: Option<PathBuf>,
         /// Run an experiment instead of the bench: `window` varies the window and the
-        /// urgency bit in the simulator (issue 6 §4).
+        /// urgency bit in the simulator.
         #[arg(long, value_name = "NAME", value_parser = ["window"])]
         experiment: Option<String>,
         /// Internal: one scaling point of N members, run in a child process.
@@ -158,6 +216,12 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script for ieschain (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -258,6 +322,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "ieschain", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -629,6 +699,15 @@ fn bench(
 
 /// The federation of `--config FILE`, or the built-in four-party one, with a name for it.
 fn load_config(path: Option<&Path>) -> Result<(FederationConfig, String), String> {
+    // A built-in name, unless a file of that name is there.
+    let builtin = path.filter(|p| !p.exists()).and_then(|p| p.to_str());
+    match builtin {
+        Some("four-party") => {
+            return Ok((FederationConfig::four_party(), "built-in four-party".into()))
+        }
+        Some("large") => return Ok((FederationConfig::large(), "built-in large".into())),
+        _ => {}
+    }
     match path {
         Some(path) => Ok((
             FederationConfig::from_file(path).map_err(|e| e.to_string())?,
@@ -639,6 +718,19 @@ fn load_config(path: Option<&Path>) -> Result<(FederationConfig, String), String
             "built-in four-party".to_string(),
         )),
     }
+}
+
+/// A length-of-run flag: a number of seconds (`30`, `2.5`), or a duration with a unit as
+/// the configuration files write it (`90s`, `5m`, `1h 30m`).
+fn seconds(text: &str) -> Result<f64, String> {
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        return Ok(seconds);
+    }
+    crate::config::parse_duration(text)
+        .map(|d| d.as_secs_f64())
+        .ok_or_else(|| {
+            format!("expected seconds or a duration such as 90s, 5m or 1h 30m, not {text:?}")
+        })
 }
 
 /// Checks a length-of-run flag: positive, finite, at most a week.
@@ -1009,4 +1101,29 @@ fn print_block(block: &Value) {
         print_records(&inner["records"], "    ");
     }
     print_records(&block["records"], "  ");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(args: &[&str]) -> &'static str {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        log_filter(&args)
+    }
+
+    #[test]
+    fn verbosity_flags_choose_the_default_log_filter() {
+        assert_eq!(filter(&["ieschain", "run"]), "warn");
+        assert_eq!(filter(&["ieschain", "-v", "run"]), "info");
+        assert_eq!(filter(&["ieschain", "run", "-vv"]), "debug");
+        assert_eq!(
+            filter(&["ieschain", "-v", "--verbose", "-v", "run"]),
+            "trace"
+        );
+        assert_eq!(filter(&["ieschain", "--quiet", "run"]), "error");
+        assert_eq!(filter(&["ieschain", "-q", "run"]), "error");
+        // A value that is not a flag changes nothing.
+        assert_eq!(filter(&["ieschain", "run", "--data", "-vx"]), "warn");
+    }
 }

@@ -1241,41 +1241,12 @@ fn check_name(name: &str, suffix: usize, key: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// Parses `"500ms"`, `"10s"`, `"1.5s"`, `"5m"` or `"1h"` into whole milliseconds.
+/// Parses a duration as `humantime` writes it (`"500ms"`, `"10s"`, `"1.5s"`, `"5m"`,
+/// `"1h 30m"`), in whole milliseconds and at most [`MAX_DURATION`]; `None` otherwise.
 pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let unit_ms: u128 = match unit.trim_start() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-    if whole.is_empty() || whole.len() > 12 || fraction.len() > 9 {
-        return None;
-    }
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let whole: u128 = whole.parse().ok()?;
-    let scale = 10u128.pow(fraction.len() as u32);
-    let fraction: u128 = if fraction.is_empty() {
-        0
-    } else {
-        fraction.parse().ok()?
-    };
-    let scaled = (whole * scale + fraction) * unit_ms;
-    if scaled % scale != 0 {
-        return None;
-    }
-    let ms = u64::try_from(scaled / scale).ok()?;
-    let duration = Duration::from_millis(ms);
-    (duration <= MAX_DURATION).then_some(duration)
+    let duration = humantime::parse_duration(text.trim()).ok()?;
+    let whole_ms = duration.subsec_nanos() % 1_000_000 == 0;
+    (whole_ms && duration <= MAX_DURATION).then_some(duration)
 }
 
 /// Formats a duration as the configuration writes it: `"10s"` or `"500ms"`.
@@ -1659,7 +1630,12 @@ mod tests {
     fn durations_parse_in_whole_milliseconds() {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_duration("1s 500ms"),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1h 30m"), Some(Duration::from_secs(5400)));
         assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("200 ms"), Some(Duration::from_millis(200)));
@@ -1669,6 +1645,7 @@ mod tests {
             "5",
             "5 parsecs",
             "0.5ms",
+            "500us",
             "-1s",
             "1.2.3s",
             "1e3ms",

@@ -89,20 +89,10 @@ pub struct FaultError {
     pub why: String,
 }
 
-/// Parses a time or duration with a unit: `500ms`, `90s`, `2m`.
+/// Parses a time or duration with a unit, as `humantime` writes it (`500ms`, `90s`, `2m`,
+/// `1m 30s`), in whole milliseconds.
 pub fn parse_time(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1_000)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60_000)
-    } else {
-        return None;
-    };
-    let value: u64 = number.parse().ok()?;
-    value.checked_mul(scale)
+    crate::config::parse_duration(text).map(|d| d.as_millis() as u64)
 }
 
 fn probability(item: &str, text: &str) -> Result<f64, FaultError> {

@@ -32,6 +32,7 @@ pub fn report(info: &RunInfo, stats: &Stats) -> Value {
         0.0
     };
     json!({
+        "version": crate::cli::VERSION,
         "seed": info.seed,
         "duration_s": info.duration_s,
         "config": info.config,

@@ -430,3 +430,51 @@ fn ensure_deps_honours_libclang_path_without_debian_tools() {
         String::from_utf8_lossy(&with.stderr)
     );
 }
+
+/// The polish of the command line: `--version` names the commit, `completions` prints a
+/// script, no help text points at internal documents, durations take units, and the
+/// built-in federations answer to their names.
+#[test]
+fn version_completions_help_durations_and_builtin_names() {
+    let (code, stdout, _) = outcome(&ieschain(&["--version"]));
+    assert_eq!(code, 0);
+    assert!(
+        stdout.starts_with("ieschain ") && stdout.contains("(commit "),
+        "{stdout}"
+    );
+    let (code, stdout, _) = outcome(&ieschain(&["completions", "bash"]));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("_ieschain()"), "{stdout}");
+    let (code, _, stderr) = outcome(&ieschain(&["completions", "tcsh"]));
+    assert_eq!(code, 2, "{stderr}");
+    for command in [
+        "run",
+        "simulate",
+        "bench",
+        "verify",
+        "inspect",
+        "completions",
+    ] {
+        let (code, stdout, _) = outcome(&ieschain(&[command, "--help"]));
+        assert_eq!(code, 0, "{command}");
+        for internal in ["SPEC", "issue ", "§"] {
+            assert!(!stdout.contains(internal), "{command} --help: {stdout}");
+        }
+    }
+    let (code, stdout, stderr) = outcome(&ieschain(&[
+        "simulate",
+        "--config",
+        "four-party",
+        "--until",
+        "1500ms",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("built-in four-party"), "{stdout}");
+    assert!(stdout.contains("1.5 virtual s of faults"), "{stdout}");
+    let (code, _, stderr) = outcome(&ieschain(&["run", "--duration", "5 parsecs"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("expected seconds or a duration such as 90s"),
+        "{stderr}"
+    );
+}

@@ -271,23 +271,16 @@ async fn five_times_capacity_loses_nothing_acknowledged() {
 }
 
 /// The same with the default failure detector (heartbeats 200 ms, 3 missed): the saturated
-/// actor thread answers heartbeats late and the supervisor deposes live relays (6 to 41
-/// failovers in a run), and still nothing acknowledged is lost and no lane forks.
+/// actor thread answers heartbeats late and the supervisor deposes live relays, several
+/// times a run, and still nothing acknowledged is lost and no lane forks.
 ///
-/// Until the fix of issue 6 §3, about one run in six lost acknowledged blocks from the relay
-/// chain (S3, SPEC §9) with a lane fork: a failover to a candidate that was not the backup
-/// (the backup, as busy, was deemed failed too) is drawn on the backup's last reported lane
-/// head, which is stale, and the new relay continued after its sync timeout without the
-/// deposed backup's answer, below blocks the deposed relay had confirmed. A new relay now
-/// waits for the deposed relay's backup, which holds every such block (D4), however late it
-/// answers. The machine test `failover_to_a_third_candidate_waits_for_the_deposed_backup`
-/// (`core/tests/machines.rs`) replays the case deterministically.
-///
-/// Ignored again on 2026-11-25: with the code of that evening it failed 1 run in about 30
-/// (acknowledged blocks missing from the relay chain, S3; 2 runs in 9 with a take-over
-/// shortcut since reverted). The cause is not diagnosed; the backup named in an election
-/// record does not always hold every block its relay released (TESTING.md, seeds 3497 and
-/// 855454), which is one candidate. `cargo test --test overload -- --ignored`.
+/// Before SPEC §14 it lost acknowledged blocks (S3) about one run in six, later one in 30:
+/// a new relay continued on copies that lacked blocks the deposed relay had released (after
+/// a sync timeout, or from a backup an election named that did not hold them). Under SPEC
+/// §14 the new relay's sealed read stops the deposed pair and reads the last active
+/// configuration, which holds every acknowledged block (write-all). The machine test
+/// `failover_to_a_third_candidate_waits_for_the_deposed_backup` (`core/tests/machines.rs`)
+/// replays the case deterministically.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_times_capacity_with_spurious_failovers() {
     five_times_capacity(&config(6, Some(50), NO_ROTATION_MS, HEARTBEAT_MS)).await;

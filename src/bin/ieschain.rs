@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-    ieschain::cli::main(std::env::args_os())
+    let args: Vec<_> = std::env::args_os().collect();
+    let filter = ieschain::cli::log_filter(&args);
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter)).init();
+    ieschain::cli::main(args)
 }
