@@ -63,7 +63,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use ieschain::bench::load::{count_events, lock, write, Tally};
 use ieschain::config::FederationConfig;
-use ieschain::federation::Federation;
+use ieschain::federation::{Federation, Latencies};
 use ieschain_core::node::Event;
 use ieschain_core::{Address, ConsortiumId, Hash, Record};
 use tokio::sync::Notify;
@@ -320,11 +320,12 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// p50 and p99 of `samples` (ms) as `p50 / p99`, or `-` without samples.
-fn percentiles(samples: &[u64]) -> String {
-    match ieschain::bench::load::percentiles(samples) {
-        Some((p50, p99)) => format!("{p50} / {p99}"),
-        None => "-".into(),
+fn percentiles(samples: &Latencies) -> String {
+    if samples.is_empty() {
+        return "-".into();
     }
+    let p = samples.percentiles();
+    format!("{} / {}", p.p50, p.p99)
 }
 
 /// One run of the federation.
@@ -363,8 +364,8 @@ struct RunResult {
     records: u64,
     throughput: f64,
     /// Creation to the last relay, ms, of the records counted.
-    urgent: Vec<u64>,
-    normal: Vec<u64>,
+    urgent: Latencies,
+    normal: Latencies,
     consortium_blocks: f64,
     relay_blocks: f64,
     /// Seconds the actor thread ran on a CPU during the window.

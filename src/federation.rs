@@ -703,6 +703,58 @@ fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+/// Latency samples, ms, in a histogram (`hdrhistogram`, 3 significant figures: exact below
+/// 2 s): bounded memory however many records, and percentiles without a sort.
+#[derive(Clone, Debug)]
+pub struct Latencies(hdrhistogram::Histogram<u64>);
+
+impl Latencies {
+    /// The largest latency kept apart, ms (a day); a larger one counts as this.
+    pub const MAX_MS: u64 = 86_400_000;
+
+    /// No samples.
+    pub fn new() -> Self {
+        // One to a day in 3 significant figures is well inside what hdrhistogram takes.
+        #[allow(clippy::expect_used)]
+        let histogram = hdrhistogram::Histogram::new_with_bounds(1, Self::MAX_MS, 3)
+            .expect("1 ms to a day at 3 significant figures is a valid histogram");
+        Latencies(histogram)
+    }
+
+    /// Counts one latency.
+    pub fn record(&mut self, ms: u64) {
+        self.0.saturating_record(ms);
+    }
+
+    /// How many were counted.
+    pub fn len(&self) -> usize {
+        self.0.len() as usize
+    }
+
+    /// Whether none was counted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// p50 and p99 (zero without samples).
+    pub fn percentiles(&self) -> Percentiles {
+        if self.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            p50: self.0.value_at_quantile(0.50) as f64,
+            p99: self.0.value_at_quantile(0.99) as f64,
+            count: self.len(),
+        }
+    }
+}
+
+impl Default for Latencies {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Latency percentiles, ms.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Percentiles {
@@ -796,8 +848,8 @@ pub(crate) struct Collector {
     released: BTreeMap<ConsortiumId, u64>,
     /// Trades counted as settled, for the same reason.
     settled: BTreeSet<ieschain_core::Hash>,
-    urgent: Vec<u64>,
-    normal: Vec<u64>,
+    urgent: Latencies,
+    normal: Latencies,
     stats: Stats,
     digest: blake3::Hasher,
 }
@@ -811,8 +863,8 @@ impl Collector {
             arrived: BTreeMap::new(),
             released: BTreeMap::new(),
             settled: BTreeSet::new(),
-            urgent: Vec::new(),
-            normal: Vec::new(),
+            urgent: Latencies::new(),
+            normal: Latencies::new(),
             stats: Stats::default(),
             digest: blake3::Hasher::new_derive_key("ieschain event log v1"),
         }
@@ -866,9 +918,9 @@ impl Collector {
                     if entry.2.len() >= self.lanes {
                         let latency = at.saturating_sub(entry.0);
                         if entry.1 {
-                            self.urgent.push(latency);
+                            self.urgent.record(latency);
                         } else {
-                            self.normal.push(latency);
+                            self.normal.record(latency);
                         }
                         self.arrivals.remove(&(stamp.author, stamp.seq));
                         self.arrived
@@ -945,24 +997,39 @@ impl Collector {
 
     pub(crate) fn snapshot(&self, transport: TransportStats) -> Stats {
         let mut stats = self.stats.clone();
-        stats.urgent = percentiles(&self.urgent);
-        stats.normal = percentiles(&self.normal);
+        stats.urgent = self.urgent.percentiles();
+        stats.normal = self.normal.percentiles();
         stats.transport = transport;
         stats.event_log_digest = Hash(*self.digest.clone().finalize().as_bytes());
         stats
     }
 }
 
-fn percentiles(samples: &[u64]) -> Percentiles {
-    if samples.is_empty() {
-        return Percentiles::default();
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64;
-    Percentiles {
-        p50: at(0.50),
-        p99: at(0.99),
-        count: sorted.len(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_give_exact_percentiles_in_bounded_memory() {
+        let mut latencies = Latencies::new();
+        assert_eq!(latencies.percentiles(), Percentiles::default());
+        for ms in 1..=100 {
+            latencies.record(ms);
+        }
+        let p = latencies.percentiles();
+        assert_eq!((p.p50, p.p99, p.count), (50.0, 99.0, 100));
+        // A million more samples take no more room: the histogram's buckets are fixed.
+        let buckets = latencies.0.distinct_values();
+        for i in 0..1_000_000u64 {
+            latencies.record(i % 10_000);
+        }
+        assert_eq!(latencies.len(), 1_000_100);
+        assert_eq!(latencies.0.distinct_values(), buckets);
+        // Beyond a day counts as a day.
+        latencies.record(u64::MAX);
+        assert_eq!(
+            latencies.0.max(),
+            latencies.0.highest_equivalent(Latencies::MAX_MS)
+        );
     }
 }

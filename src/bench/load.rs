@@ -29,7 +29,7 @@ use ieschain_core::{Address, Audience, ConsortiumId, Hash, RecordBody};
 use tokio::sync::{broadcast, Notify};
 
 use crate::config::FederationConfig;
-use crate::federation::{Federation, FederationHandle};
+use crate::federation::{Federation, FederationHandle, Latencies};
 
 /// Records submitted and not yet acknowledged, over all writers.
 pub const IN_FLIGHT_TOTAL: u64 = 1_700;
@@ -80,9 +80,9 @@ pub struct RunResult {
     /// `records / window_s`.
     pub records_per_s: f64,
     /// Creation to the last relay, ms.
-    pub urgent: Vec<u64>,
+    pub urgent: Latencies,
     /// The same for non-urgent records.
-    pub normal: Vec<u64>,
+    pub normal: Latencies,
     /// Relay blocks produced in the window.
     pub relay_blocks: u64,
     /// Consortium blocks acknowledged in the window.
@@ -126,9 +126,9 @@ pub struct Tally {
     /// Whether latencies are being collected (the window is open).
     pub measuring: bool,
     /// Creation to the last relay, ms, of the urgent records counted while measuring.
-    pub urgent: Vec<u64>,
+    pub urgent: Latencies,
     /// The same for non-urgent records.
-    pub normal: Vec<u64>,
+    pub normal: Latencies,
     /// Consortium blocks acknowledged (`Acked` events).
     pub consortium_blocks: u64,
     /// Relay blocks produced.
@@ -158,9 +158,9 @@ impl Tally {
             if self.measuring {
                 let latency = at.saturating_sub(stamp.created_at);
                 if stamp.urgent {
-                    self.urgent.push(latency);
+                    self.urgent.record(latency);
                 } else {
-                    self.normal.push(latency);
+                    self.normal.record(latency);
                 }
             }
         }
@@ -518,15 +518,4 @@ pub async fn write(
         submitted.fetch_add(1, Ordering::SeqCst);
     }
     Ok(())
-}
-
-/// p50 and p99 of `samples` (ms), or `None` without samples.
-pub fn percentiles(samples: &[u64]) -> Option<(f64, f64)> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut sorted = samples.to_vec();
-    sorted.sort_unstable();
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize] as f64;
-    Some((at(0.5), at(0.99)))
 }

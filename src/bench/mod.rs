@@ -31,6 +31,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 
 use crate::config::{FederationConfig, GridQuorum};
+use crate::federation::Latencies;
 use crate::lifecycle::StopSignal;
 use load::{Load, RunResult, RunSpec};
 
@@ -277,11 +278,12 @@ fn limits_json(l: &limits::Limits, cores: usize) -> Value {
     })
 }
 
-fn percentile_json(samples: &[u64]) -> Value {
-    match load::percentiles(samples) {
-        Some((p50, p99)) => json!({"p50": p50, "p99": p99, "count": samples.len()}),
-        None => json!({"p50": null, "p99": null, "count": 0}),
+fn percentile_json(samples: &Latencies) -> Value {
+    if samples.is_empty() {
+        return json!({"p50": null, "p99": null, "count": 0});
     }
+    let p = samples.percentiles();
+    json!({"p50": p.p50, "p99": p.p99, "count": p.count})
 }
 
 fn run_json(r: &RunResult, verify_limit: f64) -> Value {
@@ -324,7 +326,7 @@ fn assemble(a: &Assembly<'_>) -> Value {
     let takeover_ms = limits::median(&mut takeovers);
     let takeover_bound_ms = 2.0 * l.round_trip_ms + 2.0 * l.rocks_small_sync_ms;
     let urgent_bound_ms = 2.0 * l.round_trip_ms + l.rocks_small_sync_ms;
-    let urgent_p99 = load::percentiles(&a.nominal.urgent).map(|(_, p99)| p99);
+    let urgent_p99 = (!a.nominal.urgent.is_empty()).then(|| a.nominal.urgent.percentiles().p99);
     let rss = |m: u64| {
         a.scaling
             .iter()
