@@ -420,7 +420,7 @@ async fn run(dir: &Path, spec: &Run, warm_up: Duration, drain: Duration) -> Resu
         .into_iter()
         .map(|(lane, (_, relay, _))| (lane, relay))
         .collect();
-    let actor = actor_thread().context("no ieschain-actix thread in /proc/self/task")?;
+    let actor = actor_thread().context("no ieschain-actix thread among this process's tasks")?;
 
     let members: Vec<(String, ConsortiumId)> = federation
         .members()
@@ -556,26 +556,25 @@ fn in_flight() -> u64 {
 }
 
 /// The thread id of the federation's actor thread, by its name.
-fn actor_thread() -> Option<u64> {
-    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-    let mut found = None;
-    for task in tasks.flatten() {
-        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim() == "ieschain-actix" {
-            // The newest one: earlier runs' threads have exited, but be safe.
-            let tid: u64 = task.file_name().to_str()?.parse().ok()?;
-            found = found.max(Some(tid));
-        }
-    }
-    found
+fn actor_thread() -> Option<i32> {
+    let me = procfs::process::Process::myself().ok()?;
+    // The newest one: earlier runs' threads have exited, but be safe.
+    me.tasks()
+        .ok()?
+        .flatten()
+        .filter(|task| task.stat().is_ok_and(|s| s.comm == "ieschain-actix"))
+        .map(|task| task.tid)
+        .max()
 }
 
 /// Seconds thread `tid` of this process has run on a CPU, and has waited, runnable, for
-/// one (`/proc/<pid>/task/<tid>/schedstat`: nanoseconds on the CPU, on the run queue).
-fn thread_times(tid: u64) -> Result<(f64, f64)> {
-    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))?;
-    let mut fields = text.split_whitespace().map(str::parse::<u64>);
-    let mut next =
-        || -> Result<f64> { Ok(fields.next().context("short schedstat")?? as f64 / 1e9) };
-    Ok((next()?, next()?))
+/// one (the task's schedstat).
+fn thread_times(tid: i32) -> Result<(f64, f64)> {
+    let stat = procfs::process::Process::myself()?
+        .task_from_tid(tid)?
+        .schedstat()?;
+    Ok((
+        stat.sum_exec_runtime as f64 / 1e9,
+        stat.run_delay as f64 / 1e9,
+    ))
 }

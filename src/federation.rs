@@ -427,7 +427,7 @@ impl FederationHandle {
     /// Runs a future of this handle to completion on the calling thread, for hosts
     /// without an async runtime.
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        futures_lite_block_on(future)
+        pollster::block_on(future)
     }
 
     /// The genesis record.
@@ -680,26 +680,6 @@ fn recovered_elections(
                 serving.insert(e.consortium, (e.epoch, e.relay, e.backup));
             }
         }
-    }
-}
-
-/// A tiny executor for [`FederationHandle::block_on`]: parks the thread between polls.
-fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::task::{Context, Poll, Wake, Waker};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut context = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
-            return output;
-        }
-        std::thread::park();
     }
 }
 

@@ -93,18 +93,13 @@ fn collect_acks(handle: &FederationHandle) -> (Arc<Mutex<Acks>>, std::thread::Jo
     (acks, thread)
 }
 
-/// The process's resident set now and at its peak, MiB, from `/proc/self/status`.
+/// The process's resident set now and at its peak, MiB.
 fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let status = procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .unwrap();
+    let mib = |kib: Option<u64>| kib.map_or(0.0, |k| k as f64 / 1024.0);
+    (mib(status.vmrss), mib(status.vmhwm))
 }
 
 /// A record: mostly non-urgent data offers to one other consortium, one in ten an urgent

@@ -710,34 +710,30 @@ fn scale_in_child(members: u64, quick: bool, stop: &StopSignal) -> Result<Value>
 
 /// This process's peak resident set size (`VmHWM`), MiB.
 pub fn peak_rss_mib() -> Result<f64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow!("no VmHWM in /proc/self/status"))?;
-    Ok(kib / 1024.0)
+    let status = procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .context("reading this process's status")?;
+    let kib = status
+        .vmhwm
+        .ok_or_else(|| anyhow!("no VmHWM in this process's status"))?;
+    Ok(kib as f64 / 1024.0)
 }
 
-/// The CPU model from `/proc/cpuinfo`.
+/// The model of the first CPU.
 pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
+    use procfs::Current;
+    procfs::CpuInfo::current()
         .ok()
-        .and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|v| v.trim_start_matches([' ', '\t', ':']).trim().to_string())
-        })
+        .and_then(|info| info.model_name(0).map(str::to_string))
         .unwrap_or_else(|| "unknown CPU".into())
 }
 
-/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+/// The 1, 5 and 15 minute load averages.
 pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .map(|t| t.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|| "?".into())
+    use procfs::Current;
+    procfs::LoadAverage::current()
+        .map(|l| format!("{:.2} {:.2} {:.2}", l.one, l.five, l.fifteen))
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// Writes `value` to `path` as pretty JSON.

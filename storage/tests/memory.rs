@@ -23,12 +23,10 @@ const BOUND_KIB: u64 = 512 * 1024;
 
 /// This process's peak resident set size (`VmHWM`), in KiB.
 fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    let status = procfs::process::Process::myself()
+        .and_then(|p| p.status())
+        .unwrap();
+    status.vmhwm.unwrap()
 }
 
 /// The child: opens the store, reads every head through `chains()` and the block at each
