@@ -870,29 +870,40 @@ fn inspect(
                 serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
             );
         } else {
-            println!("{:<16} {:<40} {:>7}  head", "node", "chain", "height");
-            for item in &listing {
-                println!(
-                    "{:<16} {:<40} {:>7}  {}",
-                    item["node"].as_str().unwrap_or_default(),
-                    item["chain"].as_str().unwrap_or_default(),
-                    item["height"],
-                    &item["head"].as_str().unwrap_or_default()
-                        [..16.min(item["head"].as_str().unwrap_or_default().len())]
-                );
-            }
+            let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+            let rows = listing.iter().map(|item| {
+                let head = text(&item["head"]);
+                vec![
+                    text(&item["node"]),
+                    text(&item["chain"]),
+                    item["height"].to_string(),
+                    head.chars().take(16).collect(),
+                ]
+            });
+            println!(
+                "{}",
+                table(&["node", "chain", "height", "head"], &[2], rows)
+            );
             println!("\nelection history:");
-            for e in &elections {
-                println!(
-                    "  {:<10} epoch {:>3} {:<11} relay {:<14} backup {:<14} ({} candidates)",
-                    e["consortium"].as_str().unwrap_or_default(),
-                    e["epoch"],
-                    e["reason"].as_str().unwrap_or_default(),
-                    e["relay"].as_str().unwrap_or_default(),
-                    e["backup"].as_str().unwrap_or("-"),
-                    e["candidates"].as_array().map(Vec::len).unwrap_or(0),
-                );
-            }
+            let rows = elections.iter().map(|e| {
+                vec![
+                    text(&e["consortium"]),
+                    e["epoch"].to_string(),
+                    text(&e["reason"]),
+                    text(&e["relay"]),
+                    text(&e["backup"]),
+                    e["candidates"].as_array().map_or(0, Vec::len).to_string(),
+                ]
+            });
+            let header = [
+                "consortium",
+                "epoch",
+                "reason",
+                "relay",
+                "backup",
+                "candidates",
+            ];
+            println!("{}", table(&header, &[1, 5], rows));
         }
         return Ok(());
     };
@@ -985,6 +996,26 @@ fn election_history(
         }
     }
     Ok(out)
+}
+
+/// A plain text table (`comfy-table`): columns as wide as their widest cell, those at
+/// `right` aligned right.
+fn table(
+    header: &[&str],
+    right: &[usize],
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header.iter().copied())
+        .add_rows(rows);
+    for index in right {
+        if let Some(column) = table.column_mut(*index) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    table
 }
 
 fn record_json(record: &Record, directory: &Directory) -> Value {
@@ -1110,6 +1141,22 @@ mod tests {
     fn filter(args: &[&str]) -> &'static str {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         log_filter(&args)
+    }
+
+    #[test]
+    fn tables_widen_to_long_names() {
+        let long = "a-member-with-a-name-much-longer-than-sixteen-characters".to_string();
+        let rows = vec![
+            vec!["short".to_string(), "7".to_string()],
+            vec![long.clone(), "12345".to_string()],
+        ];
+        let text = table(&["node", "height"], &[1], rows).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        // Right-aligned numbers end in the same column, after the long name.
+        let ends: Vec<usize> = lines.iter().map(|l| l.trim_end().len()).collect();
+        assert!(ends.iter().all(|e| *e == ends[0]), "{text}");
+        assert!(lines[2].starts_with(&format!(" {long} ")), "{text}");
     }
 
     #[test]

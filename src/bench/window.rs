@@ -209,35 +209,40 @@ pub fn table(result: &Value) -> String {
         result["max_wait"].as_str().unwrap_or("?"),
         result["period_s"],
     );
-    let _ = writeln!(
-        out,
-        "{:>6} {:>7} {:>12} {:>13} {:>12} {:>11} {:>11} {:>11} {:>11}",
-        "window",
-        "urgency",
-        "relay blocks",
-        "records/block",
-        "transport MB",
-        "urgent p50",
-        "urgent p99",
-        "normal p50",
-        "normal p99"
-    );
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header([
+            "window",
+            "urgency",
+            "relay blocks",
+            "records/block",
+            "transport MB",
+            "urgent p50 ms",
+            "urgent p99 ms",
+            "normal p50 ms",
+            "normal p99 ms",
+        ]);
     for run in runs(result) {
         let latency = &run["latency_ms"];
-        let _ = writeln!(
-            out,
-            "{:>6} {:>7} {:>12} {:>13.2} {:>12.3} {:>8.0} ms {:>8.0} ms {:>8.0} ms {:>8.0} ms",
-            run["window"].as_u64().unwrap_or(0),
-            on_off(run["urgency"].as_bool().unwrap_or(true)),
-            run["relay_blocks"].as_u64().unwrap_or(0),
-            number(&run["records_per_relay_block"]),
-            number(&run["transport_bytes"]) / 1e6,
-            number(&latency["urgent"]["p50"]),
-            number(&latency["urgent"]["p99"]),
-            number(&latency["normal"]["p50"]),
-            number(&latency["normal"]["p99"]),
-        );
+        table.add_row(vec![
+            run["window"].as_u64().unwrap_or(0).to_string(),
+            on_off(run["urgency"].as_bool().unwrap_or(true)).to_string(),
+            run["relay_blocks"].as_u64().unwrap_or(0).to_string(),
+            format!("{:.2}", number(&run["records_per_relay_block"])),
+            format!("{:.3}", number(&run["transport_bytes"]) / 1e6),
+            format!("{:.0}", number(&latency["urgent"]["p50"])),
+            format!("{:.0}", number(&latency["urgent"]["p99"])),
+            format!("{:.0}", number(&latency["normal"]["p50"])),
+            format!("{:.0}", number(&latency["normal"]["p99"])),
+        ]);
     }
+    for index in [0, 2, 3, 4, 5, 6, 7, 8] {
+        if let Some(column) = table.column_mut(index) {
+            column.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    let _ = writeln!(out, "{table}");
     out
 }
 
