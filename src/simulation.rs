@@ -336,168 +336,168 @@ impl Simulation {
 
         // The safety phase: faults at their times.
         let mut applied = Vec::new();
-        for (at, action) in &self.plan.events {
-            if *at >= self.until_ms || !stop.sleep_until(start + Duration::from_millis(*at)).await {
-                break;
-            }
-            let serving = collector
-                .lock()
-                .map(|c| c.serving.clone())
-                .unwrap_or_default();
-            let now = parts.clock.now_ms();
-            // Tell the checker about every crash, pause and partition that touches a
-            // consortium's relay candidates (L1's premise), and every relay crash (L1).
-            let note = |f: &mut dyn FnMut(&mut Invariants)| {
-                if let Ok(mut i) = invariants.lock() {
-                    f(&mut i);
-                }
-            };
-            match action {
-                FaultAction::CrashRelay(name) => {
-                    let Some(lane) = names_by_consortium.get(name) else {
-                        continue;
-                    };
-                    let Some((epoch, relay, _)) = serving.get(lane).copied() else {
-                        continue;
-                    };
-                    if let Some(node) = nodes.values_mut().find(|n| n.key.address() == relay) {
-                        if node.addr.is_some() {
-                            crash(node, &network);
-                            let what = action.to_string();
-                            note(&mut |i| {
-                                i.crashed(relay, now);
-                                i.relay_crashed(*lane, epoch, relay, now);
-                                i.fault(*lane, Some(relay), &what, now, false);
-                            });
-                        }
-                    }
-                }
-                FaultAction::Crash(name) => {
-                    if let Some(node) = nodes.get_mut(name) {
-                        let address = node.key.address();
-                        let was_relay = serving
-                            .iter()
-                            .find(|(_, (_, r, _))| *r == address)
-                            .map(|(l, (e, _, _))| (*l, *e));
-                        if node.addr.is_some() {
-                            crash(node, &network);
-                            let (lane, candidate) = (node.consortium, node.candidate);
-                            let what = action.to_string();
-                            note(&mut |i| {
-                                i.crashed(address, now);
-                                if let Some((lane, epoch)) = was_relay {
-                                    i.relay_crashed(lane, epoch, address, now);
-                                }
-                                if candidate {
-                                    i.fault(lane, Some(address), &what, now, false);
-                                }
-                            });
-                        }
-                    }
-                }
-                FaultAction::Restart(name) => {
-                    if let Some(node) = nodes.get_mut(name) {
-                        restart(node, &parts);
-                        let address = node.key.address();
-                        note(&mut |i| i.restarted(address));
-                    }
-                }
-                FaultAction::Partition(group) => {
-                    let cut: BTreeSet<Address> = nodes
-                        .values()
-                        .filter(|n| {
-                            group
-                                .iter()
-                                .any(|g| names_by_consortium.get(g) == Some(&n.consortium))
-                        })
-                        .map(|n| n.key.address())
-                        .collect();
-                    let lanes: BTreeSet<ConsortiumId> = nodes
-                        .values()
-                        .filter(|n| n.candidate && cut.contains(&n.key.address()))
-                        .map(|n| n.consortium)
-                        .collect();
-                    network.partition(cut);
-                    let what = action.to_string();
-                    note(&mut |i| {
-                        for lane in &lanes {
-                            i.fault(*lane, None, &what, now, true);
-                        }
-                    });
-                }
-                FaultAction::Isolate(name) => {
-                    if let Some(node) = nodes.get(name) {
-                        network.partition(BTreeSet::from([node.key.address()]));
-                        let (lane, address) = (node.consortium, node.key.address());
-                        let what = action.to_string();
-                        if node.candidate {
-                            note(&mut |i| i.fault(lane, Some(address), &what, now, true));
-                        }
-                    }
-                }
-                FaultAction::Mute(name) => {
-                    if let Some(node) = nodes.get(name) {
-                        network.cut_link(node.key.address(), parts.keys.supervisor.address());
-                        let (lane, address) = (node.consortium, node.key.address());
-                        let what = action.to_string();
-                        if node.candidate {
-                            note(&mut |i| i.fault(lane, Some(address), &what, now, true));
-                        }
-                    }
-                }
-                FaultAction::Heal => {
-                    network.heal();
-                    note(&mut |i| i.healed(now));
-                }
-            }
-            applied.push((*at, action.to_string()));
-        }
-        if !stop
-            .sleep_until(start + Duration::from_millis(self.until_ms))
-            .await
-        {
-            return self.stopped(
-                start,
-                &invariants,
-                &collector,
-                &network,
-                &log,
-                &trace,
-                store,
-                applied,
-            );
-        }
-
-        // The liveness phase: heal everything, restart every crashed node, and let the
-        // federation converge.
-        network.heal();
-        network.set_faults(NetworkFaults::default());
-        if let Ok(mut i) = invariants.lock() {
-            i.healed(parts.clock.now_ms());
-        }
-        for node in nodes.values_mut() {
-            if node.addr.is_none() {
-                restart(node, &parts);
-                if let Ok(mut i) = invariants.lock() {
-                    i.restarted(node.key.address());
-                }
-            }
-        }
         let end = self.until_ms + self.settle_ms;
-        // L2, L3 for the records of the second half of the liveness phase, once failovers
-        // and catch-ups are over. There are no network delays left; the slack covers the
-        // actors' clock ticks and a rotation's take-over, which waits up to a heartbeat for
-        // the other relays' lane heads (200 ms was seen in 146 `random` runs).
-        if let Ok(mut i) = invariants.lock() {
-            let from = SAMPLE_EPOCH_MS + self.until_ms + self.settle_ms / 2;
-            let slack = 2 * timing.heartbeat_ms;
-            let normal = config
-                .timing
-                .max_wait_ms()
-                .map(|w| timing.member_max_wait_ms + w + slack);
-            i.check_latency_from(from, slack, normal);
-        }
-        if !stop.sleep_until(start + Duration::from_millis(end)).await {
+        // Both phases, or `false` as soon as a stop is asked.
+        let finished = 'phases: {
+            for (at, action) in &self.plan.events {
+                if *at >= self.until_ms
+                    || !stop.sleep_until(start + Duration::from_millis(*at)).await
+                {
+                    break;
+                }
+                let serving = collector
+                    .lock()
+                    .map(|c| c.serving.clone())
+                    .unwrap_or_default();
+                let now = parts.clock.now_ms();
+                // Tell the checker about every crash, pause and partition that touches a
+                // consortium's relay candidates (L1's premise), and every relay crash (L1).
+                let note = |f: &mut dyn FnMut(&mut Invariants)| {
+                    if let Ok(mut i) = invariants.lock() {
+                        f(&mut i);
+                    }
+                };
+                match action {
+                    FaultAction::CrashRelay(name) => {
+                        let Some(lane) = names_by_consortium.get(name) else {
+                            continue;
+                        };
+                        let Some((epoch, relay, _)) = serving.get(lane).copied() else {
+                            continue;
+                        };
+                        if let Some(node) = nodes.values_mut().find(|n| n.key.address() == relay) {
+                            if node.addr.is_some() {
+                                crash(node, &network);
+                                let what = action.to_string();
+                                note(&mut |i| {
+                                    i.crashed(relay, now);
+                                    i.relay_crashed(*lane, epoch, relay, now);
+                                    i.fault(*lane, Some(relay), &what, now, false);
+                                });
+                            }
+                        }
+                    }
+                    FaultAction::Crash(name) => {
+                        if let Some(node) = nodes.get_mut(name) {
+                            let address = node.key.address();
+                            let was_relay = serving
+                                .iter()
+                                .find(|(_, (_, r, _))| *r == address)
+                                .map(|(l, (e, _, _))| (*l, *e));
+                            if node.addr.is_some() {
+                                crash(node, &network);
+                                let (lane, candidate) = (node.consortium, node.candidate);
+                                let what = action.to_string();
+                                note(&mut |i| {
+                                    i.crashed(address, now);
+                                    if let Some((lane, epoch)) = was_relay {
+                                        i.relay_crashed(lane, epoch, address, now);
+                                    }
+                                    if candidate {
+                                        i.fault(lane, Some(address), &what, now, false);
+                                    }
+                                });
+                            }
+                        }
+                    }
+                    FaultAction::Restart(name) => {
+                        if let Some(node) = nodes.get_mut(name) {
+                            restart(node, &parts);
+                            let address = node.key.address();
+                            note(&mut |i| i.restarted(address));
+                        }
+                    }
+                    FaultAction::Partition(group) => {
+                        let cut: BTreeSet<Address> = nodes
+                            .values()
+                            .filter(|n| {
+                                group
+                                    .iter()
+                                    .any(|g| names_by_consortium.get(g) == Some(&n.consortium))
+                            })
+                            .map(|n| n.key.address())
+                            .collect();
+                        let lanes: BTreeSet<ConsortiumId> = nodes
+                            .values()
+                            .filter(|n| n.candidate && cut.contains(&n.key.address()))
+                            .map(|n| n.consortium)
+                            .collect();
+                        network.partition(cut);
+                        let what = action.to_string();
+                        note(&mut |i| {
+                            for lane in &lanes {
+                                i.fault(*lane, None, &what, now, true);
+                            }
+                        });
+                    }
+                    FaultAction::Isolate(name) => {
+                        if let Some(node) = nodes.get(name) {
+                            network.partition(BTreeSet::from([node.key.address()]));
+                            let (lane, address) = (node.consortium, node.key.address());
+                            let what = action.to_string();
+                            if node.candidate {
+                                note(&mut |i| i.fault(lane, Some(address), &what, now, true));
+                            }
+                        }
+                    }
+                    FaultAction::Mute(name) => {
+                        if let Some(node) = nodes.get(name) {
+                            network.cut_link(node.key.address(), parts.keys.supervisor.address());
+                            let (lane, address) = (node.consortium, node.key.address());
+                            let what = action.to_string();
+                            if node.candidate {
+                                note(&mut |i| i.fault(lane, Some(address), &what, now, true));
+                            }
+                        }
+                    }
+                    FaultAction::Heal => {
+                        network.heal();
+                        note(&mut |i| i.healed(now));
+                    }
+                }
+                applied.push((*at, action.to_string()));
+            }
+            if !stop
+                .sleep_until(start + Duration::from_millis(self.until_ms))
+                .await
+            {
+                break 'phases false;
+            }
+
+            // The liveness phase: heal everything, restart every crashed node, and let the
+            // federation converge.
+            network.heal();
+            network.set_faults(NetworkFaults::default());
+            if let Ok(mut i) = invariants.lock() {
+                i.healed(parts.clock.now_ms());
+            }
+            for node in nodes.values_mut() {
+                if node.addr.is_none() {
+                    restart(node, &parts);
+                    if let Ok(mut i) = invariants.lock() {
+                        i.restarted(node.key.address());
+                    }
+                }
+            }
+            // L2, L3 for the records of the second half of the liveness phase, once failovers
+            // and catch-ups are over. There are no network delays left; the slack covers the
+            // actors' clock ticks and a rotation's take-over, which waits up to a heartbeat for
+            // the other relays' lane heads (200 ms was seen in 146 `random` runs).
+            if let Ok(mut i) = invariants.lock() {
+                let from = SAMPLE_EPOCH_MS + self.until_ms + self.settle_ms / 2;
+                let slack = 2 * timing.heartbeat_ms;
+                let normal = config
+                    .timing
+                    .max_wait_ms()
+                    .map(|w| timing.member_max_wait_ms + w + slack);
+                i.check_latency_from(from, slack, normal);
+            }
+            if !stop.sleep_until(start + Duration::from_millis(end)).await {
+                break 'phases false;
+            }
+            true
+        };
+        if !finished {
             return self.stopped(
                 start,
                 &invariants,

@@ -3,7 +3,7 @@
 //! summary and report, storage flushed); a second forces the exit (130).
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -65,6 +65,23 @@ fn wait_until(
     }
 }
 
+/// `ieschain run` for ten minutes on a data directory and a report in `dir`: the child, its
+/// lines, the data directory and the report's path.
+fn start_run(dir: &Path) -> (Child, mpsc::Receiver<String>, PathBuf, PathBuf) {
+    let data = dir.join("data");
+    let report = dir.join("report.json");
+    let (child, lines) = start(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--duration",
+        "600",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    (child, lines, data, report)
+}
+
 fn signal(child: &Child, signal: Signal) {
     kill(Pid::from_raw(child.id() as i32), signal).unwrap();
 }
@@ -89,17 +106,7 @@ fn report(path: &Path) -> Value {
 #[test]
 fn sigterm_stops_run_with_its_summary_report_and_a_flushed_store() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let report_path = dir.path().join("report.json");
-    let (child, lines) = start(&[
-        "run",
-        "--data",
-        data.to_str().unwrap(),
-        "--duration",
-        "600",
-        "--report",
-        report_path.to_str().unwrap(),
-    ]);
+    let (child, lines, data, report_path) = start_run(dir.path());
     // A progress line: the federation serves (one every 5 s when not on a terminal).
     wait_for(&lines, "committed");
     signal(&child, Signal::SIGTERM);
@@ -193,17 +200,7 @@ fn sigterm_stops_bench_with_what_it_measured() {
 #[test]
 fn a_second_signal_forces_the_exit() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let report_path = dir.path().join("report.json");
-    let (child, lines) = start(&[
-        "run",
-        "--data",
-        data.to_str().unwrap(),
-        "--duration",
-        "600",
-        "--report",
-        report_path.to_str().unwrap(),
-    ]);
+    let (child, lines, _, report_path) = start_run(dir.path());
     wait_for(&lines, "ieschain run:");
     wait_for(&lines, "committed");
     signal(&child, Signal::SIGINT);
@@ -231,9 +228,8 @@ fn verify_and_inspect_read_a_live_directory() {
     use ieschain_storage::{ChainStore, RocksStore};
 
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (child, lines, data, _) = start_run(dir.path());
     let data_arg = data.to_str().unwrap();
-    let (child, lines) = start(&["run", "--data", data_arg, "--duration", "600"]);
     wait_for(&lines, "committed");
     let verified = ieschain(&["verify", "--data", data_arg]);
     let (stdout, stderr) = (
