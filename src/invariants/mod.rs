@@ -964,8 +964,9 @@ impl Invariants {
 
 /// S2 over a whole store (SPEC §9, §14): every holder's copy of a chain agrees with every
 /// other's on their common prefix, except where a relay candidate of a lane keeps a block
-/// of its own lane that a newer epoch's block replaced at that height (a block of a deposed
-/// configuration that was never released: not a fork). One line per fork found, without
+/// of its own lane from an epoch older than a configuration that took the lane over at or
+/// below that height (a block of a deposed or superseded configuration that was never
+/// released: not a fork). One line per fork found, without
 /// the invariant's name.
 pub fn forks(store: &dyn ChainStore) -> Vec<String> {
     let genesis = store.genesis();
@@ -1023,22 +1024,36 @@ pub fn forks(store: &dyn ChainStore) -> Vec<String> {
         else {
             continue;
         };
+        // The newest epoch in the reference copy at or above each height.
+        let mut newer_above: Vec<u64> = longest.iter().map(|(_, epoch)| *epoch).collect();
+        for i in (0..newer_above.len().saturating_sub(1)).rev() {
+            newer_above[i] = newer_above[i].max(newer_above[i + 1]);
+        }
         for (holder, candidate, blocks) in holders {
             let Some(at) = blocks.iter().zip(longest).position(|(a, b)| a.0 != b.0) else {
                 continue;
             };
-            // A candidate's own block of an older epoch, replaced by a newer one: never
-            // released. A candidate with no duty truncates it once it is no longer a
-            // member of the newest election's source (`converge_own_lane`); until then a
-            // new relay may still have to read its copy.
-            if *candidate && blocks[at].1 < longest[at].1 {
+            // A candidate's own block of an epoch that a newer configuration replaced at or
+            // below that height: never released (a newer configuration's sealed read holds
+            // every released block, SPEC §14). It may be a deposed relay's unreleased
+            // block, or the config block of a configuration superseded before its
+            // activation, whose epoch is newer than the released block at its height but
+            // older than the configuration that took the lane over. A candidate with no
+            // duty truncates it once it is no longer a member of the newest election's
+            // source (`converge_own_lane`); until then a new relay may still have to read
+            // its copy.
+            if *candidate && blocks[at].1 < newer_above[at] {
                 continue;
             }
             broken.push(format!(
-                "{chain} forks at height {}: holder {} and holder {} disagree",
+                "{chain} forks at height {}: holder {} (epoch {}{}) and holder {} (epoch {}) \
+                 disagree",
                 at + 1,
                 holder.short(),
-                longest_holder.short()
+                blocks[at].1,
+                if *candidate { ", a candidate" } else { "" },
+                longest_holder.short(),
+                longest[at].1,
             ));
         }
     }
@@ -1682,6 +1697,78 @@ mod tests {
     /// A take-over that stalls on a source whose members are all down (crashed long before,
     /// not restarted) is not judged by L1 (SPEC §14 step 4); one that stalls while a
     /// member it waits for is up is.
+    /// Copies of lane #1 at a non-candidate (the released lane) and at a candidate, each a
+    /// list of (epoch, salt) per height: the same pair gives the same block.
+    fn lane_forks(released: &[(u64, u8)], at_candidate: &[(u64, u8)]) -> Vec<String> {
+        use ieschain_core::block::{RelayBlock, RelayHeader};
+        let federation = ieschain_core::sample::SampleFederation::four_party(5, 3);
+        let lane = federation.genesis.consortiums[1].id;
+        let candidate = federation.genesis.consortiums[1].members[0].address;
+        let other = federation.genesis.consortiums[2].members[0].address;
+        let chain = |spec: &[(u64, u8)]| -> Vec<AnyBlock> {
+            let mut prev = Hash::ZERO;
+            let mut out = Vec::new();
+            for (i, (epoch, salt)) in spec.iter().enumerate() {
+                let block = AnyBlock::Relay(RelayBlock {
+                    header: RelayHeader {
+                        lane,
+                        height: i as u64 + 1,
+                        prev,
+                        epoch: *epoch,
+                        relay: candidate,
+                        time: u64::from(*salt),
+                        urgency: Default::default(),
+                        registry: Default::default(),
+                        blocks_root: Hash::ZERO,
+                        records_root: Hash::ZERO,
+                        lane_heads: Vec::new(),
+                    },
+                    blocks: Vec::new(),
+                    records: Vec::new(),
+                    signature: ieschain_core::Signature([0; 64]),
+                });
+                prev = block.hash();
+                out.push(block);
+            }
+            out
+        };
+        let store = ieschain_storage::MemoryStore::new(federation.genesis.clone());
+        for block in chain(released) {
+            store.append(other, &block).unwrap();
+        }
+        for block in chain(at_candidate) {
+            store.append(candidate, &block).unwrap();
+        }
+        forks(&store)
+    }
+
+    #[test]
+    fn a_candidates_superseded_blocks_are_no_fork_and_a_lane_going_on_past_one_is() {
+        // The config block of epoch 2 at height 3, superseded before its activation by
+        // epoch 3, which read the lane from epoch 1 (its last active configuration), found
+        // an epoch-1 block at height 3, and put its config block at 4 (overload test, 1 run
+        // in 100 before the rule looked above the height).
+        assert_eq!(
+            lane_forks(&[(1, 0), (1, 0), (1, 0), (3, 0)], &[(1, 0), (1, 0), (2, 1)]),
+            Vec::<String>::new()
+        );
+        // A deposed relay's unreleased block of epoch 1 where epoch 3's config block is.
+        assert_eq!(
+            lane_forks(&[(1, 0), (1, 0), (3, 0)], &[(1, 0), (1, 0), (1, 1)]),
+            Vec::<String>::new()
+        );
+        // No newer configuration at or above it: the lane went on in epoch 1 past a block
+        // of epoch 2, which no correct run does.
+        let forks = lane_forks(&[(1, 0), (1, 0), (1, 0), (1, 0)], &[(1, 0), (1, 0), (2, 1)]);
+        assert_eq!(forks.len(), 1, "{forks:?}");
+        assert!(forks[0].contains("forks at height 3"), "{forks:?}");
+        // The same epoch, another block: a fork.
+        assert_eq!(
+            lane_forks(&[(1, 0), (1, 0), (1, 0), (2, 0)], &[(1, 0), (1, 0), (2, 1)]).len(),
+            1
+        );
+    }
+
     #[test]
     fn l1_exempts_a_take_over_stalled_on_a_source_that_is_down() {
         let run = |restart_c: bool| {
