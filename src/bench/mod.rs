@@ -48,7 +48,7 @@ pub struct Options {
     /// Fewer and shorter samples: under a minute.
     pub quick: bool,
     /// A stop asked by a signal: the bench abandons the part it is measuring and returns
-    /// what it measured before ([`stopped`]).
+    /// what it measured before (under `measured`, with `stopped_by_signal`).
     pub stop: StopSignal,
 }
 
