@@ -193,6 +193,11 @@ enum Command {
         /// The data directory.
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        /// Print the verdict as one JSON object on stdout (`ok`, and `chains` and
+        /// `blocks`, or the bad block's `chain`, `node`, `height` and `reason`); the exit
+        /// codes are the same.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the chains of a data directory, the blocks and records of one chain, and the
     /// election history of every relay lane.
@@ -307,7 +312,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Verify { data } => run_verify(&data),
+        Command::Verify { data, json } => run_verify(&data, json),
         Command::Inspect {
             data,
             chain,
@@ -783,7 +788,7 @@ fn open_for_reading(command: &str, data: &Path) -> Result<Reading, StoreError> {
     }
 }
 
-fn run_verify(data: &Path) -> ExitCode {
+fn run_verify(data: &Path, as_json: bool) -> ExitCode {
     let store = match open_for_reading("verify", data) {
         Ok(reading) => reading,
         Err(err) => {
@@ -793,16 +798,47 @@ fn run_verify(data: &Path) -> ExitCode {
     };
     match verify(&store.store) {
         Ok(summary) => {
-            println!(
-                "ok: {} chains, {} blocks verified in {}",
-                summary.chains,
-                summary.blocks,
-                data.display()
-            );
+            if as_json {
+                let verdict = json!({
+                    "ok": true,
+                    "data": data.display().to_string(),
+                    "chains": summary.chains,
+                    "blocks": summary.blocks,
+                });
+                println!("{verdict}");
+            } else {
+                println!(
+                    "ok: {} chains, {} blocks verified in {}",
+                    summary.chains,
+                    summary.blocks,
+                    data.display()
+                );
+            }
             ExitCode::SUCCESS
         }
         Err(err @ VerifyError::BadBlock { .. }) => {
-            println!("FAILED {err}");
+            if let (
+                true,
+                VerifyError::BadBlock {
+                    chain,
+                    node,
+                    height,
+                    reason,
+                },
+            ) = (as_json, &err)
+            {
+                let verdict = json!({
+                    "ok": false,
+                    "data": data.display().to_string(),
+                    "chain": chain,
+                    "node": node,
+                    "height": height,
+                    "reason": reason,
+                });
+                println!("{verdict}");
+            } else {
+                println!("FAILED {err}");
+            }
             ExitCode::from(1)
         }
         Err(err) => {

@@ -21,6 +21,16 @@ fn verify_passes_on_the_sample_ledger() {
     ]));
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.starts_with("ok: "), "{stdout}");
+    let (code, stdout, _) = outcome(&ieschain(&[
+        "verify",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(code, 0);
+    let verdict: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verdict["ok"], true);
+    assert!(verdict["blocks"].as_u64().unwrap() > 0, "{verdict}");
 }
 
 /// Tampering with one stored block through the storage API, bypassing validation, makes
@@ -58,6 +68,19 @@ fn verify_names_a_tampered_block() {
         stdout.contains("chain=consortium/grid/grid-2 height=3"),
         "{stdout}"
     );
+    // The same verdict as JSON, with the same exit code.
+    let (code, json_out, _) = outcome(&ieschain(&[
+        "verify",
+        "--data",
+        dir.path().to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(code, 1);
+    let verdict: serde_json::Value = serde_json::from_str(&json_out).unwrap();
+    assert_eq!(verdict["ok"], false);
+    assert_eq!(verdict["chain"], "consortium/grid/grid-2");
+    assert_eq!(verdict["height"], 3);
+    assert!(!verdict["reason"].as_str().unwrap().is_empty(), "{verdict}");
     assert!(stdout.contains("node=grid-2"), "{stdout}");
 }
 
