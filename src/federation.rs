@@ -228,7 +228,9 @@ struct Inner {
     newcomers: Mutex<BTreeMap<String, Address>>,
     supervisor: Addr<SupervisorActor>,
     parts: Arc<Parts>,
-    events: broadcast::Sender<Event>,
+    /// The one sender of the event stream; taken (dropped) at shutdown, which ends every
+    /// subscriber's stream once it has read what was sent before.
+    events: Arc<Mutex<Option<broadcast::Sender<Event>>>>,
     stats: Arc<Mutex<Collector>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -287,7 +289,7 @@ impl Federation {
                 .filter(|(_, rate)| *rate > 0.0)
                 .collect(),
         };
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let events = Arc::new(Mutex::new(Some(broadcast::channel(EVENT_BUFFER).0)));
         let mut collector = Collector::new(genesis.consortiums.len());
         // A reopened directory: no `Elected` event repeats the elections already made, so
         // who serves comes from the supervisor's chain.
@@ -300,7 +302,11 @@ impl Federation {
                 if let Ok(mut stats) = stats.lock() {
                     stats.observe(event);
                 }
-                let _ = events.send(event.clone());
+                if let Ok(events) = events.lock() {
+                    if let Some(events) = events.as_ref() {
+                        let _ = events.send(event.clone());
+                    }
+                }
             })
         };
         let directory = Arc::new(Directory::from_genesis(&genesis));
@@ -623,9 +629,21 @@ impl FederationHandle {
             .ok_or_else(|| FederationError::UnknownMember(name.to_string()))
     }
 
-    /// A stream of the federation's events from now on.
+    /// A stream of the federation's events from now on. It ends (`RecvError::Closed`, after
+    /// the events sent before) when the federation shuts down; after shutdown it is empty
+    /// and ended at once.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+        match self
+            .inner
+            .events
+            .lock()
+            .ok()
+            .as_deref()
+            .and_then(Option::as_ref)
+        {
+            Some(events) => events.subscribe(),
+            None => broadcast::channel(1).1,
+        }
     }
 
     /// The statistics so far.
@@ -643,13 +661,17 @@ impl FederationHandle {
         self.inner.parts.store.clone()
     }
 
-    /// Stops every actor, flushes storage and joins the actor thread. Other clones of the
-    /// handle fail from then on.
+    /// Stops every actor, flushes storage, joins the actor thread and ends the event
+    /// streams. Other clones of the handle fail from then on.
     pub fn shutdown(&self) -> Result<(), FederationError> {
         self.inner.system.stop();
         let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
             let _ = thread.join();
+        }
+        // No actor runs any more: dropping the one sender ends every stream.
+        if let Ok(mut events) = self.inner.events.lock() {
+            events.take();
         }
         let _ = &self.inner.supervisor;
         self.inner.parts.store.flush()?;

@@ -121,3 +121,30 @@ async fn reopened_federation_continues_its_lanes_without_forks() {
     fed.shutdown();
     assert!(verify_dir(&data) > 0);
 }
+
+/// Shutting down ends the event streams: a subscriber reads what was sent before, then
+/// `Closed`, instead of waiting for ever; a subscription made after shutdown is ended at
+/// once.
+#[tokio::test]
+async fn shutdown_ends_the_event_streams() {
+    use tokio::sync::broadcast::error::RecvError;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(6, Some(100), NO_ROTATION_MS, HEARTBEAT_MS);
+    let mut fed = Fed::start(&config, &dir.path().join("data"), true);
+    fed.ready().await;
+    let handle = fed.handle.clone();
+    let mut events = handle.subscribe();
+    fed.shutdown();
+    let ended = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match events.recv().await {
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream did not end after shutdown");
+    let mut late = handle.subscribe();
+    assert!(matches!(late.recv().await, Err(RecvError::Closed)));
+}
