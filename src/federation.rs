@@ -241,6 +241,39 @@ pub struct FederationHandle {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the federation alive: what the federation's own tasks hold
+/// (the protocol workload), so that dropping the host's last handle shuts it down.
+#[derive(Clone, Debug)]
+pub(crate) struct WeakHandle(std::sync::Weak<Inner>);
+
+impl WeakHandle {
+    /// The handle, while a host still holds one.
+    pub(crate) fn upgrade(&self) -> Option<FederationHandle> {
+        self.0.upgrade().map(|inner| FederationHandle { inner })
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the actors and flush, as `shutdown` does (nothing
+    /// to do when it ran). On the actor thread itself (a task held the last handle) the
+    /// thread is told to stop and is not waited for.
+    fn drop(&mut self) {
+        self.system.stop();
+        let thread = self.thread.get_mut().ok().and_then(Option::take);
+        if let Some(thread) = thread {
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
+        if let Ok(mut events) = self.events.lock() {
+            events.take();
+        }
+        if let Err(e) = self.parts.store.flush() {
+            log::error!("flushing the store as the last handle was dropped: {e}");
+        }
+    }
+}
+
 impl std::fmt::Debug for FederationHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FederationHandle")
@@ -420,10 +453,11 @@ impl Federation {
                 data: config.workload.protocols.data_trade,
             };
             let parts = handle.inner.parts.clone();
-            handle
-                .inner
-                .arbiter
-                .spawn(protocols::drive(handle.clone(), parts, rates));
+            handle.inner.arbiter.spawn(protocols::drive(
+                WeakHandle(Arc::downgrade(&handle.inner)),
+                parts,
+                rates,
+            ));
         }
         Ok(handle)
     }

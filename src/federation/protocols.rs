@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use tokio::sync::broadcast;
 
-use super::{FederationError, FederationHandle, NodeEntry};
+use super::{FederationError, FederationHandle, NodeEntry, WeakHandle};
 
 /// A newcomer to admit (SPEC §6.1).
 #[derive(Clone, Debug)]
@@ -435,9 +435,9 @@ pub(crate) trait Starter {
     fn join(&self, consortium: String, name: String);
 }
 
-impl Starter for FederationHandle {
+impl Starter for WeakHandle {
     fn power(&self, seller: String, buyer: String, wh: u64, price: u64, slot: u64) {
-        let h = self.clone();
+        let Some(h) = self.upgrade() else { return };
         actix::spawn(async move {
             let deadline = Duration::from_secs(30);
             if let Err(e) = h
@@ -450,7 +450,7 @@ impl Starter for FederationHandle {
     }
 
     fn data(&self, seller: String, buyer: String, price: u64) {
-        let h = self.clone();
+        let Some(h) = self.upgrade() else { return };
         actix::spawn(async move {
             let deadline = Duration::from_secs(30);
             if let Err(e) = h.data_trade(&seller, &buyer, price, deadline).await {
@@ -460,7 +460,7 @@ impl Starter for FederationHandle {
     }
 
     fn join(&self, consortium: String, name: String) {
-        let h = self.clone();
+        let Some(h) = self.upgrade() else { return };
         actix::spawn(async move {
             let deadline = Duration::from_secs(30);
             if let Err(e) = h.join(JoinSpec::new(&consortium, &name), deadline).await {

@@ -148,3 +148,40 @@ async fn shutdown_ends_the_event_streams() {
     let mut late = handle.subscribe();
     assert!(matches!(late.recv().await, Err(RecvError::Closed)));
 }
+
+/// Dropping the host's last handle shuts the federation down, as `shutdown` would: the
+/// event stream ends and the data directory is released (it opens again).
+#[test]
+fn dropping_the_last_handle_shuts_down() {
+    use tokio::sync::broadcast::error::RecvError;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = config(6, Some(100), NO_ROTATION_MS, HEARTBEAT_MS);
+    let handle = ieschain::federation::Federation::builder(config)
+        .data_dir(&data)
+        .seed(SEED)
+        .workload(false)
+        .start()
+        .unwrap();
+    let mut events = handle.subscribe();
+    let second = handle.clone();
+    drop(handle);
+    // One handle is left: the federation runs on, and the directory stays locked.
+    assert!(ieschain_storage::RocksStore::open_existing(&data).is_err());
+    drop(second);
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || loop {
+        match events.blocking_recv() {
+            Ok(_) | Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => {
+                let _ = done.send(());
+                return;
+            }
+        }
+    });
+    assert!(
+        ended.recv_timeout(PATIENCE).is_ok(),
+        "the event stream did not end once the last handle was dropped"
+    );
+    ieschain_storage::RocksStore::open_existing(&data).unwrap();
+}
