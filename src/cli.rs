@@ -101,6 +101,9 @@ pub fn log_filter(args: &[OsString]) -> &'static str {
 enum Command {
     /// Run a federation in real time with its workload: elections, batching, rotations,
     /// failovers. Prints progress and a summary, and writes the JSON report.
+    #[command(
+        after_help = "Examples:\n  ieschain run\n  ieschain run --duration 5m --data /tmp/fed --report /tmp/fed/report.json\n  ieschain run --config my-federation.toml --seed 3 --mermaid trace.md\n\nSIGINT or SIGTERM stops it cleanly (summary, report, storage flushed); a second exits at once."
+    )]
     Run {
         /// The federation: a TOML file, or a built-in one by name (`four-party`, the
         /// default, or `large`: 10,000 members).
@@ -133,6 +136,9 @@ enum Command {
     /// crash-relay:CONSORTIUM@T, crash:MEMBER@T, restart:MEMBER@T,
     /// partition:C[+C...]@T+DURATION, pause:MEMBER@T+DURATION, mute:MEMBER@T+DURATION,
     /// random. Times take units (500ms, 90s, 2m).
+    #[command(
+        after_help = "Examples:\n  ieschain simulate --seed 7 --until 1h --faults random\n  ieschain simulate --faults 'drop:0.01,crash-relay:grid@5s,restart:grid-east@9s' --until 30s\n  ieschain simulate --seed 7 --event-log events.txt --report report.json"
+    )]
     Simulate {
         /// The federation: a TOML file, or a built-in one by name (`four-party`, the
         /// default, or `large`: 10,000 members).
@@ -167,6 +173,9 @@ enum Command {
     /// per second at every relay (four-party and 10,000 members), urgent and non-urgent
     /// latency, failover time, and throughput and peak memory at 100, 1,000 and 10,000
     /// members. Prints a Markdown table. Takes a few minutes; `--quick` under one.
+    #[command(
+        after_help = "Examples:\n  ieschain bench --quick\n  ieschain bench --json bench.json --report bench.md\n  ieschain bench --experiment window"
+    )]
     Bench {
         /// Fewer and shorter samples (under a minute), the same table.
         #[arg(long)]
@@ -189,6 +198,9 @@ enum Command {
     /// capacity, urgency bits, registry roots, replay protection and every election.
     /// Exits 0 when all verify, 1 naming the first bad block (`chain=<name> height=<h>`),
     /// 2 on usage or I/O errors.
+    #[command(
+        after_help = "Examples:\n  ieschain verify --data ieschain-data\n  ieschain verify --data ieschain-data --json"
+    )]
     Verify {
         /// The data directory.
         #[arg(long, value_name = "DIR")]
@@ -201,6 +213,9 @@ enum Command {
     },
     /// Show the chains of a data directory, the blocks and records of one chain, and the
     /// election history of every relay lane.
+    #[command(
+        after_help = "Examples:\n  ieschain inspect --data ieschain-data\n  ieschain inspect --data ieschain-data --chain relay/grid --limit 5\n  ieschain inspect --data ieschain-data --chain consortium/load/load-mall --node load-mall --json"
+    )]
     Inspect {
         /// The data directory.
         #[arg(long, value_name = "DIR")]
@@ -223,6 +238,9 @@ enum Command {
         json: bool,
     },
     /// Print a shell completion script for ieschain (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  ieschain completions bash > ~/.local/share/bash-completion/completions/ieschain"
+    )]
     Completions {
         /// The shell.
         #[arg(value_name = "SHELL")]

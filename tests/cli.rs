@@ -483,6 +483,7 @@ fn version_completions_help_durations_and_builtin_names() {
         for internal in ["SPEC", "issue ", "§"] {
             assert!(!stdout.contains(internal), "{command} --help: {stdout}");
         }
+        assert!(stdout.contains("Example"), "{command} --help: {stdout}");
     }
     let (code, stdout, stderr) = outcome(&ieschain(&[
         "simulate",
