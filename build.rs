@@ -21,5 +21,8 @@ fn main() {
             println!("cargo:rerun-if-changed=.git/{reference}");
         }
     }
-    println!("cargo:rerun-if-changed=.git/packed-refs");
+    // A path that does not exist would rerun this script on every build.
+    if std::path::Path::new(".git/packed-refs").exists() {
+        println!("cargo:rerun-if-changed=.git/packed-refs");
+    }
 }
