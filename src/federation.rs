@@ -93,9 +93,20 @@ pub struct FederationBuilder {
     seed: Option<u64>,
     workload: bool,
     sync: bool,
+    /// The event stream, made early when a host subscribed before the start.
+    events: Option<broadcast::Sender<Event>>,
 }
 
 impl FederationBuilder {
+    /// A stream of the federation's events from its very start: the initial elections and
+    /// take-overs included, which a subscription made after [`FederationBuilder::start`]
+    /// may miss. It ends when the federation shuts down.
+    pub fn subscribe(&mut self) -> broadcast::Receiver<Event> {
+        self.events
+            .get_or_insert_with(|| broadcast::channel(EVENT_BUFFER).0)
+            .subscribe()
+    }
+
     /// Where the federation's RocksDB lives (default `./ieschain-data`).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = dir.into();
@@ -291,6 +302,7 @@ impl Federation {
             data_dir: PathBuf::from("ieschain-data"),
             workload: true,
             sync: true,
+            events: None,
         }
     }
 
@@ -322,7 +334,10 @@ impl Federation {
                 .filter(|(_, rate)| *rate > 0.0)
                 .collect(),
         };
-        let events = Arc::new(Mutex::new(Some(broadcast::channel(EVENT_BUFFER).0)));
+        let events = builder
+            .events
+            .unwrap_or_else(|| broadcast::channel(EVENT_BUFFER).0);
+        let events = Arc::new(Mutex::new(Some(events)));
         let mut collector = Collector::new(genesis.consortiums.len());
         // A reopened directory: no `Elected` event repeats the elections already made, so
         // who serves comes from the supervisor's chain.

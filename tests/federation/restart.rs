@@ -185,3 +185,44 @@ fn dropping_the_last_handle_shuts_down() {
     );
     ieschain_storage::RocksStore::open_existing(&data).unwrap();
 }
+
+/// A subscription made on the builder, before the start, sees the federation from its
+/// first event: the initial election of every lane.
+#[test]
+fn a_subscription_before_the_start_sees_the_initial_elections() {
+    use ieschain_core::election::ElectionReason;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(6, Some(100), NO_ROTATION_MS, HEARTBEAT_MS);
+    let mut builder = ieschain::federation::Federation::builder(config)
+        .data_dir(dir.path().join("data"))
+        .seed(SEED)
+        .workload(false);
+    let mut events = builder.subscribe();
+    let handle = builder.start().unwrap();
+    let (done, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut initial = std::collections::BTreeSet::new();
+        while let Ok(event) = events.blocking_recv() {
+            if let Event::Elected {
+                consortium,
+                reason: ElectionReason::Initial,
+                ..
+            } = event
+            {
+                initial.insert(consortium);
+                if initial.len() == LANES.len() {
+                    let _ = done.send(initial);
+                    return;
+                }
+            }
+        }
+    });
+    let initial = seen.recv_timeout(PATIENCE);
+    handle.shutdown().unwrap();
+    assert_eq!(
+        initial
+            .expect("every lane's initial election was seen")
+            .len(),
+        LANES.len()
+    );
+}
