@@ -790,8 +790,9 @@ fn open_for_reading(command: &str, data: &Path) -> Result<Reading, StoreError> {
             match RocksStore::open_secondary(data, scratch.path()) {
                 Ok(store) => {
                     eprintln!(
-                        "ieschain {command}: {} is in use by another process; reading it as a \
-                         RocksDB secondary instance, as it is now",
+                        "ieschain {command}: {} cannot be opened for writing (a running \
+                         federation holds it); reading it as a RocksDB secondary instance, as \
+                         it is now",
                         data.display()
                     );
                     Ok(Reading {

@@ -10,7 +10,8 @@
 //! - [`actors`] (`ieschain-actors`): the actix actors (members, relays, backups, supervisor).
 //! - [`config`]: the federation configuration: TOML files in `federations/`, their checks,
 //!   and the genesis record and keys they build.
-//! - [`cli`]: the `ieschain` command (`run`, `verify`, `inspect`).
+//! - [`cli`]: the `ieschain` command (`run`, `simulate`, `bench`, `verify`, `inspect`,
+//!   `completions`).
 //! - [`demo`]: writing a sample ledger of every chain kind into a store.
 //! - [`federation`]: the running federation: builder, handle, events, statistics.
 //! - [`report`]: the JSON report of `run` and `simulate`.

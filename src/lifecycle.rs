@@ -68,11 +68,6 @@ impl StopSignal {
     pub fn request(&self) {
         self.flag.store(true, Ordering::SeqCst);
     }
-
-    /// The flag itself, for a thread or a loop that watches it.
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        self.flag.clone()
-    }
 }
 
 impl Default for StopSignal {

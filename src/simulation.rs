@@ -497,47 +497,47 @@ impl Simulation {
             }
             true
         };
-        if !finished {
-            return self.stopped(
-                start,
-                &invariants,
-                &collector,
-                &network,
-                &log,
-                &trace,
-                store,
-                applied,
-            );
-        }
-
-        let serving = collector
-            .lock()
-            .map(|c| c.serving.clone())
-            .unwrap_or_default();
-        let live_relays: BTreeMap<ConsortiumId, Address> = serving
-            .iter()
-            .map(|(lane, (_, relay, _))| (*lane, *relay))
-            .collect();
-        // L1 with 3 network delays of the worst configured delay, and a tick of slack.
-        let bound = (timing.suspect_after as u64 + 1) * timing.heartbeat_ms
-            + 3 * self.plan.network.delay_ms.1
-            + 100;
-        // Acknowledged blocks must be on the relay chain within the window's bound; the
-        // last moments' acknowledgements may still be waiting in a window.
-        let drain = config.timing.max_wait_ms().unwrap_or(0)
-            + timing.member_max_wait_ms
-            + 2 * timing.heartbeat_ms
-            + 1_000;
-        let acked_before = SAMPLE_EPOCH_MS + end.saturating_sub(drain);
-        let (mut broken, l1_exempt) = invariants
-            .lock()
-            .map(|mut i| {
-                let broken = i.finish(store.as_ref(), &live_relays, bound, &members, acked_before);
-                (broken, i.l1_exempt().to_vec())
-            })
-            .unwrap_or_else(|_| (vec!["checker poisoned".into()], Vec::new()));
-        // S6: the trades, on every node's copy of the relay chain.
-        broken.extend(crate::audit::trades(store.as_ref()));
+        // Judged in full at the end; stopped from outside, what the checker found so far,
+        // with no liveness phase.
+        let (broken, l1_exempt, virtual_ms, stopped_at_ms) = if finished {
+            let serving = collector
+                .lock()
+                .map(|c| c.serving.clone())
+                .unwrap_or_default();
+            let live_relays: BTreeMap<ConsortiumId, Address> = serving
+                .iter()
+                .map(|(lane, (_, relay, _))| (*lane, *relay))
+                .collect();
+            // L1 with 3 network delays of the worst configured delay, and a tick of slack.
+            let bound = (timing.suspect_after as u64 + 1) * timing.heartbeat_ms
+                + 3 * self.plan.network.delay_ms.1
+                + 100;
+            // Acknowledged blocks must be on the relay chain within the window's bound; the
+            // last moments' acknowledgements may still be waiting in a window.
+            let drain = config.timing.max_wait_ms().unwrap_or(0)
+                + timing.member_max_wait_ms
+                + 2 * timing.heartbeat_ms
+                + 1_000;
+            let acked_before = SAMPLE_EPOCH_MS + end.saturating_sub(drain);
+            let (mut broken, l1_exempt) = invariants
+                .lock()
+                .map(|mut i| {
+                    let broken =
+                        i.finish(store.as_ref(), &live_relays, bound, &members, acked_before);
+                    (broken, i.l1_exempt().to_vec())
+                })
+                .unwrap_or_else(|_| (vec!["checker poisoned".into()], Vec::new()));
+            // S6: the trades, on every node's copy of the relay chain.
+            broken.extend(crate::audit::trades(store.as_ref()));
+            (broken, l1_exempt, end, None)
+        } else {
+            let at = start.elapsed().as_millis() as u64;
+            let (broken, l1_exempt) = invariants
+                .lock()
+                .map(|i| (i.broken().to_vec(), i.l1_exempt().to_vec()))
+                .unwrap_or_else(|_| (vec!["checker poisoned".into()], Vec::new()));
+            (broken, l1_exempt, at, Some(at))
+        };
         let stats = collector
             .lock()
             .map(|c| c.snapshot(network.stats()))
@@ -547,48 +547,13 @@ impl Simulation {
         SimulationOutcome {
             stats,
             broken,
-            virtual_ms: end,
+            virtual_ms,
             applied,
             l1_exempt,
             log,
             trace,
             store,
-            stopped_at_ms: None,
-        }
-    }
-
-    /// The outcome of a simulation stopped from outside: what the checker found so far, and
-    /// no liveness phase.
-    #[allow(clippy::too_many_arguments)]
-    fn stopped(
-        &self,
-        start: tokio::time::Instant,
-        invariants: &Mutex<Invariants>,
-        collector: &Mutex<Collector>,
-        network: &SimNetwork,
-        log: &Mutex<Vec<String>>,
-        trace: &Mutex<Option<Trace>>,
-        store: Arc<dyn ChainStore>,
-        applied: Vec<(u64, String)>,
-    ) -> SimulationOutcome {
-        let at = start.elapsed().as_millis() as u64;
-        let (broken, l1_exempt) = invariants
-            .lock()
-            .map(|i| (i.broken().to_vec(), i.l1_exempt().to_vec()))
-            .unwrap_or_else(|_| (vec!["checker poisoned".into()], Vec::new()));
-        SimulationOutcome {
-            stats: collector
-                .lock()
-                .map(|c| c.snapshot(network.stats()))
-                .unwrap_or_default(),
-            broken,
-            virtual_ms: at,
-            applied,
-            l1_exempt,
-            log: log.lock().map(|l| l.clone()).unwrap_or_default(),
-            trace: trace.lock().ok().and_then(|mut t| t.take()),
-            store,
-            stopped_at_ms: Some(at),
+            stopped_at_ms,
         }
     }
 }
