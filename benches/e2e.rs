@@ -54,7 +54,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,7 +64,6 @@ use anyhow::{bail, Context, Result};
 use ieschain::bench::load::{count_events, lock, write, Tally};
 use ieschain::config::FederationConfig;
 use ieschain::federation::{Federation, Latencies};
-use ieschain_core::node::Event;
 use ieschain_core::{Address, ConsortiumId, Hash, Record};
 use tokio::sync::Notify;
 
@@ -396,25 +395,18 @@ async fn run(dir: &Path, spec: &Run, warm_up: Duration, drain: Duration) -> Resu
         .data_dir(dir)
         .workload(load == Load::Workload)
         .sync(spec.sync);
-    let federation = tokio::task::spawn_blocking(move || builder.start()).await??;
-    let mut events = federation.subscribe();
+    let federation = builder.start().await?;
+    let events = federation.subscribe();
 
     // Every lane's relay serves.
-    let mut serving = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while serving.len() < lanes {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => bail!(
+    tokio::time::timeout(Duration::from_secs(10), federation.ready())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
                 "only {} of {lanes} relays took over within 10 s",
-                serving.len()
-            ),
-            Ok(Ok(Event::TookOver { consortium, .. })) => {
-                serving.insert(consortium);
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => bail!("event stream: {err}"),
-        }
-    }
+                federation.lanes_serving()
+            )
+        })??;
     let relays: BTreeMap<ConsortiumId, Address> = federation
         .relays()
         .into_iter()
@@ -538,8 +530,7 @@ async fn run(dir: &Path, spec: &Run, warm_up: Duration, drain: Duration) -> Resu
         );
         t.lagged
     };
-    let handle = federation.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown()).await??;
+    federation.shutdown().await?;
     counter.abort();
     if lagged > 0 {
         bail!("the bench fell {lagged} events behind; its counts would be wrong");

@@ -103,7 +103,7 @@ async fn main() -> Result<()> {
     if let Some(seed) = options.seed {
         builder = builder.seed(seed);
     }
-    let federation = builder.start()?;
+    let federation = builder.start().await?;
     // Subscribe at once: the initial elections follow the first heartbeats.
     let mut events = federation.subscribe();
     let started = Instant::now();
@@ -129,7 +129,7 @@ async fn main() -> Result<()> {
     let stats = federation.stats();
     let elapsed = started.elapsed().as_secs_f64();
     let relays = federation.relays();
-    federation.shutdown()?;
+    federation.shutdown().await?;
 
     println!("\nsummary after {elapsed:.1} s:");
     println!(

@@ -43,7 +43,7 @@ async fn main() -> Result<()> {
         .power_purchase("source-solar", "load-mall", 25_000, 150, 8, deadline)
         .await
     {
-        Err(FederationError::Protocol(reason)) => println!("refused, as it must be: {reason}"),
+        Err(FederationError::Protocol { reason, .. }) => println!("refused, as it must be: {reason}"),
         Ok(_) => bail!("a trade over the grid's line capacity settled"),
         Err(other) => return Err(other.into()),
     }
@@ -65,6 +65,6 @@ async fn main() -> Result<()> {
         ],
     )?;
     support::print_records(&federation, "grid-north", &[RecordKind::GridVote])?;
-    federation.shutdown()?;
+    federation.shutdown().await?;
     Ok(())
 }

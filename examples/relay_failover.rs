@@ -61,7 +61,7 @@ async fn main() -> Result<()> {
     if let Some(seed) = seed {
         builder = builder.seed(seed);
     }
-    let federation = builder.start()?;
+    let federation = builder.start().await?;
     let mut events = federation.subscribe();
     let mut watch = Watch::new(federation.clone(), source);
     println!(
@@ -206,7 +206,7 @@ async fn main() -> Result<()> {
     };
     let relay_height = store.head(new_relay, relay_chain)?.map_or(0, |h| h.height);
     let stats = federation.stats();
-    federation.shutdown()?;
+    federation.shutdown().await?;
 
     let before = acked.values().filter(|p| **p == Phase::BeforeCrash).count();
     let during = acked.values().filter(|p| **p == Phase::Failover).count();

@@ -379,7 +379,7 @@ fn run(
     let federation = Federation::builder(config)
         .data_dir(data)
         .seed(seed)
-        .start()
+        .start_blocking()
         .map_err(|e| e.to_string())?;
     // The trace reads the events as they come; a subscriber that falls more than
     // EVENT_BUFFER events behind misses some, which the trace then does not draw.
@@ -458,7 +458,7 @@ fn run(
         Some(_) => Some(directory(federation.store().as_ref())?),
         None => None,
     };
-    federation.shutdown().map_err(|e| e.to_string())?;
+    federation.shutdown_blocking().map_err(|e| e.to_string())?;
     let info = RunInfo {
         seed,
         duration_s: elapsed,

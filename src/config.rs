@@ -49,7 +49,7 @@
 //! string "5 parsecs" at line 31`. Unknown keys are errors (`deny_unknown_fields`), so a
 //! misspelt key never silently falls back to its default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
@@ -597,6 +597,16 @@ impl Keys {
     }
 }
 
+/// Keys a host brings instead of the seed-derived ones (SPEC §12 D2 derives every key a
+/// host does not give).
+#[derive(Clone, Debug, Default)]
+pub struct SuppliedKeys {
+    /// The supervisor's key.
+    pub supervisor: Option<Keypair>,
+    /// Members' keys, by name.
+    pub members: BTreeMap<String, Keypair>,
+}
+
 /// Why a configuration was refused. Its `Display` is one line naming the file, the key
 /// and what was expected.
 #[derive(Debug, Error)]
@@ -897,9 +907,37 @@ impl FederationConfig {
     /// keys are `Keypair::derive(Domain::AdmissionKey, seed, consortium name)`. Members are
     /// in ascending address order in each consortium. The record passes [`Genesis::check`].
     pub fn genesis(&self, seed: u64) -> Result<(Genesis, Keys), ConfigError> {
+        self.genesis_with(seed, &SuppliedKeys::default())
+    }
+
+    /// The genesis record and keys, with the caller's keys where `supplied` has them and
+    /// seed-derived keys elsewhere. A supplied key for a name the configuration lacks is
+    /// an error.
+    pub fn genesis_with(
+        &self,
+        seed: u64,
+        supplied: &SuppliedKeys,
+    ) -> Result<(Genesis, Keys), ConfigError> {
         self.check()?;
         let weight_fn = self.weight_fn()?;
-        let supervisor = Keypair::derive(Domain::SupervisorKey, seed, "supervisor");
+        let declared: BTreeSet<String> = self
+            .consortiums
+            .iter()
+            .flat_map(|c| c.members.iter().flat_map(|m| m.names()))
+            .collect();
+        if let Some(name) = supplied.members.keys().find(|n| !declared.contains(*n)) {
+            return Err(ConfigError::Invalid {
+                origin: IN_CODE.to_string(),
+                key: "keys".into(),
+                expected: "a key for a member the configuration declares".into(),
+                found: format!("a key for {name:?}"),
+                line: None,
+            });
+        }
+        let supervisor = supplied
+            .supervisor
+            .clone()
+            .unwrap_or_else(|| Keypair::derive(Domain::SupervisorKey, seed, "supervisor"));
         let mut admission = Vec::with_capacity(self.consortiums.len());
         let mut consortiums = Vec::with_capacity(self.consortiums.len());
         let mut by_name = BTreeMap::new();
@@ -916,7 +954,11 @@ impl FederationConfig {
             let mut members = Vec::new();
             for declared in &consortium.members {
                 for name in declared.names() {
-                    let key = Keypair::derive(Domain::NodeKey, seed, &name);
+                    let key = supplied
+                        .members
+                        .get(&name)
+                        .cloned()
+                        .unwrap_or_else(|| Keypair::derive(Domain::NodeKey, seed, &name));
                     members.push(RegistryEntry {
                         address: key.address(),
                         public_key: key.public(),

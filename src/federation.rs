@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 
 use actix::{Actor, Addr};
 use ieschain_actors::clock::{Clock, SystemClock};
-use ieschain_actors::messages::{Crash, NodeStatus, Status, Write};
+use ieschain_actors::messages::{NodeStatus, Status, Write};
 use ieschain_actors::node::NodeActor;
 use ieschain_actors::outbox::{EventSink, Outbox};
 use ieschain_actors::supervisor::SupervisorActor;
@@ -36,27 +36,32 @@ use ieschain_actors::transport::{InProcess, Transport, TransportStats};
 use ieschain_actors::workload::{Rates, Workload};
 use ieschain_core::election::ElectionReason;
 use ieschain_core::genesis::{Directory, Genesis};
-use ieschain_core::message::Envelope;
 use ieschain_core::node::{Event, Mutations, Timing};
-use ieschain_core::{Address, Audience, ChainId, ConsortiumId, Hash, Keypair, RecordBody};
+use ieschain_core::{
+    Address, Audience, ChainId, ConsortiumId, Hash, Keypair, RecordBody, RecordKind,
+};
 use ieschain_storage::{ChainStore, HolderStore, RocksOptions, RocksStore, StoreError};
 use thiserror::Error;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::config::{ConfigError, FederationConfig, Keys};
+use crate::config::{ConfigError, FederationConfig, Keys, SuppliedKeys};
 
+mod hooks;
 mod protocols;
+mod receipts;
 
 pub(crate) use protocols::{
     drive as drive_protocols, newcomer as newcomer_parts, ProtocolRates, Starter,
 };
 pub use protocols::{DataOutcome, JoinOutcome, JoinSpec, TradeOutcome};
+pub use receipts::{Progress, Receipt};
 
 /// How many events a subscriber may fall behind before it misses some.
 pub const EVENT_BUFFER: usize = 65_536;
 
 /// Why a federation could not start or act.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum FederationError {
     /// The configuration is invalid.
     #[error(transparent)]
@@ -67,19 +72,56 @@ pub enum FederationError {
     /// No member has that name.
     #[error("no member named {0}")]
     UnknownMember(String),
+    /// No consortium has that name.
+    #[error("no consortium named {0}")]
+    UnknownConsortium(String),
     /// The member's node is crashed or stopped.
     #[error("member {0} is not running")]
     NotRunning(String),
     /// The member is running already.
     #[error("member {0} is already running")]
     AlreadyRunning(String),
-    /// The actor system is gone.
-    #[error("the federation has stopped: {0}")]
-    Stopped(String),
+    /// The member has as many records in flight as the federation allows
+    /// ([`FederationBuilder::max_in_flight`]); `try_submit` does not wait.
+    #[error("member {member} has {limit} records in flight, the most allowed")]
+    Busy {
+        /// The member.
+        member: String,
+        /// Its bound.
+        limit: usize,
+    },
+    /// The member's node refused the request.
+    #[error("member {member} refused: {reason}")]
+    Refused {
+        /// The member.
+        member: String,
+        /// Why.
+        reason: String,
+    },
+    /// The member crashed before the record was acknowledged (see
+    /// [`Progress::Interrupted`]).
+    #[error("member {member} crashed before record {seq} was acknowledged")]
+    Interrupted {
+        /// The member.
+        member: String,
+        /// The record's seq.
+        seq: u64,
+    },
+    /// The federation has shut down, or is shutting down.
+    #[error("the federation has stopped")]
+    Stopped,
+    /// The actor thread could not be started.
+    #[error("starting the actor thread: {0}")]
+    Thread(#[source] std::io::Error),
     /// A protocol run failed: refused, rejected, disputed, or past its deadline inside the
-    /// federation. The message names the member or the check.
-    #[error("{0}")]
-    Protocol(String),
+    /// federation.
+    #[error("{protocol} failed: {reason}")]
+    Protocol {
+        /// Which protocol.
+        protocol: &'static str,
+        /// Why, naming the member or the check.
+        reason: String,
+    },
     /// The caller's deadline passed before the run's outcome.
     #[error("no outcome by the deadline: {0}")]
     Timeout(String),
@@ -93,9 +135,14 @@ pub struct FederationBuilder {
     seed: Option<u64>,
     workload: bool,
     sync: bool,
+    keys: SuppliedKeys,
+    max_in_flight: usize,
     /// The event stream, made early when a host subscribed before the start.
     events: Option<broadcast::Sender<Event>>,
 }
+
+/// How many records a member may have in flight through the handle by default.
+pub const MAX_IN_FLIGHT: usize = 1_024;
 
 impl FederationBuilder {
     /// A stream of the federation's events from its very start: the initial elections and
@@ -131,9 +178,37 @@ impl FederationBuilder {
         self
     }
 
-    /// Opens the data directory and starts every actor on a thread of its own.
-    pub fn start(self) -> Result<FederationHandle, FederationError> {
-        Federation::start(self)
+    /// The key of member `name`, instead of the one derived from the seed. The data
+    /// directory remembers the genesis: a directory made with other keys is refused.
+    pub fn member_key(mut self, name: impl Into<String>, key: Keypair) -> Self {
+        self.keys.members.insert(name.into(), key);
+        self
+    }
+
+    /// The supervisor's key, instead of the one derived from the seed.
+    pub fn supervisor_key(mut self, key: Keypair) -> Self {
+        self.keys.supervisor = Some(key);
+        self
+    }
+
+    /// How many records each member may have in flight through
+    /// [`FederationHandle::submit`] before it waits (and `try_submit` answers
+    /// [`FederationError::Busy`]): submitted and not yet committed (default
+    /// [`MAX_IN_FLIGHT`]; at least 1).
+    pub fn max_in_flight(mut self, records: usize) -> Self {
+        self.max_in_flight = records.max(1);
+        self
+    }
+
+    /// Opens the data directory and starts every actor on a thread of its own. The
+    /// directory is opened on that thread, so the future never blocks its executor.
+    pub async fn start(self) -> Result<FederationHandle, FederationError> {
+        Federation::start(self).await
+    }
+
+    /// [`FederationBuilder::start`] for hosts without an async runtime.
+    pub fn start_blocking(self) -> Result<FederationHandle, FederationError> {
+        pollster::block_on(self.start())
     }
 }
 
@@ -152,7 +227,7 @@ struct Started {
     system: actix::System,
     arbiter: actix::ArbiterHandle,
     nodes: BTreeMap<Address, Addr<NodeActor>>,
-    supervisor: Addr<SupervisorActor>,
+    parts: Arc<Parts>,
 }
 
 /// What the federation shares with its actors to build (and rebuild) nodes.
@@ -237,12 +312,20 @@ struct Inner {
     names: BTreeMap<String, Address>,
     /// Newcomers started by [`FederationHandle::join`].
     newcomers: Mutex<BTreeMap<String, Address>>,
-    supervisor: Addr<SupervisorActor>,
     parts: Arc<Parts>,
     /// The one sender of the event stream; taken (dropped) at shutdown, which ends every
     /// subscriber's stream once it has read what was sent before.
     events: Arc<Mutex<Option<broadcast::Sender<Event>>>>,
     stats: Arc<Mutex<Collector>>,
+    /// Whether every lane serves (see [`FederationHandle::ready`]).
+    ready: watch::Receiver<bool>,
+    /// Set by the actor thread once its actors stopped and the store is flushed.
+    done: watch::Receiver<bool>,
+    /// A failed flush at shutdown, for `shutdown` to report.
+    flush_error: Arc<Mutex<Option<StoreError>>>,
+    /// Each member's in-flight slots.
+    slots: Mutex<BTreeMap<Address, receipts::Slots>>,
+    max_in_flight: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -302,20 +385,17 @@ impl Federation {
             data_dir: PathBuf::from("ieschain-data"),
             workload: true,
             sync: true,
+            keys: SuppliedKeys::default(),
+            max_in_flight: MAX_IN_FLIGHT,
             events: None,
         }
     }
 
-    fn start(builder: FederationBuilder) -> Result<FederationHandle, FederationError> {
+    async fn start(builder: FederationBuilder) -> Result<FederationHandle, FederationError> {
         let config = builder.config;
         config.check()?;
         let seed = builder.seed.unwrap_or(config.seed);
-        let (genesis, keys) = config.genesis(seed)?;
-        let store: Arc<dyn ChainStore> = Arc::new(RocksStore::open(
-            &builder.data_dir,
-            &genesis,
-            RocksOptions { sync: builder.sync },
-        )?);
+        let (genesis, keys) = config.genesis_with(seed, &builder.keys)?;
         let timing = Timing {
             heartbeat_ms: config.timing.heartbeat_interval_ms(),
             suspect_after: config.timing.suspect_after,
@@ -338,99 +418,120 @@ impl Federation {
             .events
             .unwrap_or_else(|| broadcast::channel(EVENT_BUFFER).0);
         let events = Arc::new(Mutex::new(Some(events)));
-        let mut collector = Collector::new(genesis.consortiums.len());
-        // A reopened directory: no `Elected` event repeats the elections already made, so
-        // who serves comes from the supervisor's chain.
-        collector.serving = recovered_elections(&*store, keys.supervisor.address())?;
-        let stats = Arc::new(Mutex::new(collector));
+        let (ready_tx, ready) = watch::channel(false);
+        let stats = Arc::new(Mutex::new(Collector::new(
+            genesis.consortiums.len(),
+            ready_tx,
+        )));
         let sink: EventSink = {
             let events = events.clone();
             let stats = stats.clone();
+            // Under the statistics' lock, the event goes into the stream first and is
+            // counted second: a host woken by `ready` or a receipt finds the event that
+            // woke it in its stream, and one that read an event finds it in `stats()`.
             Arc::new(move |event: &Event| {
-                if let Ok(mut stats) = stats.lock() {
-                    stats.observe(event);
-                }
+                let mut stats = stats.lock();
                 if let Ok(events) = events.lock() {
                     if let Some(events) = events.as_ref() {
                         let _ = events.send(event.clone());
                     }
                 }
+                if let Ok(stats) = stats.as_mut() {
+                    stats.observe(event);
+                }
             })
         };
         let directory = Arc::new(Directory::from_genesis(&genesis));
-        let genesis = Arc::new(genesis);
         let network = Arc::new(InProcess::new());
         let lines = config.line_capacities(&keys);
-        let parts = Arc::new(Parts {
-            genesis: genesis.clone(),
-            directory: directory.clone(),
-            keys,
-            timing,
-            rates,
-            workload: builder.workload,
-            lines,
-            seed,
-            store: store.clone(),
-            transport: network.clone(),
-            clock: Arc::new(SystemClock),
-            sink,
-        });
-
         let mut members: Vec<(String, ConsortiumId, Keypair)> = Vec::new();
         for c in &genesis.consortiums {
             for m in &c.members {
-                let Some(key) = parts.keys.by_address(&m.address) else {
+                let Some(key) = keys.by_address(&m.address) else {
                     continue;
                 };
                 members.push((m.name.clone(), c.id, key.clone()));
             }
         }
-        let (tx, rx) = std::sync::mpsc::channel::<Started>();
-        let thread_parts = parts.clone();
-        let thread_members = members.clone();
-        let thread = std::thread::Builder::new()
-            .name("ieschain-actix".into())
-            .spawn(move || {
-                let system = actix::System::new();
-                let started = system.block_on(async move {
-                    let parts = thread_parts;
-                    let supervisor_outbox = Outbox::new(
-                        parts.keys.supervisor.clone(),
-                        0,
-                        HolderStore::new(parts.store.clone(), parts.keys.supervisor.address()),
-                        parts.transport.clone(),
-                        parts.clock.clone(),
-                        parts.sink.clone(),
-                    );
-                    let supervisor = SupervisorActor::new(
-                        supervisor_outbox,
-                        &parts.genesis,
-                        parts.directory.clone(),
-                        parts.timing,
-                    )
-                    .start();
-                    let nodes = thread_members
-                        .into_iter()
-                        .map(|(_, consortium, key)| {
-                            let address = key.address();
-                            (address, parts.node(key, consortium, 0).start())
-                        })
-                        .collect();
-                    Started {
-                        system: actix::System::current(),
-                        arbiter: actix::Arbiter::current(),
-                        nodes,
-                        supervisor,
+        let genesis = Arc::new(genesis);
+        // Everything that may block (opening RocksDB, reading the supervisor's chain)
+        // happens on the actor thread; this future only awaits its answer.
+        let (started_tx, started_rx) = oneshot::channel::<Result<Started, FederationError>>();
+        let (done_tx, done) = watch::channel(false);
+        let flush_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
+        let thread = {
+            let data_dir = builder.data_dir.clone();
+            let sync = builder.sync;
+            let workload = builder.workload;
+            let network = network.clone();
+            let events = events.clone();
+            let stats = stats.clone();
+            let flush_error = flush_error.clone();
+            let members = members.clone();
+            let genesis = genesis.clone();
+            std::thread::Builder::new()
+                .name("ieschain-actix".into())
+                .spawn(move || {
+                    let opened = RocksStore::open(&data_dir, &genesis, RocksOptions { sync })
+                        .map_err(FederationError::from)
+                        .and_then(|store| {
+                            // A reopened directory: no `Elected` event repeats the elections
+                            // already made, so who serves comes from the supervisor's chain.
+                            let serving =
+                                recovered_elections(&store, keys.supervisor.address())?;
+                            Ok((store, serving))
+                        });
+                    let (store, serving) = match opened {
+                        Ok(opened) => opened,
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    if let Ok(mut stats) = stats.lock() {
+                        stats.serving = serving;
                     }
-                });
-                if tx.send(started).is_ok() {
-                    let _ = system.run();
-                }
-            })
-            .map_err(|e| FederationError::Stopped(e.to_string()))?;
-        let started = rx
-            .recv()
-            .map_err(|_| FederationError::Stopped("the actor thread failed to start".into()))?;
+                    let store: Arc<dyn ChainStore> = Arc::new(store);
+                    let parts = Arc::new(Parts {
+                        genesis,
+                        directory,
+                        keys,
+                        timing,
+                        rates,
+                        workload,
+                        lines,
+                        seed,
+                        store,
+                        transport: network,
+                        clock: Arc::new(SystemClock),
+                        sink,
+                    });
+                    let system = actix::System::new();
+                    let started = system.block_on(start_actors(parts.clone(), members));
+                    if started_tx.send(Ok(started)).is_ok() {
+                        let _ = system.run();
+                    }
+                    // No actor runs any more: dropping the one sender ends every stream.
+                    if let Ok(mut events) = events.lock() {
+                        events.take();
+                    }
+                    if let Err(e) = parts.store.flush() {
+                        log::error!("flushing the store at shutdown: {e}");
+                        if let Ok(mut slot) = flush_error.lock() {
+                            *slot = Some(e);
+                        }
+                    }
+                    let _ = done_tx.send(true);
+                })
+                .map_err(FederationError::Thread)?
+        };
+        let started = match started_rx.await {
+            Ok(started) => started?,
+            Err(_) => {
+                let _ = thread.join();
+                return Err(FederationError::Stopped);
+            }
+        };
         let mut nodes = BTreeMap::new();
         let mut names = BTreeMap::new();
         for (name, consortium, key) in members {
@@ -454,10 +555,14 @@ impl Federation {
                 nodes: Mutex::new(nodes),
                 names,
                 newcomers: Mutex::new(BTreeMap::new()),
-                supervisor: started.supervisor,
-                parts,
+                parts: started.parts,
                 events,
                 stats,
+                ready,
+                done,
+                flush_error,
+                slots: Mutex::new(BTreeMap::new()),
+                max_in_flight: builder.max_in_flight,
                 thread: Mutex::new(Some(thread)),
             }),
         };
@@ -475,6 +580,39 @@ impl Federation {
             ));
         }
         Ok(handle)
+    }
+}
+
+/// Starts the supervisor and every member's node on the current actix system.
+async fn start_actors(parts: Arc<Parts>, members: Vec<(String, ConsortiumId, Keypair)>) -> Started {
+    let supervisor_outbox = Outbox::new(
+        parts.keys.supervisor.clone(),
+        0,
+        HolderStore::new(parts.store.clone(), parts.keys.supervisor.address()),
+        parts.transport.clone(),
+        parts.clock.clone(),
+        parts.sink.clone(),
+    );
+    // The supervisor runs until the system stops; nothing needs its address.
+    let _supervisor = SupervisorActor::new(
+        supervisor_outbox,
+        &parts.genesis,
+        parts.directory.clone(),
+        parts.timing,
+    )
+    .start();
+    let nodes = members
+        .into_iter()
+        .map(|(_, consortium, key)| {
+            let address = key.address();
+            (address, parts.node(key, consortium, 0).start())
+        })
+        .collect();
+    Started {
+        system: actix::System::current(),
+        arbiter: actix::Arbiter::current(),
+        nodes,
+        parts,
     }
 }
 
@@ -550,26 +688,115 @@ impl FederationHandle {
             .inner
             .nodes
             .lock()
-            .map_err(|_| FederationError::Stopped("poisoned".into()))?;
+            .map_err(|_| FederationError::Stopped)?;
         nodes
             .get(&address)
             .and_then(|n| n.addr.clone())
             .ok_or_else(|| FederationError::NotRunning(name.to_string()))
     }
 
-    /// Writes a record as member `name`. Returns its seq; the acknowledgement comes later
-    /// as an [`Event::Acked`].
+    /// Member `address`'s in-flight slots.
+    fn slots(&self, address: Address) -> Result<receipts::Slots, FederationError> {
+        let mut slots = self
+            .inner
+            .slots
+            .lock()
+            .map_err(|_| FederationError::Stopped)?;
+        Ok(slots
+            .entry(address)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.inner.max_in_flight)))
+            .clone())
+    }
+
+    /// Writes a record as member `name`, once the member has fewer than its bound of
+    /// records in flight ([`FederationBuilder::max_in_flight`]): this waits for room.
+    /// The [`Receipt`] follows the record until it is committed.
     pub async fn submit(
         &self,
         name: &str,
         audience: Audience,
         body: RecordBody,
-    ) -> Result<u64, FederationError> {
-        let addr = self.addr(name)?;
-        addr.send(Write { audience, body })
+    ) -> Result<Receipt, FederationError> {
+        let address = self.address_of(name)?;
+        let slot = self
+            .slots(address)?
+            .acquire_owned()
             .await
-            .map_err(|e| FederationError::Stopped(format!("member {name}: {e}")))?
-            .map_err(|e| FederationError::Stopped(e.to_string()))
+            .map_err(|_| FederationError::Stopped)?;
+        self.write(name, address, audience, body, slot).await
+    }
+
+    /// [`FederationHandle::submit`] without waiting for room: [`FederationError::Busy`]
+    /// when the member has its bound of records in flight.
+    pub async fn try_submit(
+        &self,
+        name: &str,
+        audience: Audience,
+        body: RecordBody,
+    ) -> Result<Receipt, FederationError> {
+        let address = self.address_of(name)?;
+        let slot = self
+            .slots(address)?
+            .try_acquire_owned()
+            .map_err(|e| match e {
+                TryAcquireError::NoPermits => FederationError::Busy {
+                    member: name.to_string(),
+                    limit: self.inner.max_in_flight,
+                },
+                TryAcquireError::Closed => FederationError::Stopped,
+            })?;
+        self.write(name, address, audience, body, slot).await
+    }
+
+    async fn write(
+        &self,
+        name: &str,
+        address: Address,
+        audience: Audience,
+        body: RecordBody,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Receipt, FederationError> {
+        let private = body.kind() == RecordKind::MeterReading;
+        let addr = self.addr(name)?;
+        let seq = addr
+            .send(Write { audience, body })
+            .await
+            .map_err(|_| FederationError::NotRunning(name.to_string()))?
+            .map_err(|e| FederationError::Refused {
+                member: name.to_string(),
+                reason: e.to_string(),
+            })?;
+        let mut stats = self
+            .inner
+            .stats
+            .lock()
+            .map_err(|_| FederationError::Stopped)?;
+        let Collector {
+            tracker, serving, ..
+        } = &mut *stats;
+        Ok(tracker.follow(name, address, seq, private, Some(slot), serving))
+    }
+
+    /// Resolves when every consortium lane serves: its newest configuration's relay has
+    /// taken the lane over (SPEC §14). After a failover or a rotation it waits for the
+    /// new relay. A lane cut off from the relay chain never serves: bound the wait with
+    /// a timeout where that can happen.
+    pub async fn ready(&self) -> Result<(), FederationError> {
+        let mut ready = self.inner.ready.clone();
+        ready
+            .wait_for(|ready| *ready)
+            .await
+            .map(|_| ())
+            .map_err(|_| FederationError::Stopped)
+    }
+
+    /// How many lanes serve now: their newest configuration's relay took the lane over.
+    pub fn lanes_serving(&self) -> usize {
+        self.inner
+            .stats
+            .lock()
+            .map(|s| s.lanes_serving())
+            .unwrap_or_default()
     }
 
     /// The status of member `name`'s node.
@@ -577,7 +804,7 @@ impl FederationHandle {
         let addr = self.addr(name)?;
         addr.send(Status)
             .await
-            .map_err(|e| FederationError::Stopped(format!("member {name}: {e}")))
+            .map_err(|_| FederationError::NotRunning(name.to_string()))
     }
 
     /// The current relay of every consortium, by the events seen so far.
@@ -587,95 +814,6 @@ impl FederationHandle {
             .lock()
             .map(|s| s.serving.clone())
             .unwrap_or_default()
-    }
-
-    /// Crashes member `name`'s node: it stops at once and its memory is gone; its store
-    /// keeps what it had persisted.
-    pub async fn crash(&self, name: &str) -> Result<(), FederationError> {
-        let addr = self.addr(name)?;
-        let address = self.address_of(name)?;
-        self.inner.parts.transport.unregister(&address);
-        let _ = addr.send(Crash).await;
-        if let Ok(mut nodes) = self.inner.nodes.lock() {
-            if let Some(node) = nodes.get_mut(&address) {
-                node.addr = None;
-            }
-        }
-        Ok(())
-    }
-
-    /// Restarts member `name`'s crashed node: a new incarnation that recovers from its
-    /// own store.
-    pub async fn restart(&self, name: &str) -> Result<(), FederationError> {
-        let address = self.address_of(name)?;
-        let (consortium, incarnation) = {
-            let mut nodes = self
-                .inner
-                .nodes
-                .lock()
-                .map_err(|_| FederationError::Stopped("poisoned".into()))?;
-            let node = nodes
-                .get_mut(&address)
-                .ok_or_else(|| FederationError::UnknownMember(name.to_string()))?;
-            if node.addr.is_some() {
-                return Err(FederationError::AlreadyRunning(name.to_string()));
-            }
-            node.incarnation += 1;
-            (node.consortium, node.incarnation)
-        };
-        let key = self
-            .inner
-            .parts
-            .keys
-            .by_address(&address)
-            .cloned()
-            .ok_or_else(|| FederationError::UnknownMember(name.to_string()))?;
-        let parts = self.inner.parts.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = self.inner.arbiter.spawn_fn(move || {
-            let _ = tx.send(parts.node(key, consortium, incarnation).start());
-        });
-        if !spawned {
-            return Err(FederationError::Stopped("the actor thread is gone".into()));
-        }
-        let addr = rx
-            .await
-            .map_err(|_| FederationError::Stopped("restart did not complete".into()))?;
-        if let Ok(mut nodes) = self.inner.nodes.lock() {
-            if let Some(node) = nodes.get_mut(&address) {
-                node.addr = Some(addr);
-            }
-        }
-        Ok(())
-    }
-
-    /// Cuts member `name` off from every other node until [`FederationHandle::heal`].
-    pub fn isolate(&self, name: &str) -> Result<(), FederationError> {
-        let address = self.address_of(name)?;
-        self.inner.network.isolate(address);
-        Ok(())
-    }
-
-    /// Ends every partition.
-    pub fn heal(&self) {
-        self.inner.network.heal();
-    }
-
-    /// Sends a raw envelope through the transport, as a node (or an attacker) would: for
-    /// fault-injection and hostile-input tests.
-    pub fn inject(&self, envelope: Envelope) {
-        self.inner.parts.transport.send(envelope);
-    }
-
-    /// The key of member `name`, for tests that must sign as it (built-in federations
-    /// derive every key from the seed, SPEC §12 D2).
-    pub fn key_of(&self, name: &str) -> Result<Keypair, FederationError> {
-        self.inner
-            .parts
-            .keys
-            .member(name)
-            .cloned()
-            .ok_or_else(|| FederationError::UnknownMember(name.to_string()))
     }
 
     /// A stream of the federation's events from now on. It ends (`RecvError::Closed`, after
@@ -710,21 +848,29 @@ impl FederationHandle {
         self.inner.parts.store.clone()
     }
 
-    /// Stops every actor, flushes storage, joins the actor thread and ends the event
-    /// streams. Other clones of the handle fail from then on.
-    pub fn shutdown(&self) -> Result<(), FederationError> {
+    /// Stops every actor, flushes storage and ends the event streams; resolves once the
+    /// actor thread has done so. Other clones of the handle fail from then on. A second
+    /// call resolves at once.
+    pub async fn shutdown(&self) -> Result<(), FederationError> {
         self.inner.system.stop();
-        let thread = self.inner.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = thread.join();
+        let mut done = self.inner.done.clone();
+        // The thread's sender is dropped only after it said it is done.
+        let _ = done.wait_for(|done| *done).await;
+        let failed = self
+            .inner
+            .flush_error
+            .lock()
+            .ok()
+            .and_then(|mut e| e.take());
+        match failed {
+            Some(e) => Err(FederationError::Store(e)),
+            None => Ok(()),
         }
-        // No actor runs any more: dropping the one sender ends every stream.
-        if let Ok(mut events) = self.inner.events.lock() {
-            events.take();
-        }
-        let _ = &self.inner.supervisor;
-        self.inner.parts.store.flush()?;
-        Ok(())
+    }
+
+    /// [`FederationHandle::shutdown`] for hosts without an async runtime.
+    pub fn shutdown_blocking(&self) -> Result<(), FederationError> {
+        pollster::block_on(self.shutdown())
     }
 }
 
@@ -899,6 +1045,12 @@ pub(crate) struct Collector {
     released: BTreeMap<ConsortiumId, u64>,
     /// Trades counted as settled, for the same reason.
     settled: BTreeSet<ieschain_core::Hash>,
+    /// Per lane, the epoch of the last take-over seen.
+    took_over: BTreeMap<ConsortiumId, u64>,
+    /// Whether every lane serves: set on elections and take-overs.
+    ready: watch::Sender<bool>,
+    /// What receipts need.
+    pub(crate) tracker: receipts::Tracker,
     urgent: Latencies,
     normal: Latencies,
     stats: Stats,
@@ -906,8 +1058,11 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    pub(crate) fn new(lanes: usize) -> Self {
+    pub(crate) fn new(lanes: usize, ready: watch::Sender<bool>) -> Self {
         Collector {
+            took_over: BTreeMap::new(),
+            ready,
+            tracker: receipts::Tracker::default(),
             lanes,
             serving: BTreeMap::new(),
             arrivals: BTreeMap::new(),
@@ -922,6 +1077,26 @@ impl Collector {
     }
 
     pub(crate) fn observe(&mut self, event: &Event) {
+        self.count(event);
+        self.tracker.observe(event, &self.serving);
+        if matches!(event, Event::Elected { .. } | Event::TookOver { .. }) {
+            let serves = self.lanes_serving() == self.lanes;
+            self.ready.send_if_modified(|ready| {
+                let changed = *ready != serves;
+                *ready = serves;
+                changed
+            });
+        }
+    }
+
+    fn lanes_serving(&self) -> usize {
+        self.serving
+            .iter()
+            .filter(|(lane, (epoch, _, _))| self.took_over.get(lane) == Some(epoch))
+            .count()
+    }
+
+    fn count(&mut self, event: &Event) {
         self.stats.events += 1;
         self.digest.update(format!("{event:?}\n").as_bytes());
         match event {
@@ -1003,7 +1178,12 @@ impl Collector {
                 }
                 self.serving.insert(*consortium, (*epoch, *relay, *backup));
             }
-            Event::TookOver { .. }
+            Event::TookOver {
+                consortium, epoch, ..
+            } => {
+                self.took_over.insert(*consortium, *epoch);
+            }
+            Event::Recorded { .. }
             | Event::Step { .. }
             | Event::Stored { .. }
             | Event::Held { .. }

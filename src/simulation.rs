@@ -174,7 +174,10 @@ impl Simulation {
         let mut stop = StopWatch::new(self.stop.clone());
         let network = Arc::new(SimNetwork::new(self.seed));
         network.set_faults(self.plan.network.clone());
-        let collector = Arc::new(Mutex::new(Collector::new(genesis.consortiums.len())));
+        let collector = Arc::new(Mutex::new(Collector::new(
+            genesis.consortiums.len(),
+            tokio::sync::watch::channel(false).0,
+        )));
         let invariants = Arc::new(Mutex::new(Invariants::new()));
         let log = Arc::new(Mutex::new(Vec::new()));
         let trace = Arc::new(Mutex::new(self.keep_trace.then(Trace::new)));

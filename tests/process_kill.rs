@@ -67,7 +67,7 @@ fn process_kill_child() {
         .seed(SEED)
         .workload(true)
         .sync(true)
-        .start()
+        .start_blocking()
         .expect("the federation starts on its data directory");
     let mut events = handle.subscribe();
     let store = handle.store();

@@ -2,8 +2,7 @@
 //! a printer of the protocol steps as they happen, and a listing of the records a run left
 //! on the chains.
 
-use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use ieschain::config::FederationConfig;
@@ -18,21 +17,11 @@ pub async fn start(data: &std::path::Path) -> Result<FederationHandle> {
     let federation = Federation::builder(FederationConfig::four_party())
         .data_dir(data)
         .workload(false)
-        .start()?;
-    let mut events = federation.subscribe();
-    let lanes = federation.genesis().consortiums.len();
-    let mut serving = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while serving.len() < lanes {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv()).await {
-            Ok(Ok(Event::TookOver { consortium, .. })) => {
-                serving.insert(consortium);
-            }
-            Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-            Ok(Err(RecvError::Closed)) | Err(_) => bail!("the relays did not take over in 15 s"),
-        }
-    }
+        .start()
+        .await?;
+    tokio::time::timeout(Duration::from_secs(15), federation.ready())
+        .await
+        .map_err(|_| anyhow::anyhow!("the relays did not take over in 15 s"))??;
     Ok(federation)
 }
 

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use ieschain_core::node::{Event, RecordStamp};
 use ieschain_core::{Address, Audience, ConsortiumId, Hash, RecordBody};
 use tokio::sync::{broadcast, Notify};
@@ -179,28 +179,16 @@ pub async fn run(dir: &Path, spec: RunSpec) -> Result<RunResult> {
         .data_dir(dir)
         .workload(spec.load == Load::Workload)
         .sync(true);
-    let federation = tokio::task::spawn_blocking(move || builder.start()).await??;
+    let federation = builder.start().await?;
     let outcome = measure(&federation, &spec, lanes).await;
-    let handle = federation.clone();
-    tokio::task::spawn_blocking(move || handle.shutdown()).await??;
+    federation.shutdown().await?;
     outcome
 }
 
 async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) -> Result<RunResult> {
-    let mut events = federation.subscribe();
+    let events = federation.subscribe();
     // Every lane's relay serves, or the timeout passes (a large federation may need long).
-    let mut serving = BTreeSet::new();
-    let deadline = tokio::time::Instant::now() + spec.serve_timeout;
-    while serving.len() < lanes {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => break,
-            Ok(Ok(Event::TookOver { consortium, .. })) => {
-                serving.insert(consortium);
-            }
-            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-            Ok(Err(broadcast::error::RecvError::Closed)) => bail!("the federation stopped"),
-        }
-    }
+    let _ = tokio::time::timeout(spec.serve_timeout, federation.ready()).await;
     let idle_rss_mib = super::peak_rss_mib().unwrap_or(0.0);
     let relays: BTreeMap<ConsortiumId, Address> = federation
         .relays()
@@ -266,7 +254,7 @@ async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) ->
         let records = t.complete - records0;
         RunResult {
             members: members.len(),
-            serving: serving.len(),
+            serving: federation.lanes_serving(),
             window_s,
             records,
             records_per_s: records as f64 / window_s,
@@ -308,7 +296,7 @@ async fn measure(federation: &FederationHandle, spec: &RunSpec, lanes: usize) ->
         };
         let name = federation.name_of(&relay);
         let crashed = Instant::now();
-        federation.crash(&name).await?;
+        federation.crash_node(&name).await?;
         let deadline = crashed + Duration::from_secs(10);
         let mut done = false;
         while Instant::now() < deadline {

@@ -101,13 +101,17 @@ impl FederationHandle {
         let addr = self.addr(name)?;
         addr.send(request)
             .await
-            .map_err(|e| FederationError::Stopped(format!("member {name}: {e}")))?
-            .map_err(|e| FederationError::Protocol(e.to_string()))
+            .map_err(|_| FederationError::Stopped)?
+            .map_err(|e| FederationError::Refused {
+                member: name.to_string(),
+                reason: e.to_string(),
+            })
     }
 
     /// Waits on `events` until `judge` decides, or `deadline` passes.
     async fn outcome<T>(
         &self,
+        protocol: &'static str,
         mut events: broadcast::Receiver<Event>,
         deadline: Duration,
         what: String,
@@ -124,11 +128,13 @@ impl FederationHandle {
                     Ok(event) => match judge(&event) {
                         Verdict::Pending => {}
                         Verdict::Done(value) => return Ok(value),
-                        Verdict::Failed(reason) => return Err(FederationError::Protocol(reason)),
+                        Verdict::Failed(reason) => {
+                            return Err(FederationError::Protocol { protocol, reason })
+                        }
                     },
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => {
-                        return Err(FederationError::Stopped("event stream closed".into()))
+                        return Err(FederationError::Stopped)
                     }
                 },
                 _ = &mut timeout => return Err(FederationError::Timeout(what)),
@@ -152,7 +158,10 @@ impl FederationHandle {
         };
         self.protocol(seller, request)
             .await?
-            .ok_or_else(|| FederationError::Protocol("no offer made".into()))
+            .ok_or_else(|| FederationError::Refused {
+                member: seller.to_string(),
+                reason: "no offer made".into(),
+            })
     }
 
     /// Power purchase steps 4–7: member `buyer` (load) bids `wh` on `offer` and awaits the
@@ -169,7 +178,7 @@ impl FederationHandle {
         self.protocol(buyer, Protocol::BidPower { offer, wh })
             .await?;
         let what = format!("power purchase of {buyer} on offer {}", offer.short());
-        self.outcome(events, deadline, what, move |event| match event {
+        self.outcome("power_purchase", events, deadline, what, move |event| match event {
             Event::TradeSettled {
                 trade,
                 offer: o,
@@ -225,7 +234,10 @@ impl FederationHandle {
         };
         self.protocol(seller, request)
             .await?
-            .ok_or_else(|| FederationError::Protocol("no offer made".into()))
+            .ok_or_else(|| FederationError::Refused {
+                member: seller.to_string(),
+                reason: "no offer made".into(),
+            })
     }
 
     /// Data trade steps 5–6: member `buyer` (service) buys `offer` and awaits the data. A
@@ -240,7 +252,7 @@ impl FederationHandle {
         let events = self.subscribe();
         self.protocol(buyer, Protocol::BuyData { offer }).await?;
         let what = format!("data purchase of {buyer} on offer {}", offer.short());
-        self.outcome(events, deadline, what, move |event| match event {
+        self.outcome("data_trade", events, deadline, what, move |event| match event {
             Event::DataDelivered {
                 trade,
                 offer: o,
@@ -279,6 +291,7 @@ impl FederationHandle {
 
     /// Makes seller `seller` deliver `data` for `offer` instead of what it offered: a faulty
     /// seller, for tests of the dispute path.
+    #[cfg(feature = "testing")]
     pub async fn tamper_data(
         &self,
         seller: &str,
@@ -305,14 +318,17 @@ impl FederationHandle {
                 .inner
                 .nodes
                 .lock()
-                .map_err(|_| FederationError::Stopped("poisoned".into()))?;
+                .map_err(|_| FederationError::Stopped)?;
             match nodes.get(&newcomer) {
                 // Another node's key: the relay would refuse it; say so at once.
                 Some(node) if node.name != spec.name => {
-                    return Err(FederationError::Protocol(format!(
-                        "duplicate key: {newcomer} is already registered, as {}",
-                        node.name
-                    )))
+                    return Err(FederationError::Protocol {
+                        protocol: "join",
+                        reason: format!(
+                            "duplicate key: {newcomer} is already registered, as {}",
+                            node.name
+                        ),
+                    })
                 }
                 node => node.map(|n| n.addr.is_some()),
             }
@@ -329,11 +345,11 @@ impl FederationHandle {
                     let _ = tx.send(node);
                 });
                 if !spawned {
-                    return Err(FederationError::Stopped("the actor thread is gone".into()));
+                    return Err(FederationError::Stopped);
                 }
                 let addr = rx
                     .await
-                    .map_err(|_| FederationError::Stopped("newcomer did not start".into()))?;
+                    .map_err(|_| FederationError::Stopped)?;
                 if let Ok(mut names) = self.inner.newcomers.lock() {
                     names.insert(spec.name.clone(), newcomer);
                 }
@@ -354,7 +370,7 @@ impl FederationHandle {
         self.protocol(&spec.name, Protocol::Join { entry, credential })
             .await?;
         let what = format!("join of {} to {}", spec.name, spec.consortium);
-        self.outcome(events, deadline, what, move |event| match event {
+        self.outcome("join", events, deadline, what, move |event| match event {
             Event::JoinDone {
                 newcomer: n,
                 consortium,
@@ -387,9 +403,7 @@ pub(crate) fn newcomer(
         .iter()
         .find(|c| c.name == spec.consortium)
         .map(|c| c.id)
-        .ok_or_else(|| {
-            FederationError::Protocol(format!("no consortium named {}", spec.consortium))
-        })?;
+        .ok_or_else(|| FederationError::UnknownConsortium(spec.consortium.clone()))?;
     let key = spec
         .key
         .clone()
@@ -407,10 +421,13 @@ pub(crate) fn newcomer(
             .keys
             .admission(consortium)
             .ok_or_else(|| {
-                FederationError::Protocol(format!(
-                    "the admission key of {} is not derivable: pass a credential",
-                    spec.consortium
-                ))
+                FederationError::Protocol {
+                    protocol: "join",
+                    reason: format!(
+                        "the admission key of {} is not derivable: pass a credential",
+                        spec.consortium
+                    ),
+                }
             })?
             .sign(&credential_digest(&entry)),
     };

@@ -1273,6 +1273,9 @@ mod tests {
             relay,
             epoch,
             records: 1,
+            first_seq: height,
+            last_seq: height,
+            external: true,
             at,
         }
     }

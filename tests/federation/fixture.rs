@@ -128,7 +128,7 @@ impl Fed {
             .seed(SEED)
             .workload(false)
             .sync(sync)
-            .start()
+            .start_blocking()
             .expect("the federation starts");
         let events = handle.subscribe();
         Fed {
@@ -307,6 +307,7 @@ impl Fed {
             .submit(name, audience, body)
             .await
             .unwrap_or_else(|e| panic!("{name} cannot write: {e}"))
+            .seq()
     }
 
     /// Submits a record as `name` and waits for the acknowledgement of its block (each call
@@ -447,7 +448,7 @@ impl Fed {
     /// Stops the federation, flushing storage, and releases the data directory; then
     /// checks the reasons of the relay blocks it produced.
     pub fn shutdown(self) {
-        self.handle.shutdown().expect("a clean shutdown");
+        self.handle.shutdown_blocking().expect("a clean shutdown");
         self.assert_flush_reasons();
     }
 }

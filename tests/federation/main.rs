@@ -12,6 +12,7 @@
 //! One module per area, with the shared fixtures in [`fixture`]. Run them with
 //! `cargo test -p ieschain --test federation`.
 
+mod embedding;
 mod failover;
 mod fixture;
 mod hostile;

@@ -161,7 +161,7 @@ fn dropping_the_last_handle_shuts_down() {
         .data_dir(&data)
         .seed(SEED)
         .workload(false)
-        .start()
+        .start_blocking()
         .unwrap();
     let mut events = handle.subscribe();
     let second = handle.clone();
@@ -198,7 +198,7 @@ fn a_subscription_before_the_start_sees_the_initial_elections() {
         .seed(SEED)
         .workload(false);
     let mut events = builder.subscribe();
-    let handle = builder.start().unwrap();
+    let handle = builder.start_blocking().unwrap();
     let (done, seen) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut initial = std::collections::BTreeSet::new();
@@ -218,7 +218,7 @@ fn a_subscription_before_the_start_sees_the_initial_elections() {
         }
     });
     let initial = seen.recv_timeout(PATIENCE);
-    handle.shutdown().unwrap();
+    handle.shutdown_blocking().unwrap();
     assert_eq!(
         initial
             .expect("every lane's initial election was seen")

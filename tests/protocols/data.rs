@@ -28,7 +28,7 @@ async fn mismatched_data_is_refused_and_recorded_as_a_dispute() {
         .await
         .unwrap();
     let reason = match fed.handle.buy_data(DATA_BUYER, offer, DEADLINE).await {
-        Err(FederationError::Protocol(reason)) => reason,
+        Err(FederationError::Protocol { reason, .. }) => reason,
         other => panic!("expected a dispute, got {other:?}"),
     };
     assert!(reason.contains("dispute"), "unclear error: {reason}");

@@ -27,7 +27,7 @@ fn entry_of(key: &Keypair, name: &str) -> RegistryEntry {
 /// The reason of a protocol error, or a panic saying what came instead.
 fn reason(result: Result<ieschain::federation::JoinOutcome, FederationError>) -> String {
     match result {
-        Err(FederationError::Protocol(reason)) => reason,
+        Err(FederationError::Protocol { reason, .. }) => reason,
         other => panic!("expected a protocol error, got {other:?}"),
     }
 }

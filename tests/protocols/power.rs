@@ -12,7 +12,7 @@ use crate::support::*;
 /// The reason of a protocol error, or a panic saying what came instead.
 fn reason(result: Result<TradeOutcome, FederationError>) -> String {
     match result {
-        Err(FederationError::Protocol(reason)) => reason,
+        Err(FederationError::Protocol { reason, .. }) => reason,
         other => panic!("expected a protocol error, got {other:?}"),
     }
 }

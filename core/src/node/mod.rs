@@ -294,6 +294,27 @@ pub enum Event {
         epoch: u64,
         /// Records in the block.
         records: u32,
+        /// The seq of its first record.
+        first_seq: u64,
+        /// The seq of its last record.
+        last_seq: u64,
+        /// Whether the block goes on the relay chain (a record's audience reaches outside
+        /// the consortium, D4).
+        external: bool,
+        /// When, ms.
+        at: u64,
+    },
+    /// A member sealed a block of its private chain (its meter readings) and persisted
+    /// it: those records are as durable as they will be.
+    Recorded {
+        /// The member.
+        member: Address,
+        /// Height in its private chain.
+        height: u64,
+        /// The seq of its first record.
+        first_seq: u64,
+        /// The seq of its last record.
+        last_seq: u64,
         /// When, ms.
         at: u64,
     },

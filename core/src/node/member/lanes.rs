@@ -85,7 +85,15 @@ impl Member {
         let head = self.private.head;
         let block = PrivateBlock::seal(&self.key, head.height + 1, head.hash, now, records);
         if self.private.append(&block).is_ok() {
+            let event = Event::Recorded {
+                member: self.me,
+                height: block.height(),
+                first_seq: block.records.first().map_or(0, |r| r.content.seq),
+                last_seq: block.records.last().map_or(0, |r| r.content.seq),
+                at: now,
+            };
             effects.push(Effect::Persist(vec![block.into()]));
+            effects.push(Effect::Emit(event));
         }
     }
 
@@ -182,6 +190,9 @@ impl Member {
                     relay: from,
                     epoch,
                     records: block.records.len() as u32,
+                    first_seq: block.records.first().map_or(0, |r| r.content.seq),
+                    last_seq: block.records.last().map_or(0, |r| r.content.seq),
+                    external: block.is_external(),
                     at: now,
                 }));
             }
