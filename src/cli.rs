@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use ieschain_core::genesis::{Directory, Genesis};
+use ieschain_core::election::ElectionRecord;
 use ieschain_core::record::RecordBody;
 use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Record};
 use ieschain_storage::verify::{verify, VerifyError};
@@ -24,6 +25,7 @@ use serde_json::{json, Value};
 use crate::config::FederationConfig;
 use crate::faults::FaultPlan;
 use crate::federation::Federation;
+use crate::json::Names;
 use crate::lifecycle::{StopSignal, INTERRUPTED};
 use crate::report::{report, RunInfo};
 use crate::simulation::Simulation;
@@ -137,7 +139,7 @@ enum Command {
     /// partition:C[+C...]@T+DURATION, pause:MEMBER@T+DURATION, mute:MEMBER@T+DURATION,
     /// random. Times take units (500ms, 90s, 2m).
     #[command(
-        after_help = "Examples:\n  ieschain simulate --seed 7 --until 1h --faults random\n  ieschain simulate --faults 'drop:0.01,crash-relay:grid@5s,restart:grid-east@9s' --until 30s\n  ieschain simulate --seed 7 --event-log events.txt --report report.json"
+        after_help = "Examples:\n  ieschain simulate --seed 7 --until 1h --faults random\n  ieschain simulate --faults 'drop:0.01,crash-relay:grid@5s,restart:grid-east@9s' --until 30s\n  ieschain simulate --seed 7 --event-log events.jsonl --report report.json"
     )]
     Simulate {
         /// The federation: a TOML file, or a built-in one by name (`four-party`, the
@@ -157,9 +159,10 @@ enum Command {
         /// Where to write the JSON report.
         #[arg(long, value_name = "FILE.json")]
         report: Option<PathBuf>,
-        /// Where to write the canonical event log (one line per event; its blake3 is the
-        /// report's `event_log_digest`).
-        #[arg(long, value_name = "FILE")]
+        /// Where to write the event log as JSON Lines: one event per line, full-hex
+        /// addresses with names beside them, RFC 3339 times. (The report's
+        /// `event_log_digest` hashes a canonical form of the same events.)
+        #[arg(long, value_name = "FILE.jsonl")]
         event_log: Option<PathBuf>,
         /// Where to write Mermaid sequence diagrams of the protocol runs, drawn
         /// from the event log: the first run of each protocol, and how many were left out.
@@ -566,7 +569,7 @@ fn simulate(
     let consortiums = config.consortiums.len();
     let mut simulation = Simulation::new(config, seed, until_ms);
     simulation.plan = plan;
-    simulation.keep_log = event_log.is_some();
+    simulation.keep_events = event_log.is_some();
     simulation.keep_trace = mermaid_path.is_some();
     simulation.stop = Some(StopSignal::install()?);
     println!(
@@ -598,9 +601,10 @@ fn simulate(
     );
     println!("  event log digest {}", stats.event_log_digest);
     if let Some(path) = event_log {
-        let mut text = outcome.log.join("\n");
-        text.push('\n');
-        std::fs::write(path, text)
+        // Newcomers are named in the registry of the relay chain, not in the configuration.
+        let store = outcome.store.as_ref();
+        let directory = directory(store)?;
+        write_event_log(path, &outcome.events, &Names::new(&directory, store.genesis()))
             .map_err(|e| format!("writing the event log to {}: {e}", path.display()))?;
     }
     if let (Some(trace), Some((path, file))) = (&outcome.trace, mermaid_file) {
@@ -807,6 +811,21 @@ fn open_for_reading(command: &str, data: &Path) -> Result<Reading, StoreError> {
     }
 }
 
+/// The events as JSON Lines: one object per line, names beside the ids.
+fn write_event_log(
+    path: &Path,
+    events: &[ieschain_core::node::Event],
+    names: &Names<'_>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for event in events {
+        serde_json::to_writer(&mut out, &names.to_value(event))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
 fn run_verify(data: &Path, as_json: bool) -> ExitCode {
     let store = match open_for_reading("verify", data) {
         Ok(reading) => reading,
@@ -905,20 +924,31 @@ fn inspect(
     let store = &reading.store;
     let directory = directory(store)?;
     let chains = store.chains().map_err(|e| e.to_string())?;
+    let names = Names::new(&directory, store.genesis());
     let Some(wanted) = chain else {
         let listing: Vec<Value> = chains
             .iter()
             .map(|(holder, chain, head)| {
                 json!({
-                    "node": directory.name(holder),
-                    "chain": chain_name(store, &directory, chain),
+                    "node": holder.to_string(),
+                    "node_name": directory.name(holder),
+                    "chain": names.to_value(chain),
+                    "chain_name": chain_name(store, &directory, chain),
                     "height": head.height,
                     "head": head.hash.to_string(),
                 })
             })
             .collect();
-        let elections = election_history(store, &chains, &directory)?;
+        let history = election_history(store, &chains)?;
         if as_json {
+            let elections: Vec<Value> = history
+                .iter()
+                .map(|(height, election)| {
+                    let mut value = names.to_value(election);
+                    value["height"] = json!(height);
+                    value
+                })
+                .collect();
             let out = json!({ "chains": listing, "elections": elections });
             println!(
                 "{}",
@@ -929,8 +959,8 @@ fn inspect(
             let rows = listing.iter().map(|item| {
                 let head = text(&item["head"]);
                 vec![
-                    text(&item["node"]),
-                    text(&item["chain"]),
+                    text(&item["node_name"]),
+                    text(&item["chain_name"]),
                     item["height"].to_string(),
                     head.chars().take(16).collect(),
                 ]
@@ -940,14 +970,14 @@ fn inspect(
                 table(&["node", "chain", "height", "head"], &[2], rows)
             );
             println!("\nelection history:");
-            let rows = elections.iter().map(|e| {
+            let rows = history.iter().map(|(_, e)| {
                 vec![
-                    text(&e["consortium"]),
-                    e["epoch"].to_string(),
-                    text(&e["reason"]),
-                    text(&e["relay"]),
-                    text(&e["backup"]),
-                    e["candidates"].as_array().map_or(0, Vec::len).to_string(),
+                    store.genesis().consortium_name(e.consortium),
+                    e.epoch.to_string(),
+                    format!("{:?}", e.reason).to_lowercase(),
+                    directory.name(&e.relay),
+                    e.backup.map_or("-".into(), |b| directory.name(&b)),
+                    e.candidates.len().to_string(),
                 ]
             });
             let header = [
@@ -980,14 +1010,21 @@ fn inspect(
     let blocks = store
         .range(*holder, *chain, from, limit)
         .map_err(|e| e.to_string())?;
-    let shown: Vec<Value> = blocks
-        .iter()
-        .map(|b| block_json(b, &directory, store))
-        .collect();
     if as_json {
+        let shown: Vec<Value> = blocks
+            .iter()
+            .map(|b| {
+                let mut value = names.to_value(b);
+                value["height"] = json!(b.height());
+                value["hash"] = json!(b.hash().to_string());
+                value
+            })
+            .collect();
         let out = json!({
-            "node": directory.name(holder),
-            "chain": wanted,
+            "node": holder.to_string(),
+            "node_name": directory.name(holder),
+            "chain": names.to_value(chain),
+            "chain_name": wanted,
             "blocks": shown,
         });
         println!(
@@ -996,13 +1033,16 @@ fn inspect(
         );
     } else {
         println!("{wanted}, held by {}", directory.name(holder));
-        for block in &shown {
-            print_block(block);
+        for block in &blocks {
+            print_block(&block_summary(block, &directory, store));
         }
     }
     Ok(())
 }
 
+/// Every election on the relay chain, each lane read from its most complete copy (the
+/// holder with the highest head, the first such holder on a tie: a node whose copy is
+/// behind would miss the latest elections), with the height of the block holding it.
 fn election_history(
     store: &dyn ChainStore,
     chains: &[(
@@ -1010,10 +1050,7 @@ fn election_history(
         ChainId,
         ieschain_core::validate::Head,
     )],
-    directory: &Directory,
-) -> Result<Vec<Value>, String> {
-    // Each lane from its most complete copy: the holder with the highest head (the first
-    // such holder on a tie). A node whose copy is behind would miss the latest elections.
+) -> Result<Vec<(u64, ElectionRecord)>, String> {
     let mut fullest: BTreeMap<ConsortiumId, (&Address, &ChainId, u64)> = BTreeMap::new();
     for (holder, chain, head) in chains {
         let ChainId::Relay(lane) = chain else {
@@ -1032,20 +1069,7 @@ fn election_history(
         {
             for record in block.records() {
                 if let RecordBody::Election(e) = &record.content.body {
-                    out.push(json!({
-                        "consortium": store.genesis().consortium_name(e.consortium),
-                        "epoch": e.epoch,
-                        "reason": format!("{:?}", e.reason).to_lowercase(),
-                        "relay": directory.name(&e.relay),
-                        "backup": e.backup.map(|b| directory.name(&b)),
-                        "candidates": e.candidates.iter().map(|c| json!({
-                            "member": directory.name(&c.address),
-                            "failures": c.failures,
-                            "terms": c.terms,
-                        })).collect::<Vec<_>>(),
-                        "seed": e.seed.to_string(),
-                        "height": block.height(),
-                    }));
+                    out.push((block.height(), e.clone()));
                 }
             }
         }
@@ -1073,22 +1097,22 @@ fn table(
     table
 }
 
-fn record_json(record: &Record, directory: &Directory) -> Value {
+/// What the text view of a record shows.
+fn record_summary(record: &Record, directory: &Directory) -> Value {
     json!({
         "author": directory.name(&record.content.author),
         "seq": record.content.seq,
         "kind": record.kind().name(),
         "urgent": record.urgency() == ieschain_core::Urgency::Urgent,
-        "created_at": record.content.created_at,
-        "body": format!("{:?}", record.content.body),
     })
 }
 
-fn block_json(block: &AnyBlock, directory: &Directory, store: &dyn ChainStore) -> Value {
+/// What the text view of a block shows (`--json` gives the whole block).
+fn block_summary(block: &AnyBlock, directory: &Directory, store: &dyn ChainStore) -> Value {
     let records: Vec<Value> = block
         .records()
         .iter()
-        .map(|r| record_json(r, directory))
+        .map(|r| record_summary(r, directory))
         .collect();
     let mut value = json!({
         "height": block.height(),
@@ -1127,7 +1151,7 @@ fn block_json(block: &AnyBlock, directory: &Directory, store: &dyn ChainStore) -
                     "chain": chain_name(store, directory, &ieschain_core::ChainBlock::chain(c)),
                     "height": c.header.height,
                     "urgent": c.header.urgent,
-                    "records": c.records.iter().map(|r| record_json(r, directory)).collect::<Vec<_>>(),
+                    "records": c.records.iter().map(|r| record_summary(r, directory)).collect::<Vec<_>>(),
                 }))
                 .collect::<Vec<_>>());
         }

@@ -1098,7 +1098,8 @@ impl Collector {
 
     fn count(&mut self, event: &Event) {
         self.stats.events += 1;
-        self.digest.update(format!("{event:?}\n").as_bytes());
+        self.digest
+            .update(format!("{}\n", crate::simulation::canonical_line(event)).as_bytes());
         match event {
             Event::Committed {
                 node,

@@ -33,6 +33,7 @@ pub mod demo;
 pub mod faults;
 pub mod federation;
 pub mod invariants;
+pub mod json;
 pub mod lifecycle;
 pub mod report;
 pub mod simulation;

@@ -63,8 +63,8 @@ pub struct Simulation {
     pub plan: FaultPlan,
     /// Length of the liveness phase after the faults heal, virtual ms.
     pub settle_ms: u64,
-    /// Whether to keep the event log's lines in the outcome.
-    pub keep_log: bool,
+    /// Whether to keep the events in the outcome ([`SimulationOutcome::events`]).
+    pub keep_events: bool,
     /// Whether to trace the protocol runs for drawing ([`Trace`]) in the outcome.
     pub keep_trace: bool,
     /// Deliberate bugs to switch on, for tests of the checker; all off by default.
@@ -72,6 +72,36 @@ pub struct Simulation {
     /// A stop asked from outside (SIGINT, SIGTERM: [`crate::lifecycle`]): the simulation
     /// ends at the virtual instant it sees it, without its liveness phase.
     pub stop: Option<StopSignal>,
+    /// Custom invariants: called with every event in order, on the simulation's thread.
+    pub observer: Option<Observer>,
+}
+
+/// A host's own invariant over the event stream: `Err(what broke)` puts a line into the
+/// outcome's `broken`, prefixed `observer:`. It sees the events in the order of the
+/// canonical log, so a check that depends only on them is as deterministic as the run.
+#[derive(Clone)]
+pub struct Observer(Arc<Mutex<ObserverFn>>);
+
+type ObserverFn = Box<dyn FnMut(&Event) -> Result<(), String> + Send>;
+
+impl Observer {
+    /// An observer calling `check` with every event.
+    pub fn new(check: impl FnMut(&Event) -> Result<(), String> + Send + 'static) -> Self {
+        Observer(Arc::new(Mutex::new(Box::new(check))))
+    }
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
+/// The canonical line of an event: what the event-log digest hashes. (The JSON Lines of
+/// `simulate --event-log` are a view of the same events; the digest does not depend on
+/// them.)
+pub fn canonical_line(event: &Event) -> String {
+    format!("{event:?}")
 }
 
 /// What a simulation found.
@@ -88,8 +118,9 @@ pub struct SimulationOutcome {
     /// Relay crashes L1 did not judge, because another fault touched the consortium's
     /// candidates within its bound ([`Invariants::l1_exempt`]).
     pub l1_exempt: Vec<String>,
-    /// The canonical event log, one line per event, when asked for.
-    pub log: Vec<String>,
+    /// Every event in order, when asked for (`keep_events`); [`canonical_line`] gives the
+    /// line the digest hashes.
+    pub events: Vec<Event>,
     /// The protocol runs, when asked for (`keep_trace`).
     pub trace: Option<Trace>,
     /// The in-memory store the federation wrote, every node's copy of every chain.
@@ -132,15 +163,56 @@ impl Simulation {
             until_ms,
             plan: FaultPlan::default(),
             settle_ms,
-            keep_log: false,
+            keep_events: false,
             keep_trace: false,
             mutations: Mutations::default(),
             stop: None,
+            observer: None,
         }
     }
 
-    /// Runs it on the calling thread, which must not be inside another tokio runtime.
+    /// The same simulation with `check` as its custom invariant ([`Observer`]).
+    pub fn observe(
+        mut self,
+        check: impl FnMut(&Event) -> Result<(), String> + Send + 'static,
+    ) -> Self {
+        self.observer = Some(Observer::new(check));
+        self
+    }
+
+    /// Runs it on a thread of its own and awaits the outcome: usable from any async
+    /// context (`#[tokio::test]` included), without blocking the executor.
+    pub async fn run_async(self) -> Result<SimulationOutcome, SimulationError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("ieschain-simulation".into())
+            .spawn(move || {
+                let _ = tx.send(self.run_here());
+            })
+            .map_err(|e| SimulationError::Runtime(e.to_string()))?;
+        rx.await
+            .map_err(|_| SimulationError::Runtime("the simulation thread panicked".into()))?
+    }
+
+    /// Runs it to the end. Its runtime is its own: called inside another tokio runtime
+    /// (a `#[tokio::test]`), it runs on a thread of its own and blocks the caller until
+    /// the outcome; [`Simulation::run_async`] awaits it instead.
     pub fn run(self) -> Result<SimulationOutcome, SimulationError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.run_here();
+        }
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("ieschain-simulation".into())
+                .spawn_scoped(scope, move || self.run_here())
+                .map_err(|e| SimulationError::Runtime(e.to_string()))?
+                .join()
+                .map_err(|_| SimulationError::Runtime("the simulation thread panicked".into()))?
+        })
+    }
+
+    /// Runs it on the calling thread, which is in no tokio runtime.
+    fn run_here(self) -> Result<SimulationOutcome, SimulationError> {
         self.config.check()?;
         let (genesis, keys) = self.config.genesis(self.seed)?;
         let store: Arc<dyn ChainStore> = Arc::new(MemoryStore::new(genesis.clone()));
@@ -179,18 +251,29 @@ impl Simulation {
             tokio::sync::watch::channel(false).0,
         )));
         let invariants = Arc::new(Mutex::new(Invariants::new()));
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log: Arc<Mutex<Vec<Event>>> = Arc::new(Mutex::new(Vec::new()));
+        let observed: Arc<Mutex<Vec<String>>> = Arc::default();
         let trace = Arc::new(Mutex::new(self.keep_trace.then(Trace::new)));
         let sink: EventSink = {
             let collector = collector.clone();
             let invariants = invariants.clone();
             let log = log.clone();
             let trace = trace.clone();
-            let keep_log = self.keep_log;
+            let keep_events = self.keep_events;
+            let observer = self.observer.clone();
+            let observed = observed.clone();
             Arc::new(move |event: &Event| {
-                if keep_log {
+                if keep_events {
                     if let Ok(mut log) = log.lock() {
-                        log.push(format!("{event:?}"));
+                        log.push(event.clone());
+                    }
+                }
+                if let Some(Observer(check)) = &observer {
+                    let verdict = check.lock().map(|mut check| check(event));
+                    if let Ok(Err(what)) = verdict {
+                        if let Ok(mut observed) = observed.lock() {
+                            observed.push(format!("observer: {what}"));
+                        }
                     }
                 }
                 if let Ok(mut trace) = trace.lock() {
@@ -545,15 +628,17 @@ impl Simulation {
             .lock()
             .map(|c| c.snapshot(network.stats()))
             .unwrap_or_default();
-        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        let events = log.lock().map(|l| l.clone()).unwrap_or_default();
         let trace = trace.lock().ok().and_then(|mut t| t.take());
+        let mut broken = broken;
+        broken.extend(observed.lock().map(|o| o.clone()).unwrap_or_default());
         SimulationOutcome {
             stats,
             broken,
             virtual_ms,
             applied,
             l1_exempt,
-            log,
+            events,
             trace,
             store,
             stopped_at_ms,

@@ -229,16 +229,31 @@ fn inspect_shows_chains_blocks_and_elections() {
     let blocks = value["blocks"].as_array().unwrap();
     assert_eq!(blocks.len(), 3);
     assert_eq!(blocks[0]["height"], 1);
-    assert!(blocks[0]["records"]
+    assert_eq!(blocks[0]["chain"], "relay");
+    assert_eq!(value["chain"]["kind"], "relay");
+    assert_eq!(value["chain"]["lane_name"], "grid");
+    // Data, not Debug strings: the election's fields, full-hex addresses with names beside
+    // them, RFC 3339 times.
+    let election = blocks[0]["records"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|r| r["kind"] == "election"));
-    assert!(blocks[1]["registry_added"]
+        .find(|r| r["content"]["body"]["kind"] == "election")
+        .expect("block 1 holds an election");
+    let body = &election["content"]["body"];
+    assert_eq!(body["relay"].as_str().unwrap().len(), 40, "{body}");
+    assert!(body["relay_name"].as_str().unwrap().starts_with("grid"), "{body}");
+    assert_eq!(body["consortium_name"], "grid");
+    assert!(body["candidates"].as_array().unwrap()[0]["address_name"].is_string());
+    let created = election["content"]["created_at"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(created).is_ok(), "{created}");
+    assert_eq!(created.len(), "2026-01-01T00:00:00.000Z".len(), "{created}");
+    assert_eq!(election["content"]["author_name"], "supervisor");
+    assert!(blocks[1]["header"]["registry"]["added"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|n| n == "grid-joined"));
+        .any(|entry| entry["name"] == "grid-joined"));
 
     let (code, _, stderr) = outcome(&ieschain(&[
         "inspect",
@@ -501,4 +516,51 @@ fn version_completions_help_durations_and_builtin_names() {
         stderr.contains("expected seconds or a duration such as 90s"),
         "{stderr}"
     );
+}
+
+/// `simulate --event-log FILE.jsonl` writes one JSON object per event: a snake-case
+/// `event`, full-hex addresses with names beside them, RFC 3339 times; the same seed
+/// writes the same file, byte for byte, and the same digest.
+#[test]
+fn simulate_writes_the_event_log_as_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let path = dir.path().join(name);
+        let (code, stdout, stderr) = outcome(&ieschain(&[
+            "simulate",
+            "--seed",
+            "3",
+            "--until",
+            "3s",
+            "--event-log",
+            path.to_str().unwrap(),
+        ]));
+        assert_eq!(code, 0, "{stderr}");
+        let digest = stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("event log digest "))
+            .map(str::to_string)
+            .expect("the digest is printed");
+        (std::fs::read_to_string(path).unwrap(), digest)
+    };
+    let (a, digest_a) = run("a.jsonl");
+    let (b, digest_b) = run("b.jsonl");
+    assert_eq!(a, b, "the same seed wrote another log");
+    assert_eq!(digest_a, digest_b);
+    let mut kinds = std::collections::BTreeSet::new();
+    for line in a.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        let kind = event["event"].as_str().expect("every line names its event");
+        kinds.insert(kind.to_string());
+        let at = event["at"].as_str().expect("every event has a time");
+        assert!(humantime::parse_rfc3339(at).is_ok(), "{line}");
+        if kind == "elected" {
+            assert_eq!(event["relay"].as_str().unwrap().len(), 40, "{line}");
+            assert!(event["relay_name"].is_string(), "{line}");
+            assert!(event["consortium_name"].is_string(), "{line}");
+        }
+    }
+    for kind in ["elected", "took_over", "committed", "acked"] {
+        assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
+    }
 }

@@ -158,3 +158,60 @@ fn delayed_envelopes_are_not_taken_for_replays() {
     assert!(outcome.stats.records_committed > 50);
     assert_eq!(outcome.stats.hostile, 0, "rejected as hostile");
 }
+
+/// A simulation runs from inside a tokio test, blocking (`run`) or awaited (`run_async`);
+/// it returns its events typed, in the order the digest hashes them, and runs a custom
+/// invariant over them whose failures land in `broken`.
+#[tokio::test(flavor = "current_thread")]
+async fn runs_inside_tokio_with_typed_events_and_an_observer() {
+    use ieschain::simulation::canonical_line;
+    use ieschain_core::node::Event;
+    use std::sync::{Arc, Mutex};
+
+    let config = FederationConfig::four_party();
+    let elected = Arc::new(Mutex::new(0u64));
+    let mut simulation = {
+        let elected = elected.clone();
+        Simulation::new(config.clone(), 5, 10_000).observe(move |event| {
+            if let Event::Elected { epoch, .. } = event {
+                *elected.lock().unwrap() += 1;
+                // A custom invariant that the run breaks on purpose: no election at all.
+                if *epoch >= 1 {
+                    return Err(format!("epoch {epoch} elected"));
+                }
+            }
+            Ok(())
+        })
+    };
+    simulation.keep_events = true;
+    let awaited = simulation.clone().run_async().await.unwrap();
+    let blocking = simulation.run().unwrap();
+    assert_eq!(
+        awaited.stats.event_log_digest,
+        blocking.stats.event_log_digest
+    );
+    assert_eq!(awaited.events.len() as u64, awaited.stats.events);
+    let digest = {
+        let mut hasher = blake3::Hasher::new_derive_key("ieschain event log v1");
+        for event in &awaited.events {
+            hasher.update(format!("{}\n", canonical_line(event)).as_bytes());
+        }
+        ieschain_core::Hash(*hasher.finalize().as_bytes())
+    };
+    assert_eq!(digest, awaited.stats.event_log_digest);
+    let elections = awaited
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Elected { .. }))
+        .count() as u64;
+    // Both runs fed the one observer.
+    assert_eq!(*elected.lock().unwrap(), 2 * elections);
+    assert!(
+        awaited
+            .broken
+            .iter()
+            .any(|b| b.starts_with("observer: epoch 1 elected")),
+        "{:#?}",
+        awaited.broken
+    );
+}

@@ -43,6 +43,7 @@ pub fn records_root(records: &[Record]) -> Hash {
 
 /// Header of a block of a member's private chain.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PrivateHeader {
     /// The member who owns the chain.
     pub owner: Address,
@@ -51,6 +52,7 @@ pub struct PrivateHeader {
     /// Hash of the previous header.
     pub prev: Hash,
     /// Production time, ms since the Unix epoch.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
     pub time: u64,
     /// Merkle root of the records.
     pub records_root: Hash,
@@ -58,6 +60,7 @@ pub struct PrivateHeader {
 
 /// A block of a private chain: a member's internal data, such as meter readings.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PrivateBlock {
     /// The header.
     pub header: PrivateHeader,
@@ -117,6 +120,7 @@ impl ChainBlock for PrivateBlock {
 
 /// Header of a consortium block (the paper's slave block).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ConsortiumHeader {
     /// The consortium.
     pub consortium: ConsortiumId,
@@ -127,6 +131,7 @@ pub struct ConsortiumHeader {
     /// Hash of the previous header in the lane.
     pub prev: Hash,
     /// Production time, ms since the Unix epoch.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
     pub time: u64,
     /// Merkle root of the records.
     pub records_root: Hash,
@@ -136,6 +141,7 @@ pub struct ConsortiumHeader {
 
 /// A consortium block: one block of a member's lane of its consortium chain.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ConsortiumBlock {
     /// The header.
     pub header: ConsortiumHeader,
@@ -274,6 +280,7 @@ impl UrgencyBits {
 /// The registry field of a relay header: the registry's root after this block, and the
 /// entries this block adds (SPEC §12 D7).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RegistryUpdate {
     /// Root of the whole registry after the additions.
     pub root: Hash,
@@ -283,6 +290,7 @@ pub struct RegistryUpdate {
 
 /// Another lane's head, as seen by the relay when it produced the block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LaneHead {
     /// The other lane.
     pub lane: ConsortiumId,
@@ -294,6 +302,7 @@ pub struct LaneHead {
 
 /// Header of a relay block (the paper's master block).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RelayHeader {
     /// The lane: the consortium whose relays write it.
     pub lane: ConsortiumId,
@@ -306,6 +315,7 @@ pub struct RelayHeader {
     /// The relay that produced the block.
     pub relay: Address,
     /// Production time, ms since the Unix epoch.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
     pub time: u64,
     /// One urgency bit per included consortium block.
     pub urgency: UrgencyBits,
@@ -321,6 +331,7 @@ pub struct RelayHeader {
 
 /// A relay block: one block of a consortium's lane of the relay chain.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RelayBlock {
     /// The header.
     pub header: RelayHeader,
@@ -422,6 +433,8 @@ impl ChainBlock for RelayBlock {
 
 /// A block of any chain, as storage and `verify` handle them.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "chain", rename_all = "snake_case"))]
 pub enum AnyBlock {
     /// A private block.
     Private(PrivateBlock),

@@ -25,6 +25,8 @@ pub const ONE_Q32: u64 = 1 << 32;
 /// The form of `f`, positive and strictly decreasing in the failure rate E (SPEC §5).
 /// The chosen form is written into every election record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 pub enum WeightFn {
     /// `f(E) = exp(-k·E)`, with `k = k_milli / 1000`. The default is `k = 3`.
     Exponential {
@@ -99,6 +101,8 @@ fn exp_neg_q32(x_q32: u128) -> u64 {
 
 /// Why an election happened (SPEC §5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum ElectionReason {
     /// The consortium's first election: relay and backup drawn together.
     Initial,
@@ -113,6 +117,7 @@ pub enum ElectionReason {
 
 /// A candidate as the election saw it: its completed terms and failures as relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CandidateStat {
     /// The candidate.
     pub address: Address,
@@ -124,6 +129,7 @@ pub struct CandidateStat {
 
 /// The relay lane's head that an election used, which seeds the draw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct LanePosition {
     /// Height of the head (0 for an empty lane).
     pub height: u64,
@@ -133,6 +139,7 @@ pub struct LanePosition {
 
 /// An election, as the supervisor signs it and the chains keep it (SPEC §5).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ElectionRecord {
     /// The consortium.
     pub consortium: ConsortiumId,

@@ -13,6 +13,8 @@ use crate::crypto::Address;
 
 /// A consortium, by its index in the federation's configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(transparent))]
 pub struct ConsortiumId(pub u16);
 
 impl fmt::Display for ConsortiumId {

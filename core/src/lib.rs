@@ -33,6 +33,8 @@ pub mod node;
 pub mod record;
 pub mod registry;
 pub mod sample;
+#[cfg(feature = "serde")]
+pub mod serde_json_form;
 pub mod validate;
 pub mod window;
 

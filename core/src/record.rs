@@ -44,6 +44,8 @@ use crate::registry::RegistryEntry;
 
 /// Whether a record must skip the window (SPEC §4.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Urgency {
     /// Batched by the window.
     Normal,
@@ -54,6 +56,8 @@ pub enum Urgency {
 /// Who a record is for (SPEC §12 D12). Relays forward only to the audience; only records
 /// whose audience reaches outside their own consortium go into relay blocks (D4).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Audience {
     /// The author's own consortium only.
     Own,
@@ -79,6 +83,8 @@ impl Audience {
 
 /// Whether a member is an enterprise or a user (SPEC §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Role {
     /// An energy company.
     Enterprise,
@@ -88,6 +94,8 @@ pub enum Role {
 
 /// The kind of a record: the closed list of the module docs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[allow(missing_docs)] // Each kind is documented on its body variant.
 pub enum RecordKind {
     EnergySupply,
@@ -208,6 +216,8 @@ impl RecordKind {
 /// Energy is in Wh, money in the smallest currency unit, times in milliseconds since the
 /// Unix epoch, and delivery slots are numbered (SPEC §4.1: integers, never floats).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
 pub enum RecordBody {
     /// Service 1: energy offered or delivered in a slot.
     EnergySupply {
@@ -424,12 +434,14 @@ impl RecordBody {
 
 /// The signed part of a record.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RecordContent {
     /// Who wrote it.
     pub author: Address,
     /// Per-author sequence number, strictly increasing: the replay protection.
     pub seq: u64,
     /// Creation time, ms since the Unix epoch, from the clock seam.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
     pub created_at: u64,
     /// Who it is for.
     pub audience: Audience,
@@ -455,6 +467,7 @@ impl RecordContent {
 
 /// A signed record.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Record {
     /// The signed content.
     pub content: RecordContent,

@@ -17,6 +17,7 @@ use crate::record::Role;
 
 /// One registered node.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RegistryEntry {
     /// The node's address; must be the address of `public_key`.
     pub address: Address,

@@ -20,6 +20,8 @@ use crate::genesis::Capacities;
 
 /// Why a relay block was sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum FlushReason {
     /// An urgent block arrived.
     Urgent,
