@@ -60,7 +60,9 @@ async fn main() -> Result<()> {
         .tamper_data("load-school", offer, b"not the data on the chain".to_vec())
         .await?;
     match federation.buy_data("service-design", offer, deadline).await {
-        Err(FederationError::Protocol { reason, .. }) => println!("refused, as it must be: {reason}"),
+        Err(FederationError::Protocol { reason, .. }) => {
+            println!("refused, as it must be: {reason}")
+        }
         Ok(_) => bail!("data not matching its digest was accepted"),
         Err(other) => return Err(other.into()),
     }

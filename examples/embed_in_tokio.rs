@@ -147,10 +147,7 @@ pub async fn run(options: Options) -> Result<Summary> {
     let mut busy_seen = false;
     let mut burst = Vec::new();
     for slot in 0..=IN_FLIGHT as u64 {
-        let body = RecordBody::MeterReading {
-            meter: 7,
-            wh: slot,
-        };
+        let body = RecordBody::MeterReading { meter: 7, wh: slot };
         match federation.try_submit(&name, Audience::Own, body).await {
             Ok(receipt) => burst.push(receipt),
             Err(FederationError::Busy { limit, .. }) => {
@@ -168,10 +165,17 @@ pub async fn run(options: Options) -> Result<Summary> {
     federation.shutdown().await?;
     let (events, elections) = events.await??;
     match federation
-        .submit(&name, Audience::Own, RecordBody::MeterReading { meter: 1, wh: 1 })
+        .submit(
+            &name,
+            Audience::Own,
+            RecordBody::MeterReading { meter: 1, wh: 1 },
+        )
         .await
     {
-        Ok(receipt) => bail!("a write after shutdown was accepted (seq {})", receipt.seq()),
+        Ok(receipt) => bail!(
+            "a write after shutdown was accepted (seq {})",
+            receipt.seq()
+        ),
         Err(err) => println!("shut down cleanly; a write after shutdown fails with: {err}"),
     }
     Ok(Summary {

@@ -80,7 +80,9 @@ async fn main() -> Result<()> {
         ..JoinSpec::new("load", "load-impostor")
     };
     match federation.join(forged, deadline).await {
-        Err(FederationError::Protocol { reason, .. }) => println!("refused, as it must be: {reason}"),
+        Err(FederationError::Protocol { reason, .. }) => {
+            println!("refused, as it must be: {reason}")
+        }
         Ok(_) => bail!("a newcomer with a bad credential joined"),
         Err(other) => return Err(other.into()),
     }

@@ -43,7 +43,9 @@ async fn main() -> Result<()> {
         .power_purchase("source-solar", "load-mall", 25_000, 150, 8, deadline)
         .await
     {
-        Err(FederationError::Protocol { reason, .. }) => println!("refused, as it must be: {reason}"),
+        Err(FederationError::Protocol { reason, .. }) => {
+            println!("refused, as it must be: {reason}")
+        }
         Ok(_) => bail!("a trade over the grid's line capacity settled"),
         Err(other) => return Err(other.into()),
     }

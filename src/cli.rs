@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ieschain_core::genesis::{Directory, Genesis};
 use ieschain_core::election::ElectionRecord;
+use ieschain_core::genesis::{Directory, Genesis};
 use ieschain_core::record::RecordBody;
 use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Record};
 use ieschain_storage::verify::{verify, VerifyError};
@@ -249,6 +249,9 @@ enum Command {
         #[arg(value_name = "SHELL")]
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of the reports that run and simulate write.
+    #[command(after_help = "Example:\n  ieschain schema > report.schema.json")]
+    Schema,
 }
 
 /// Runs the command line with `args` (the first is the program name) and returns the exit
@@ -354,6 +357,16 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             clap_complete::generate(shell, &mut command, "ieschain", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+        Command::Schema => match serde_json::to_string_pretty(&crate::report::schema()) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ieschain schema: {e}");
+                ExitCode::from(1)
+            }
+        },
     }
 }
 
@@ -471,12 +484,12 @@ fn run(
         invariants_broken: Vec::new(),
         stopped_by_signal: stopped,
     };
-    let value = report(&info, &stats);
+    let value = report(&info, &stats, &|a| federation.name_of(a));
     println!(
         "summary: {} records committed in {} relay blocks ({:.0} records/s), {} urgent flushes; {} acks",
         stats.records_committed,
         stats.relay_blocks,
-        value["throughput_rps"].as_f64().unwrap_or(0.0),
+        value.throughput_rps,
         stats.urgent_flushes,
         stats.acks
     );
@@ -604,8 +617,12 @@ fn simulate(
         // Newcomers are named in the registry of the relay chain, not in the configuration.
         let store = outcome.store.as_ref();
         let directory = directory(store)?;
-        write_event_log(path, &outcome.events, &Names::new(&directory, store.genesis()))
-            .map_err(|e| format!("writing the event log to {}: {e}", path.display()))?;
+        write_event_log(
+            path,
+            &outcome.events,
+            &Names::new(&directory, store.genesis()),
+        )
+        .map_err(|e| format!("writing the event log to {}: {e}", path.display()))?;
     }
     if let (Some(trace), Some((path, file))) = (&outcome.trace, mermaid_file) {
         // Newcomers are named in the registry of the relay chain, not in the configuration.
@@ -623,8 +640,10 @@ fn simulate(
         stopped_by_signal: outcome.stopped_at_ms.is_some(),
     };
     if let Some(path) = report_path {
-        let text =
-            serde_json::to_string_pretty(&report(&info, stats)).map_err(|e| e.to_string())?;
+        let store = outcome.store.as_ref();
+        let names = directory(store)?;
+        let value = report(&info, stats, &|a| names.name(a));
+        let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
         std::fs::write(path, text)
             .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
     }

@@ -220,6 +220,7 @@ struct NodeEntry {
     name: String,
     consortium: ConsortiumId,
     addr: Option<Addr<NodeActor>>,
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     incarnation: u32,
 }
 
@@ -306,6 +307,7 @@ impl Parts {
 
 struct Inner {
     system: actix::System,
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     network: Arc<InProcess>,
     arbiter: actix::ArbiterHandle,
     nodes: Mutex<BTreeMap<Address, NodeEntry>>,
@@ -477,8 +479,7 @@ impl Federation {
                         .and_then(|store| {
                             // A reopened directory: no `Elected` event repeats the elections
                             // already made, so who serves comes from the supervisor's chain.
-                            let serving =
-                                recovered_elections(&store, keys.supervisor.address())?;
+                            let serving = recovered_elections(&store, keys.supervisor.address())?;
                             Ok((store, serving))
                         });
                     let (store, serving) = match opened {

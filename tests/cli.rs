@@ -7,7 +7,7 @@ mod util;
 use ieschain_core::codec;
 use ieschain_core::{AnyBlock, ChainId};
 use ieschain_storage::{ChainStore, RocksStore};
-use util::{ieschain, outcome, sample_dir};
+use util::{assert_matches_report_schema, ieschain, outcome, report_schema_errors, sample_dir};
 
 /// A freshly written sample directory verifies: exit 0.
 #[test]
@@ -242,7 +242,10 @@ fn inspect_shows_chains_blocks_and_elections() {
         .expect("block 1 holds an election");
     let body = &election["content"]["body"];
     assert_eq!(body["relay"].as_str().unwrap().len(), 40, "{body}");
-    assert!(body["relay_name"].as_str().unwrap().starts_with("grid"), "{body}");
+    assert!(
+        body["relay_name"].as_str().unwrap().starts_with("grid"),
+        "{body}"
+    );
     assert_eq!(body["consortium_name"], "grid");
     assert!(body["candidates"].as_array().unwrap()[0]["address_name"].is_string());
     let created = election["content"]["created_at"].as_str().unwrap();
@@ -414,6 +417,7 @@ fn run_reports_every_protocol_and_verifies() {
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_matches_report_schema(&report);
     for (field, value) in [
         ("joins", &report["joins"]),
         ("trades.power", &report["trades"]["power"]),
@@ -534,6 +538,11 @@ fn simulate_writes_the_event_log_as_json_lines() {
             "3s",
             "--event-log",
             path.to_str().unwrap(),
+            "--report",
+            dir.path()
+                .join(format!("{name}.report.json"))
+                .to_str()
+                .unwrap(),
         ]));
         assert_eq!(code, 0, "{stderr}");
         let digest = stdout
@@ -545,6 +554,19 @@ fn simulate_writes_the_event_log_as_json_lines() {
     };
     let (a, digest_a) = run("a.jsonl");
     let (b, digest_b) = run("b.jsonl");
+    // The report conforms to its schema, and the schema is strict enough to notice a
+    // missing field, a wrong type and an unknown one.
+    let mut report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("a.jsonl.report.json")).unwrap(),
+    )
+    .unwrap();
+    assert_matches_report_schema(&report);
+    assert_eq!(report["event_log_digest"], digest_a.as_str());
+    report.as_object_mut().unwrap().remove("seed");
+    report["acks"] = serde_json::json!("many");
+    report["surprise"] = serde_json::json!(1);
+    let errors = report_schema_errors(&report);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
     assert_eq!(a, b, "the same seed wrote another log");
     assert_eq!(digest_a, digest_b);
     let mut kinds = std::collections::BTreeSet::new();

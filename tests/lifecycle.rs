@@ -3,6 +3,8 @@
 //! summary and report, storage flushed); a second forces the exit (130).
 
 use std::io::{BufRead, BufReader};
+mod util;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
@@ -97,8 +99,11 @@ fn end(mut child: Child, lines: &mpsc::Receiver<String>) -> (i32, Vec<String>) {
     (status.code().unwrap_or(-1), rest)
 }
 
+/// The report at `path`, checked against the published schema.
 fn report(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    let report = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    util::assert_matches_report_schema(&report);
+    report
 }
 
 /// SIGTERM during `run`: summary, report (saying it was stopped), exit 0, and a data
@@ -286,7 +291,7 @@ fn verify_and_inspect_read_a_live_directory() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|e| e["consortium"] == lane.as_str())
+            .filter(|e| e["consortium_name"] == lane.as_str())
             .filter_map(|e| e["epoch"].as_u64())
             .max();
         assert_eq!(listed, Some(*epoch), "lane {lane}: {listing}");

@@ -52,7 +52,10 @@ pub struct PrivateHeader {
     /// Hash of the previous header.
     pub prev: Hash,
     /// Production time, ms since the Unix epoch.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+    )]
     pub time: u64,
     /// Merkle root of the records.
     pub records_root: Hash,
@@ -131,7 +134,10 @@ pub struct ConsortiumHeader {
     /// Hash of the previous header in the lane.
     pub prev: Hash,
     /// Production time, ms since the Unix epoch.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+    )]
     pub time: u64,
     /// Merkle root of the records.
     pub records_root: Hash,
@@ -315,7 +321,10 @@ pub struct RelayHeader {
     /// The relay that produced the block.
     pub relay: Address,
     /// Production time, ms since the Unix epoch.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+    )]
     pub time: u64,
     /// One urgency bit per included consortium block.
     pub urgency: UrgencyBits,

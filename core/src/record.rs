@@ -441,7 +441,10 @@ pub struct RecordContent {
     /// Per-author sequence number, strictly increasing: the replay protection.
     pub seq: u64,
     /// Creation time, ms since the Unix epoch, from the clock seam.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+    )]
     pub created_at: u64,
     /// Who it is for.
     pub audience: Audience,

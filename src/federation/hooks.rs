@@ -3,7 +3,6 @@
 //! tests, examples and benches turn it on); `ieschain bench` uses [`FederationHandle::crash_node`]
 //! inside the crate for its failover figure.
 
-use actix::Actor;
 use ieschain_actors::messages::Crash;
 
 use super::{FederationError, FederationHandle};
@@ -60,6 +59,7 @@ impl FederationHandle {
             .by_address(&address)
             .cloned()
             .ok_or_else(|| FederationError::UnknownMember(name.to_string()))?;
+        use actix::Actor;
         let parts = self.inner.parts.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spawned = self.inner.arbiter.spawn_fn(move || {

@@ -178,28 +178,34 @@ impl FederationHandle {
         self.protocol(buyer, Protocol::BidPower { offer, wh })
             .await?;
         let what = format!("power purchase of {buyer} on offer {}", offer.short());
-        self.outcome("power_purchase", events, deadline, what, move |event| match event {
-            Event::TradeSettled {
-                trade,
-                offer: o,
-                buyer: b,
-                wh,
-                amount,
-                ..
-            } if *o == offer && *b == buyer_address => Verdict::Done(TradeOutcome {
-                trade: *trade,
-                offer: *o,
-                wh: *wh,
-                amount: *amount,
-            }),
-            Event::TradeRefused {
-                offer: o,
-                buyer: b,
-                reason,
-                ..
-            } if *o == offer && *b == buyer_address => Verdict::Failed(reason.clone()),
-            _ => Verdict::Pending,
-        })
+        self.outcome(
+            "power_purchase",
+            events,
+            deadline,
+            what,
+            move |event| match event {
+                Event::TradeSettled {
+                    trade,
+                    offer: o,
+                    buyer: b,
+                    wh,
+                    amount,
+                    ..
+                } if *o == offer && *b == buyer_address => Verdict::Done(TradeOutcome {
+                    trade: *trade,
+                    offer: *o,
+                    wh: *wh,
+                    amount: *amount,
+                }),
+                Event::TradeRefused {
+                    offer: o,
+                    buyer: b,
+                    reason,
+                    ..
+                } if *o == offer && *b == buyer_address => Verdict::Failed(reason.clone()),
+                _ => Verdict::Pending,
+            },
+        )
         .await
     }
 
@@ -252,26 +258,32 @@ impl FederationHandle {
         let events = self.subscribe();
         self.protocol(buyer, Protocol::BuyData { offer }).await?;
         let what = format!("data purchase of {buyer} on offer {}", offer.short());
-        self.outcome("data_trade", events, deadline, what, move |event| match event {
-            Event::DataDelivered {
-                trade,
-                offer: o,
-                buyer: b,
-                bytes,
-                ..
-            } if *o == offer && *b == buyer_address => Verdict::Done(DataOutcome {
-                trade: *trade,
-                offer: *o,
-                bytes: *bytes,
-            }),
-            Event::DataDisputed {
-                offer: o, buyer: b, ..
-            } if *o == offer && *b == buyer_address => Verdict::Failed(format!(
-                "dispute: the data delivered for offer {} does not match its digest",
-                offer.short()
-            )),
-            _ => Verdict::Pending,
-        })
+        self.outcome(
+            "data_trade",
+            events,
+            deadline,
+            what,
+            move |event| match event {
+                Event::DataDelivered {
+                    trade,
+                    offer: o,
+                    buyer: b,
+                    bytes,
+                    ..
+                } if *o == offer && *b == buyer_address => Verdict::Done(DataOutcome {
+                    trade: *trade,
+                    offer: *o,
+                    bytes: *bytes,
+                }),
+                Event::DataDisputed {
+                    offer: o, buyer: b, ..
+                } if *o == offer && *b == buyer_address => Verdict::Failed(format!(
+                    "dispute: the data delivered for offer {} does not match its digest",
+                    offer.short()
+                )),
+                _ => Verdict::Pending,
+            },
+        )
         .await
     }
 
@@ -347,9 +359,7 @@ impl FederationHandle {
                 if !spawned {
                     return Err(FederationError::Stopped);
                 }
-                let addr = rx
-                    .await
-                    .map_err(|_| FederationError::Stopped)?;
+                let addr = rx.await.map_err(|_| FederationError::Stopped)?;
                 if let Ok(mut names) = self.inner.newcomers.lock() {
                     names.insert(spec.name.clone(), newcomer);
                 }
@@ -420,14 +430,12 @@ pub(crate) fn newcomer(
         None => parts
             .keys
             .admission(consortium)
-            .ok_or_else(|| {
-                FederationError::Protocol {
-                    protocol: "join",
-                    reason: format!(
-                        "the admission key of {} is not derivable: pass a credential",
-                        spec.consortium
-                    ),
-                }
+            .ok_or_else(|| FederationError::Protocol {
+                protocol: "join",
+                reason: format!(
+                    "the admission key of {} is not derivable: pass a credential",
+                    spec.consortium
+                ),
             })?
             .sign(&credential_digest(&entry)),
     };

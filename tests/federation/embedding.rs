@@ -97,10 +97,18 @@ async fn receipts_resolve_where_their_records_are() {
             .flat_map(|b| b.blocks.iter())
             .flat_map(|b| b.records.iter())
             .any(|r| r.content.author == writer && r.content.seq == external.seq());
-        assert!(on_relay, "relay {} holds the external record", fed.name_of(&relay));
+        assert!(
+            on_relay,
+            "relay {} holds the external record",
+            fed.name_of(&relay)
+        );
     }
     let meter = fed
-        .submit(WRITER, Audience::Own, RecordBody::MeterReading { meter: 3, wh: 9 })
+        .submit(
+            WRITER,
+            Audience::Own,
+            RecordBody::MeterReading { meter: 3, wh: 9 },
+        )
         .await
         .unwrap();
     let internal = fed
@@ -122,7 +130,11 @@ async fn receipts_resolve_where_their_records_are() {
     };
     assert!(holds(writer, ChainId::Private(writer), meter.seq()));
     let (_, relay, _) = fed.relays()[&LOAD];
-    assert!(holds(relay, ChainId::Consortium(LOAD, writer), internal.seq()));
+    assert!(holds(
+        relay,
+        ChainId::Consortium(LOAD, writer),
+        internal.seq()
+    ));
     fed.shutdown().await.unwrap();
 }
 
@@ -151,7 +163,10 @@ async fn the_in_flight_bound_holds_until_records_commit() {
         .try_submit(WRITER, audience.clone(), energy_supply(2))
         .await
         .unwrap();
-    match fed.try_submit(WRITER, audience.clone(), data_offer(3)).await {
+    match fed
+        .try_submit(WRITER, audience.clone(), data_offer(3))
+        .await
+    {
         Err(FederationError::Busy { member, limit }) => {
             assert_eq!((member.as_str(), limit), (WRITER, 2));
         }
@@ -164,7 +179,10 @@ async fn the_in_flight_bound_holds_until_records_commit() {
     };
     // Cut off, the member's records stay in flight however long it waits.
     tokio::time::sleep(Duration::from_millis(3 * HEARTBEAT_MS)).await;
-    assert!(!waiting.is_finished(), "submit waits while the bound is full");
+    assert!(
+        !waiting.is_finished(),
+        "submit waits while the bound is full"
+    );
     assert_eq!(first.progress(), Progress::Written);
     fed.heal();
     let third = tokio::time::timeout(PATIENCE, waiting)
@@ -239,10 +257,14 @@ async fn caller_supplied_keys_are_the_members_keys() {
         .unwrap()
         .unwrap();
     let store = fed.store();
-    let signed = chain_of(store.as_ref(), key.address(), ChainId::Consortium(LOAD, key.address()))
-        .iter()
-        .flat_map(|b| b.records())
-        .any(|r| r.content.seq == receipt.seq() && r.verify(&key.public()).is_ok());
+    let signed = chain_of(
+        store.as_ref(),
+        key.address(),
+        ChainId::Consortium(LOAD, key.address()),
+    )
+    .iter()
+    .flat_map(|b| b.records())
+    .any(|r| r.content.seq == receipt.seq() && r.verify(&key.public()).is_ok());
     assert!(signed, "the record carries the supplied key's signature");
     fed.shutdown().await.unwrap();
 

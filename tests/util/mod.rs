@@ -34,3 +34,25 @@ pub fn outcome(output: &Output) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// What is wrong with `report` by the published JSON Schema of reports
+/// (`docs/report.schema.json`): one line per violation, none when it conforms.
+pub fn report_schema_errors(report: &serde_json::Value) -> Vec<String> {
+    let schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../docs/report.schema.json"))
+            .expect("the published schema is JSON");
+    let validator = jsonschema::validator_for(&schema).expect("the published schema compiles");
+    validator
+        .iter_errors(report)
+        .map(|e| format!("{}: {e}", e.instance_path))
+        .collect()
+}
+
+/// Checks `report` against the published JSON Schema of reports.
+pub fn assert_matches_report_schema(report: &serde_json::Value) {
+    let errors = report_schema_errors(report);
+    assert!(
+        errors.is_empty(),
+        "the report breaks its schema: {errors:#?}\n{report:#}"
+    );
+}

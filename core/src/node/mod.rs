@@ -211,7 +211,10 @@ pub struct RecordStamp {
     /// Seq.
     pub seq: u64,
     /// Creation time, ms.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+    )]
     pub created_at: u64,
     /// Whether its kind is urgent.
     pub urgent: bool,
@@ -286,7 +289,10 @@ pub enum Event {
         /// The records of the included blocks.
         records: Vec<RecordStamp>,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A member's block was acknowledged by its relay.
@@ -311,7 +317,10 @@ pub enum Event {
         /// the consortium, D4).
         external: bool,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A member sealed a block of its private chain (its meter readings) and persisted
@@ -326,7 +335,10 @@ pub enum Event {
         /// The seq of its last record.
         last_seq: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// The supervisor elected a relay: a new configuration (SPEC §14).
@@ -346,7 +358,10 @@ pub enum Event {
         /// The backup.
         backup: Option<Address>,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A new relay released its config block (SPEC §14): the take-over is complete.
@@ -362,7 +377,10 @@ pub enum Event {
         /// Its `prev`: the head of the lane as the relay read it from the source.
         prev: LanePosition,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A relay or backup stored a block of its own consortium's relay lane that may not be
@@ -382,7 +400,10 @@ pub enum Event {
         /// Its epoch.
         epoch: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A node dropped the blocks of its copy of a relay lane above `keep`: blocks of an
@@ -395,7 +416,10 @@ pub enum Event {
         /// The last height kept.
         keep: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A node answered a sealed read of the relay of `epoch` (SPEC §14): it is sealed at
@@ -410,7 +434,10 @@ pub enum Event {
         /// Its relay.
         relay: Address,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A node persisted `sealed = epoch` for its lane (SPEC §14).
@@ -422,7 +449,10 @@ pub enum Event {
         /// The epoch sealed.
         epoch: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// The supervisor recorded a configuration as active (SPEC §14).
@@ -436,7 +466,10 @@ pub enum Event {
         /// Its config block.
         config: LanePosition,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A backup confirmed to its relay that it holds what the relay sent for `epoch`.
@@ -448,7 +481,10 @@ pub enum Event {
         /// The epoch confirmed for.
         epoch: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A relay acknowledged a member's block (the member hears it as [`Event::Acked`]).
@@ -464,7 +500,10 @@ pub enum Event {
         /// Its height.
         height: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A new relay cannot take its lane over: no member of the source configuration
@@ -479,7 +518,10 @@ pub enum Event {
         /// The source members it waits for.
         waiting_for: Vec<Address>,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A relay or backup stored a member's consortium block in its copy of the member's
@@ -495,7 +537,10 @@ pub enum Event {
         /// The epoch of the node's consortium it served under (0: none known).
         epoch: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// No candidate is left: the consortium is cut off from the relay chain (SPEC §5).
@@ -503,7 +548,10 @@ pub enum Event {
         /// Consortium.
         consortium: ConsortiumId,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A node took one step of a protocol run (SPEC §6): for traces and examples.
@@ -522,7 +570,10 @@ pub enum Event {
         /// What it was, in a few words.
         what: String,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A newcomer holds the receipts of every listed member: it is registered and writes
@@ -535,7 +586,10 @@ pub enum Event {
         /// Receipts it collected.
         receipts: u32,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A join ended without success: refused, or past its deadline.
@@ -547,7 +601,10 @@ pub enum Event {
         /// Why, naming the member or the check that failed.
         reason: String,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A relay committed a power settlement to the relay chain (SPEC §6.2 step 7).
@@ -565,7 +622,10 @@ pub enum Event {
         /// Amount paid.
         amount: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A power trade will not settle: the offer is exhausted, or the grid rejected it.
@@ -581,7 +641,10 @@ pub enum Event {
         /// Why.
         reason: String,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A data buyer received data matching the digest on the chain (SPEC §6.3 step 6).
@@ -597,7 +660,10 @@ pub enum Event {
         /// Bytes delivered.
         bytes: u64,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A data buyer received data that does not match: it refused it and recorded a dispute.
@@ -611,7 +677,10 @@ pub enum Event {
         /// Buyer.
         buyer: Address,
         /// When, ms.
-        #[cfg_attr(feature = "serde", serde(serialize_with = "crate::serde_json_form::rfc3339_ms"))]
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_json_form::rfc3339_ms")
+        )]
         at: u64,
     },
     /// A node rejected something it received, and counted it.
