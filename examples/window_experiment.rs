@@ -33,7 +33,7 @@ fn main() -> Result<()> {
     if let Some(dir) = svg.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(&svg, window::svg(&result))
+    std::fs::write(&svg, window::svg(&result)?)
         .with_context(|| format!("writing {}", svg.display()))?;
     println!("plot written to {}", svg.display());
     Ok(())

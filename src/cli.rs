@@ -27,6 +27,7 @@ use crate::faults::FaultPlan;
 use crate::federation::Federation;
 use crate::json::Names;
 use crate::lifecycle::{StopSignal, INTERRUPTED};
+use crate::progress::Progress;
 use crate::report::{report, RunInfo};
 use crate::simulation::Simulation;
 use crate::trace::Trace;
@@ -378,7 +379,6 @@ fn run(
     report_path: Option<&Path>,
     mermaid_path: Option<&Path>,
 ) -> Result<(), String> {
-    use std::io::{IsTerminal, Write};
     use std::time::{Duration, Instant};
 
     check_seconds("--duration", duration)?;
@@ -416,14 +416,12 @@ fn run(
     };
     let started = Instant::now();
     let total = Duration::from_secs_f64(duration);
-    let tty = std::io::stdout().is_terminal();
-    let mut last_line = Instant::now();
+    let progress = Progress::new(total.as_millis() as u64, "run");
     while started.elapsed() < total && !stop.requested() {
         std::thread::sleep(Duration::from_millis(250).min(total.saturating_sub(started.elapsed())));
         drain(&mut trace);
         let ending = started.elapsed() >= total || stop.requested();
-        if tty || last_line.elapsed() >= Duration::from_secs(5) || ending {
-            last_line = Instant::now();
+        let line = || {
             let stats = federation.stats();
             let relays: Vec<String> = federation
                 .relays()
@@ -437,9 +435,8 @@ fn run(
                     )
                 })
                 .collect();
-            let line = format!(
-                "{:>5.1}s  committed {:>7}  relay blocks {:>5}  acks {:>6}  elections {:>3} (failover {}, rotation {})  relays {}",
-                started.elapsed().as_secs_f64(),
+            format!(
+                "committed {:>7}  relay blocks {:>5}  acks {:>6}  elections {:>3} (failover {}, rotation {})  relays {}",
                 stats.records_committed,
                 stats.relay_blocks,
                 stats.acks,
@@ -447,18 +444,11 @@ fn run(
                 stats.failovers,
                 stats.rotations,
                 relays.join(" ")
-            );
-            if tty {
-                print!("\r{line}\x1b[K");
-                let _ = std::io::stdout().flush();
-            } else {
-                println!("{line}");
-            }
-        }
+            )
+        };
+        progress.update(started.elapsed().as_millis() as u64, line, ending);
     }
-    if tty {
-        println!();
-    }
+    progress.finish();
     let stopped = stop.requested();
     if stopped {
         println!(
@@ -590,7 +580,27 @@ fn simulate(
         simulation.settle_ms as f64 / 1000.0
     );
     let started = std::time::Instant::now();
+    // Progress in virtual time, from the events as the simulation makes them.
+    let total_ms = simulation.until_ms + simulation.settle_ms;
+    let progress = std::sync::Arc::new(Progress::new(total_ms, "virtual time"));
+    let simulation = {
+        let progress = progress.clone();
+        let start = ieschain_core::sample::SAMPLE_EPOCH_MS;
+        simulation.observe(move |event| {
+            let Some(at) = event.at().map(|at| at.saturating_sub(start)) else {
+                return Ok(());
+            };
+            let phase = if at < until_ms { "faults" } else { "settling" };
+            progress.update(
+                at,
+                || format!("{:.1} virtual s ({phase})", at as f64 / 1000.0),
+                false,
+            );
+            Ok(())
+        })
+    };
     let outcome = simulation.run().map_err(|e| e.to_string())?;
+    progress.finish();
     let wall = started.elapsed().as_secs_f64();
     let stats = &outcome.stats;
     println!(

@@ -35,6 +35,8 @@ pub mod federation;
 pub mod invariants;
 pub mod json;
 pub mod lifecycle;
+mod markdown;
+pub mod progress;
 pub mod report;
 pub mod simulation;
 pub mod trace;

@@ -2,8 +2,10 @@
 //! `simulate`, `bench`) to stop cleanly: it ends what it is doing, prints its summary,
 //! writes its report and flushes its storage. A second one exits at once, with code 130.
 //!
-//! The handlers only set a flag (they are async-signal-safe: `signal-hook`'s `flag`
-//! module); the commands look at it where they can stop without losing anything.
+//! The handlers only note the signal (`signal-hook`'s iterator, async-signal-safe); one
+//! thread reads them in order, so that two signals arriving at once on two threads still
+//! count as a first and a second. The commands look at the flag where they can stop
+//! without losing anything.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -27,17 +29,23 @@ impl StopSignal {
         let flag = HANDLERS
             .get_or_init(|| {
                 let flag = Arc::new(AtomicBool::new(false));
-                for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-                    // The conditional exit comes first: on the second signal the flag is
-                    // already set, and the process exits before the flag is set again.
-                    signal_hook::flag::register_conditional_shutdown(
-                        signal,
-                        i32::from(INTERRUPTED),
-                        flag.clone(),
-                    )
-                    .and_then(|_| signal_hook::flag::register(signal, flag.clone()))
-                    .map_err(|e| format!("installing the signal handlers: {e}"))?;
-                }
+                let mut signals = signal_hook::iterator::Signals::new([
+                    signal_hook::consts::SIGINT,
+                    signal_hook::consts::SIGTERM,
+                ])
+                .map_err(|e| format!("installing the signal handlers: {e}"))?;
+                let seen = flag.clone();
+                std::thread::Builder::new()
+                    .name("ieschain-signals".into())
+                    .spawn(move || {
+                        for _ in signals.forever() {
+                            // The first asks for a stop; one after it exits at once.
+                            if seen.swap(true, Ordering::SeqCst) {
+                                signal_hook::low_level::exit(i32::from(INTERRUPTED));
+                            }
+                        }
+                    })
+                    .map_err(|e| format!("starting the signal thread: {e}"))?;
                 Ok(flag)
             })
             .clone()?;

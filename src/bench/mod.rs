@@ -33,6 +33,8 @@ use serde_json::{json, Value};
 use crate::config::{FederationConfig, GridQuorum};
 use crate::federation::Latencies;
 use crate::lifecycle::StopSignal;
+use crate::markdown;
+use crate::progress::Progress;
 use load::{Load, RunResult, RunSpec};
 
 /// The end-to-end target: this fraction of the verify limit.
@@ -104,10 +106,8 @@ pub fn run(options: &Options) -> Result<Value> {
         cpu_model()
     );
 
-    println!(
-        "{:>5.1}s measuring the limits ...",
-        started.elapsed().as_secs_f64()
-    );
+    let progress = Progress::new(3 + SCALES.len() as u64, "steps");
+    progress.step(0, "measuring the limits ...");
     let limits = limits::measure(temp.path(), quick)?;
     let stop = &options.stop;
     if stop.requested() {
@@ -124,10 +124,7 @@ pub fn run(options: &Options) -> Result<Value> {
         .enable_all()
         .build()?;
 
-    println!(
-        "{:>5.1}s four-party federation, saturated, synced ...",
-        started.elapsed().as_secs_f64()
-    );
+    progress.step(1, "four-party federation, saturated, synced ...");
     let mut saturated_config = FederationConfig::four_party();
     // No rotation inside the window: a rotation is not what this run measures.
     saturated_config.timing.period = Duration::from_secs(600);
@@ -153,9 +150,9 @@ pub fn run(options: &Options) -> Result<Value> {
         ));
     };
 
-    println!(
-        "{:>5.1}s four-party federation, its own workload, then failovers ...",
-        started.elapsed().as_secs_f64()
+    progress.step(
+        2,
+        "four-party federation, its own workload, then failovers ...",
     );
     let nominal = runtime.block_on(unless_stopped(
         stop,
@@ -181,10 +178,10 @@ pub fn run(options: &Options) -> Result<Value> {
     };
 
     let mut scaling = Vec::new();
-    for members in SCALES {
-        println!(
-            "{:>5.1}s scaling: {members} members (child process) ...",
-            started.elapsed().as_secs_f64()
+    for (done, members) in (3..).zip(SCALES) {
+        progress.step(
+            done,
+            &format!("scaling: {members} members (child process) ..."),
         );
         if stop.requested() {
             break;
@@ -195,6 +192,7 @@ pub fn run(options: &Options) -> Result<Value> {
             json!({"members": members, "records_per_s": null, "peak_rss_mib": null, "error": format!("{e:#}")})
         }));
     }
+    progress.finish();
     let load_after = load_average();
     if stop.requested() {
         return Ok(stopped(
@@ -424,35 +422,22 @@ pub fn table(v: &Value) -> String {
     let l = &v["limits"];
     let e = &v["e2e"]["four_party"];
     let t = &v["targets"];
-    let _ = writeln!(
-        out,
-        "\n| Limit (one core unless said) | Value |\n|---|---:|"
-    );
-    let rows = [
+    let mib = |x: &Value| num(&json!(x.as_f64().unwrap_or(0.0) / 1048576.0));
+    let limits = [
         ("ed25519 verify_strict /s", num(&l["verify_strict_per_s"])),
         (
             "ed25519 batch verify /s (batches of 64)",
             num(&l["batch_verify_per_s"]),
         ),
         ("ed25519 sign /s", num(&l["sign_per_s"])),
-        (
-            "blake3 MiB/s (1 MiB input)",
-            num(&json!(
-                l["blake3_bytes_per_s"].as_f64().unwrap_or(0.0) / 1048576.0
-            )),
-        ),
+        ("blake3 MiB/s (1 MiB input)", mib(&l["blake3_bytes_per_s"])),
         (
             "RocksDB synced 1 MiB batches /s",
             num(&l["rocksdb_synced_1mib"]["appends_per_s"]),
         ),
         (
             "RocksDB synced MiB/s",
-            num(&json!(
-                l["rocksdb_synced_1mib"]["bytes_per_s"]
-                    .as_f64()
-                    .unwrap_or(0.0)
-                    / 1048576.0
-            )),
+            mib(&l["rocksdb_synced_1mib"]["bytes_per_s"]),
         ),
         (
             "RocksDB synced small write, ms",
@@ -464,82 +449,115 @@ pub fn table(v: &Value) -> String {
             num(&l["verify_limit_records_per_s"]),
         ),
     ];
-    for (name, value) in rows {
-        let _ = writeln!(out, "| {name} | {value} |");
-    }
-    let _ = writeln!(
-        out,
-        "\n| End to end (synced, at every relay) | records/s | ratio to verify limit | urgent p50 / p99 ms | normal p50 / p99 ms | relay blocks/s | elections | drained s |\n|---|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    let _ = writeln!(
-        out,
-        "| four-party, saturated | {} | {} | {} / {} | {} / {} | {} | {} | {} |",
-        num(&e["records_per_s"]),
-        num(&e["ratio_to_verify_limit"]),
-        num(&e["latency_ms"]["urgent"]["p50"]),
-        num(&e["latency_ms"]["urgent"]["p99"]),
-        num(&e["latency_ms"]["normal"]["p50"]),
-        num(&e["latency_ms"]["normal"]["p99"]),
-        num(&e["relay_blocks_per_s"]),
-        e["elections_in_run"],
-        num(&e["drained_s"]),
-    );
+    out.push('\n');
+    out.push_str(&markdown::table(
+        &[("Limit (one core unless said)", false), ("Value", true)],
+        limits.map(|(name, value)| vec![name.to_string(), value]),
+    ));
+
     let large = &v["e2e"]["large"];
-    let _ = writeln!(
-        out,
-        "| large (10,000 members), saturated | {} | {} | | | | | |",
-        num(&large["records_per_s"]),
-        num(&large["ratio_to_verify_limit"]),
-    );
+    let pair = |a: &Value, b: &Value| format!("{} / {}", num(a), num(b));
+    out.push('\n');
+    out.push_str(&markdown::table(
+        &[
+            ("End to end (synced, at every relay)", false),
+            ("records/s", true),
+            ("ratio to verify limit", true),
+            ("urgent p50 / p99 ms", true),
+            ("normal p50 / p99 ms", true),
+            ("relay blocks/s", true),
+            ("elections", true),
+            ("drained s", true),
+        ],
+        [
+            vec![
+                "four-party, saturated".to_string(),
+                num(&e["records_per_s"]),
+                num(&e["ratio_to_verify_limit"]),
+                pair(
+                    &e["latency_ms"]["urgent"]["p50"],
+                    &e["latency_ms"]["urgent"]["p99"],
+                ),
+                pair(
+                    &e["latency_ms"]["normal"]["p50"],
+                    &e["latency_ms"]["normal"]["p99"],
+                ),
+                num(&e["relay_blocks_per_s"]),
+                e["elections_in_run"].to_string(),
+                num(&e["drained_s"]),
+            ],
+            vec![
+                "large (10,000 members), saturated".to_string(),
+                num(&large["records_per_s"]),
+                num(&large["ratio_to_verify_limit"]),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        ],
+    ));
+
     let lat = &v["latency_ms"];
-    let _ = writeln!(
-        out,
-        "\n| Latency, creation to last relay, nominal load | p50 ms | p99 ms | samples |\n|---|---:|---:|---:|"
-    );
-    for kind in ["urgent", "normal"] {
-        let _ = writeln!(
-            out,
-            "| {kind} | {} | {} | {} |",
-            num(&lat[kind]["p50"]),
-            num(&lat[kind]["p99"]),
-            lat[kind]["count"]
-        );
-    }
+    out.push('\n');
+    out.push_str(&markdown::table(
+        &[
+            ("Latency, creation to last relay, nominal load", false),
+            ("p50 ms", true),
+            ("p99 ms", true),
+            ("samples", true),
+        ],
+        ["urgent", "normal"].map(|kind| {
+            vec![
+                kind.to_string(),
+                num(&lat[kind]["p50"]),
+                num(&lat[kind]["p99"]),
+                lat[kind]["count"].to_string(),
+            ]
+        }),
+    ));
+    let samples = |key: &str| {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().map(num).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
     let _ = writeln!(
         out,
         "\nfailover (relay crash to the new relay's first block): median {} ms, samples {:?} ms, timeouts {}",
         num(&v["failover_ms"]),
-        v["failover_samples_ms"]
-            .as_array()
-            .map(|a| a.iter().map(num).collect::<Vec<_>>())
-            .unwrap_or_default(),
+        samples("failover_samples_ms"),
         v["failover_timeouts"]
     );
     let _ = writeln!(
         out,
         "take-over (the failover's election to its config block's release): median {} ms, samples {:?} ms",
         num(&v["takeover_ms"]),
-        v["takeover_samples_ms"]
-            .as_array()
-            .map(|a| a.iter().map(num).collect::<Vec<_>>())
-            .unwrap_or_default(),
+        samples("takeover_samples_ms"),
     );
-    let _ = writeln!(
-        out,
-        "\n| Members | records/s | peak RSS MiB | idle RSS MiB | lanes serving | elections in run |\n|---:|---:|---:|---:|---:|---:|"
-    );
-    for s in v["scaling"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            s["members"],
-            num(&s["records_per_s"]),
-            num(&s["peak_rss_mib"]),
-            num(&s["idle_rss_mib"]),
-            s["lanes_serving"],
-            s["elections_in_run"],
-        );
-    }
+
+    out.push('\n');
+    out.push_str(&markdown::table(
+        &[
+            ("Members", true),
+            ("records/s", true),
+            ("peak RSS MiB", true),
+            ("idle RSS MiB", true),
+            ("lanes serving", true),
+            ("elections in run", true),
+        ],
+        v["scaling"].as_array().into_iter().flatten().map(|s| {
+            vec![
+                s["members"].to_string(),
+                num(&s["records_per_s"]),
+                num(&s["peak_rss_mib"]),
+                num(&s["idle_rss_mib"]),
+                s["lanes_serving"].to_string(),
+                s["elections_in_run"].to_string(),
+            ]
+        }),
+    ));
     let _ = writeln!(
         out,
         "\nper-member memory, peak: {} KiB (100 → 1,000), {} KiB (1,000 → 10,000); idle (every lane serving, before load): {} KiB, {} KiB",
@@ -548,28 +566,62 @@ pub fn table(v: &Value) -> String {
         num(&v["per_member_kib"]["idle_100_to_1000"]),
         num(&v["per_member_kib"]["idle_1000_to_10000"])
     );
-    let _ = writeln!(
-        out,
-        "\n| Target | bound | measured | |\n|---|---:|---:|---|\n| end to end ≥ {TARGET_RATIO} × verify limit | {} | {} | {} |\n| urgent p99 ≤ 2 × round trip + synced write, ms | {} | {} | {} |\n| failover ≤ suspect_after × heartbeat + round trip, ms | {} | {} | {} |\n| take-over ≤ 2 × round trip + 2 × synced write, ms | {} | {} | {} |\n| 10,000 members < 2 GiB, MiB | {} | {} | {} |\n| flat KiB per member, 1,000 → 10,000 (≤ 1.25 × 100 → 1,000) | {} | {} | {} |",
-        num(&t["e2e_ratio"]["target"]),
-        num(&t["e2e_ratio"]["measured"]),
-        met(&t["e2e_ratio"]),
-        num(&t["urgent_p99_ms"]["bound"]),
-        num(&t["urgent_p99_ms"]["measured"]),
-        met(&t["urgent_p99_ms"]),
-        num(&t["failover_ms"]["bound"]),
-        num(&t["failover_ms"]["measured"]),
-        met(&t["failover_ms"]),
-        num(&t["takeover_ms"]["bound"]),
-        num(&t["takeover_ms"]["measured"]),
-        met(&t["takeover_ms"]),
-        num(&t["memory_10000_mib"]["bound"]),
-        num(&t["memory_10000_mib"]["measured"]),
-        met(&t["memory_10000_mib"]),
-        num(&t["memory_per_member_flat"]["bound_kib"]),
-        num(&t["memory_per_member_flat"]["measured_kib"]),
-        met(&t["memory_per_member_flat"]),
-    );
+
+    let target = |name: String, key: &str, bound: &str, measured: &str| {
+        vec![
+            name,
+            num(&t[key][bound]),
+            num(&t[key][measured]),
+            met(&t[key]).to_string(),
+        ]
+    };
+    out.push('\n');
+    out.push_str(&markdown::table(
+        &[
+            ("Target", false),
+            ("bound", true),
+            ("measured", true),
+            ("", false),
+        ],
+        [
+            target(
+                format!("end to end ≥ {TARGET_RATIO} × verify limit"),
+                "e2e_ratio",
+                "target",
+                "measured",
+            ),
+            target(
+                "urgent p99 ≤ 2 × round trip + synced write, ms".into(),
+                "urgent_p99_ms",
+                "bound",
+                "measured",
+            ),
+            target(
+                "failover ≤ suspect_after × heartbeat + round trip, ms".into(),
+                "failover_ms",
+                "bound",
+                "measured",
+            ),
+            target(
+                "take-over ≤ 2 × round trip + 2 × synced write, ms".into(),
+                "takeover_ms",
+                "bound",
+                "measured",
+            ),
+            target(
+                "10,000 members < 2 GiB, MiB".into(),
+                "memory_10000_mib",
+                "bound",
+                "measured",
+            ),
+            target(
+                "flat KiB per member, 1,000 → 10,000 (≤ 1.25 × 100 → 1,000)".into(),
+                "memory_per_member_flat",
+                "bound_kib",
+                "measured_kib",
+            ),
+        ],
+    ));
     let _ = writeln!(
         out,
         "\n(load average {} before, {} after; {:.0} s in all; signing is inside the timed part: see `e2e.signing`)",

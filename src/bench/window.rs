@@ -27,6 +27,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
+use plotters::prelude::*;
 use serde_json::{json, Value};
 
 use crate::config::FederationConfig;
@@ -248,27 +249,33 @@ pub fn table(result: &Value) -> String {
 
 /// The table as Markdown, for `BENCHMARKS.md`.
 pub fn markdown(result: &Value) -> String {
-    let mut out = String::from(
-        "| window n | urgency | relay blocks | records per relay block | transport MB | urgent p50 ms | urgent p99 ms | non-urgent p50 ms | non-urgent p99 ms |\n\
-         |---:|:---:|---:|---:|---:|---:|---:|---:|---:|\n",
-    );
-    for run in runs(result) {
-        let latency = &run["latency_ms"];
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.2} | {:.3} | {:.0} | {:.0} | {:.0} | {:.0} |",
-            run["window"],
-            on_off(run["urgency"].as_bool().unwrap_or(true)),
-            run["relay_blocks"],
-            number(&run["records_per_relay_block"]),
-            number(&run["transport_bytes"]) / 1e6,
-            number(&latency["urgent"]["p50"]),
-            number(&latency["urgent"]["p99"]),
-            number(&latency["normal"]["p50"]),
-            number(&latency["normal"]["p99"]),
-        );
-    }
-    out
+    crate::markdown::table(
+        &[
+            ("window n", true),
+            ("urgency", false),
+            ("relay blocks", true),
+            ("records per relay block", true),
+            ("transport MB", true),
+            ("urgent p50 ms", true),
+            ("urgent p99 ms", true),
+            ("non-urgent p50 ms", true),
+            ("non-urgent p99 ms", true),
+        ],
+        runs(result).iter().map(|run| {
+            let latency = &run["latency_ms"];
+            vec![
+                run["window"].to_string(),
+                on_off(run["urgency"].as_bool().unwrap_or(true)).to_string(),
+                run["relay_blocks"].to_string(),
+                format!("{:.2}", number(&run["records_per_relay_block"])),
+                format!("{:.3}", number(&run["transport_bytes"]) / 1e6),
+                format!("{:.0}", number(&latency["urgent"]["p50"])),
+                format!("{:.0}", number(&latency["urgent"]["p99"])),
+                format!("{:.0}", number(&latency["normal"]["p50"])),
+                format!("{:.0}", number(&latency["normal"]["p99"])),
+            ]
+        }),
+    )
 }
 
 /// One line of a panel: (label, urgency, dashed, the value of a run).
@@ -286,31 +293,35 @@ fn latency_panel(title: &'static str, p50: fn(&Value) -> f64, p99: fn(&Value) ->
     Panel {
         title,
         series: vec![
-            ("p99 on", true, false, p99),
-            ("p50 on", true, true, p50),
-            ("p99 off", false, false, p99),
-            ("p50 off", false, true, p50),
+            ("p99, urgency on", true, false, p99),
+            ("p50, urgency on", true, true, p50),
+            ("p99, urgency off", false, false, p99),
+            ("p50, urgency off", false, true, p50),
         ],
     }
 }
 
-/// The results of [`run`] as an SVG plot: four panels against the window n (relay blocks,
-/// transport bytes, urgent and non-urgent latency p50 and p99), urgency on in blue and off
-/// in orange. Hand-written SVG, no plotting dependency.
-pub fn svg(result: &Value) -> String {
+/// The results of [`run`] as an SVG plot, drawn with `plotters`: four panels against the
+/// window n (relay blocks, transport bytes, urgent and non-urgent latency p50 and p99),
+/// urgency on in blue and off in orange, p50 dashed.
+pub fn svg(result: &Value) -> anyhow::Result<String> {
     let panels = [
         Panel {
             title: "Relay blocks broadcast",
             series: vec![
-                ("on", true, false, |r| number(&r["relay_blocks"])),
-                ("off", false, false, |r| number(&r["relay_blocks"])),
+                ("urgency on", true, false, |r| number(&r["relay_blocks"])),
+                ("urgency off", false, false, |r| number(&r["relay_blocks"])),
             ],
         },
         Panel {
             title: "Bytes on the transport (MB)",
             series: vec![
-                ("on", true, false, |r| number(&r["transport_bytes"]) / 1e6),
-                ("off", false, false, |r| number(&r["transport_bytes"]) / 1e6),
+                ("urgency on", true, false, |r| {
+                    number(&r["transport_bytes"]) / 1e6
+                }),
+                ("urgency off", false, false, |r| {
+                    number(&r["transport_bytes"]) / 1e6
+                }),
             ],
         },
         latency_panel(
@@ -324,144 +335,100 @@ pub fn svg(result: &Value) -> String {
             |r| number(&r["latency_ms"]["normal"]["p99"]),
         ),
     ];
-    let (pw, ph) = (420.0, 280.0);
-    let (width, height) = (2.0 * pw, 2.0 * ph + 70.0);
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">Window n and urgency: {}, seed {}, {} virtual s per run, max_wait {}, no rotation</text>"#,
-        width / 2.0,
-        escape(result["federation"].as_str().unwrap_or("?")),
+    let title = format!(
+        "Window n and urgency: {}, seed {}, {} virtual s per run, max_wait {}, no rotation",
+        result["federation"].as_str().unwrap_or("?"),
         result["seed"],
         result["virtual_s"],
-        escape(result["max_wait"].as_str().unwrap_or("?")),
-    );
-    let _ = writeln!(
-        out,
-        r#"<g transform="translate({},40)"><line x1="0" y1="0" x2="24" y2="0" stroke="{BLUE}" stroke-width="2"/><text x="30" y="4">urgency on</text><line x1="120" y1="0" x2="144" y2="0" stroke="{ORANGE}" stroke-width="2"/><text x="150" y="4">urgency off</text><line x1="250" y1="0" x2="274" y2="0" stroke="black" stroke-width="2"/><text x="280" y="4">p99</text><line x1="320" y1="0" x2="344" y2="0" stroke="black" stroke-width="2" stroke-dasharray="5,4"/><text x="350" y="4">p50</text></g>"#,
-        width / 2.0 - 190.0
+        result["max_wait"].as_str().unwrap_or("?"),
     );
     let runs = runs(result);
-    for (i, panel) in panels.iter().enumerate() {
-        let x0 = (i % 2) as f64 * pw;
-        let y0 = 60.0 + (i / 2) as f64 * ph;
-        draw_panel(&mut out, panel, runs, x0, y0, pw, ph);
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (960, 720)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let root = root
+            .titled(&title, ("sans-serif", 17))
+            .map_err(plot_error)?;
+        for (panel, area) in panels.iter().zip(root.split_evenly((2, 2))) {
+            draw_panel(&area, panel, runs)?;
+        }
+        root.present().map_err(plot_error)?;
     }
-    out.push_str("</svg>\n");
-    out
+    Ok(out)
 }
 
-const BLUE: &str = "#1f77b4";
-const ORANGE: &str = "#ff7f0e";
+const BLUE: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+const ORANGE: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
 
-fn draw_panel(out: &mut String, panel: &Panel, runs: &[Value], x0: f64, y0: f64, w: f64, h: f64) {
-    let (left, right, top, bottom) = (x0 + 60.0, x0 + w - 20.0, y0 + 30.0, y0 + h - 40.0);
+fn plot_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("drawing the window plot: {e}")
+}
+
+fn draw_panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    panel: &Panel,
+    runs: &[Value],
+) -> anyhow::Result<()> {
     let windows: Vec<f64> = runs.iter().map(|r| number(&r["window"])).collect();
     let x_max = windows.iter().copied().fold(1.0, f64::max);
     let x_min = windows.iter().copied().fold(x_max, f64::min);
-    let values: Vec<f64> = panel
+    let v_max = panel
         .series
         .iter()
         .flat_map(|(_, _, _, f)| runs.iter().map(f))
         .filter(|v| v.is_finite())
-        .collect();
-    let v_max = values.iter().copied().fold(0.0, f64::max);
-    let hi = nice_ceiling(v_max.max(1e-9) * 1.05);
-    let sx = |x: f64| {
-        if x_max > x_min {
-            left + (x - x_min) / (x_max - x_min) * (right - left)
-        } else {
-            (left + right) / 2.0
-        }
+        .fold(0.0, f64::max);
+    let y_max = (v_max * 1.1).max(1e-9);
+    let x_range = if x_max > x_min {
+        x_min - 0.25..x_max + 0.25
+    } else {
+        x_min - 1.0..x_max + 1.0
     };
-    let sy = |v: f64| bottom - v / hi * (bottom - top);
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" text-anchor="middle" font-size="13">{}</text>"#,
-        (left + right) / 2.0,
-        y0 + 18.0,
-        escape(panel.title)
-    );
-    let _ = writeln!(
-        out,
-        r##"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
-        right - left,
-        bottom - top
-    );
-    let ticks = (0..=5).map(|k| hi * k as f64 / 5.0);
-    for tick in ticks {
-        let y = sy(tick);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{left}" y1="{y:.1}" x2="{right}" y2="{y:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
-            left - 6.0,
-            y + 4.0,
-            tick_label(tick)
-        );
-    }
-    for &x in &windows {
-        let _ = writeln!(
-            out,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{x}</text>"#,
-            sx(x),
-            bottom + 16.0
-        );
-    }
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" text-anchor="middle">window n</text>"#,
-        (left + right) / 2.0,
-        bottom + 32.0
-    );
-    for (label, urgency, dashed, f) in &panel.series {
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.title, ("sans-serif", 14))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(56)
+        .build_cartesian_2d(x_range, 0.0..y_max)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("window n")
+        .x_labels(windows.len().max(2))
+        .x_label_formatter(&|x| tick_label(*x))
+        .y_label_formatter(&|y| tick_label(*y))
+        .draw()
+        .map_err(plot_error)?;
+    for &(label, urgency, dashed, value) in &panel.series {
         let points: Vec<(f64, f64)> = runs
             .iter()
-            .filter(|r| r["urgency"].as_bool() == Some(*urgency))
-            .map(|r| (number(&r["window"]), f(r)))
+            .filter(|r| r["urgency"].as_bool() == Some(urgency))
+            .map(|r| (number(&r["window"]), value(r)))
             .filter(|(_, v)| v.is_finite())
             .collect();
-        let colour = if *urgency { BLUE } else { ORANGE };
-        let path: Vec<String> = points
-            .iter()
-            .map(|&(x, v)| format!("{:.1},{:.1}", sx(x), sy(v)))
-            .collect();
-        let dash = if *dashed {
-            r#" stroke-dasharray="5,4""#
+        let colour = if urgency { BLUE } else { ORANGE };
+        let style = colour.stroke_width(2);
+        let drawn = if dashed {
+            chart.draw_series(DashedLineSeries::new(points.clone(), 6, 4, style))
         } else {
-            ""
-        };
-        let _ = writeln!(
-            out,
-            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"{dash}><title>{}</title></polyline>"#,
-            path.join(" "),
-            escape(label)
-        );
-        for &(x, v) in &points {
-            let _ = writeln!(
-                out,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}"><title>{} n={x}: {}</title></circle>"#,
-                sx(x),
-                sy(v),
-                escape(label),
-                tick_label(v)
-            );
+            chart.draw_series(LineSeries::new(points.clone(), style))
         }
+        .map_err(plot_error)?;
+        drawn.label(label).legend(move |(x, y)| {
+            PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+        });
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            .map_err(plot_error)?;
     }
-}
-
-/// The smallest 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 × 10^k at least `v`.
-fn nice_ceiling(v: f64) -> f64 {
-    let magnitude = 10f64.powf(v.log10().floor());
-    [1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
-        .into_iter()
-        .map(|m| m * magnitude)
-        .find(|&c| c >= v)
-        .unwrap_or(10.0 * magnitude)
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
 }
 
 fn tick_label(v: f64) -> String {
@@ -473,12 +440,6 @@ fn tick_label(v: f64) -> String {
         let s = format!("{v:.3}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -507,11 +468,43 @@ mod tests {
         assert_ne!(on.config_hash().unwrap(), off.config_hash().unwrap());
     }
 
+    /// The plot draws every panel, both urgency settings and the legend, as SVG text.
     #[test]
-    fn nice_ceilings() {
-        assert_eq!(nice_ceiling(0.9), 1.0);
-        assert_eq!(nice_ceiling(130.0), 150.0);
-        assert_eq!(nice_ceiling(4_100.0), 5_000.0);
-        assert_eq!(nice_ceiling(207.0), 250.0);
+    fn the_plot_has_every_panel_and_series() {
+        let run = |window: u32, urgency: bool| {
+            let scale = if urgency { 1.0 } else { 2.0 };
+            json!({
+                "window": window,
+                "urgency": urgency,
+                "relay_blocks": 100.0 / f64::from(window),
+                "transport_bytes": 2.0e6 * scale,
+                "latency_ms": {
+                    "urgent": {"p50": 3.0 * scale, "p99": 9.0 * scale},
+                    "normal": {"p50": 40.0 * f64::from(window), "p99": 90.0 * f64::from(window)},
+                },
+            })
+        };
+        let result = json!({
+            "federation": "four-party <test>",
+            "seed": 1,
+            "virtual_s": 20,
+            "max_wait": "none",
+            "runs": [run(1, true), run(1, false), run(4, true), run(4, false)],
+        });
+        let svg = svg(&result).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
+        assert!(svg.trim_end().ends_with("</svg>"));
+        for text in [
+            "Relay blocks broadcast",
+            "Bytes on the transport (MB)",
+            "Urgent latency, creation to last relay (ms)",
+            "Non-urgent latency, creation to last relay (ms)",
+            "window n",
+            "p50, urgency off",
+            "four-party &lt;test&gt;",
+        ] {
+            assert!(svg.contains(text), "the plot lacks {text:?}");
+        }
+        assert!(svg.matches("<circle").count() >= 4 * 4, "one dot per point");
     }
 }

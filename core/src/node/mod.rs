@@ -696,3 +696,35 @@ pub enum Event {
         detail: String,
     },
 }
+
+impl Event {
+    /// When it happened, ms (the node's clock); `None` for a rejection, which carries no
+    /// time.
+    pub fn at(&self) -> Option<u64> {
+        match self {
+            Event::Committed { at, .. }
+            | Event::Acked { at, .. }
+            | Event::Recorded { at, .. }
+            | Event::Elected { at, .. }
+            | Event::TookOver { at, .. }
+            | Event::Held { at, .. }
+            | Event::Truncated { at, .. }
+            | Event::Read { at, .. }
+            | Event::Sealed { at, .. }
+            | Event::Activated { at, .. }
+            | Event::Confirmed { at, .. }
+            | Event::Acknowledged { at, .. }
+            | Event::Stalled { at, .. }
+            | Event::Stored { at, .. }
+            | Event::CutOff { at, .. }
+            | Event::Step { at, .. }
+            | Event::JoinDone { at, .. }
+            | Event::JoinFailed { at, .. }
+            | Event::TradeSettled { at, .. }
+            | Event::TradeRefused { at, .. }
+            | Event::DataDelivered { at, .. }
+            | Event::DataDisputed { at, .. } => Some(*at),
+            Event::Rejected { .. } => None,
+        }
+    }
+}
