@@ -225,18 +225,7 @@ pub fn table(result: &Value) -> String {
             "normal p99 ms",
         ]);
     for run in runs(result) {
-        let latency = &run["latency_ms"];
-        table.add_row(vec![
-            run["window"].as_u64().unwrap_or(0).to_string(),
-            on_off(run["urgency"].as_bool().unwrap_or(true)).to_string(),
-            run["relay_blocks"].as_u64().unwrap_or(0).to_string(),
-            format!("{:.2}", number(&run["records_per_relay_block"])),
-            format!("{:.3}", number(&run["transport_bytes"]) / 1e6),
-            format!("{:.0}", number(&latency["urgent"]["p50"])),
-            format!("{:.0}", number(&latency["urgent"]["p99"])),
-            format!("{:.0}", number(&latency["normal"]["p50"])),
-            format!("{:.0}", number(&latency["normal"]["p99"])),
-        ]);
+        table.add_row(row(run));
     }
     for index in [0, 2, 3, 4, 5, 6, 7, 8] {
         if let Some(column) = table.column_mut(index) {
@@ -261,21 +250,24 @@ pub fn markdown(result: &Value) -> String {
             ("non-urgent p50 ms", true),
             ("non-urgent p99 ms", true),
         ],
-        runs(result).iter().map(|run| {
-            let latency = &run["latency_ms"];
-            vec![
-                run["window"].to_string(),
-                on_off(run["urgency"].as_bool().unwrap_or(true)).to_string(),
-                run["relay_blocks"].to_string(),
-                format!("{:.2}", number(&run["records_per_relay_block"])),
-                format!("{:.3}", number(&run["transport_bytes"]) / 1e6),
-                format!("{:.0}", number(&latency["urgent"]["p50"])),
-                format!("{:.0}", number(&latency["urgent"]["p99"])),
-                format!("{:.0}", number(&latency["normal"]["p50"])),
-                format!("{:.0}", number(&latency["normal"]["p99"])),
-            ]
-        }),
+        runs(result).iter().map(row),
     )
+}
+
+/// One configuration's cells, for both tables.
+fn row(run: &Value) -> Vec<String> {
+    let latency = &run["latency_ms"];
+    vec![
+        run["window"].as_u64().unwrap_or(0).to_string(),
+        on_off(run["urgency"].as_bool().unwrap_or(true)).to_string(),
+        run["relay_blocks"].as_u64().unwrap_or(0).to_string(),
+        format!("{:.2}", number(&run["records_per_relay_block"])),
+        format!("{:.3}", number(&run["transport_bytes"]) / 1e6),
+        format!("{:.0}", number(&latency["urgent"]["p50"])),
+        format!("{:.0}", number(&latency["urgent"]["p99"])),
+        format!("{:.0}", number(&latency["normal"]["p50"])),
+        format!("{:.0}", number(&latency["normal"]["p99"])),
+    ]
 }
 
 /// One line of a panel: (label, urgency, dashed, the value of a run).
@@ -285,6 +277,8 @@ type Series = (&'static str, bool, bool, fn(&Value) -> f64);
 struct Panel {
     title: &'static str,
     series: Vec<Series>,
+    /// Where the legend sits clear of the lines.
+    legend: SeriesLabelPosition,
 }
 
 /// A latency panel: p99 and p50 (dashed), urgency on and off, with `p50` and `p99` the
@@ -298,6 +292,7 @@ fn latency_panel(title: &'static str, p50: fn(&Value) -> f64, p99: fn(&Value) ->
             ("p99, urgency off", false, false, p99),
             ("p50, urgency off", false, true, p50),
         ],
+        legend: SeriesLabelPosition::UpperLeft,
     }
 }
 
@@ -312,6 +307,7 @@ pub fn svg(result: &Value) -> anyhow::Result<String> {
                 ("urgency on", true, false, |r| number(&r["relay_blocks"])),
                 ("urgency off", false, false, |r| number(&r["relay_blocks"])),
             ],
+            legend: SeriesLabelPosition::MiddleRight,
         },
         Panel {
             title: "Bytes on the transport (MB)",
@@ -323,6 +319,7 @@ pub fn svg(result: &Value) -> anyhow::Result<String> {
                     number(&r["transport_bytes"]) / 1e6
                 }),
             ],
+            legend: SeriesLabelPosition::LowerRight,
         },
         latency_panel(
             "Urgent latency, creation to last relay (ms)",
@@ -415,8 +412,12 @@ fn draw_panel(
             chart.draw_series(LineSeries::new(points.clone(), style))
         }
         .map_err(plot_error)?;
+        // Two strokes per legend key: joined for a solid line, apart for a dashed one.
+        let gap = if dashed { 5 } else { 0 };
         drawn.label(label).legend(move |(x, y)| {
-            PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (8, 0)], colour.stroke_width(2))
+                + PathElement::new(vec![(8 + gap, 0), (20, 0)], colour.stroke_width(2))
         });
         chart
             .draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))
@@ -424,6 +425,7 @@ fn draw_panel(
     }
     chart
         .configure_series_labels()
+        .position(panel.legend.clone())
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()

@@ -22,6 +22,18 @@ fn builder(data: &std::path::Path) -> ieschain::federation::FederationBuilder {
         .workload(false)
 }
 
+/// Starts `builder` and waits until every lane serves.
+async fn started_and_ready(
+    builder: ieschain::federation::FederationBuilder,
+) -> ieschain::federation::FederationHandle {
+    let fed = builder.start().await.unwrap();
+    tokio::time::timeout(PATIENCE, fed.ready())
+        .await
+        .unwrap()
+        .unwrap();
+    fed
+}
+
 /// `start` and `shutdown` are futures a current-thread runtime can await (nothing blocks
 /// its one thread); `ready` resolves once every lane's newest relay took over, which the
 /// events seen by then confirm; the stream ends at shutdown, and a second shutdown is a
@@ -70,11 +82,7 @@ async fn start_ready_and_shutdown_are_async() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_resolve_where_their_records_are() {
     let dir = tempfile::tempdir().unwrap();
-    let fed = builder(&dir.path().join("data")).start().await.unwrap();
-    tokio::time::timeout(PATIENCE, fed.ready())
-        .await
-        .unwrap()
-        .unwrap();
+    let fed = started_and_ready(builder(&dir.path().join("data"))).await;
     let writer = fed.address_of(WRITER).unwrap();
     let store = fed.store();
     // The external record first, checked the moment its receipt resolves: its block is
@@ -140,15 +148,7 @@ async fn receipts_resolve_where_their_records_are() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_flight_bound_holds_until_records_commit() {
     let dir = tempfile::tempdir().unwrap();
-    let fed = builder(&dir.path().join("data"))
-        .max_in_flight(2)
-        .start()
-        .await
-        .unwrap();
-    tokio::time::timeout(PATIENCE, fed.ready())
-        .await
-        .unwrap()
-        .unwrap();
+    let fed = started_and_ready(builder(&dir.path().join("data")).max_in_flight(2)).await;
     fed.isolate(WRITER).unwrap();
     let audience = super::fixture::external(LOAD);
     let first = fed
@@ -200,11 +200,7 @@ async fn the_in_flight_bound_holds_until_records_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_interrupts_receipts_not_yet_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let fed = builder(&dir.path().join("data")).start().await.unwrap();
-    tokio::time::timeout(PATIENCE, fed.ready())
-        .await
-        .unwrap()
-        .unwrap();
+    let fed = started_and_ready(builder(&dir.path().join("data"))).await;
     fed.isolate(WRITER).unwrap();
     let receipt = fed
         .submit(WRITER, super::fixture::external(LOAD), data_offer(1))
