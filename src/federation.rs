@@ -3,21 +3,27 @@
 //!
 //! The handle is `Send` and `Clone`, and usable from any thread or any tokio runtime: its
 //! methods are `async` and talk to the actors through their mailboxes, so the host needs
-//! no actix of its own. Blocking hosts can use [`FederationHandle::block_on`].
+//! no actix of its own. Blocking hosts use [`FederationBuilder::start_blocking`],
+//! [`FederationHandle::shutdown_blocking`] and [`FederationHandle::block_on`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ieschain::federation::FederationError> {
 //! use ieschain::config::FederationConfig;
 //! use ieschain::federation::Federation;
+//! use ieschain_core::record::{Audience, RecordBody};
 //!
-//! let federation = Federation::builder(FederationConfig::four_party())
+//! let mut builder = Federation::builder(FederationConfig::four_party())
 //!     .data_dir("./ieschain-data")
-//!     .seed(1)
-//!     .start()?;
-//! let mut events = federation.subscribe();
-//! // ... submit records, watch events ...
+//!     .seed(1);
+//! let mut events = builder.subscribe(); // from the first election on
+//! let federation = builder.start().await?;
+//! federation.ready().await?; // every consortium lane serves
+//! let receipt = federation
+//!     .submit("load-school", Audience::Own, RecordBody::MeterReading { meter: 1, wh: 1_500 })
+//!     .await?;
+//! receipt.committed().await?;
+//! federation.shutdown().await?; // flushes storage; `events` ends after what was sent
 //! # let _ = events.try_recv();
-//! federation.shutdown()?;
 //! # Ok(()) }
 //! ```
 
