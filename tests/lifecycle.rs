@@ -112,8 +112,15 @@ fn report(path: &Path) -> Value {
 fn sigterm_stops_run_with_its_summary_report_and_a_flushed_store() {
     let dir = tempfile::tempdir().unwrap();
     let (child, lines, data, report_path) = start_run(dir.path());
-    // A progress line: the federation serves (one every 5 s when not on a terminal).
-    wait_for(&lines, "committed");
+    // A progress line with records committed (the first comes at once, the next ones
+    // every 5 s when not on a terminal).
+    wait_until(&lines, "records committed", |line| {
+        line.split("committed ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+    });
     signal(&child, Signal::SIGTERM);
     let (code, rest) = end(child, &lines);
     assert_eq!(code, 0, "{rest:#?}");
