@@ -66,6 +66,10 @@ fn main() -> Result<()> {
         .try_init();
     let summary = run(parse()?)?;
     println!("{summary:?}");
+    // What the example shows must have happened: `make examples` relies on the exit code.
+    if !summary.busy_seen || summary.elections < 4 {
+        anyhow::bail!("the example did not show what it should: {summary:?}");
+    }
     Ok(())
 }
 

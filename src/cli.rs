@@ -8,21 +8,19 @@
 //! over: summary, report, storage flushed, exit 0. Bad flags and bad files produce one clear
 //! line, never a panic.
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ieschain_core::election::ElectionRecord;
 use ieschain_core::genesis::{Directory, Genesis};
-use ieschain_core::record::RecordBody;
-use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Record};
+use ieschain_core::{Address, AnyBlock, ConsortiumId, Record};
 use ieschain_storage::verify::{verify, VerifyError};
-use ieschain_storage::{ChainStore, RocksStore, StoreError};
+use ieschain_storage::{ChainStore, StoreError};
 use serde_json::{json, Value};
 
 use crate::config::FederationConfig;
+use crate::explore::{Access, Snapshot};
 use crate::faults::FaultPlan;
 use crate::federation::Federation;
 use crate::json::Names;
@@ -461,7 +459,9 @@ fn run(
     drain(&mut trace);
     // Newcomers are named in the registry of the relay chain, not in the configuration.
     let names = match &trace {
-        Some(_) => Some(directory(federation.store().as_ref())?),
+        Some(_) => Some(
+            crate::explore::directory(federation.store().as_ref()).map_err(|e| e.to_string())?,
+        ),
         None => None,
     };
     federation.shutdown_blocking().map_err(|e| e.to_string())?;
@@ -626,7 +626,7 @@ fn simulate(
     if let Some(path) = event_log {
         // Newcomers are named in the registry of the relay chain, not in the configuration.
         let store = outcome.store.as_ref();
-        let directory = directory(store)?;
+        let directory = crate::explore::directory(store).map_err(|e| e.to_string())?;
         write_event_log(
             path,
             &outcome.events,
@@ -637,7 +637,7 @@ fn simulate(
     if let (Some(trace), Some((path, file))) = (&outcome.trace, mermaid_file) {
         // Newcomers are named in the registry of the relay chain, not in the configuration.
         let store = outcome.store.as_ref();
-        let names = directory(store)?;
+        let names = crate::explore::directory(store).map_err(|e| e.to_string())?;
         write_mermaid(trace, path, file, &names, store.genesis(), "  ")?;
     }
     let info = RunInfo {
@@ -651,7 +651,7 @@ fn simulate(
     };
     if let Some(path) = report_path {
         let store = outcome.store.as_ref();
-        let names = directory(store)?;
+        let names = crate::explore::directory(store).map_err(|e| e.to_string())?;
         let value = report(&info, stats, &|a| names.name(a));
         let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?;
         std::fs::write(path, text)
@@ -800,44 +800,19 @@ fn check_seconds(flag: &str, seconds: f64) -> Result<(), String> {
     }
 }
 
-/// A data directory opened for `verify` or `inspect`, with the scratch directory of a
-/// secondary instance when it is one.
-struct Reading {
-    store: RocksStore,
-    _scratch: Option<tempfile::TempDir>,
-}
-
-/// Opens `data` for reading: as the primary when no process holds it; otherwise (a running
-/// federation holds RocksDB's lock) as a secondary instance, which reads the directory as it
-/// is at this moment and writes nothing into it, and a note on stderr says so.
-fn open_for_reading(command: &str, data: &Path) -> Result<Reading, StoreError> {
-    match RocksStore::open_existing(data) {
-        Ok(store) => Ok(Reading {
-            store,
-            _scratch: None,
-        }),
-        Err(primary @ StoreError::Rocks { .. }) => {
-            let Ok(scratch) = tempfile::tempdir() else {
-                return Err(primary);
-            };
-            match RocksStore::open_secondary(data, scratch.path()) {
-                Ok(store) => {
-                    eprintln!(
-                        "ieschain {command}: {} cannot be opened for writing (a running \
-                         federation holds it); reading it as a RocksDB secondary instance, as \
-                         it is now",
-                        data.display()
-                    );
-                    Ok(Reading {
-                        store,
-                        _scratch: Some(scratch),
-                    })
-                }
-                Err(_) => Err(primary),
-            }
-        }
-        Err(other) => Err(other),
+/// Opens `data` for `verify` or `inspect`: as the primary when no process holds it, else
+/// as a RocksDB secondary instance (the directory as it is at this moment, nothing written
+/// into it), with a note on stderr that says so.
+fn open_for_reading(command: &str, data: &Path) -> Result<Snapshot, StoreError> {
+    let snapshot = Snapshot::open(data, Access::PrimaryIfFree)?;
+    if snapshot.is_secondary() {
+        eprintln!(
+            "ieschain {command}: {} cannot be opened for writing (a running federation \
+             holds it); reading it as a RocksDB secondary instance, as it is now",
+            data.display()
+        );
     }
+    Ok(snapshot)
 }
 
 /// The events as JSON Lines: one object per line, names beside the ids.
@@ -863,7 +838,7 @@ fn run_verify(data: &Path, as_json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match verify(&store.store) {
+    match verify(store.store()) {
         Ok(summary) => {
             if as_json {
                 let verdict = json!({
@@ -915,32 +890,6 @@ fn run_verify(data: &Path, as_json: bool) -> ExitCode {
     }
 }
 
-/// Names of every node: the genesis registries plus every member a relay lane registered.
-fn directory(store: &dyn ChainStore) -> Result<Directory, String> {
-    let mut directory = Directory::from_genesis(store.genesis());
-    for (holder, chain, head) in store.chains().map_err(|e| e.to_string())? {
-        let ChainId::Relay(lane) = chain else {
-            continue;
-        };
-        for block in store
-            .range(holder, chain, 1, head.height as usize)
-            .map_err(|e| e.to_string())?
-        {
-            if let AnyBlock::Relay(relay) = block {
-                for entry in &relay.header.registry.added {
-                    directory.add(lane, entry);
-                }
-            }
-        }
-    }
-    Ok(directory)
-}
-
-fn chain_name(store: &dyn ChainStore, directory: &Directory, chain: &ChainId) -> String {
-    let genesis = store.genesis();
-    chain.render(|c| genesis.consortium_name(c), |m| directory.name(m))
-}
-
 fn inspect(
     data: &Path,
     chain: Option<&str>,
@@ -949,86 +898,57 @@ fn inspect(
     limit: usize,
     as_json: bool,
 ) -> Result<(), String> {
-    let reading = open_for_reading("inspect", data).map_err(|e| e.to_string())?;
-    let store = &reading.store;
-    let directory = directory(store)?;
-    let chains = store.chains().map_err(|e| e.to_string())?;
-    let names = Names::new(&directory, store.genesis());
+    let snapshot = open_for_reading("inspect", data).map_err(|e| e.to_string())?;
+    let pretty = |value: &Value| serde_json::to_string_pretty(value).map_err(|e| e.to_string());
     let Some(wanted) = chain else {
-        let listing: Vec<Value> = chains
-            .iter()
-            .map(|(holder, chain, head)| {
-                json!({
-                    "node": holder.to_string(),
-                    "node_name": directory.name(holder),
-                    "chain": names.to_value(chain),
-                    "chain_name": chain_name(store, &directory, chain),
-                    "height": head.height,
-                    "head": head.hash.to_string(),
-                })
-            })
-            .collect();
-        let history = election_history(store, &chains)?;
+        let listing = snapshot.listing().map_err(|e| e.to_string())?;
         if as_json {
-            let elections: Vec<Value> = history
-                .iter()
-                .map(|(height, election)| {
-                    let mut value = names.to_value(election);
-                    value["height"] = json!(height);
-                    value
-                })
-                .collect();
-            let out = json!({ "chains": listing, "elections": elections });
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
-            );
-        } else {
-            let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
-            let rows = listing.iter().map(|item| {
-                let head = text(&item["head"]);
-                vec![
-                    text(&item["node_name"]),
-                    text(&item["chain_name"]),
-                    item["height"].to_string(),
-                    head.chars().take(16).collect(),
-                ]
-            });
-            println!(
-                "{}",
-                table(&["node", "chain", "height", "head"], &[2], rows)
-            );
-            println!("\nelection history:");
-            let rows = history.iter().map(|(_, e)| {
-                vec![
-                    store.genesis().consortium_name(e.consortium),
-                    e.epoch.to_string(),
-                    format!("{:?}", e.reason).to_lowercase(),
-                    directory.name(&e.relay),
-                    e.backup.map_or("-".into(), |b| directory.name(&b)),
-                    e.candidates.len().to_string(),
-                ]
-            });
-            let header = [
-                "consortium",
-                "epoch",
-                "reason",
-                "relay",
-                "backup",
-                "candidates",
-            ];
-            println!("{}", table(&header, &[1, 5], rows));
+            println!("{}", pretty(&listing)?);
+            return Ok(());
         }
+        let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+        let items = listing["chains"]
+            .as_array()
+            .map_or(&[][..], |a| a.as_slice());
+        let rows = items.iter().map(|item| {
+            let head = text(&item["head"]);
+            vec![
+                text(&item["node_name"]),
+                text(&item["chain_name"]),
+                item["height"].to_string(),
+                head.chars().take(16).collect(),
+            ]
+        });
+        println!(
+            "{}",
+            table(&["node", "chain", "height", "head"], &[2], rows)
+        );
+        println!("\nelection history:");
+        let elections = listing["elections"]
+            .as_array()
+            .map_or(&[][..], |a| a.as_slice());
+        let rows = elections.iter().map(|e| {
+            vec![
+                text(&e["consortium_name"]),
+                e["epoch"].to_string(),
+                text(&e["reason"]),
+                text(&e["relay_name"]),
+                text(&e["backup_name"]),
+                e["candidates"].as_array().map_or(0, Vec::len).to_string(),
+            ]
+        });
+        let header = [
+            "consortium",
+            "epoch",
+            "reason",
+            "relay",
+            "backup",
+            "candidates",
+        ];
+        println!("{}", table(&header, &[1, 5], rows));
         return Ok(());
     };
-    let matching: Vec<_> = chains
-        .iter()
-        .filter(|(holder, c, _)| {
-            chain_name(store, &directory, c) == wanted
-                && node.is_none_or(|n| directory.name(holder) == n)
-        })
-        .collect();
-    let Some((holder, chain, _)) = matching.first() else {
+    let Some((holder, chain)) = snapshot.find(wanted, node).map_err(|e| e.to_string())? else {
         return Err(format!(
             "no chain named {wanted}{} in {}; run `ieschain inspect --data {}` to list them",
             node.map(|n| format!(" held by {n}")).unwrap_or_default(),
@@ -1036,74 +956,22 @@ fn inspect(
             data.display()
         ));
     };
-    let blocks = store
-        .range(*holder, *chain, from, limit)
-        .map_err(|e| e.to_string())?;
     if as_json {
-        let shown: Vec<Value> = blocks
-            .iter()
-            .map(|b| {
-                let mut value = names.to_value(b);
-                value["height"] = json!(b.height());
-                value["hash"] = json!(b.hash().to_string());
-                value
-            })
-            .collect();
-        let out = json!({
-            "node": holder.to_string(),
-            "node_name": directory.name(holder),
-            "chain": names.to_value(chain),
-            "chain_name": wanted,
-            "blocks": shown,
-        });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
-        );
+        let value = snapshot
+            .blocks(holder, chain, from, limit)
+            .map_err(|e| e.to_string())?;
+        println!("{}", pretty(&value)?);
     } else {
-        println!("{wanted}, held by {}", directory.name(holder));
-        for block in &blocks {
-            print_block(&block_summary(block, &directory, store));
+        let store = snapshot.store();
+        println!("{wanted}, held by {}", snapshot.directory().name(&holder));
+        for block in &store
+            .range(holder, chain, from, limit)
+            .map_err(|e| e.to_string())?
+        {
+            print_block(&block_summary(block, snapshot.directory(), store));
         }
     }
     Ok(())
-}
-
-/// Every election on the relay chain, each lane read from its most complete copy (the
-/// holder with the highest head, the first such holder on a tie: a node whose copy is
-/// behind would miss the latest elections), with the height of the block holding it.
-fn election_history(
-    store: &dyn ChainStore,
-    chains: &[(
-        ieschain_core::Address,
-        ChainId,
-        ieschain_core::validate::Head,
-    )],
-) -> Result<Vec<(u64, ElectionRecord)>, String> {
-    let mut fullest: BTreeMap<ConsortiumId, (&Address, &ChainId, u64)> = BTreeMap::new();
-    for (holder, chain, head) in chains {
-        let ChainId::Relay(lane) = chain else {
-            continue;
-        };
-        let best = fullest.entry(*lane).or_insert((holder, chain, head.height));
-        if head.height > best.2 {
-            *best = (holder, chain, head.height);
-        }
-    }
-    let mut out = Vec::new();
-    for (holder, chain, height) in fullest.into_values() {
-        for block in store
-            .range(*holder, *chain, 1, height as usize)
-            .map_err(|e| e.to_string())?
-        {
-            for record in block.records() {
-                if let RecordBody::Election(e) = &record.content.body {
-                    out.push((block.height(), e.clone()));
-                }
-            }
-        }
-    }
-    Ok(out)
 }
 
 /// A plain text table (`comfy-table`): columns as wide as their widest cell, those at
@@ -1177,7 +1045,7 @@ fn block_summary(block: &AnyBlock, directory: &Directory, store: &dyn ChainStore
                 .blocks
                 .iter()
                 .map(|c| json!({
-                    "chain": chain_name(store, directory, &ieschain_core::ChainBlock::chain(c)),
+                    "chain": crate::explore::chain_name(store, directory, &ieschain_core::ChainBlock::chain(c)),
                     "height": c.header.height,
                     "urgent": c.header.urgent,
                     "records": c.records.iter().map(|r| record_summary(r, directory)).collect::<Vec<_>>(),

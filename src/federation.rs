@@ -237,6 +237,25 @@ struct Started {
     parts: Arc<Parts>,
 }
 
+/// A started federation on its way to the host's `start` future. If that future is
+/// dropped before it takes it (a host's timeout), the guard stops the actor system, so
+/// that nothing keeps running with no handle to stop it.
+struct StartGuard(Option<Started>);
+
+impl StartGuard {
+    fn take(mut self) -> Option<Started> {
+        self.0.take()
+    }
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if let Some(started) = self.0.take() {
+            started.system.stop();
+        }
+    }
+}
+
 /// What the federation shares with its actors to build (and rebuild) nodes.
 pub(crate) struct Parts {
     pub(crate) genesis: Arc<Genesis>,
@@ -464,7 +483,7 @@ impl Federation {
         let genesis = Arc::new(genesis);
         // Everything that may block (opening RocksDB, reading the supervisor's chain)
         // happens on the actor thread; this future only awaits its answer.
-        let (started_tx, started_rx) = oneshot::channel::<Result<Started, FederationError>>();
+        let (started_tx, started_rx) = oneshot::channel::<Result<StartGuard, FederationError>>();
         let (done_tx, done) = watch::channel(false);
         let flush_error: Arc<Mutex<Option<StoreError>>> = Arc::default();
         let thread = {
@@ -515,12 +534,18 @@ impl Federation {
                     });
                     let system = actix::System::new();
                     let started = system.block_on(start_actors(parts.clone(), members));
-                    if started_tx.send(Ok(started)).is_ok() {
+                    // The guard stops the system if the host's `start` future is gone,
+                    // whether before this send or after it, before taking the guard.
+                    if started_tx.send(Ok(StartGuard(Some(started)))).is_ok() {
                         let _ = system.run();
                     }
-                    // No actor runs any more: dropping the one sender ends every stream.
+                    // No actor runs any more: dropping the one sender ends every stream,
+                    // and whatever waits on the collector learns that it stopped.
                     if let Ok(mut events) = events.lock() {
                         events.take();
+                    }
+                    if let Ok(mut stats) = stats.lock() {
+                        stats.close();
                     }
                     if let Err(e) = parts.store.flush() {
                         log::error!("flushing the store at shutdown: {e}");
@@ -533,11 +558,12 @@ impl Federation {
                 .map_err(FederationError::Thread)?
         };
         let started = match started_rx.await {
-            Ok(started) => started?,
-            Err(_) => {
-                let _ = thread.join();
-                return Err(FederationError::Stopped);
-            }
+            Ok(started) => started?.take(),
+            Err(_) => None,
+        };
+        let Some(started) = started else {
+            let _ = thread.join();
+            return Err(FederationError::Stopped);
         };
         let mut nodes = BTreeMap::new();
         let mut names = BTreeMap::new();
@@ -765,6 +791,13 @@ impl FederationHandle {
     ) -> Result<Receipt, FederationError> {
         let private = body.kind() == RecordKind::MeterReading;
         let addr = self.addr(name)?;
+        let crashes = self
+            .inner
+            .stats
+            .lock()
+            .map_err(|_| FederationError::Stopped)?
+            .tracker
+            .crashes(address);
         let seq = addr
             .send(Write { audience, body })
             .await
@@ -781,7 +814,7 @@ impl FederationHandle {
         let Collector {
             tracker, serving, ..
         } = &mut *stats;
-        Ok(tracker.follow(name, address, seq, private, Some(slot), serving))
+        Ok(tracker.follow(name, address, seq, private, crashes, Some(slot), serving))
     }
 
     /// Resolves when every consortium lane serves: its newest configuration's relay has
@@ -789,6 +822,9 @@ impl FederationHandle {
     /// new relay. A lane cut off from the relay chain never serves: bound the wait with
     /// a timeout where that can happen.
     pub async fn ready(&self) -> Result<(), FederationError> {
+        if *self.inner.done.borrow() {
+            return Err(FederationError::Stopped);
+        }
         let mut ready = self.inner.ready.clone();
         ready
             .wait_for(|ready| *ready)
@@ -859,6 +895,13 @@ impl FederationHandle {
     /// actor thread has done so. Other clones of the handle fail from then on. A second
     /// call resolves at once.
     pub async fn shutdown(&self) -> Result<(), FederationError> {
+        // Submits waiting for room in any clone answer `Stopped`, before the receipts
+        // that hold the room are answered and free it.
+        if let Ok(slots) = self.inner.slots.lock() {
+            for slots in slots.values() {
+                slots.close();
+            }
+        }
         self.inner.system.stop();
         let mut done = self.inner.done.clone();
         // The thread's sender is dropped only after it said it is done.
@@ -1054,8 +1097,9 @@ pub(crate) struct Collector {
     settled: BTreeSet<ieschain_core::Hash>,
     /// Per lane, the epoch of the last take-over seen.
     took_over: BTreeMap<ConsortiumId, u64>,
-    /// Whether every lane serves: set on elections and take-overs.
-    ready: watch::Sender<bool>,
+    /// Whether every lane serves: set on elections and take-overs; dropped when the
+    /// federation stops, so that `ready` waiters answer `Stopped`.
+    ready: Option<watch::Sender<bool>>,
     /// What receipts need.
     pub(crate) tracker: receipts::Tracker,
     urgent: Latencies,
@@ -1068,7 +1112,7 @@ impl Collector {
     pub(crate) fn new(lanes: usize, ready: watch::Sender<bool>) -> Self {
         Collector {
             took_over: BTreeMap::new(),
-            ready,
+            ready: Some(ready),
             tracker: receipts::Tracker::default(),
             lanes,
             serving: BTreeMap::new(),
@@ -1088,12 +1132,20 @@ impl Collector {
         self.tracker.observe(event, &self.serving);
         if matches!(event, Event::Elected { .. } | Event::TookOver { .. }) {
             let serves = self.lanes_serving() == self.lanes;
-            self.ready.send_if_modified(|ready| {
-                let changed = *ready != serves;
-                *ready = serves;
-                changed
-            });
+            if let Some(ready) = &self.ready {
+                ready.send_if_modified(|ready| {
+                    let changed = *ready != serves;
+                    *ready = serves;
+                    changed
+                });
+            }
         }
+    }
+
+    /// The federation stopped: `ready` and receipt waiters answer `Stopped`.
+    pub(crate) fn close(&mut self) {
+        self.ready = None;
+        self.tracker.close();
     }
 
     fn lanes_serving(&self) -> usize {

@@ -30,6 +30,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod explore;
 pub mod faults;
 pub mod federation;
 pub mod invariants;

@@ -3,9 +3,11 @@
 //! writes its report and flushes its storage. A second one exits at once, with code 130.
 //!
 //! The handlers only note the signal (`signal-hook`'s iterator, async-signal-safe); one
-//! thread reads them in order, so that two signals arriving at once on two threads still
-//! count as a first and a second. The commands look at the flag where they can stop
-//! without losing anything.
+//! thread reads them in order, so that a SIGINT and a SIGTERM arriving at once on two
+//! threads still count as a first and a second. Two of the *same* signal that arrive
+//! before that thread reads the first may merge into one (the kernel keeps one pending
+//! signal of each kind): a second Ctrl-C a moment later is seen. The commands look at the
+//! flag where they can stop without losing anything.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -1,7 +1,9 @@
 //! The JSON report that `run` and `simulate` write (SPEC §10). Outside tools read it, so
-//! its fields only ever grow. [`Report`] is its one definition: the JSON Schema published
-//! in `docs/report.schema.json` is generated from it ([`schema`]), and the tests check
-//! real reports against that file.
+//! its fields are added, never renamed or removed. [`Report`] is its one definition: the
+//! JSON Schema published in `docs/report.schema.json` is generated from it ([`schema`]),
+//! and the tests check real reports against that file. The schema refuses unknown
+//! fields, so a report is checked against the schema of its own version (`ieschain
+//! schema` of the same binary).
 
 use std::collections::BTreeMap;
 

@@ -100,6 +100,9 @@ impl Receipt {
 /// A record the tracker follows for a receipt.
 struct Follow {
     private: bool,
+    /// Once its block was seen acknowledged: whether that block goes on the relay chain
+    /// (kept here so that forgetting old acknowledgements never loses it).
+    external: Option<bool>,
     progress: watch::Sender<Progress>,
     /// The member's in-flight slot, freed when the record is committed or interrupted.
     _slot: Option<OwnedSemaphorePermit>,
@@ -120,7 +123,17 @@ pub(crate) struct Tracker {
     /// Per (node, author), the highest seq of the author's records in the released relay
     /// blocks the node stored.
     stored: BTreeMap<(Address, Address), u64>,
+    /// Per (lane, author), the highest seq of the author's records in the blocks the
+    /// lane's relays released: every later relay of the lane holds them (SPEC §14), even
+    /// one that took them over by replication or a sealed read and so never reports
+    /// storing them.
+    released: BTreeMap<(ConsortiumId, Address), u64>,
+    /// Per member, how many times it crashed: a record written before a crash and
+    /// followed after it is interrupted.
+    crashes: BTreeMap<Address, u64>,
     following: BTreeMap<(Address, u64), Follow>,
+    /// Set once the federation stopped: nothing more will resolve.
+    closed: bool,
 }
 
 impl std::fmt::Debug for Tracker {
@@ -135,29 +148,45 @@ impl std::fmt::Debug for Tracker {
 type Serving = BTreeMap<ConsortiumId, (u64, Address, Option<Address>)>;
 
 impl Tracker {
-    /// Follows record `seq` of `member` and returns its receipt; the slot is held until
-    /// the record is committed.
+    /// How many times `member` crashed so far: taken before a write, handed to
+    /// [`Tracker::follow`] after it.
+    pub(crate) fn crashes(&self, member: Address) -> u64 {
+        self.crashes.get(&member).copied().unwrap_or_default()
+    }
+
+    /// Follows record `seq` of `member`, written when the member had crashed `crashes`
+    /// times, and returns its receipt; the slot is held until the record is committed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn follow(
         &mut self,
         name: &str,
         member: Address,
         seq: u64,
         private: bool,
+        crashes: u64,
         slot: Option<OwnedSemaphorePermit>,
         serving: &Serving,
     ) -> Receipt {
-        let now = self.progress_of(member, seq, private, serving);
+        let (mut now, external) = self.progress_of(member, seq, private, None, serving);
+        // The member crashed between the write and now, before the record was
+        // acknowledged: as if it had been followed when the crash came.
+        if now < Progress::Acknowledged && self.crashes(member) != crashes {
+            now = Progress::Interrupted;
+        }
         let (progress, receiver) = watch::channel(now);
-        if now < Progress::Committed {
+        if now < Progress::Committed && !self.closed {
             self.following.insert(
                 (member, seq),
                 Follow {
                     private,
+                    external,
                     progress,
                     _slot: slot,
                 },
             );
         }
+        // Otherwise the sender is dropped here: a receipt of a stopped federation that is
+        // not already committed answers `Stopped`.
         Receipt {
             member: name.to_string(),
             address: member,
@@ -169,6 +198,7 @@ impl Tracker {
     /// Every followed record of `member` not yet acknowledged: interrupted (its member
     /// crashed).
     pub(crate) fn interrupt(&mut self, member: Address) {
+        *self.crashes.entry(member).or_default() += 1;
         let keys: Vec<(Address, u64)> = self
             .following
             .range((member, 0)..=(member, u64::MAX))
@@ -180,6 +210,13 @@ impl Tracker {
                 follow.progress.send_replace(Progress::Interrupted);
             }
         }
+    }
+
+    /// The federation stopped: every receipt still waiting answers `Stopped` (its sender
+    /// is dropped, its slot freed), and later ones too.
+    pub(crate) fn close(&mut self) {
+        self.closed = true;
+        self.following.clear();
     }
 
     /// Folds one event in.
@@ -206,11 +243,21 @@ impl Tracker {
                 *recorded = (*recorded).max(*last_seq);
                 self.update(*member, serving);
             }
-            Event::Committed { node, records, .. } => {
+            Event::Committed {
+                node,
+                lane,
+                produced,
+                records,
+                ..
+            } => {
                 let mut authors = Vec::new();
                 for stamp in records {
                     let seq = self.stored.entry((*node, stamp.author)).or_default();
                     *seq = (*seq).max(stamp.seq);
+                    if *produced {
+                        let seq = self.released.entry((*lane, stamp.author)).or_default();
+                        *seq = (*seq).max(stamp.seq);
+                    }
                     if authors.last() != Some(&stamp.author) {
                         authors.push(stamp.author);
                     }
@@ -232,19 +279,23 @@ impl Tracker {
     }
 
     fn update(&mut self, member: Address, serving: &Serving) {
-        let keys: Vec<(Address, u64, bool)> = self
+        let keys: Vec<(Address, u64, bool, Option<bool>)> = self
             .following
             .range((member, 0)..=(member, u64::MAX))
-            .map(|((m, s), f)| (*m, *s, f.private))
+            .map(|((m, s), f)| (*m, *s, f.private, f.external))
             .collect();
-        for (member, seq, private) in keys {
-            let now = self.progress_of(member, seq, private, serving);
-            let Some(follow) = self.following.get(&(member, seq)) else {
+        for (member, seq, private, known) in keys {
+            let (now, external) = self.progress_of(member, seq, private, known, serving);
+            let Some(follow) = self.following.get_mut(&(member, seq)) else {
                 continue;
             };
+            follow.external = external;
+            // Progress never goes back (an acknowledgement forgotten, a new election).
             follow.progress.send_if_modified(|p| {
-                let changed = *p != now;
-                *p = now;
+                let changed = now > *p;
+                if changed {
+                    *p = now;
+                }
                 changed
             });
             if now >= Progress::Committed {
@@ -253,36 +304,53 @@ impl Tracker {
         }
     }
 
-    fn progress_of(&self, member: Address, seq: u64, private: bool, serving: &Serving) -> Progress {
+    /// How far record `seq` of `member` has come, and whether its block goes on the relay
+    /// chain once that is known (`known`, from an earlier look, or from the
+    /// acknowledgements kept).
+    fn progress_of(
+        &self,
+        member: Address,
+        seq: u64,
+        private: bool,
+        known: Option<bool>,
+        serving: &Serving,
+    ) -> (Progress, Option<bool>) {
         if private {
-            return if self.recorded.get(&member).is_some_and(|s| *s >= seq) {
-                Progress::Committed
-            } else {
-                Progress::Written
-            };
+            let recorded = self.recorded.get(&member).is_some_and(|s| *s >= seq);
+            return (
+                if recorded {
+                    Progress::Committed
+                } else {
+                    Progress::Written
+                },
+                None,
+            );
         }
-        let block = self
-            .acked
-            .get(&member)
-            .and_then(|acked| acked.range(seq..).next())
-            .filter(|(_, (first, _))| *first <= seq);
-        let Some((_, (_, external))) = block else {
-            return Progress::Written;
+        let external = known.or_else(|| {
+            self.acked
+                .get(&member)
+                .and_then(|acked| acked.range(seq..).next())
+                .filter(|(_, (first, _))| *first <= seq)
+                .map(|(_, (_, external))| *external)
+        });
+        let Some(external) = external else {
+            return (Progress::Written, None);
         };
         if !external {
-            return Progress::Committed;
+            return (Progress::Committed, Some(false));
         }
+        let at_least = |map: Option<&u64>| map.is_some_and(|s| *s >= seq);
         let everywhere = !serving.is_empty()
-            && serving.values().all(|(_, relay, _)| {
-                self.stored
-                    .get(&(*relay, member))
-                    .is_some_and(|s| *s >= seq)
+            && serving.iter().all(|(lane, (_, relay, _))| {
+                at_least(self.stored.get(&(*relay, member)))
+                    || at_least(self.released.get(&(*lane, member)))
             });
-        if everywhere {
+        let now = if everywhere {
             Progress::Committed
         } else {
             Progress::Acknowledged
-        }
+        };
+        (now, Some(true))
     }
 }
 

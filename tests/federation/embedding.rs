@@ -1,7 +1,7 @@
 //! The embedding API as a tokio host uses it: async start and shutdown in a current-thread
 //! runtime, `ready`, receipts that resolve when their record is committed (and not
-//! before), the in-flight bound with `try_submit`'s `Busy`, interrupted receipts, and
-//! caller-supplied keys.
+//! before), the in-flight bound with `try_submit`'s `Busy`, interrupted receipts, receipts
+//! across a failover, shutdown answering every waiter, and caller-supplied keys.
 
 use std::time::Duration;
 
@@ -67,8 +67,8 @@ async fn start_ready_and_shutdown_are_async() {
     while let Ok(_) | Err(RecvError::Lagged(_)) = events.recv().await {}
     fed.shutdown().await.unwrap();
     assert!(matches!(
-        fed.ready().await,
-        Err(FederationError::Stopped) | Ok(())
+        tokio::time::timeout(PATIENCE, fed.ready()).await,
+        Ok(Err(FederationError::Stopped))
     ));
     assert!(matches!(
         fed.submit(WRITER, Audience::Own, data_offer(1)).await,
@@ -275,4 +275,72 @@ async fn caller_supplied_keys_are_the_members_keys() {
         }
         other => panic!("a key for an unknown member was taken: {other:?}"),
     }
+}
+
+/// Shutting down from one clone answers every waiter of every other clone: a receipt
+/// waiting for its commit, a submit waiting for room, and `ready`; none hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_every_waiter_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = started_and_ready(builder(&dir.path().join("data")).max_in_flight(1)).await;
+    fed.isolate(WRITER).unwrap();
+    let receipt = fed
+        .submit(WRITER, super::fixture::external(LOAD), data_offer(1))
+        .await
+        .unwrap();
+    let waiting_submit = {
+        let fed = fed.clone();
+        tokio::spawn(async move {
+            fed.submit(WRITER, super::fixture::external(LOAD), data_offer(2))
+                .await
+                .map(|_| ())
+        })
+    };
+    let waiting_commit = tokio::spawn(async move { receipt.committed().await });
+    tokio::task::yield_now().await;
+    fed.clone().shutdown().await.unwrap();
+    for waiter in [waiting_submit, waiting_commit] {
+        let answer = tokio::time::timeout(PATIENCE, waiter)
+            .await
+            .expect("a waiter hung after shutdown")
+            .unwrap();
+        assert!(
+            matches!(answer, Err(FederationError::Stopped)),
+            "{answer:?}"
+        );
+    }
+    assert!(matches!(
+        tokio::time::timeout(PATIENCE, fed.ready()).await,
+        Ok(Err(FederationError::Stopped))
+    ));
+}
+
+/// A record acknowledged just before its lane's relay crashes is still committed: the
+/// new relay holds what the old one released (SPEC §14), so its receipt resolves without
+/// any later record of the same author to carry it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_resolves_across_a_failover_of_its_lane() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = started_and_ready(builder(&dir.path().join("data"))).await;
+    let lane = fed
+        .members()
+        .into_iter()
+        .find(|(_, name)| name == WRITER)
+        .map(|(lane, _)| lane)
+        .unwrap();
+    let receipt = fed
+        .submit(WRITER, super::fixture::external(LOAD), data_offer(1))
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, receipt.acknowledged())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, relay, _) = fed.relays()[&lane];
+    fed.crash(&fed.name_of(&relay)).await.unwrap();
+    tokio::time::timeout(PATIENCE, receipt.committed())
+        .await
+        .expect("the receipt resolved after the failover")
+        .unwrap();
+    fed.shutdown().await.unwrap();
 }

@@ -1,0 +1,261 @@
+//! Reading a data directory for people: what `inspect` prints and `serve` answers. One
+//! JSON form for both (the core types' `Serialize`, names beside addresses: [`Names`]).
+//!
+//! A [`Snapshot`] is the directory as it was when opened. A directory no process holds is
+//! opened as the primary unless the caller asks for read-only access; one that a running
+//! federation holds is opened as a RocksDB secondary instance, which writes nothing into
+//! it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ieschain_core::election::ElectionRecord;
+use ieschain_core::genesis::Directory;
+use ieschain_core::record::RecordBody;
+use ieschain_core::validate::Head;
+use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Hash};
+use ieschain_storage::{ChainStore, RocksStore, StoreError};
+use serde_json::{json, Value};
+
+use crate::json::Names;
+
+/// How a [`Snapshot`] may open its directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// As the primary when no process holds the directory (RocksDB then writes its own
+    /// bookkeeping files into it), else as a secondary instance.
+    PrimaryIfFree,
+    /// Always as a secondary instance: nothing is ever written into the directory.
+    ReadOnly,
+}
+
+/// A data directory opened for reading, with the names of every node.
+#[derive(Debug)]
+pub struct Snapshot {
+    store: RocksStore,
+    directory: Directory,
+    secondary: bool,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// One chain as a node holds it.
+pub type HeldChain = (Address, ChainId, Head);
+
+impl Snapshot {
+    /// Opens `data` (see [`Access`]).
+    pub fn open(data: &Path, access: Access) -> Result<Snapshot, StoreError> {
+        let (store, scratch) = match access {
+            Access::PrimaryIfFree => match RocksStore::open_existing(data) {
+                Ok(store) => (store, None),
+                Err(primary @ StoreError::Rocks { .. }) => {
+                    Self::secondary(data).map_err(|_| primary)?
+                }
+                Err(other) => return Err(other),
+            },
+            Access::ReadOnly => Self::secondary(data)?,
+        };
+        let directory = directory(&store)?;
+        Ok(Snapshot {
+            secondary: scratch.is_some(),
+            store,
+            directory,
+            _scratch: scratch,
+        })
+    }
+
+    fn secondary(data: &Path) -> Result<(RocksStore, Option<tempfile::TempDir>), StoreError> {
+        let scratch = tempfile::tempdir().map_err(|source| StoreError::Io {
+            doing: "creating a scratch directory for a secondary instance".to_string(),
+            source: std::sync::Arc::new(source),
+        })?;
+        let store = RocksStore::open_secondary(data, scratch.path())?;
+        Ok((store, Some(scratch)))
+    }
+
+    /// Whether the directory was opened as a secondary instance.
+    pub fn is_secondary(&self) -> bool {
+        self.secondary
+    }
+
+    /// The store.
+    pub fn store(&self) -> &RocksStore {
+        &self.store
+    }
+
+    /// The names of every node, joined members included.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// The JSON namer.
+    pub fn names(&self) -> Names<'_> {
+        Names::new(&self.directory, self.store.genesis())
+    }
+
+    /// Every chain every node holds, with its head.
+    pub fn chains(&self) -> Result<Vec<HeldChain>, StoreError> {
+        self.store.chains()
+    }
+
+    /// A chain's name: `relay/<consortium>`, `consortium/<consortium>/<member>` or
+    /// `private/<member>`.
+    pub fn chain_name(&self, chain: &ChainId) -> String {
+        chain_name(&self.store, &self.directory, chain)
+    }
+
+    /// `{"chains": [{node, node_name, chain, chain_name, height, head}], "elections":
+    /// [ElectionRecord + height]}`: what `inspect --json` prints without `--chain`.
+    pub fn listing(&self) -> Result<Value, StoreError> {
+        let chains = self.chains()?;
+        let names = self.names();
+        let listing: Vec<Value> = chains
+            .iter()
+            .map(|(holder, chain, head)| {
+                json!({
+                    "node": holder.to_string(),
+                    "node_name": self.directory.name(holder),
+                    "chain": names.to_value(chain),
+                    "chain_name": self.chain_name(chain),
+                    "height": head.height,
+                    "head": head.hash.to_string(),
+                })
+            })
+            .collect();
+        let elections: Vec<Value> = self
+            .election_history(&chains)?
+            .iter()
+            .map(|(height, election)| {
+                let mut value = names.to_value(election);
+                value["height"] = json!(height);
+                value
+            })
+            .collect();
+        Ok(json!({ "chains": listing, "elections": elections }))
+    }
+
+    /// The copy of chain `wanted` (by name) held by `node` (by name), or by the first
+    /// holder when `node` is `None`: its holder and id, or `None` when no node holds it.
+    pub fn find(
+        &self,
+        wanted: &str,
+        node: Option<&str>,
+    ) -> Result<Option<(Address, ChainId)>, StoreError> {
+        Ok(self
+            .chains()?
+            .into_iter()
+            .find(|(holder, chain, _)| {
+                self.chain_name(chain) == wanted
+                    && node.is_none_or(|n| self.directory.name(holder) == n)
+            })
+            .map(|(holder, chain, _)| (holder, chain)))
+    }
+
+    /// Up to `limit` blocks of `chain` as `holder` holds it, from height `from`: `{node,
+    /// node_name, chain, chain_name, blocks: [AnyBlock + height + hash]}`, what `inspect
+    /// --chain --json` prints.
+    pub fn blocks(
+        &self,
+        holder: Address,
+        chain: ChainId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Value, StoreError> {
+        let names = self.names();
+        let blocks: Vec<Value> = self
+            .store
+            .range(holder, chain, from, limit)?
+            .iter()
+            .map(|block| block_value(&names, block))
+            .collect();
+        Ok(json!({
+            "node": holder.to_string(),
+            "node_name": self.directory.name(&holder),
+            "chain": names.to_value(&chain),
+            "chain_name": self.chain_name(&chain),
+            "blocks": blocks,
+        }))
+    }
+
+    /// Every copy of the block whose hash is `hash`: `[{node, node_name, chain,
+    /// chain_name, block}]`, empty when no node holds it. Reads every chain.
+    pub fn block_by_hash(&self, hash: &Hash) -> Result<Vec<Value>, StoreError> {
+        let names = self.names();
+        let mut out = Vec::new();
+        for (holder, chain, head) in self.chains()? {
+            for block in self.store.range(holder, chain, 1, head.height as usize)? {
+                if block.hash() == *hash {
+                    out.push(json!({
+                        "node": holder.to_string(),
+                        "node_name": self.directory.name(&holder),
+                        "chain": names.to_value(&chain),
+                        "chain_name": self.chain_name(&chain),
+                        "block": block_value(&names, &block),
+                    }));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every election on the relay chain, each lane read from its most complete copy (the
+    /// holder with the highest head, the first such holder on a tie: a node whose copy is
+    /// behind would miss the latest elections), with the height of the block holding it.
+    pub fn election_history(
+        &self,
+        chains: &[HeldChain],
+    ) -> Result<Vec<(u64, ElectionRecord)>, StoreError> {
+        let mut fullest: BTreeMap<ConsortiumId, (&Address, &ChainId, u64)> = BTreeMap::new();
+        for (holder, chain, head) in chains {
+            let ChainId::Relay(lane) = chain else {
+                continue;
+            };
+            let best = fullest.entry(*lane).or_insert((holder, chain, head.height));
+            if head.height > best.2 {
+                *best = (holder, chain, head.height);
+            }
+        }
+        let mut out = Vec::new();
+        for (holder, chain, height) in fullest.into_values() {
+            for block in self.store.range(*holder, *chain, 1, height as usize)? {
+                for record in block.records() {
+                    if let RecordBody::Election(e) = &record.content.body {
+                        out.push((block.height(), e.clone()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A block's JSON with its height and hash.
+fn block_value(names: &Names<'_>, block: &AnyBlock) -> Value {
+    let mut value = names.to_value(block);
+    value["height"] = json!(block.height());
+    value["hash"] = json!(block.hash().to_string());
+    value
+}
+
+/// A chain's name, with the consortium and member names of `store` and `directory`.
+pub fn chain_name(store: &dyn ChainStore, directory: &Directory, chain: &ChainId) -> String {
+    let genesis = store.genesis();
+    chain.render(|c| genesis.consortium_name(c), |m| directory.name(m))
+}
+
+/// Names of every node: the genesis registries plus every member a relay lane registered.
+pub fn directory(store: &dyn ChainStore) -> Result<Directory, StoreError> {
+    let mut directory = Directory::from_genesis(store.genesis());
+    for (holder, chain, head) in store.chains()? {
+        let ChainId::Relay(lane) = chain else {
+            continue;
+        };
+        for block in store.range(holder, chain, 1, head.height as usize)? {
+            if let AnyBlock::Relay(relay) = block {
+                for entry in &relay.header.registry.added {
+                    directory.add(lane, entry);
+                }
+            }
+        }
+    }
+    Ok(directory)
+}
