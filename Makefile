@@ -4,10 +4,14 @@ CARGO ?= cargo
 DATA ?= ieschain-data
 SEED ?= 1
 
-.PHONY: run test deps fmt-check clippy unit examples doc package-check
+.PHONY: run test deps deps-test fmt-check clippy unit examples doc package-check
 
 deps:
 	@scripts/ensure-deps.sh
+
+## What the tests need beyond the build: a headless chromium for the explorer's browser test.
+deps-test:
+	@scripts/ensure-deps.sh --browser
 
 ## make run: the main job: the built-in four-party federation, live for $(DURATION) s on
 ## RocksDB in $(DATA) (elections, batching, rotations), its JSON report in
@@ -20,7 +24,7 @@ run: deps
 	$(CARGO) run --bin ieschain -- verify --data $(DATA)
 
 ## make test: the whole gate: formatting, lints, every test, docs.
-test: deps fmt-check clippy unit examples doc package-check
+test: deps-test fmt-check clippy unit examples doc package-check
 
 fmt-check:
 	$(CARGO) fmt --all --check

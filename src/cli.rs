@@ -251,6 +251,18 @@ enum Command {
     /// Print the JSON Schema of the reports that run and simulate write.
     #[command(after_help = "Example:\n  ieschain schema > report.schema.json")]
     Schema,
+    /// Serve a read-only web explorer of a data directory (live or not): lanes, blocks, elections.
+    #[command(
+        after_help = "Examples:\n  ieschain serve --data ieschain-data            # then open http://127.0.0.1:8080/\n  ieschain serve --data ieschain-data --listen 127.0.0.1:9000\n\nThe JSON API: /api/chains, /api/chain?name=relay/grid&limit=20, /api/block/HASH.\nThe directory is read as a RocksDB secondary instance: nothing is written into it."
+    )]
+    Serve {
+        /// The data directory.
+        #[arg(long)]
+        data: PathBuf,
+        /// The address to listen on (loopback by default; port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Runs the command line with `args` (the first is the program name) and returns the exit
@@ -356,6 +368,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             clap_complete::generate(shell, &mut command, "ieschain", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
+        Command::Serve { data, listen } => run_serve(data, listen),
         Command::Schema => match serde_json::to_string_pretty(&crate::report::schema()) {
             Ok(text) => {
                 println!("{text}");
@@ -813,6 +826,59 @@ fn open_for_reading(command: &str, data: &Path) -> Result<Snapshot, StoreError> 
         );
     }
     Ok(snapshot)
+}
+
+/// `ieschain serve`: checks the directory, listens, prints the address and serves until
+/// SIGINT or SIGTERM.
+fn run_serve(data: PathBuf, listen: std::net::SocketAddr) -> ExitCode {
+    if let Err(e) = Snapshot::open(&data, Access::ReadOnly) {
+        eprintln!("ieschain serve: {e}");
+        return ExitCode::from(2);
+    }
+    let stop = match StopSignal::install() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("ieschain serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ieschain serve: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!("ieschain serve: listening on {listen}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let bound = listener.local_addr().unwrap_or(listen);
+        println!(
+            "ieschain serve: {} at http://{bound}/ (read-only; Ctrl-C stops)",
+            data.display()
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        match crate::serve::serve(listener, data, async move { stop.wait().await }).await {
+            Ok(()) => {
+                println!("ieschain serve: stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ieschain serve: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
 }
 
 /// The events as JSON Lines: one object per line, names beside the ids.

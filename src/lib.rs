@@ -39,6 +39,7 @@ pub mod lifecycle;
 mod markdown;
 pub mod progress;
 pub mod report;
+pub mod serve;
 pub mod simulation;
 pub mod trace;
 

@@ -1,0 +1,379 @@
+//! `ieschain serve`, the explorer: its JSON API against real data directories (a finished
+//! run and a running one), its clear 4xx answers to bad requests, its embedded page, its
+//! promise never to write into the directory, its clean stop on SIGTERM, and the page in a
+//! real headless chromium.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// A guard against a hang, not a measure.
+const WITHIN: Duration = Duration::from_secs(60);
+
+/// `ieschain args…` as a child, its stdout read line by line on a thread.
+fn start(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ieschain"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for(lines: &mpsc::Receiver<String>, found: impl Fn(&str) -> bool) -> String {
+    loop {
+        let line = lines.recv_timeout(WITHIN).expect("the line came");
+        if found(&line) {
+            return line;
+        }
+    }
+}
+
+/// Starts `serve` on a free loopback port: the child, its lines and its address.
+fn serve(data: &Path) -> (Child, mpsc::Receiver<String>, String) {
+    let (child, lines) = start(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let line = wait_for(&lines, |l| l.contains("http://"));
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    (child, lines, address)
+}
+
+/// `GET path` over HTTP/1.1: the status and the body.
+fn get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(WITHIN)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, body.to_string())
+}
+
+fn get_json(address: &str, path: &str) -> (u16, Value) {
+    let (status, body) = get(address, path);
+    let value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, value)
+}
+
+/// Every file of `dir` with its length and modification time.
+fn files(dir: &Path) -> BTreeMap<String, (u64, SystemTime)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let meta = entry.metadata().unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                (meta.len(), meta.modified().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn stop(child: Child, signal: Signal) -> i32 {
+    let mut child = child;
+    kill(Pid::from_raw(child.id() as i32), signal).unwrap();
+    child.wait().unwrap().code().unwrap_or(-1)
+}
+
+/// A finished four-party run in `dir`: elections, relay lanes, records.
+fn finished_run(dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ieschain"))
+        .args(["run", "--data", dir.to_str().unwrap(), "--duration", "4"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_api_answers_from_a_finished_run_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    finished_run(&data);
+    let before = files(&data);
+    let (child, _lines, address) = serve(&data);
+
+    let (status, listing) = get_json(&address, "/api/chains");
+    assert_eq!(status, 200, "{listing}");
+    let chains = listing["chains"].as_array().unwrap();
+    let mut lanes: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    for chain in chains {
+        if chain["chain"]["kind"] == "relay" {
+            let name = chain["chain_name"].as_str().unwrap().to_string();
+            let height = chain["height"].as_u64().unwrap();
+            let node = chain["node_name"].as_str().unwrap().to_string();
+            if lanes.get(&name).is_none_or(|(_, h)| height > *h) {
+                lanes.insert(name, (node, height));
+            }
+        }
+    }
+    assert_eq!(
+        lanes.keys().collect::<Vec<_>>(),
+        ["relay/grid", "relay/load", "relay/service", "relay/source"],
+        "{listing}"
+    );
+    let elections = listing["elections"].as_array().unwrap();
+    assert!(elections.len() >= 4, "the initial elections: {listing}");
+    assert!(elections.iter().all(|e| e["relay_name"].is_string()));
+
+    // One lane's blocks from its fullest copy, then one block by its hash.
+    let (node, height) = &lanes["relay/grid"];
+    let (status, blocks) = get_json(
+        &address,
+        &format!("/api/chain?name=relay/grid&node={node}&from=1&limit=1000"),
+    );
+    assert_eq!(status, 200, "{blocks}");
+    let list = blocks["blocks"].as_array().unwrap();
+    assert_eq!(list.len() as u64, *height, "{blocks}");
+    assert_eq!(list[0]["chain"], "relay");
+    let hash = list.last().unwrap()["hash"].as_str().unwrap().to_string();
+    let (status, found) = get_json(&address, &format!("/api/block/{hash}"));
+    assert_eq!(status, 200, "{found}");
+    let copies = found["copies"].as_array().unwrap();
+    assert!(!copies.is_empty());
+    assert!(copies.iter().all(|c| c["block"]["hash"] == hash.as_str()));
+
+    // The page and its script are in the binary.
+    let (status, page) = get(&address, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("ieschain explorer") && page.contains("/app.js"));
+    let (status, script) = get(&address, "/app.js");
+    assert_eq!(status, 200);
+    assert!(script.contains("/api/chains"));
+
+    assert_eq!(stop(child, Signal::SIGTERM), 0);
+    assert_eq!(files(&data), before, "serve wrote into the data directory");
+}
+
+#[test]
+fn bad_requests_get_a_clear_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    finished_run(&data);
+    let (child, _lines, address) = serve(&data);
+    let zeros = "0".repeat(64);
+    let cases = [
+        (
+            "/api/chain?name=relay/nowhere",
+            404,
+            "no chain named relay/nowhere",
+        ),
+        (
+            "/api/chain?name=relay/grid&node=nobody",
+            404,
+            "held by nobody",
+        ),
+        ("/api/chain", 400, "name: expected a chain name"),
+        (
+            "/api/chain?name=relay/grid&limit=1000000",
+            400,
+            "limit: expected at most 1000",
+        ),
+        (
+            "/api/chain?name=relay/grid&from=-1",
+            400,
+            "from: expected a non-negative",
+        ),
+        (
+            "/api/chain?name=relay/grid&limit=ten",
+            400,
+            "limit: expected a non-negative",
+        ),
+        (
+            "/api/block/not-a-hash",
+            400,
+            "hash: expected 64 hexadecimal digits",
+        ),
+        (
+            "/api/block/abc",
+            400,
+            "hash: expected 64 hexadecimal digits",
+        ),
+        (&format!("/api/block/{zeros}"), 404, "no node holds a block"),
+        ("/api/nothing", 404, "no such page"),
+    ];
+    for (path, status, message) in cases {
+        let (got, body) = get_json(&address, path);
+        assert_eq!(got, status, "{path}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(message), "{path}: {error}");
+    }
+    // Still serving after every one of them.
+    assert_eq!(get_json(&address, "/api/chains").0, 200);
+    assert_eq!(stop(child, Signal::SIGINT), 0);
+}
+
+/// Served while a federation runs in the directory: each answer is the directory as it
+/// is (a fresh secondary instance at most a second old), so the heads grow.
+#[test]
+fn a_live_directory_is_served_as_it_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (run, run_lines) = start(&["run", "--data", data.to_str().unwrap(), "--duration", "600"]);
+    wait_for(&run_lines, |l| l.contains("committed"));
+    let (child, _lines, address) = serve(&data);
+    let total = |address: &str| -> u64 {
+        let (status, listing) = get_json(address, "/api/chains");
+        assert_eq!(status, 200, "{listing}");
+        listing["chains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["height"].as_u64().unwrap())
+            .sum()
+    };
+    let first = total(&address);
+    // The run's next progress line comes seconds later, with more blocks written.
+    wait_for(&run_lines, |l| l.contains("committed"));
+    wait_for(&run_lines, |l| l.contains("committed"));
+    let later = total(&address);
+    assert!(later > first, "heads grew: {first} then {later}");
+    assert_eq!(stop(child, Signal::SIGTERM), 0);
+    assert_eq!(stop(run, Signal::SIGTERM), 0);
+}
+
+#[test]
+fn serve_refuses_a_missing_directory_and_listens_on_loopback_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_ieschain"))
+        .args(["serve", "--data", dir.path().join("none").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    let help = Command::new(env!("CARGO_BIN_EXE_ieschain"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[default: 127.0.0.1:8080]"), "{help}");
+}
+
+/// The browser to drive: `IESCHAIN_CHROMIUM`, else Debian's `chromium` (or Ubuntu's
+/// `chromium-browser`) on the PATH.
+fn chromium() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("IESCHAIN_CHROMIUM") {
+        return Some(path.into());
+    }
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|path| path.is_file())
+}
+
+/// The page in a real headless browser, served from a short run: the four lanes, the
+/// initial elections and the run's trades are in its DOM once its scripts ran. A
+/// screenshot is saved as `target/explorer.png` for a person to look at.
+#[test]
+fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
+    let Some(browser) = chromium() else {
+        eprintln!(
+            "\n*** SKIPPED: no chromium to run the explorer's browser test. `make test` \
+             installs Debian's chromium (scripts/ensure-deps.sh --browser); or set \
+             IESCHAIN_CHROMIUM. ***\n"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_ieschain"))
+        .args(["run", "--data", data.to_str().unwrap(), "--duration", "6"])
+        .args(["--report", dir.path().join("report.json").to_str().unwrap()])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
+            .unwrap();
+    let (child, _lines, address) = serve(&data);
+    let url = format!("http://{address}/");
+    // Virtual time lets the page's fetches finish before the DOM is read.
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--virtual-time-budget=8000",
+        "--window-size=1400,1100",
+    ];
+    let dom = Command::new(&browser)
+        .args(flags)
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/explorer.png");
+    let shot = Command::new(&browser)
+        .args(flags)
+        .arg(format!("--screenshot={}", screenshot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert_eq!(stop(child, Signal::SIGTERM), 0);
+    for lane in ["source", "grid", "service", "load"] {
+        assert!(
+            dom.contains(&format!("data-lane=\"{lane}\"")),
+            "lane {lane} in the page: {dom}"
+        );
+    }
+    assert!(dom.contains("epoch 1: initial"), "an election: {dom}");
+    if report["trades"]["power"].as_u64().unwrap_or(0)
+        + report["trades"]["data"].as_u64().unwrap_or(0)
+        > 0
+    {
+        assert!(
+            dom.contains("class=\"trade\""),
+            "a trade in the page: {dom}"
+        );
+    }
+    assert!(
+        shot.status.success() && screenshot.is_file(),
+        "the screenshot"
+    );
+}
