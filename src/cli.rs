@@ -216,7 +216,7 @@ enum Command {
     /// Show the chains of a data directory, the blocks and records of one chain, and the
     /// election history of every relay lane.
     #[command(
-        after_help = "Examples:\n  ieschain inspect --data ieschain-data\n  ieschain inspect --data ieschain-data --chain relay/grid --limit 5\n  ieschain inspect --data ieschain-data --chain consortium/load/load-mall --node load-mall --json"
+        after_help = "Examples:\n  ieschain inspect --data ieschain-data\n  ieschain inspect --data ieschain-data --timeline > epochs.mmd\n  ieschain inspect --data ieschain-data --chain relay/grid --limit 5\n  ieschain inspect --data ieschain-data --chain consortium/load/load-mall --node load-mall --json"
     )]
     Inspect {
         /// The data directory.
@@ -236,8 +236,12 @@ enum Command {
         #[arg(long, value_name = "N", default_value_t = 20)]
         limit: usize,
         /// Print JSON instead of text.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "timeline")]
         json: bool,
+        /// Print the epochs of every lane as a Mermaid Gantt chart (failovers and rotations
+        /// over time), for a README or a report.
+        #[arg(long, conflicts_with_all = ["chain", "node"])]
+        timeline: bool,
     },
     /// Print a shell completion script for ieschain (bash, zsh, fish, elvish, powershell).
     #[command(
@@ -350,11 +354,26 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Verify { data, json } => run_verify(&data, json),
         Command::Inspect {
             data,
+            timeline: true,
+            ..
+        } => match open_for_reading("inspect", &data).and_then(|s| s.timeline()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ieschain inspect: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Inspect {
+            data,
             chain,
             node,
             from,
             limit,
             json,
+            timeline: false,
         } => match inspect(&data, chain.as_deref(), node.as_deref(), from, limit, json) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {

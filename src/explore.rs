@@ -104,7 +104,7 @@ impl Snapshot {
     }
 
     /// `{"chains": [{node, node_name, chain, chain_name, height, head}], "elections":
-    /// [ElectionRecord + height]}`: what `inspect --json` prints without `--chain`.
+    /// [ElectionRecord + height + time]}`: what `inspect --json` prints without `--chain`.
     pub fn listing(&self) -> Result<Value, StoreError> {
         let chains = self.chains()?;
         let names = self.names();
@@ -124,9 +124,10 @@ impl Snapshot {
         let elections: Vec<Value> = self
             .election_history(&chains)?
             .iter()
-            .map(|(height, election)| {
-                let mut value = names.to_value(election);
-                value["height"] = json!(height);
+            .map(|at| {
+                let mut value = names.to_value(&at.record);
+                value["height"] = json!(at.height);
+                value["time"] = json!(ieschain_core::serde_json_form::rfc3339(at.time_ms));
                 value
             })
             .collect();
@@ -199,11 +200,19 @@ impl Snapshot {
 
     /// Every election on the relay chain, each lane read from its most complete copy (the
     /// holder with the highest head, the first such holder on a tie: a node whose copy is
-    /// behind would miss the latest elections), with the height of the block holding it.
-    pub fn election_history(
-        &self,
-        chains: &[HeldChain],
-    ) -> Result<Vec<(u64, ElectionRecord)>, StoreError> {
+    /// behind would miss the latest elections), with the height and time of the block
+    /// holding it.
+    pub fn election_history(&self, chains: &[HeldChain]) -> Result<Vec<ElectionAt>, StoreError> {
+        Ok(self
+            .lanes(chains)?
+            .into_iter()
+            .flat_map(|lane| lane.elections)
+            .collect())
+    }
+
+    /// Each lane's history, from its most complete copy: its elections and the time of
+    /// its newest block.
+    pub fn lanes(&self, chains: &[HeldChain]) -> Result<Vec<LaneHistory>, StoreError> {
         let mut fullest: BTreeMap<ConsortiumId, (&Address, &ChainId, u64)> = BTreeMap::new();
         for (holder, chain, head) in chains {
             let ChainId::Relay(lane) = chain else {
@@ -215,17 +224,96 @@ impl Snapshot {
             }
         }
         let mut out = Vec::new();
-        for (holder, chain, height) in fullest.into_values() {
+        for (lane, (holder, chain, height)) in fullest {
+            let mut history = LaneHistory {
+                lane,
+                elections: Vec::new(),
+                head_time_ms: 0,
+            };
             for block in self.store.range(*holder, *chain, 1, height as usize)? {
+                let AnyBlock::Relay(relay) = &block else {
+                    continue;
+                };
+                history.head_time_ms = history.head_time_ms.max(relay.header.time);
                 for record in block.records() {
                     if let RecordBody::Election(e) = &record.content.body {
-                        out.push((block.height(), e.clone()));
+                        history.elections.push(ElectionAt {
+                            height: block.height(),
+                            time_ms: relay.header.time,
+                            record: e.clone(),
+                        });
                     }
                 }
+            }
+            out.push(history);
+        }
+        Ok(out)
+    }
+
+    /// The epochs of every lane as a Mermaid Gantt chart: a section per lane, a bar per
+    /// epoch from its election's block to the next election's (the last to the lane's
+    /// newest block), named by epoch, reason and relay.
+    pub fn timeline(&self) -> Result<String, StoreError> {
+        let chains = self.chains()?;
+        let genesis = self.store.genesis();
+        let mut out = String::from(
+            "gantt\n    title Relay epochs per consortium lane\n    dateFormat x\n    axisFormat %H:%M:%S\n",
+        );
+        for lane in self.lanes(&chains)? {
+            out.push_str(&format!(
+                "    section {}\n",
+                mermaid_text(&genesis.consortium_name(lane.lane))
+            ));
+            for (i, at) in lane.elections.iter().enumerate() {
+                let end = lane
+                    .elections
+                    .get(i + 1)
+                    .map_or(lane.head_time_ms, |next| next.time_ms)
+                    .max(at.time_ms + 1);
+                let e = &at.record;
+                out.push_str(&format!(
+                    "    epoch {} {} {} :e{}_{}, {}, {}\n",
+                    e.epoch,
+                    mermaid_text(&format!("{:?}", e.reason).to_lowercase()),
+                    mermaid_text(&self.directory.name(&e.relay)),
+                    lane.lane.0,
+                    e.epoch,
+                    at.time_ms,
+                    end
+                ));
             }
         }
         Ok(out)
     }
+}
+
+/// An election with the height and time (ms) of the relay block holding it.
+#[derive(Clone, Debug)]
+pub struct ElectionAt {
+    /// The height of the relay block holding it.
+    pub height: u64,
+    /// That block's time, ms since the Unix epoch.
+    pub time_ms: u64,
+    /// The election.
+    pub record: ElectionRecord,
+}
+
+/// One consortium lane of the relay chain, read from its most complete copy.
+#[derive(Clone, Debug)]
+pub struct LaneHistory {
+    /// The lane.
+    pub lane: ConsortiumId,
+    /// Its elections, oldest first.
+    pub elections: Vec<ElectionAt>,
+    /// The time of its newest block, ms since the Unix epoch.
+    pub head_time_ms: u64,
+}
+
+/// Text safe inside a Mermaid Gantt task or section name (no `:`, `#` or `;`).
+fn mermaid_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if matches!(c, ':' | '#' | ';') { '-' } else { c })
+        .collect()
 }
 
 /// A block's JSON with its height and hash.

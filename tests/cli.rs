@@ -269,6 +269,62 @@ fn inspect_shows_chains_blocks_and_elections() {
     assert!(stderr.contains("no chain named relay/nowhere"), "{stderr}");
 }
 
+/// `inspect --timeline` draws every lane's epochs as a Mermaid Gantt chart: a section per
+/// lane, a bar per election, each from its election to the next (or the lane's head).
+#[test]
+fn inspect_timeline_is_a_mermaid_gantt_of_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    sample_dir(dir.path(), 4);
+    let data = dir.path().to_str().unwrap();
+    let (code, listing, stderr) = outcome(&ieschain(&["inspect", "--data", data, "--json"]));
+    assert_eq!(code, 0, "{stderr}");
+    let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let elections = listing["elections"].as_array().unwrap();
+    assert!(elections
+        .iter()
+        .all(|e| humantime::parse_rfc3339(e["time"].as_str().unwrap()).is_ok()));
+    let (code, stdout, stderr) = outcome(&ieschain(&["inspect", "--data", data, "--timeline"]));
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "gantt", "{stdout}");
+    assert!(lines.contains(&"    dateFormat x"), "{stdout}");
+    let sections: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("    section "))
+        .collect();
+    assert_eq!(sections, ["source", "grid", "service", "load"], "{stdout}");
+    let bars: Vec<(&str, u64, u64)> = lines
+        .iter()
+        .filter_map(|l| l.split_once(" :"))
+        .map(|(name, task)| {
+            let parts: Vec<&str> = task.split(", ").collect();
+            assert_eq!(parts.len(), 3, "{task}");
+            (
+                name.trim(),
+                parts[1].parse().unwrap(),
+                parts[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(bars.len(), elections.len(), "{stdout}");
+    assert!(bars.iter().all(|(_, start, end)| start < end), "{stdout}");
+    for reason in ["initial", "rotation", "failover"] {
+        assert!(
+            bars.iter().any(|(name, _, _)| name.contains(reason)),
+            "{stdout}"
+        );
+    }
+    let (code, _, stderr) = outcome(&ieschain(&[
+        "inspect",
+        "--data",
+        data,
+        "--timeline",
+        "--chain",
+        "relay/grid",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+}
+
 /// `--mermaid FILE` writes the protocol traces: one `sequenceDiagram` for most names, a
 /// Markdown document with fenced blocks for `*.md`; valid even when no run was observed.
 #[test]

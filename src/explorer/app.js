@@ -121,7 +121,8 @@ function drawElections(elections) {
     for (const e of list) {
       const candidates = (e.candidates || []).length;
       column.append(el("div", { class: "election", style: `border-color: ${epochColour(e.epoch)}` },
-        `epoch ${e.epoch}: ${e.reason}, relay ${e.relay_name}, backup ${e.backup_name || "none"} (${candidates} candidates)`));
+        `epoch ${e.epoch}: ${e.reason}, relay ${e.relay_name}, backup ${e.backup_name || "none"} (${candidates} candidates)`,
+        el("br"), el("small", {}, `${(e.time || "").replace("T", " ").replace("Z", "")} UTC, relay block #${e.height}`)));
     }
     columns.push(column);
   }
