@@ -128,6 +128,10 @@ enum Command {
         /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
         #[arg(long, value_name = "FILE")]
         mermaid: Option<PathBuf>,
+        /// Serve the explorer while running, with live events (for example
+        /// 127.0.0.1:8080; port 0 picks a free port).
+        #[arg(long, value_name = "ADDR")]
+        serve: Option<std::net::SocketAddr>,
     },
     /// Simulate a federation deterministically in virtual time, with faults, checking every
     /// safety and liveness invariant after every event and in full at the end. Exits 1 if
@@ -292,6 +296,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             seed,
             report,
             mermaid,
+            serve,
         } => match run(
             config.as_deref(),
             &data,
@@ -299,6 +304,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             seed,
             report.as_deref(),
             mermaid.as_deref(),
+            serve,
         ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -408,6 +414,7 @@ fn run(
     seed: Option<u64>,
     report_path: Option<&Path>,
     mermaid_path: Option<&Path>,
+    serve: Option<std::net::SocketAddr>,
 ) -> Result<(), String> {
     use std::time::{Duration, Instant};
 
@@ -427,6 +434,9 @@ fn run(
         .seed(seed)
         .start_blocking()
         .map_err(|e| e.to_string())?;
+    let explorer = serve
+        .map(|addr| LiveServer::start(addr, data, &federation))
+        .transpose()?;
     // The trace reads the events as they come; a subscriber that falls more than
     // EVENT_BUFFER events behind misses some, which the trace then does not draw.
     let mut events = federation.subscribe();
@@ -497,6 +507,9 @@ fn run(
         None => None,
     };
     federation.shutdown_blocking().map_err(|e| e.to_string())?;
+    if let Some(explorer) = explorer {
+        explorer.stop();
+    }
     let info = RunInfo {
         seed,
         duration_s: elapsed,
@@ -847,6 +860,61 @@ fn open_for_reading(command: &str, data: &Path) -> Result<Snapshot, StoreError> 
     Ok(snapshot)
 }
 
+/// The explorer serving beside a federation running in this process (`run --serve`), on
+/// a runtime of its own, with the federation's live events.
+struct LiveServer {
+    runtime: tokio::runtime::Runtime,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LiveServer {
+    fn start(
+        addr: std::net::SocketAddr,
+        data: &Path,
+        federation: &crate::federation::FederationHandle,
+    ) -> Result<LiveServer, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ieschain-serve")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("starting the explorer's runtime: {e}"))?;
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .map_err(|e| format!("--serve: listening on {addr}: {e}"))?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        println!("ieschain run: explorer at http://{bound}/ (read-only, live events)");
+        let handle = federation.clone();
+        let source: crate::serve::EventSource = std::sync::Arc::new(move || handle.subscribe());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(crate::serve::serve(
+            listener,
+            data.to_path_buf(),
+            Some(source),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(LiveServer {
+            runtime,
+            stop,
+            task,
+        })
+    }
+
+    /// Stops serving (the federation has shut down, so every event stream has ended).
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let task = self.task;
+        let _ = self.runtime.block_on(async move {
+            tokio::time::timeout(std::time::Duration::from_secs(2), task).await
+        });
+        self.runtime
+            .shutdown_timeout(std::time::Duration::from_secs(1));
+    }
+}
+
 /// `ieschain serve`: checks the directory, listens, prints the address and serves until
 /// SIGINT or SIGTERM.
 fn run_serve(data: PathBuf, listen: std::net::SocketAddr) -> ExitCode {
@@ -887,7 +955,7 @@ fn run_serve(data: PathBuf, listen: std::net::SocketAddr) -> ExitCode {
         );
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
-        match crate::serve::serve(listener, data, async move { stop.wait().await }).await {
+        match crate::serve::serve(listener, data, None, async move { stop.wait().await }).await {
             Ok(()) => {
                 println!("ieschain serve: stopped");
                 ExitCode::SUCCESS

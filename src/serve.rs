@@ -3,7 +3,10 @@
 //! The JSON API is the serialisation of `inspect --json` ([`crate::explore`]):
 //! - `GET /api/chains`: every chain with its head, and the election history of every lane;
 //! - `GET /api/chain?name=relay/grid[&node=NAME][&from=H][&limit=N]`: blocks of one chain;
-//! - `GET /api/block/HASH`: every copy of one block, with the chain and node holding it.
+//! - `GET /api/block/HASH`: every copy of one block, with the chain and node holding it;
+//! - `GET /api/events`: server-sent events, the typed events of a federation running in
+//!   this process (`run --serve`), one JSON object per event as `--event-log` writes them;
+//!   404 when the server only reads a directory.
 //!
 //! The page (`/`, with `/app.js` and `/style.css`) is embedded in the binary: no build step,
 //! no CDN. The directory is always opened as a RocksDB secondary instance, so the server
@@ -17,12 +20,15 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ieschain_core::node::Event;
 use ieschain_core::Hash;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 
 use crate::explore::{Access, Snapshot};
 
@@ -39,11 +45,14 @@ const INDEX_HTML: &str = include_str!("explorer/index.html");
 const APP_JS: &str = include_str!("explorer/app.js");
 const STYLE_CSS: &str = include_str!("explorer/style.css");
 
-/// What the handlers share: the directory and its latest snapshot.
-#[derive(Debug)]
+/// Where a live server takes its events from: a new subscription per client.
+pub type EventSource = Arc<dyn Fn() -> broadcast::Receiver<Event> + Send + Sync>;
+
+/// What the handlers share: the directory, its latest snapshot, and the live events.
 struct Explorer {
     data: PathBuf,
     latest: Mutex<Option<(Instant, Arc<Snapshot>)>>,
+    events: Option<EventSource>,
 }
 
 /// An answer that is not a success: a status and a one-line reason, as JSON.
@@ -94,11 +103,13 @@ fn store_failure(e: impl std::fmt::Display) -> Failure {
     Failure(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
-/// The explorer's routes over data directory `data`.
-pub fn router(data: PathBuf) -> Router {
+/// The explorer's routes over data directory `data`, with live events from `events` when
+/// a federation runs in this process.
+pub fn router(data: PathBuf, events: Option<EventSource>) -> Router {
     let explorer = Arc::new(Explorer {
         data,
         latest: Mutex::new(None),
+        events,
     });
     Router::new()
         .route(
@@ -116,6 +127,7 @@ pub fn router(data: PathBuf) -> Router {
         .route("/api/chains", get(chains))
         .route("/api/chain", get(chain))
         .route("/api/block/{hash}", get(block))
+        .route("/api/events", get(live_events))
         .fallback(|| async {
             Failure(
                 StatusCode::NOT_FOUND,
@@ -221,13 +233,58 @@ async fn block(State(explorer): State<Arc<Explorer>>, UrlPath(text): UrlPath<Str
         .await
 }
 
-/// Serves the explorer of `data` on `listener` until `stop` resolves.
+/// The live events as server-sent events: each named by its kind (`elected`,
+/// `committed`, …), its data the event's JSON with names beside ids. A client that falls
+/// behind gets a `lagged` event saying how many it missed; the stream ends with the
+/// federation.
+async fn live_events(State(explorer): State<Arc<Explorer>>) -> Result<Response, Failure> {
+    let Some(source) = explorer.events.clone() else {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            "no live events: this server reads a directory; `ieschain run --serve ADDR` \
+             serves a running federation's events"
+                .into(),
+        ));
+    };
+    let receiver = source();
+    let explorer = explorer.clone();
+    let names_from = tokio::task::spawn_blocking(move || explorer.snapshot())
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let stream = futures_util::stream::unfold(
+        (receiver, names_from),
+        |(mut receiver, snapshot)| async move {
+            let event = match receiver.recv().await {
+                Ok(event) => {
+                    let value = snapshot.names().to_value(&event);
+                    let kind = value["event"].as_str().unwrap_or("event").to_string();
+                    SseEvent::default().event(kind).data(value.to_string())
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => SseEvent::default()
+                    .event("lagged")
+                    .data(json!({ "missed": missed }).to_string()),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((
+                Ok::<_, std::convert::Infallible>(event),
+                (receiver, snapshot),
+            ))
+        },
+    );
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Serves the explorer of `data` on `listener` until `stop` resolves, with live events from
+/// `events` when given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     data: PathBuf,
+    events: Option<EventSource>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(data))
+    axum::serve(listener, router(data, events))
         .with_graceful_shutdown(stop)
         .await
 }

@@ -232,6 +232,7 @@ fn bad_requests_get_a_clear_4xx() {
         ),
         (&format!("/api/block/{zeros}"), 404, "no node holds a block"),
         ("/api/nothing", 404, "no such page"),
+        ("/api/events", 404, "no live events"),
     ];
     for (path, status, message) in cases {
         let (got, body) = get_json(&address, path);
@@ -376,4 +377,66 @@ fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
         shot.status.success() && screenshot.is_file(),
         "the screenshot"
     );
+}
+
+/// `run --serve`: the explorer beside the running federation, its typed events live as
+/// server-sent events, and the stream's end when the run stops.
+#[test]
+fn run_serves_the_explorer_with_live_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (run, lines) = start(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--duration",
+        "600",
+        "--serve",
+        "127.0.0.1:0",
+    ]);
+    let line = wait_for(&lines, |l| l.contains("explorer at http://"));
+    let address = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.set_read_timeout(Some(WITHIN)).unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // Committed relay blocks come within a second of serving; each is one SSE event with
+    // its kind as the event name and its JSON as the data.
+    let mut kind = String::new();
+    let committed: Value = loop {
+        let mut line = String::new();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream ended early"
+        );
+        let line = line.trim_end();
+        if let Some(name) = line.strip_prefix("event: ") {
+            kind = name.to_string();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            if kind == "committed" {
+                break serde_json::from_str(data).unwrap();
+            }
+        }
+    };
+    assert_eq!(committed["event"], "committed");
+    assert!(committed["node_name"].is_string(), "{committed}");
+    assert_eq!(get_json(&address, "/api/chains").0, 200);
+    // Stopping the run ends the federation, its event stream and the server.
+    kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
+    let mut rest = String::new();
+    let _ = reader.read_to_string(&mut rest);
+    let mut run = run;
+    assert_eq!(run.wait().unwrap().code(), Some(0));
 }

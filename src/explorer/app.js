@@ -141,9 +141,37 @@ async function refresh() {
   }
 }
 
+// Live counters, when the server runs beside a federation (`run --serve`): records
+// committed at their relay per second over the last 5 s, elections, and events seen.
+const live = { events: 0, elections: 0, stamps: [] };
+function startLive() {
+  if (!window.EventSource) return;
+  const source = new EventSource("/api/events");
+  source.onerror = () => { if (live.events === 0) source.close(); };
+  source.addEventListener("elected", () => { live.elections += 1; });
+  source.addEventListener("committed", (message) => {
+    const event = JSON.parse(message.data);
+    if (event.produced) live.stamps.push([Date.now(), (event.records || []).length]);
+  });
+  source.onmessage = () => {};
+  const count = () => { live.events += 1; };
+  for (const kind of ["elected", "committed", "acked", "took_over", "stalled", "recorded"]) {
+    source.addEventListener(kind, count);
+  }
+  setInterval(() => {
+    const now = Date.now();
+    live.stamps = live.stamps.filter(([at]) => now - at <= 5000);
+    const records = live.stamps.reduce((sum, [, n]) => sum + n, 0);
+    if (live.events === 0) return;
+    document.getElementById("live").textContent =
+      `live: ${(records / 5).toFixed(0)} records/s on the relay chain, ${live.elections} elections, ${live.events} events`;
+  }, 1000);
+}
+
 document.getElementById("search").addEventListener("submit", (event) => {
   event.preventDefault();
   show(document.getElementById("hash").value.trim());
 });
 refresh();
 setInterval(refresh, 2000);
+startLive();
