@@ -11,9 +11,10 @@ use std::path::Path;
 
 use ieschain_core::election::ElectionRecord;
 use ieschain_core::genesis::Directory;
+use ieschain_core::merkle::MerkleProof;
 use ieschain_core::record::RecordBody;
 use ieschain_core::validate::Head;
-use ieschain_core::{Address, AnyBlock, ChainId, ConsortiumId, Hash};
+use ieschain_core::{Address, AnyBlock, ChainBlock, ChainId, ConsortiumId, Hash, Record};
 use ieschain_storage::{ChainStore, RocksStore, StoreError};
 use serde_json::{json, Value};
 
@@ -213,24 +214,14 @@ impl Snapshot {
     /// Each lane's history, from its most complete copy: its elections and the time of
     /// its newest block.
     pub fn lanes(&self, chains: &[HeldChain]) -> Result<Vec<LaneHistory>, StoreError> {
-        let mut fullest: BTreeMap<ConsortiumId, (&Address, &ChainId, u64)> = BTreeMap::new();
-        for (holder, chain, head) in chains {
-            let ChainId::Relay(lane) = chain else {
-                continue;
-            };
-            let best = fullest.entry(*lane).or_insert((holder, chain, head.height));
-            if head.height > best.2 {
-                *best = (holder, chain, head.height);
-            }
-        }
         let mut out = Vec::new();
-        for (lane, (holder, chain, height)) in fullest {
+        for (lane, (holder, chain, height)) in fullest_copies(chains) {
             let mut history = LaneHistory {
                 lane,
                 elections: Vec::new(),
                 head_time_ms: 0,
             };
-            for block in self.store.range(*holder, *chain, 1, height as usize)? {
+            for block in self.store.range(holder, chain, 1, height as usize)? {
                 let AnyBlock::Relay(relay) = &block else {
                     continue;
                 };
@@ -246,6 +237,68 @@ impl Snapshot {
                 }
             }
             out.push(history);
+        }
+        Ok(out)
+    }
+
+    /// The records on the relay chain that `filter` selects (each lane's most complete
+    /// copy, oldest first, at most `limit`), each with its inclusion proof: the record
+    /// under its consortium block's `records_root`, that block under its relay block's
+    /// `blocks_root`, both Merkle paths checked here (`verified`).
+    pub fn records(&self, filter: &RecordFilter, limit: usize) -> Result<Vec<Value>, StoreError> {
+        let names = self.names();
+        let chains = self.chains()?;
+        let mut out = Vec::new();
+        for (_, (holder, chain, height)) in fullest_copies(&chains) {
+            for block in self.store.range(holder, chain, 1, height as usize)? {
+                let AnyBlock::Relay(relay) = &block else {
+                    continue;
+                };
+                for (b, included) in relay.blocks.iter().enumerate() {
+                    let leaves: Vec<Hash> = included.records.iter().map(Record::leaf).collect();
+                    for (r, record) in included.records.iter().enumerate() {
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                        let body = names.to_value(&record.content.body);
+                        if !filter.selects(&self.directory, record, &body) {
+                            continue;
+                        }
+                        let record_proof = MerkleProof::build(&leaves, r);
+                        let block_proof = relay.block_proof(b);
+                        let verified = record_proof
+                            .as_ref()
+                            .is_some_and(|p| p.verify(&included.header.records_root, &leaves[r]))
+                            && block_proof.as_ref().is_some_and(|p| {
+                                p.verify(&relay.header.blocks_root, &included.leaf())
+                            });
+                        out.push(json!({
+                            "record": names.to_value(record),
+                            "digest": record.digest().to_string(),
+                            "leaf": leaves[r].to_string(),
+                            "consortium_block": {
+                                "author": included.header.author.to_string(),
+                                "author_name": self.directory.name(&included.header.author),
+                                "height": included.header.height,
+                                "hash": included.hash().to_string(),
+                                "leaf": included.leaf().to_string(),
+                                "records_root": included.header.records_root.to_string(),
+                                "record_proof": record_proof.as_ref().map(proof_json),
+                            },
+                            "relay_block": {
+                                "lane": relay.header.lane.0,
+                                "lane_name": self.store.genesis().consortium_name(relay.header.lane),
+                                "height": relay.header.height,
+                                "hash": relay.hash().to_string(),
+                                "blocks_root": relay.header.blocks_root.to_string(),
+                                "block_proof": block_proof.as_ref().map(proof_json),
+                                "held_by": self.directory.name(&holder),
+                            },
+                            "verified": verified,
+                        }));
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -284,6 +337,66 @@ impl Snapshot {
             }
         }
         Ok(out)
+    }
+}
+
+/// Each relay lane's most complete copy (the holder with the highest head, the first
+/// such holder on a tie): lane → (holder, chain, height).
+fn fullest_copies(chains: &[HeldChain]) -> BTreeMap<ConsortiumId, (Address, ChainId, u64)> {
+    let mut fullest: BTreeMap<ConsortiumId, (Address, ChainId, u64)> = BTreeMap::new();
+    for (holder, chain, head) in chains {
+        let ChainId::Relay(lane) = chain else {
+            continue;
+        };
+        let best = fullest
+            .entry(*lane)
+            .or_insert((*holder, *chain, head.height));
+        if head.height > best.2 {
+            *best = (*holder, *chain, head.height);
+        }
+    }
+    fullest
+}
+
+fn proof_json(proof: &MerkleProof) -> Value {
+    json!({
+        "index": proof.index,
+        "leaf_count": proof.leaf_count,
+        "siblings": proof.siblings.iter().map(Hash::to_string).collect::<Vec<_>>(),
+    })
+}
+
+/// Which records [`Snapshot::records`] selects: every given criterion must hold.
+#[derive(Clone, Debug, Default)]
+pub struct RecordFilter {
+    /// The author, by name.
+    pub member: Option<String>,
+    /// The kind, as the JSON names it (`power_offer`, `grid_vote`, …).
+    pub kind: Option<String>,
+    /// The author's seq.
+    pub seq: Option<u64>,
+    /// A hash the record is, or names in its body (a trade id, an offer, a bid).
+    pub hash: Option<Hash>,
+}
+
+impl RecordFilter {
+    fn selects(&self, directory: &Directory, record: &Record, body: &Value) -> bool {
+        let content = &record.content;
+        self.member
+            .as_ref()
+            .is_none_or(|m| directory.name(&content.author) == *m)
+            && self
+                .kind
+                .as_ref()
+                .is_none_or(|k| body["kind"] == k.as_str())
+            && self.seq.is_none_or(|seq| content.seq == seq)
+            && self.hash.is_none_or(|hash| {
+                let text = hash.to_string();
+                record.digest() == hash
+                    || body
+                        .as_object()
+                        .is_some_and(|fields| fields.values().any(|v| *v == text.as_str()))
+            })
     }
 }
 

@@ -4,6 +4,9 @@
 //! - `GET /api/chains`: every chain with its head, and the election history of every lane;
 //! - `GET /api/chain?name=relay/grid[&node=NAME][&from=H][&limit=N]`: blocks of one chain;
 //! - `GET /api/block/HASH`: every copy of one block, with the chain and node holding it;
+//! - `GET /api/records?[member=NAME][&kind=KIND][&seq=N][&hash=HASH][&limit=N]`: the
+//!   records on the relay chain that match, each with its inclusion proof (record ⊂
+//!   consortium block ⊂ relay block, Merkle paths checked: `verified`);
 //! - `GET /api/events`: server-sent events, the typed events of a federation running in
 //!   this process (`run --serve`), one JSON object per event as `--event-log` writes them;
 //!   404 when the server only reads a directory.
@@ -30,7 +33,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use crate::explore::{Access, Snapshot};
+use crate::explore::{Access, RecordFilter, Snapshot};
 
 /// How old a snapshot of the directory may be before a request opens a fresh one.
 pub const REFRESH: Duration = Duration::from_secs(1);
@@ -128,6 +131,7 @@ pub fn router(data: PathBuf, events: Option<EventSource>) -> Router {
         .route("/api/chain", get(chain))
         .route("/api/block/{hash}", get(block))
         .route("/api/events", get(live_events))
+        .route("/api/records", get(records))
         .fallback(|| async {
             Failure(
                 StatusCode::NOT_FOUND,
@@ -205,6 +209,61 @@ async fn chain(State(explorer): State<Arc<Explorer>>, Query(query): Query<ChainQ
             snapshot
                 .blocks(holder, chain, from, limit)
                 .map_err(store_failure)
+        })
+        .await
+}
+
+/// The query of `/api/records`.
+#[derive(Debug, Deserialize)]
+struct RecordsQuery {
+    member: Option<String>,
+    kind: Option<String>,
+    seq: Option<String>,
+    hash: Option<String>,
+    limit: Option<String>,
+}
+
+async fn records(
+    State(explorer): State<Arc<Explorer>>,
+    Query(query): Query<RecordsQuery>,
+) -> Answer {
+    let limit = number("limit", query.limit.as_deref(), DEFAULT_LIMIT)?;
+    if limit > MAX_LIMIT {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("limit: expected at most {MAX_LIMIT}, found {limit}"),
+        ));
+    }
+    let seq = query
+        .seq
+        .as_deref()
+        .map(|text| number("seq", Some(text), 0u64))
+        .transpose()?;
+    let hash = query
+        .hash
+        .as_deref()
+        .map(|text| {
+            Hash::from_hex(text).ok_or_else(|| {
+                Failure(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "hash: expected 64 hexadecimal digits, found {:?}",
+                        text.chars().take(80).collect::<String>()
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let filter = RecordFilter {
+        member: query.member,
+        kind: query.kind,
+        seq,
+        hash,
+    };
+    explorer
+        .read(move |snapshot| {
+            let found = snapshot.records(&filter, limit).map_err(store_failure)?;
+            Ok(json!({ "records": found }))
         })
         .await
 }

@@ -174,6 +174,33 @@ fn the_api_answers_from_a_finished_run_and_writes_nothing() {
     assert!(!copies.is_empty());
     assert!(copies.iter().all(|c| c["block"]["hash"] == hash.as_str()));
 
+    // Records on the relay chain with their inclusion proofs, found again by author and
+    // seq, and by their hash.
+    let (status, found) = get_json(&address, "/api/records?limit=5");
+    assert_eq!(status, 200, "{found}");
+    let records = found["records"].as_array().unwrap();
+    assert_eq!(records.len(), 5, "{found}");
+    assert!(records.iter().all(|r| r["verified"] == true), "{found}");
+    let first = &records[0];
+    let content = &first["record"]["content"];
+    let (author, seq) = (content["author_name"].as_str().unwrap(), &content["seq"]);
+    let (status, again) = get_json(&address, &format!("/api/records?member={author}&seq={seq}"));
+    assert_eq!(status, 200, "{again}");
+    let again = again["records"].as_array().unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["digest"], first["digest"]);
+    let digest = first["digest"].as_str().unwrap();
+    let (_, by_hash) = get_json(&address, &format!("/api/records?hash={digest}"));
+    assert_eq!(
+        by_hash["records"][0]["digest"], first["digest"],
+        "{by_hash}"
+    );
+    let relay_block = first["relay_block"]["hash"].as_str().unwrap();
+    assert_eq!(
+        get_json(&address, &format!("/api/block/{relay_block}")).0,
+        200
+    );
+
     // The page and its script are in the binary.
     let (status, page) = get(&address, "/");
     assert_eq!(status, 200);
@@ -233,6 +260,21 @@ fn bad_requests_get_a_clear_4xx() {
         (&format!("/api/block/{zeros}"), 404, "no node holds a block"),
         ("/api/nothing", 404, "no such page"),
         ("/api/events", 404, "no live events"),
+        (
+            "/api/records?seq=first",
+            400,
+            "seq: expected a non-negative",
+        ),
+        (
+            "/api/records?hash=zz",
+            400,
+            "hash: expected 64 hexadecimal digits",
+        ),
+        (
+            "/api/records?limit=5000",
+            400,
+            "limit: expected at most 1000",
+        ),
     ];
     for (path, status, message) in cases {
         let (got, body) = get_json(&address, path);

@@ -168,6 +168,40 @@ function startLive() {
   }, 1000);
 }
 
+async function searchRecords() {
+  const params = new URLSearchParams();
+  for (const [id, key] of [["member", "member"], ["kind", "kind"], ["seq", "seq"], ["rhash", "hash"]]) {
+    const value = document.getElementById(id).value.trim();
+    if (value) params.set(key, value);
+  }
+  params.set("limit", "50");
+  const out = document.getElementById("proofs");
+  try {
+    const { records } = await getJson(`/api/records?${params}`);
+    const rows = records.map((found) => {
+      const c = found.record.content;
+      const cb = found.consortium_block;
+      const rb = found.relay_block;
+      return el("tr", { class: "proof" },
+        el("td", {}, `${c.author_name} #${c.seq}`), el("td", {}, c.body.kind),
+        el("td", {}, `⊂ consortium block ${cb.author_name} #${cb.height}`),
+        el("td", {}, `⊂ relay block ${rb.lane_name} #${rb.height}`),
+        el("td", {}, found.verified ? "proof verified" : "PROOF FAILED"));
+    });
+    out.replaceChildren(records.length
+      ? el("table", {}, el("tr", {}, el("th", {}, "record"), el("th", {}, "kind"), el("th", {}, "in"),
+        el("th", {}, "in"), el("th", {}, "Merkle paths")), ...rows)
+      : el("p", {}, "No record on the relay chain matches."));
+  } catch (e) {
+    out.replaceChildren(el("p", {}, `error: ${e.message}`));
+  }
+}
+
+document.getElementById("records").addEventListener("submit", (event) => {
+  event.preventDefault();
+  searchRecords();
+});
+
 document.getElementById("search").addEventListener("submit", (event) => {
   event.preventDefault();
   show(document.getElementById("hash").value.trim());
