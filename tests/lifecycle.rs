@@ -2,11 +2,10 @@
 //! `ieschain` process. The first signal stops `run`, `simulate` and `bench` cleanly (their
 //! summary and report, storage flushed); a second forces the exit (130).
 
-use std::io::{BufRead, BufReader};
 mod util;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -17,27 +16,8 @@ use serde_json::Value;
 /// How long a stopped command may take to end: a guard against a hang, not a measure.
 const ENDS_WITHIN: Duration = Duration::from_secs(60);
 
-/// `ieschain args…` as a child, its stdout read line by line on a thread.
 fn start(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ieschain"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout: ChildStdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
+    util::spawn_with_lines(args)
 }
 
 /// Reads lines until one contains `needle`; the lines read, that one last.

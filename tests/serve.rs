@@ -3,6 +3,8 @@
 //! promise never to write into the directory, its clean stop on SIGTERM, and the page in a
 //! real headless chromium.
 
+mod util;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -18,27 +20,8 @@ use serde_json::Value;
 /// A guard against a hang, not a measure.
 const WITHIN: Duration = Duration::from_secs(60);
 
-/// `ieschain args…` as a child, its stdout read line by line on a thread.
 fn start(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ieschain"))
-        .args(args)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    (child, rx)
+    util::spawn_with_lines(args)
 }
 
 fn wait_for(lines: &mpsc::Receiver<String>, found: impl Fn(&str) -> bool) -> String {
@@ -60,13 +43,16 @@ fn serve(data: &Path) -> (Child, mpsc::Receiver<String>, String) {
         "127.0.0.1:0",
     ]);
     let line = wait_for(&lines, |l| l.contains("http://"));
-    let address = line
-        .split("http://")
+    (child, lines, address_in(&line))
+}
+
+/// The `host:port` of the first `http://host:port/` in `line`.
+fn address_in(line: &str) -> String {
+    line.split("http://")
         .nth(1)
         .and_then(|rest| rest.split('/').next())
         .unwrap()
-        .to_string();
-    (child, lines, address)
+        .to_string()
 }
 
 /// `GET path` over HTTP/1.1: the status and the body.
@@ -436,13 +422,7 @@ fn run_serves_the_explorer_with_live_events() {
         "--serve",
         "127.0.0.1:0",
     ]);
-    let line = wait_for(&lines, |l| l.contains("explorer at http://"));
-    let address = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_string();
+    let address = address_in(&wait_for(&lines, |l| l.contains("explorer at http://")));
     let mut stream = TcpStream::connect(&address).unwrap();
     stream.set_read_timeout(Some(WITHIN)).unwrap();
     write!(

@@ -1,8 +1,10 @@
 //! Shared fixtures of the integration tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 
 use ieschain::demo::write_sample_ledger;
 use ieschain_core::sample::SampleFederation;
@@ -55,4 +57,28 @@ pub fn assert_matches_report_schema(report: &serde_json::Value) {
         errors.is_empty(),
         "the report breaks its schema: {errors:#?}\n{report:#}"
     );
+}
+
+/// `ieschain args…` as a child process, its stdout read line by line on a thread (stderr
+/// discarded).
+pub fn spawn_with_lines(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ieschain"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    (child, rx)
 }
