@@ -16,11 +16,13 @@ deps-test:
 ## make run: the main job: the built-in four-party federation, live for $(DURATION) s on
 ## RocksDB in $(DATA) (elections, batching, rotations), its JSON report in
 ## $(DATA)/report.json, then a full `ieschain verify` of every chain it wrote.
+## `make run SERVE=127.0.0.1:8080` also serves the explorer while it runs.
 DURATION ?= 30
+SERVE ?=
 run: deps
 	$(CARGO) build --bin ieschain
 	mkdir -p $(DATA)
-	$(CARGO) run --bin ieschain -- run --data $(DATA) --duration $(DURATION) --seed $(SEED) --report $(DATA)/report.json
+	$(CARGO) run --bin ieschain -- run --data $(DATA) --duration $(DURATION) --seed $(SEED) --report $(DATA)/report.json $(if $(SERVE),--serve $(SERVE))
 	$(CARGO) run --bin ieschain -- verify --data $(DATA)
 
 ## make test: the whole gate: formatting, lints, every test, docs.
