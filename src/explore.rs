@@ -105,7 +105,7 @@ impl Snapshot {
     }
 
     /// `{"chains": [{node, node_name, chain, chain_name, height, head}], "elections":
-    /// [ElectionRecord + height + time]}`: what `inspect --json` prints without `--chain`.
+    /// [ElectionRecord + height + time], "lanes": [{lane, lane_name, head_time}]}`: what `inspect --json` prints without `--chain`.
     pub fn listing(&self) -> Result<Value, StoreError> {
         let chains = self.chains()?;
         let names = self.names();
@@ -122,17 +122,29 @@ impl Snapshot {
                 })
             })
             .collect();
-        let elections: Vec<Value> = self
-            .election_history(&chains)?
+        let lanes = self.lanes(&chains)?;
+        let rfc3339 = ieschain_core::serde_json_form::rfc3339;
+        let elections: Vec<Value> = lanes
             .iter()
+            .flat_map(|lane| &lane.elections)
             .map(|at| {
                 let mut value = names.to_value(&at.record);
                 value["height"] = json!(at.height);
-                value["time"] = json!(ieschain_core::serde_json_form::rfc3339(at.time_ms));
+                value["time"] = json!(rfc3339(at.time_ms));
                 value
             })
             .collect();
-        Ok(json!({ "chains": listing, "elections": elections }))
+        let lanes: Vec<Value> = lanes
+            .iter()
+            .map(|lane| {
+                json!({
+                    "lane": lane.lane.0,
+                    "lane_name": self.store.genesis().consortium_name(lane.lane),
+                    "head_time": rfc3339(lane.head_time_ms),
+                })
+            })
+            .collect();
+        Ok(json!({ "chains": listing, "elections": elections, "lanes": lanes }))
     }
 
     /// The copy of chain `wanted` (by name) held by `node` (by name), or by the first

@@ -142,6 +142,12 @@ fn the_api_answers_from_a_finished_run_and_writes_nothing() {
     let elections = listing["elections"].as_array().unwrap();
     assert!(elections.len() >= 4, "the initial elections: {listing}");
     assert!(elections.iter().all(|e| e["relay_name"].is_string()));
+    let heads = listing["lanes"].as_array().unwrap();
+    assert_eq!(heads.len(), 4, "{listing}");
+    assert!(
+        heads.iter().all(|l| l["head_time"].is_string()),
+        "{listing}"
+    );
 
     // One lane's blocks from its fullest copy, then one block by its hash.
     let (node, height) = &lanes["relay/grid"];
@@ -392,6 +398,10 @@ fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
         );
     }
     assert!(dom.contains("epoch 1: initial"), "an election: {dom}");
+    assert!(
+        dom.contains("data-epochs=\"grid\""),
+        "the epochs bar: {dom}"
+    );
     if report["trades"]["power"].as_u64().unwrap_or(0)
         + report["trades"]["data"].as_u64().unwrap_or(0)
         > 0

@@ -109,6 +109,28 @@ async function drawLanes(chains) {
   drawTrades(trades);
 }
 
+// Epochs per lane as bars on one time axis (what `inspect --timeline` draws as Mermaid).
+function drawEpochs(elections, lanes) {
+  const times = elections.map((e) => Date.parse(e.time)).concat(lanes.map((l) => Date.parse(l.head_time)));
+  const start = Math.min(...times);
+  const span = Math.max(1, Math.max(...times) - start);
+  const rows = lanes.map((lane) => {
+    const own = elections.filter((e) => e.consortium_name === lane.lane_name);
+    const bar = el("div", { class: "epochs", "data-epochs": lane.lane_name });
+    own.forEach((e, i) => {
+      const from = Date.parse(e.time);
+      const to = i + 1 < own.length ? Date.parse(own[i + 1].time) : Date.parse(lane.head_time);
+      bar.append(el("span", {
+        class: "epoch",
+        style: `left: ${(100 * (from - start)) / span}%; width: ${Math.max(0.5, (100 * (to - from)) / span)}%; background: ${epochColour(e.epoch)}`,
+        title: `epoch ${e.epoch} (${e.reason}): ${e.relay_name}, from ${e.time}`,
+      }, `${e.epoch}`));
+    });
+    return el("div", { class: "epoch-row" }, el("span", { class: "epoch-lane" }, lane.lane_name), bar);
+  });
+  document.getElementById("epochs").replaceChildren(...rows);
+}
+
 function drawElections(elections) {
   const byConsortium = new Map();
   for (const e of elections) {
@@ -135,6 +157,7 @@ async function refresh() {
     const listing = await getJson("/api/chains");
     await drawLanes(listing.chains);
     drawElections(listing.elections);
+    drawEpochs(listing.elections, listing.lanes || []);
     status.textContent = `${listing.chains.length} chains, ${listing.elections.length} elections, ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     status.textContent = `error: ${e.message}`;
