@@ -261,7 +261,7 @@ enum Command {
     Schema,
     /// Serve a read-only web explorer of a data directory (live or not): lanes, blocks, elections.
     #[command(
-        after_help = "Examples:\n  ieschain serve --data ieschain-data            # then open http://127.0.0.1:8080/\n  ieschain serve --data ieschain-data --listen 127.0.0.1:9000\n\nThe JSON API: /api/chains, /api/chain?name=relay/grid&limit=20, /api/block/HASH.\nThe directory is read as a RocksDB secondary instance: nothing is written into it."
+        after_help = "Examples:\n  ieschain serve --data ieschain-data            # then open http://127.0.0.1:8080/\n  ieschain serve --data ieschain-data --listen 127.0.0.1:9000\n\nThe JSON API: /api/chains, /api/chain?name=relay/grid&limit=20, /api/block/HASH,\n/api/records?member=source-wind&kind=power_offer (with inclusion proofs).\n`ieschain run --serve ADDR` serves a running federation, with its events at /api/events.\nThe directory is read as a RocksDB secondary instance: nothing is written into it."
     )]
     Serve {
         /// The data directory.

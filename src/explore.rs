@@ -211,20 +211,10 @@ impl Snapshot {
         Ok(out)
     }
 
-    /// Every election on the relay chain, each lane read from its most complete copy (the
-    /// holder with the highest head, the first such holder on a tie: a node whose copy is
-    /// behind would miss the latest elections), with the height and time of the block
-    /// holding it.
-    pub fn election_history(&self, chains: &[HeldChain]) -> Result<Vec<ElectionAt>, StoreError> {
-        Ok(self
-            .lanes(chains)?
-            .into_iter()
-            .flat_map(|lane| lane.elections)
-            .collect())
-    }
-
-    /// Each lane's history, from its most complete copy: its elections and the time of
-    /// its newest block.
+    /// Each lane's history, from its most complete copy (the holder with the highest head,
+    /// the first such holder on a tie: a node whose copy is behind would miss the latest
+    /// elections): its elections, with the height and time of the block holding each, and
+    /// the time of its newest block.
     pub fn lanes(&self, chains: &[HeldChain]) -> Result<Vec<LaneHistory>, StoreError> {
         let mut out = Vec::new();
         for (lane, (holder, chain, height)) in fullest_copies(chains) {
@@ -272,8 +262,7 @@ impl Snapshot {
                         if out.len() >= limit {
                             return Ok(out);
                         }
-                        let body = names.to_value(&record.content.body);
-                        if !filter.selects(&self.directory, record, &body) {
+                        if !filter.selects(&self.directory, record, &names) {
                             continue;
                         }
                         let record_proof = MerkleProof::build(&leaves, r);
@@ -392,16 +381,22 @@ pub struct RecordFilter {
 }
 
 impl RecordFilter {
-    fn selects(&self, directory: &Directory, record: &Record, body: &Value) -> bool {
+    /// Whether `record` matches: the author and seq first, the body's JSON (kind, the
+    /// hashes it names) only when a criterion needs it.
+    fn selects(&self, directory: &Directory, record: &Record, names: &Names<'_>) -> bool {
         let content = &record.content;
-        self.member
+        let cheap = self
+            .member
             .as_ref()
             .is_none_or(|m| directory.name(&content.author) == *m)
-            && self
-                .kind
-                .as_ref()
-                .is_none_or(|k| body["kind"] == k.as_str())
-            && self.seq.is_none_or(|seq| content.seq == seq)
+            && self.seq.is_none_or(|seq| content.seq == seq);
+        if !cheap || (self.kind.is_none() && self.hash.is_none()) {
+            return cheap;
+        }
+        let body = names.to_value(&content.body);
+        self.kind
+            .as_ref()
+            .is_none_or(|k| body["kind"] == k.as_str())
             && self.hash.is_none_or(|hash| {
                 let text = hash.to_string();
                 record.digest() == hash

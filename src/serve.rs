@@ -174,6 +174,31 @@ fn number<T: std::str::FromStr>(key: &str, text: Option<&str>, default: T) -> Re
     }
 }
 
+/// The `limit` of a query: [`DEFAULT_LIMIT`] when absent, at most [`MAX_LIMIT`].
+fn limit(text: Option<&str>) -> Result<usize, Failure> {
+    let limit = number("limit", text, DEFAULT_LIMIT)?;
+    if limit > MAX_LIMIT {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            format!("limit: expected at most {MAX_LIMIT}, found {limit}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// A hash as `Display` prints it: 64 hex digits.
+fn hash(text: &str) -> Result<Hash, Failure> {
+    Hash::from_hex(text).ok_or_else(|| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "hash: expected 64 hexadecimal digits, found {:?}",
+                text.chars().take(80).collect::<String>()
+            ),
+        )
+    })
+}
+
 async fn chain(State(explorer): State<Arc<Explorer>>, Query(query): Query<ChainQuery>) -> Answer {
     let Some(name) = query.name else {
         return Err(Failure(
@@ -182,13 +207,7 @@ async fn chain(State(explorer): State<Arc<Explorer>>, Query(query): Query<ChainQ
         ));
     };
     let from = number("from", query.from.as_deref(), 1u64)?.max(1);
-    let limit = number("limit", query.limit.as_deref(), DEFAULT_LIMIT)?;
-    if limit > MAX_LIMIT {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            format!("limit: expected at most {MAX_LIMIT}, found {limit}"),
-        ));
-    }
+    let limit = limit(query.limit.as_deref())?;
     explorer
         .read(move |snapshot| {
             let Some((holder, chain)) = snapshot
@@ -227,33 +246,13 @@ async fn records(
     State(explorer): State<Arc<Explorer>>,
     Query(query): Query<RecordsQuery>,
 ) -> Answer {
-    let limit = number("limit", query.limit.as_deref(), DEFAULT_LIMIT)?;
-    if limit > MAX_LIMIT {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            format!("limit: expected at most {MAX_LIMIT}, found {limit}"),
-        ));
-    }
+    let limit = limit(query.limit.as_deref())?;
     let seq = query
         .seq
         .as_deref()
         .map(|text| number("seq", Some(text), 0u64))
         .transpose()?;
-    let hash = query
-        .hash
-        .as_deref()
-        .map(|text| {
-            Hash::from_hex(text).ok_or_else(|| {
-                Failure(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "hash: expected 64 hexadecimal digits, found {:?}",
-                        text.chars().take(80).collect::<String>()
-                    ),
-                )
-            })
-        })
-        .transpose()?;
+    let hash = query.hash.as_deref().map(hash).transpose()?;
     let filter = RecordFilter {
         member: query.member,
         kind: query.kind,
@@ -269,15 +268,7 @@ async fn records(
 }
 
 async fn block(State(explorer): State<Arc<Explorer>>, UrlPath(text): UrlPath<String>) -> Answer {
-    let Some(hash) = Hash::from_hex(&text) else {
-        return Err(Failure(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "hash: expected 64 hexadecimal digits, found {:?}",
-                text.chars().take(80).collect::<String>()
-            ),
-        ));
-    };
+    let hash = hash(&text)?;
     explorer
         .read(move |snapshot| {
             let copies = snapshot.block_by_hash(&hash).map_err(store_failure)?;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
 
@@ -98,13 +98,18 @@ fn stop(child: Child, signal: Signal) -> i32 {
     child.wait().unwrap().code().unwrap_or(-1)
 }
 
-/// A finished four-party run in `dir`: elections, relay lanes, records.
-fn finished_run(dir: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ieschain"))
-        .args(["run", "--data", dir.to_str().unwrap(), "--duration", "4"])
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
+/// A finished four-party run of `seconds` in `data`, with `extra` flags: elections, relay
+/// lanes, records.
+fn finished_run(data: &Path, seconds: &str, extra: &[&str]) {
+    let mut args = vec![
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--duration",
+        seconds,
+    ];
+    args.extend_from_slice(extra);
+    let out = util::ieschain(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -116,7 +121,7 @@ fn finished_run(dir: &Path) {
 fn the_api_answers_from_a_finished_run_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    finished_run(&data);
+    finished_run(&data, "4", &[]);
     let before = files(&data);
     let (child, _lines, address) = serve(&data);
 
@@ -209,7 +214,7 @@ fn the_api_answers_from_a_finished_run_and_writes_nothing() {
 fn bad_requests_get_a_clear_4xx() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    finished_run(&data);
+    finished_run(&data, "4", &[]);
     let (child, _lines, address) = serve(&data);
     let zeros = "0".repeat(64);
     let cases = [
@@ -353,20 +358,10 @@ fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = Command::new(env!("CARGO_BIN_EXE_ieschain"))
-        .args(["run", "--data", data.to_str().unwrap(), "--duration", "6"])
-        .args(["--report", dir.path().join("report.json").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report_path = dir.path().join("report.json");
+    finished_run(&data, "6", &["--report", report_path.to_str().unwrap()]);
     let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
     let (child, _lines, address) = serve(&data);
     let url = format!("http://{address}/");
     // Virtual time lets the page's fetches finish before the DOM is read.
@@ -471,4 +466,37 @@ fn run_serves_the_explorer_with_live_events() {
     let _ = reader.read_to_string(&mut rest);
     let mut run = run;
     assert_eq!(run.wait().unwrap().code(), Some(0));
+}
+
+/// Bad addresses are refused with exit 2 and a clear line, before anything runs: one that
+/// does not parse (`serve --listen`, `run --serve`) and one already taken.
+#[test]
+fn bad_listen_addresses_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for args in [
+        vec!["serve", "--data", "x", "--listen", "localhost:eighty"],
+        vec!["run", "--data", "x", "--serve", "not-an-address"],
+    ] {
+        let out = util::ieschain(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("invalid socket address"), "{stderr}");
+    }
+    finished_run(&data, "1", &[]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let out = util::ieschain(&[
+        "serve",
+        "--data",
+        data.to_str().unwrap(),
+        "--listen",
+        &address,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("listening on {address}")),
+        "{stderr}"
+    );
 }
