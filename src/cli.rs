@@ -144,36 +144,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  ieschain simulate --seed 7 --until 1h --faults random\n  ieschain simulate --faults 'drop:0.01,crash-relay:grid@5s,restart:grid-east@9s' --until 30s\n  ieschain simulate --seed 7 --event-log events.jsonl --report report.json"
     )]
-    Simulate {
-        /// The federation: a TOML file, or a built-in one by name (`four-party`, the
-        /// default, or `large`: 10,000 members).
-        #[arg(long, value_name = "FILE|NAME")]
-        config: Option<PathBuf>,
-        /// The seed of keys, workload and faults.
-        #[arg(long, value_name = "N", default_value_t = 1)]
-        seed: u64,
-        /// The fault plan (see above); none by default, or the configuration's `faults`.
-        #[arg(long, value_name = "PLAN")]
-        faults: Option<String>,
-        /// Virtual length of the faulty (safety) phase: seconds, or a duration with a unit
-        /// (`90s`, `1h`); a healed liveness phase follows.
-        #[arg(long, value_name = "DURATION", default_value = "60", value_parser = seconds)]
-        until: f64,
-        /// Where to write the JSON report.
-        #[arg(long, value_name = "FILE.json")]
-        report: Option<PathBuf>,
-        /// Where to write the event log as JSON Lines: one event per line, full-hex
-        /// addresses with names beside them, RFC 3339 times. (The report's
-        /// `event_log_digest` hashes a canonical form of the same events.)
-        #[arg(long, value_name = "FILE.jsonl")]
-        event_log: Option<PathBuf>,
-        /// Where to write Mermaid sequence diagrams of the protocol runs, drawn
-        /// from the event log: the first run of each protocol, and how many were left out.
-        /// FILE.md gets a Markdown document with a fenced block per protocol (GitHub renders
-        /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
-        #[arg(long, value_name = "FILE")]
-        mermaid: Option<PathBuf>,
-    },
+    Simulate(SimulateArgs),
     /// Measure this machine's limits (ed25519 verify and batch verify, blake3, synced
     /// RocksDB writes, the in-process round trip), then federations against them: records
     /// per second at every relay (four-party and 10,000 members), urgent and non-urgent
@@ -273,6 +244,49 @@ enum Command {
     },
 }
 
+/// The flags of `simulate`.
+#[derive(Debug, clap::Args)]
+struct SimulateArgs {
+    /// The federation: a TOML file, or a built-in one by name (`four-party`, the
+    /// default, or `large`: 10,000 members).
+    #[arg(long, value_name = "FILE|NAME")]
+    config: Option<PathBuf>,
+    /// The seed of keys, workload and faults.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seed: u64,
+    /// The fault plan (see above); none by default, or the configuration's `faults`.
+    #[arg(long, value_name = "PLAN")]
+    faults: Option<String>,
+    /// Virtual length of the faulty (safety) phase: seconds, or a duration with a unit
+    /// (`90s`, `1h`); a healed liveness phase follows.
+    #[arg(long, value_name = "DURATION", default_value = "60", value_parser = seconds)]
+    until: f64,
+    /// Where to write the JSON report.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Where to write the event log as JSON Lines: one event per line, full-hex
+    /// addresses with names beside them, RFC 3339 times. (The report's
+    /// `event_log_digest` hashes a canonical form of the same events.)
+    #[arg(long, value_name = "FILE.jsonl")]
+    event_log: Option<PathBuf>,
+    /// Where to write Mermaid sequence diagrams of the protocol runs, drawn
+    /// from the event log: the first run of each protocol, and how many were left out.
+    /// FILE.md gets a Markdown document with a fenced block per protocol (GitHub renders
+    /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
+    #[arg(long, value_name = "FILE")]
+    mermaid: Option<PathBuf>,
+    /// Serve the explorer of the simulated chains (for example 127.0.0.1:8080; port 0
+    /// picks a free port): live events and invariants while it runs, then its chains
+    /// until SIGINT or SIGTERM.
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
+    /// At most this many virtual seconds per wall second (`1`: real time), to watch a
+    /// simulation in the explorer. Wall time only: the run and its event-log digest are
+    /// the same at any pace.
+    #[arg(long, value_name = "RATE", value_parser = pace)]
+    pace: Option<f64>,
+}
+
 /// Runs the command line with `args` (the first is the program name) and returns the exit
 /// code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
@@ -312,23 +326,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Simulate {
-            config,
-            seed,
-            faults,
-            until,
-            report,
-            event_log,
-            mermaid,
-        } => match simulate(
-            config.as_deref(),
-            seed,
-            faults.as_deref(),
-            until,
-            report.as_deref(),
-            event_log.as_deref(),
-            mermaid.as_deref(),
-        ) {
+        Command::Simulate(args) => match simulate(&args) {
             Ok(SimulateEnd::Held) => ExitCode::SUCCESS,
             Ok(SimulateEnd::Broken) => ExitCode::from(1),
             Ok(SimulateEnd::Stopped) => ExitCode::from(INTERRUPTED),
@@ -435,7 +433,20 @@ fn run(
         .start_blocking()
         .map_err(|e| e.to_string())?;
     let explorer = serve
-        .map(|addr| LiveServer::start(addr, data, &federation))
+        .map(|addr| {
+            // The federation's events, forwarded: the server holds no handle of its own.
+            let (feed, live) = tokio::sync::broadcast::channel(crate::serve::LIVE_BUFFER);
+            let source = crate::serve::Source::Directory(data.to_path_buf());
+            let server = LiveServer::start("--serve", addr, source, Some(live))?;
+            server
+                .runtime
+                .spawn(crate::serve::forward(federation.subscribe(), feed));
+            println!(
+                "ieschain run: explorer at http://{}/ (read-only, live events)",
+                server.address
+            );
+            Ok::<_, String>(server)
+        })
         .transpose()?;
     // The trace reads the events as they come; a subscriber that falls more than
     // EVENT_BUFFER events behind misses some, which the trace then does not draw.
@@ -594,16 +605,26 @@ fn write_mermaid(
     Ok(())
 }
 
-/// Runs a simulation; `Ok(false)` when an invariant broke.
-fn simulate(
-    config_path: Option<&Path>,
-    seed: u64,
-    faults: Option<&str>,
-    until: f64,
-    report_path: Option<&Path>,
-    event_log: Option<&Path>,
-    mermaid_path: Option<&Path>,
-) -> Result<SimulateEnd, String> {
+/// Runs a simulation (and serves it, with `--serve`).
+fn simulate(args: &SimulateArgs) -> Result<SimulateEnd, String> {
+    let SimulateArgs {
+        config: config_path,
+        seed,
+        faults,
+        until,
+        report: report_path,
+        event_log,
+        mermaid: mermaid_path,
+        serve,
+        pace,
+    } = args;
+    let (seed, until) = (*seed, *until);
+    let (config_path, faults, report_path) = (
+        config_path.as_deref(),
+        faults.as_deref(),
+        report_path.as_deref(),
+    );
+    let (event_log, mermaid_path) = (event_log.as_deref(), mermaid_path.as_deref());
     check_seconds("--until", until)?;
     let (config, origin) = load_config(config_path)?;
     let until_ms = (until * 1000.0) as u64;
@@ -628,13 +649,48 @@ fn simulate(
     // Progress in virtual time, from the events as the simulation makes them.
     let total_ms = simulation.until_ms + simulation.settle_ms;
     let progress = std::sync::Arc::new(Progress::new(total_ms, "virtual time"));
+    // The explorer reads the store as the simulation writes it; the feed's senders belong
+    // to the simulation, so the live streams end with it.
+    let (explorer, feed) = match serve {
+        Some(addr) => {
+            let genesis = simulation.genesis().map_err(|e| e.to_string())?;
+            let store: std::sync::Arc<dyn ChainStore> =
+                std::sync::Arc::new(ieschain_storage::MemoryStore::new(genesis));
+            simulation.store = Some(store.clone());
+            let (feed, live) = tokio::sync::broadcast::channel(crate::serve::LIVE_BUFFER);
+            // Taken out when the simulation is over: that closes the live streams, whatever
+            // the simulation's runtime keeps of its closures.
+            let feed = std::sync::Arc::new(std::sync::Mutex::new(Some(feed)));
+            let reporter = feed.clone();
+            simulation.on_broken = Some(crate::simulation::BrokenReporter::new(move |what| {
+                publish(&reporter, crate::serve::Live::Broken(what.to_string()));
+            }));
+            let source = crate::serve::Source::Store(store);
+            let server = LiveServer::start("--serve", *addr, source, Some(live))?;
+            println!(
+                "  explorer at http://{}/ (live events and invariants while it runs)",
+                server.address
+            );
+            (Some(server), Some(feed))
+        }
+        None => (None, None),
+    };
     let simulation = {
         let progress = progress.clone();
         let start = ieschain_core::sample::SAMPLE_EPOCH_MS;
+        let pace = pace.map(|rate| (rate, std::time::Instant::now()));
+        let stop = simulation.stop.clone();
+        let feed = feed.clone();
         simulation.observe(move |event| {
+            if let Some(feed) = &feed {
+                publish(feed, crate::serve::Live::Event(event.clone()));
+            }
             let Some(at) = event.at().map(|at| at.saturating_sub(start)) else {
                 return Ok(());
             };
+            if let Some((rate, wall)) = pace {
+                hold_pace(at, rate, wall, stop.as_ref());
+            }
             let phase = if at < until_ms { "faults" } else { "settling" };
             progress.update(
                 at,
@@ -644,7 +700,11 @@ fn simulate(
             Ok(())
         })
     };
-    let outcome = simulation.run().map_err(|e| e.to_string())?;
+    let outcome = simulation.run();
+    if let Some(feed) = &feed {
+        feed.lock().map(|mut feed| feed.take()).ok();
+    }
+    let outcome = outcome.map_err(|e| e.to_string())?;
     progress.finish();
     let wall = started.elapsed().as_secs_f64();
     let stats = &outcome.stats;
@@ -702,6 +762,58 @@ fn simulate(
         std::fs::write(path, text)
             .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
     }
+    let end = simulate_end(&outcome, config_path, seed, until, &spec);
+    if let Some(server) = explorer {
+        if outcome.stopped_at_ms.is_some() {
+            server.stop();
+        } else {
+            println!(
+                "  serving the simulated chains at http://{}/ until Ctrl-C",
+                server.address
+            );
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+            server
+                .serve_until(StopSignal::install()?)
+                .map_err(|e| format!("serving: {e}"))?;
+        }
+    }
+    Ok(end)
+}
+
+/// Sends `item` to the live feed while it is open.
+fn publish(
+    feed: &std::sync::Mutex<Option<tokio::sync::broadcast::Sender<crate::serve::Live>>>,
+    item: crate::serve::Live,
+) {
+    if let Ok(feed) = feed.lock() {
+        if let Some(feed) = feed.as_ref() {
+            let _ = feed.send(item);
+        }
+    }
+}
+
+/// Waits until wall time has caught up with `at` virtual ms at `rate` virtual seconds per
+/// wall second from `wall`, in short naps so that a stop is seen.
+fn hold_pace(at: u64, rate: f64, wall: std::time::Instant, stop: Option<&StopSignal>) {
+    let due = wall + std::time::Duration::from_secs_f64(at as f64 / 1000.0 / rate);
+    loop {
+        let now = std::time::Instant::now();
+        if now >= due || stop.is_some_and(StopSignal::requested) {
+            return;
+        }
+        std::thread::sleep((due - now).min(std::time::Duration::from_millis(100)));
+    }
+}
+
+/// Prints how a simulation ended (with the replay command when an invariant broke).
+fn simulate_end(
+    outcome: &crate::simulation::SimulationOutcome,
+    config_path: Option<&Path>,
+    seed: u64,
+    until: f64,
+    spec: &str,
+) -> SimulateEnd {
     if let Some(at) = outcome.stopped_at_ms {
         println!(
             "  stopped by a signal at {:.3} virtual s: the liveness phase did not run; {}",
@@ -712,10 +824,10 @@ fn simulate(
                 format!("broken so far: {}", outcome.broken.join("; "))
             }
         );
-        Ok(SimulateEnd::Stopped)
+        SimulateEnd::Stopped
     } else if outcome.broken.is_empty() {
         println!("  invariants: all held");
-        Ok(SimulateEnd::Held)
+        SimulateEnd::Held
     } else {
         for broken in &outcome.broken {
             println!("  BROKEN {broken}");
@@ -726,7 +838,7 @@ fn simulate(
         println!(
             "  replay: ieschain simulate{config_flag} --seed {seed} --until {until} --faults '{spec}'"
         );
-        Ok(SimulateEnd::Broken)
+        SimulateEnd::Broken
     }
 }
 
@@ -834,6 +946,16 @@ fn seconds(text: &str) -> Result<f64, String> {
         })
 }
 
+/// `--pace`: a positive, finite rate.
+fn pace(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "expected virtual seconds per wall second, a positive number such as 1 or 10, not {text:?}"
+        )),
+    }
+}
+
 /// Checks a length-of-run flag: positive, finite, at most a week.
 fn check_seconds(flag: &str, seconds: f64) -> Result<(), String> {
     if seconds.is_finite() && seconds > 0.0 && seconds <= 7.0 * 86_400.0 {
@@ -860,50 +982,74 @@ fn open_for_reading(command: &str, data: &Path) -> Result<Snapshot, StoreError> 
     Ok(snapshot)
 }
 
-/// The explorer serving beside a federation running in this process (`run --serve`), on
-/// a runtime of its own, with the federation's live events.
+/// The explorer serving on a runtime of its own beside a command: `serve`, `run --serve`,
+/// `simulate --serve`.
 struct LiveServer {
     runtime: tokio::runtime::Runtime,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The address it listens on (port 0 asked: the one picked).
+    address: std::net::SocketAddr,
 }
 
 impl LiveServer {
+    /// Listens on `addr` and serves `source`, with `live` events when given (the
+    /// take-overs are collected from now on). `flag` names the flag for errors.
     fn start(
+        flag: &str,
         addr: std::net::SocketAddr,
-        data: &Path,
-        federation: &crate::federation::FederationHandle,
+        source: crate::serve::Source,
+        live: Option<crate::serve::LiveEvents>,
     ) -> Result<LiveServer, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            .worker_threads(2)
             .thread_name("ieschain-serve")
             .enable_all()
             .build()
             .map_err(|e| format!("starting the explorer's runtime: {e}"))?;
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr))
-            .map_err(|e| format!("--serve: listening on {addr}: {e}"))?;
-        let bound = listener.local_addr().unwrap_or(addr);
-        println!("ieschain run: explorer at http://{bound}/ (read-only, live events)");
-        let handle = federation.clone();
-        let source: crate::serve::EventSource = std::sync::Arc::new(move || handle.subscribe());
+            .map_err(|e| format!("{flag}: listening on {addr}: {e}"))?;
+        let address = listener.local_addr().unwrap_or(addr);
+        let router = {
+            let _inside = runtime.enter();
+            crate::serve::router(source, live)
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = runtime.spawn(crate::serve::serve(
-            listener,
-            data.to_path_buf(),
-            Some(source),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let task = runtime.spawn(crate::serve::serve(listener, router, async move {
+            let _ = stopped.await;
+        }));
         Ok(LiveServer {
             runtime,
             stop,
             task,
+            address,
         })
     }
 
-    /// Stops serving (the federation has shut down, so every event stream has ended).
+    /// Serves until a stop is asked (SIGINT, SIGTERM), then stops.
+    fn serve_until(self, stop: StopSignal) -> std::io::Result<()> {
+        let LiveServer {
+            runtime,
+            stop: stop_server,
+            task,
+            ..
+        } = self;
+        runtime.block_on(async move {
+            let mut task = task;
+            let served = tokio::select! {
+                _ = stop.wait() => {
+                    let _ = stop_server.send(());
+                    (&mut task).await
+                }
+                served = &mut task => served,
+            };
+            served.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        })
+    }
+
+    /// Stops serving (the federation or simulation is over, so every event stream has
+    /// ended).
     fn stop(self) {
         let _ = self.stop.send(());
         let task = self.task;
@@ -918,54 +1064,37 @@ impl LiveServer {
 /// `ieschain serve`: checks the directory, listens, prints the address and serves until
 /// SIGINT or SIGTERM.
 fn run_serve(data: PathBuf, listen: std::net::SocketAddr) -> ExitCode {
-    if let Err(e) = Snapshot::open(&data, Access::ReadOnly) {
-        eprintln!("ieschain serve: {e}");
-        return ExitCode::from(2);
-    }
-    let stop = match StopSignal::install() {
-        Ok(stop) => stop,
+    let started = Snapshot::open(&data, Access::ReadOnly)
+        .map_err(|e| e.to_string())
+        .and_then(|_| StopSignal::install())
+        .and_then(|stop| {
+            let source = crate::serve::Source::Directory(data.clone());
+            Ok((LiveServer::start("--listen", listen, source, None)?, stop))
+        });
+    let (server, stop) = match started {
+        Ok(started) => started,
         Err(e) => {
             eprintln!("ieschain serve: {e}");
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
+    println!(
+        "ieschain serve: {} at http://{}/ (read-only; Ctrl-C stops)",
+        data.display(),
+        server.address
+    );
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    match server.serve_until(stop) {
+        Ok(()) => {
+            println!("ieschain serve: stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("ieschain serve: starting the runtime: {e}");
-            return ExitCode::from(2);
+            eprintln!("ieschain serve: {e}");
+            ExitCode::from(1)
         }
-    };
-    runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(listen).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                eprintln!("ieschain serve: listening on {listen}: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        let bound = listener.local_addr().unwrap_or(listen);
-        println!(
-            "ieschain serve: {} at http://{bound}/ (read-only; Ctrl-C stops)",
-            data.display()
-        );
-        use std::io::Write as _;
-        let _ = std::io::stdout().flush();
-        match crate::serve::serve(listener, data, None, async move { stop.wait().await }).await {
-            Ok(()) => {
-                println!("ieschain serve: stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("ieschain serve: {e}");
-                ExitCode::from(1)
-            }
-        }
-    })
+    }
 }
 
 /// The events as JSON Lines: one object per line, names beside the ids.

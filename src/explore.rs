@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use ieschain_core::election::ElectionRecord;
 use ieschain_core::genesis::Directory;
@@ -20,6 +21,8 @@ use serde_json::{json, Value};
 
 use crate::json::Names;
 
+mod trades;
+
 /// How a [`Snapshot`] may open its directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
@@ -30,10 +33,11 @@ pub enum Access {
     ReadOnly,
 }
 
-/// A data directory opened for reading, with the names of every node.
+/// A data directory opened for reading (or a store a simulation is writing), with the
+/// names of every node.
 #[derive(Debug)]
 pub struct Snapshot {
-    store: RocksStore,
+    store: Arc<dyn ChainStore>,
     directory: Directory,
     secondary: bool,
     _scratch: Option<tempfile::TempDir>,
@@ -58,9 +62,22 @@ impl Snapshot {
         let directory = directory(&store)?;
         Ok(Snapshot {
             secondary: scratch.is_some(),
-            store,
+            store: Arc::new(store),
             directory,
             _scratch: scratch,
+        })
+    }
+
+    /// A snapshot of a store in this process, as it is now: a simulation's in-memory store
+    /// while it runs (`simulate --serve`). Reads go to the store itself, so they see what
+    /// was written after this call too; the names are those known now.
+    pub fn of_store(store: Arc<dyn ChainStore>) -> Result<Snapshot, StoreError> {
+        let directory = directory(store.as_ref())?;
+        Ok(Snapshot {
+            store,
+            directory,
+            secondary: false,
+            _scratch: None,
         })
     }
 
@@ -79,8 +96,8 @@ impl Snapshot {
     }
 
     /// The store.
-    pub fn store(&self) -> &RocksStore {
-        &self.store
+    pub fn store(&self) -> &dyn ChainStore {
+        self.store.as_ref()
     }
 
     /// The names of every node, joined members included.
@@ -101,7 +118,7 @@ impl Snapshot {
     /// A chain's name: `relay/<consortium>`, `consortium/<consortium>/<member>` or
     /// `private/<member>`.
     pub fn chain_name(&self, chain: &ChainId) -> String {
-        chain_name(&self.store, &self.directory, chain)
+        chain_name(self.store.as_ref(), &self.directory, chain)
     }
 
     /// `{"chains": [{node, node_name, chain, chain_name, height, head}], "elections":

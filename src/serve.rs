@@ -7,15 +7,26 @@
 //! - `GET /api/records?[member=NAME][&kind=KIND][&seq=N][&hash=HASH][&limit=N]`: the
 //!   records on the relay chain that match, each with its inclusion proof (record ⊂
 //!   consortium block ⊂ relay block, Merkle paths checked: `verified`);
-//! - `GET /api/events`: server-sent events, the typed events of a federation running in
-//!   this process (`run --serve`), one JSON object per event as `--event-log` writes them;
-//!   404 when the server only reads a directory.
+//! - `GET /api/trades[?limit=N]`: the trades on the relay chain as lifecycles, newest
+//!   first: each power purchase's offer, bid, agreement, grid votes, receipt and
+//!   settlement, each data trade's offer, purchase, agreement and dispute, with its state;
+//! - `GET /api/events`: server-sent events, the typed events of a federation or
+//!   simulation running in this process (`run --serve`, `simulate --serve`), one JSON
+//!   object per event as `--event-log` writes them, and a `broken` event for each
+//!   invariant a simulation's checker finds broken; 404 when the server only reads a
+//!   directory;
+//! - `GET /api/takeovers`: each configuration seen since the server started (SPEC §14):
+//!   its election, its relay's take-over (the config block released), the supervisor's
+//!   activation and the stalls on the way, as the events say them; 404 without live
+//!   events. (The chains hold the elections, not when a take-over began or stalled.)
 //!
 //! The page (`/`, with `/app.js` and `/style.css`) is embedded in the binary: no build step,
-//! no CDN. The directory is always opened as a RocksDB secondary instance, so the server
+//! no CDN. A directory is always opened as a RocksDB secondary instance, so the server
 //! never writes into it, whether a federation runs in it or not; each request reads the
-//! directory as it was at most [`REFRESH`] earlier.
+//! directory as it was at most [`REFRESH`] earlier. A simulation's in-memory store is read
+//! as it is written ([`Source::Store`]).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -28,7 +39,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use ieschain_core::node::Event;
-use ieschain_core::Hash;
+use ieschain_core::{ConsortiumId, Hash};
+use ieschain_storage::ChainStore;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -48,14 +60,131 @@ const INDEX_HTML: &str = include_str!("explorer/index.html");
 const APP_JS: &str = include_str!("explorer/app.js");
 const STYLE_CSS: &str = include_str!("explorer/style.css");
 
-/// Where a live server takes its events from: a new subscription per client.
-pub type EventSource = Arc<dyn Fn() -> broadcast::Receiver<Event> + Send + Sync>;
+/// The live items a stream buffers for its slowest reader; one further behind gets a
+/// `lagged` event.
+pub const LIVE_BUFFER: usize = 4_096;
 
-/// What the handlers share: the directory, its latest snapshot, and the live events.
+/// The configurations `/api/takeovers` keeps, the newest: older ones are dropped.
+pub const MAX_TAKEOVERS: usize = 2_000;
+
+/// What a live stream carries.
+#[derive(Clone, Debug)]
+pub enum Live {
+    /// A typed event of the federation or simulation.
+    Event(Event),
+    /// An invariant a simulation's checker found broken, as the report words it.
+    Broken(String),
+}
+
+/// Where the explorer reads the chains.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A data directory, opened as a RocksDB secondary instance at most every
+    /// [`REFRESH`].
+    Directory(PathBuf),
+    /// A store in this process, read as it is written: a simulation's (`simulate --serve`).
+    Store(Arc<dyn ChainStore>),
+}
+
+/// The live events of a federation or simulation in this process: the server reads a
+/// new subscription per client (`Receiver::resubscribe`), so every stream ends when the
+/// last sender is dropped.
+pub type LiveEvents = broadcast::Receiver<Live>;
+
+/// What the handlers share: the chains, their latest snapshot, and the live events.
 struct Explorer {
-    data: PathBuf,
+    source: Source,
     latest: Mutex<Option<(Instant, Arc<Snapshot>)>>,
-    events: Option<EventSource>,
+    live: Option<Mutex<LiveEvents>>,
+    takeovers: Mutex<Takeovers>,
+}
+
+/// The reconfiguration events of each configuration (lane, epoch), as seen live.
+#[derive(Debug, Default)]
+struct Takeovers {
+    epochs: BTreeMap<(ConsortiumId, u64), Configuration>,
+}
+
+/// One configuration's reconfiguration events, in the order they came.
+#[derive(Debug, Default)]
+struct Configuration {
+    /// The order it was first seen in, to drop the oldest past [`MAX_TAKEOVERS`].
+    seen: u64,
+    elected: Option<Event>,
+    took_over: Option<Event>,
+    activated: Option<Event>,
+    stalls: Vec<Event>,
+}
+
+impl Takeovers {
+    fn observe(&mut self, event: &Event, seen: u64) {
+        let (lane, epoch) = match event {
+            Event::Elected {
+                consortium, epoch, ..
+            }
+            | Event::TookOver {
+                consortium, epoch, ..
+            } => (*consortium, *epoch),
+            Event::Activated { lane, epoch, .. } | Event::Stalled { lane, epoch, .. } => {
+                (*lane, *epoch)
+            }
+            _ => return,
+        };
+        if !self.epochs.contains_key(&(lane, epoch)) && self.epochs.len() >= MAX_TAKEOVERS {
+            let oldest = self
+                .epochs
+                .iter()
+                .min_by_key(|(_, c)| c.seen)
+                .map(|(key, _)| *key);
+            if let Some(oldest) = oldest {
+                self.epochs.remove(&oldest);
+            }
+        }
+        let configuration = self
+            .epochs
+            .entry((lane, epoch))
+            .or_insert_with(|| Configuration {
+                seen,
+                ..Configuration::default()
+            });
+        match event {
+            Event::Elected { .. } => configuration.elected.get_or_insert_with(|| event.clone()),
+            Event::TookOver { .. } => configuration.took_over.get_or_insert_with(|| event.clone()),
+            Event::Activated { .. } => configuration.activated.get_or_insert_with(|| event.clone()),
+            _ => {
+                configuration.stalls.push(event.clone());
+                return;
+            }
+        };
+    }
+
+    /// `[{lane, lane_name, epoch, elected, took_over, activated, stalls, took_over_ms}]`,
+    /// by lane and epoch; each event as the event log writes it.
+    fn to_value(&self, snapshot: &Snapshot) -> Value {
+        let names = snapshot.names();
+        let genesis = snapshot.store().genesis();
+        let at = |event: &Option<Event>| event.as_ref().and_then(Event::at);
+        let epochs: Vec<Value> = self
+            .epochs
+            .iter()
+            .map(|((lane, epoch), c)| {
+                let event = |e: &Option<Event>| e.as_ref().map(|e| names.to_value(e));
+                json!({
+                    "lane": lane.0,
+                    "lane_name": genesis.consortium_name(*lane),
+                    "epoch": epoch,
+                    "elected": event(&c.elected),
+                    "took_over": event(&c.took_over),
+                    "activated": event(&c.activated),
+                    "stalls": c.stalls.iter().map(|e| names.to_value(e)).collect::<Vec<_>>(),
+                    "took_over_ms": at(&c.elected)
+                        .zip(at(&c.took_over))
+                        .map(|(elected, took)| took.saturating_sub(elected)),
+                })
+            })
+            .collect();
+        json!({ "epochs": epochs })
+    }
 }
 
 /// An answer that is not a success: a status and a one-line reason, as JSON.
@@ -71,7 +200,7 @@ impl IntoResponse for Failure {
 type Answer = Result<Json<Value>, Failure>;
 
 impl Explorer {
-    /// The snapshot, fresh within [`REFRESH`].
+    /// The snapshot, fresh within [`REFRESH`] (the names of joined members included).
     fn snapshot(&self) -> Result<Arc<Snapshot>, Failure> {
         let unavailable = |e: String| Failure(StatusCode::SERVICE_UNAVAILABLE, e);
         let mut latest = self
@@ -83,9 +212,11 @@ impl Explorer {
                 return Ok(snapshot.clone());
             }
         }
-        let snapshot = Arc::new(
-            Snapshot::open(&self.data, Access::ReadOnly).map_err(|e| unavailable(e.to_string()))?,
-        );
+        let snapshot = match &self.source {
+            Source::Directory(data) => Snapshot::open(data, Access::ReadOnly),
+            Source::Store(store) => Snapshot::of_store(store.clone()),
+        };
+        let snapshot = Arc::new(snapshot.map_err(|e| unavailable(e.to_string()))?);
         *latest = Some((Instant::now(), snapshot.clone()));
         Ok(snapshot)
     }
@@ -106,14 +237,37 @@ fn store_failure(e: impl std::fmt::Display) -> Failure {
     Failure(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
-/// The explorer's routes over data directory `data`, with live events from `events` when
-/// a federation runs in this process.
-pub fn router(data: PathBuf, events: Option<EventSource>) -> Router {
+/// The explorer's routes over `source`, with `live` events when a federation or simulation
+/// runs in this process. Called in a tokio runtime when `live` is given: a task of it
+/// collects the take-overs ([`MAX_TAKEOVERS`]) from then on.
+pub fn router(source: Source, live: Option<LiveEvents>) -> Router {
+    let collect = live.as_ref().map(broadcast::Receiver::resubscribe);
     let explorer = Arc::new(Explorer {
-        data,
+        source,
         latest: Mutex::new(None),
-        events,
+        live: live.map(Mutex::new),
+        takeovers: Mutex::default(),
     });
+    if let Some(mut receiver) = collect {
+        let explorer = Arc::downgrade(&explorer);
+        tokio::spawn(async move {
+            let mut seen = 0u64;
+            loop {
+                let event = match receiver.recv().await {
+                    Ok(Live::Event(event)) => event,
+                    Ok(Live::Broken(_)) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                let Some(explorer) = explorer.upgrade() else {
+                    return;
+                };
+                seen += 1;
+                if let Ok(mut takeovers) = explorer.takeovers.lock() {
+                    takeovers.observe(&event, seen);
+                };
+            }
+        });
+    }
     Router::new()
         .route(
             "/",
@@ -132,10 +286,13 @@ pub fn router(data: PathBuf, events: Option<EventSource>) -> Router {
         .route("/api/block/{hash}", get(block))
         .route("/api/events", get(live_events))
         .route("/api/records", get(records))
+        .route("/api/trades", get(trades))
+        .route("/api/takeovers", get(takeovers))
         .fallback(|| async {
             Failure(
                 StatusCode::NOT_FOUND,
-                "no such page; the API is /api/chains, /api/chain?name=… and /api/block/HASH"
+                "no such page; the API is /api/chains, /api/chain?name=…, /api/block/HASH, \
+                 /api/records?…, /api/trades, /api/events and /api/takeovers"
                     .into(),
             )
         })
@@ -267,6 +424,46 @@ async fn records(
         .await
 }
 
+/// The query of `/api/trades`.
+#[derive(Debug, Deserialize)]
+struct TradesQuery {
+    limit: Option<String>,
+}
+
+async fn trades(State(explorer): State<Arc<Explorer>>, Query(query): Query<TradesQuery>) -> Answer {
+    let limit = limit(query.limit.as_deref())?;
+    explorer
+        .read(move |snapshot| snapshot.trades(limit).map_err(store_failure))
+        .await
+}
+
+fn no_live_events() -> Failure {
+    Failure(
+        StatusCode::NOT_FOUND,
+        "no live events: this server reads a directory; `ieschain run --serve ADDR` and \
+         `ieschain simulate --serve ADDR` serve a running federation's events"
+            .into(),
+    )
+}
+
+async fn takeovers(State(explorer): State<Arc<Explorer>>) -> Answer {
+    if explorer.live.is_none() {
+        return Err(no_live_events());
+    }
+    let reader = explorer.clone();
+    explorer
+        .read(move |snapshot| {
+            let takeovers = reader.takeovers.lock().map_err(|_| {
+                Failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the explorer's state is poisoned".into(),
+                )
+            })?;
+            Ok(takeovers.to_value(snapshot))
+        })
+        .await
+}
+
 async fn block(State(explorer): State<Arc<Explorer>>, UrlPath(text): UrlPath<String>) -> Answer {
     let hash = hash(&text)?;
     explorer
@@ -284,19 +481,28 @@ async fn block(State(explorer): State<Arc<Explorer>>, UrlPath(text): UrlPath<Str
 }
 
 /// The live events as server-sent events: each named by its kind (`elected`,
-/// `committed`, …), its data the event's JSON with names beside ids. A client that falls
-/// behind gets a `lagged` event saying how many it missed; the stream ends with the
-/// federation.
+/// `committed`, …), its data the event's JSON with names beside ids; a `broken` event
+/// (`{"broken": what}`) for each invariant a simulation's checker finds broken. A client
+/// that falls behind gets a `lagged` event saying how many it missed; the stream ends with
+/// the federation or simulation, and a client that comes after gets 204 No Content (an
+/// `EventSource` then stops reconnecting).
 async fn live_events(State(explorer): State<Arc<Explorer>>) -> Result<Response, Failure> {
-    let Some(source) = explorer.events.clone() else {
-        return Err(Failure(
-            StatusCode::NOT_FOUND,
-            "no live events: this server reads a directory; `ieschain run --serve ADDR` \
-             serves a running federation's events"
-                .into(),
-        ));
+    let receiver = match &explorer.live {
+        None => return Err(no_live_events()),
+        Some(live) => live
+            .lock()
+            .map_err(|_| {
+                Failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the explorer's state is poisoned".into(),
+                )
+            })?
+            .resubscribe(),
     };
-    let receiver = source();
+    // Over: 204 tells a browser's EventSource not to reconnect.
+    if receiver.is_closed() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
     let explorer = explorer.clone();
     let names_from = tokio::task::spawn_blocking(move || explorer.snapshot())
         .await
@@ -305,11 +511,14 @@ async fn live_events(State(explorer): State<Arc<Explorer>>) -> Result<Response, 
         (receiver, names_from),
         |(mut receiver, snapshot)| async move {
             let event = match receiver.recv().await {
-                Ok(event) => {
+                Ok(Live::Event(event)) => {
                     let value = snapshot.names().to_value(&event);
                     let kind = value["event"].as_str().unwrap_or("event").to_string();
                     SseEvent::default().event(kind).data(value.to_string())
                 }
+                Ok(Live::Broken(what)) => SseEvent::default()
+                    .event("broken")
+                    .data(json!({ "broken": what }).to_string()),
                 Err(broadcast::error::RecvError::Lagged(missed)) => SseEvent::default()
                     .event("lagged")
                     .data(json!({ "missed": missed }).to_string()),
@@ -326,15 +535,29 @@ async fn live_events(State(explorer): State<Arc<Explorer>>) -> Result<Response, 
         .into_response())
 }
 
-/// Serves the explorer of `data` on `listener` until `stop` resolves, with live events from
-/// `events` when given.
+/// Serves `router` ([`router`]) on `listener` until `stop` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    data: PathBuf,
-    events: Option<EventSource>,
+    router: Router,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(data, events))
+    axum::serve(listener, router)
         .with_graceful_shutdown(stop)
         .await
+}
+
+/// Forwards a federation's events into a live feed until the federation ends (or the feed
+/// has no reader left); events this forwarder falls behind on are skipped.
+pub async fn forward(mut events: broadcast::Receiver<Event>, feed: broadcast::Sender<Live>) {
+    loop {
+        match events.recv().await {
+            Ok(event) => {
+                if feed.send(Live::Event(event)).is_err() && feed.receiver_count() == 0 {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }

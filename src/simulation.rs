@@ -74,6 +74,48 @@ pub struct Simulation {
     pub stop: Option<StopSignal>,
     /// Custom invariants: called with every event in order, on the simulation's thread.
     pub observer: Option<Observer>,
+    /// The store to write: an empty one made with this simulation's genesis
+    /// ([`Simulation::genesis`]), or a fresh in-memory one when `None`. A caller that
+    /// reads it while the simulation runs (the explorer of `simulate --serve`) sees the
+    /// chains grow.
+    pub store: Option<Arc<dyn ChainStore>>,
+    /// Told each broken invariant as the checker finds it, once each: during the run, and
+    /// at the end for what only the final judgement finds (the outcome's `broken` lists
+    /// them all).
+    pub on_broken: Option<BrokenReporter>,
+}
+
+/// Where [`Simulation::on_broken`] reports, on the simulation's thread.
+#[derive(Clone)]
+pub struct BrokenReporter(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl BrokenReporter {
+    /// A reporter calling `report` with each broken invariant's line.
+    pub fn new(report: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        BrokenReporter(Arc::new(report))
+    }
+}
+
+impl std::fmt::Debug for BrokenReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokenReporter")
+    }
+}
+
+/// Reports each line of `broken` that was not reported before.
+fn report_new(
+    reporter: Option<&BrokenReporter>,
+    reported: &Mutex<BTreeSet<String>>,
+    broken: &[String],
+) {
+    let (Some(reporter), Ok(mut reported)) = (reporter, reported.lock()) else {
+        return;
+    };
+    for line in broken {
+        if reported.insert(line.clone()) {
+            (reporter.0)(line);
+        }
+    }
 }
 
 /// A host's own invariant over the event stream: `Err(what broke)` puts a line into the
@@ -139,6 +181,9 @@ pub enum SimulationError {
     /// The runtime could not be built.
     #[error("simulation runtime: {0}")]
     Runtime(String),
+    /// The store given to write is not an empty one of this simulation's genesis.
+    #[error("simulation store: {0}")]
+    Store(String),
 }
 
 struct Node {
@@ -168,7 +213,15 @@ impl Simulation {
             mutations: Mutations::default(),
             stop: None,
             observer: None,
+            store: None,
+            on_broken: None,
         }
+    }
+
+    /// The genesis this simulation's federation starts from (its keys come from the seed):
+    /// what a store given as [`Simulation::store`] must be made with.
+    pub fn genesis(&self) -> Result<ieschain_core::genesis::Genesis, SimulationError> {
+        Ok(self.config.genesis(self.seed)?.0)
     }
 
     /// The same simulation with `check` as its custom invariant ([`Observer`]).
@@ -215,7 +268,26 @@ impl Simulation {
     fn run_here(self) -> Result<SimulationOutcome, SimulationError> {
         self.config.check()?;
         let (genesis, keys) = self.config.genesis(self.seed)?;
-        let store: Arc<dyn ChainStore> = Arc::new(MemoryStore::new(genesis.clone()));
+        let store: Arc<dyn ChainStore> = match self.store.clone() {
+            None => Arc::new(MemoryStore::new(genesis.clone())),
+            Some(store) => {
+                if *store.genesis() != genesis {
+                    return Err(SimulationError::Store(
+                        "it was made with another genesis than this simulation's".into(),
+                    ));
+                }
+                let chains = store
+                    .chains()
+                    .map_err(|e| SimulationError::Store(e.to_string()))?;
+                if !chains.is_empty() {
+                    return Err(SimulationError::Store(format!(
+                        "it already holds {} chains; a simulation starts from an empty store",
+                        chains.len()
+                    )));
+                }
+                store
+            }
+        };
         let _memo = ieschain_core::crypto::VerificationMemo::start();
         let system = actix::System::with_tokio_rt(|| {
             // A runtime that cannot be built is a broken environment, not bad input; the
@@ -253,6 +325,7 @@ impl Simulation {
         let invariants = Arc::new(Mutex::new(Invariants::new()));
         let log: Arc<Mutex<Vec<Event>>> = Arc::new(Mutex::new(Vec::new()));
         let observed: Arc<Mutex<Vec<String>>> = Arc::default();
+        let reported: Arc<Mutex<BTreeSet<String>>> = Arc::default();
         let trace = Arc::new(Mutex::new(self.keep_trace.then(Trace::new)));
         let sink: EventSink = {
             let collector = collector.clone();
@@ -262,6 +335,8 @@ impl Simulation {
             let keep_events = self.keep_events;
             let observer = self.observer.clone();
             let observed = observed.clone();
+            let on_broken = self.on_broken.clone();
+            let reported = reported.clone();
             Arc::new(move |event: &Event| {
                 if keep_events {
                     if let Ok(mut log) = log.lock() {
@@ -271,8 +346,10 @@ impl Simulation {
                 if let Some(Observer(check)) = &observer {
                     let verdict = check.lock().map(|mut check| check(event));
                     if let Ok(Err(what)) = verdict {
+                        let line = format!("observer: {what}");
+                        report_new(on_broken.as_ref(), &reported, std::slice::from_ref(&line));
                         if let Ok(mut observed) = observed.lock() {
-                            observed.push(format!("observer: {what}"));
+                            observed.push(line);
                         }
                     }
                 }
@@ -285,7 +362,11 @@ impl Simulation {
                     c.observe(event);
                 }
                 if let Ok(mut i) = invariants.lock() {
+                    let before = i.broken().len();
                     i.observe(event);
+                    if let Some(found) = i.broken().get(before..) {
+                        report_new(on_broken.as_ref(), &reported, found);
+                    }
                 }
             })
         };
@@ -632,6 +713,7 @@ impl Simulation {
         let trace = trace.lock().ok().and_then(|mut t| t.take());
         let mut broken = broken;
         broken.extend(observed.lock().map(|o| o.clone()).unwrap_or_default());
+        report_new(self.on_broken.as_ref(), &reported, &broken);
         SimulationOutcome {
             stats,
             broken,

@@ -5,7 +5,7 @@
 
 mod util;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -117,6 +117,54 @@ fn finished_run(data: &Path, seconds: &str, extra: &[&str]) {
     );
 }
 
+/// The steps of a power purchase and of a data trade, in protocol order.
+const POWER_STEPS: [&str; 6] = [
+    "offer",
+    "bid",
+    "agreement",
+    "grid vote",
+    "grid receipt",
+    "settlement",
+];
+const DATA_STEPS: [&str; 4] = ["offer", "purchase", "agreement", "dispute"];
+
+/// One trade of `/api/trades`: its steps in protocol order, each of its own trade, each
+/// naming the block that holds it; a settled power trade has every step.
+fn assert_lifecycle(trade: &Value) {
+    let order: &[&str] = if trade["kind"] == "power" {
+        &POWER_STEPS
+    } else {
+        &DATA_STEPS
+    };
+    let steps = trade["steps"].as_array().unwrap();
+    let ranks: Vec<usize> = steps
+        .iter()
+        .map(|s| {
+            let name = s["step"].as_str().unwrap();
+            order
+                .iter()
+                .position(|o| *o == name)
+                .unwrap_or_else(|| panic!("step {name} in a {} trade", trade["kind"]))
+        })
+        .collect();
+    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "order: {trade:#}");
+    let id = trade["trade"].as_str().unwrap();
+    for step in steps {
+        let body = &step["record"]["content"]["body"];
+        if let Some(named) = body["trade"].as_str() {
+            assert_eq!(named, id, "{trade:#}");
+        }
+        assert!(step["block"]["hash"].is_string() && step["block"]["chain_name"].is_string());
+    }
+    if trade["status"] == "settled" {
+        let names: BTreeSet<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+        assert!(
+            POWER_STEPS.iter().all(|step| names.contains(step)),
+            "a settled trade has every step: {trade:#}"
+        );
+    }
+}
+
 #[test]
 fn the_api_answers_from_a_finished_run_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -198,6 +246,15 @@ fn the_api_answers_from_a_finished_run_and_writes_nothing() {
         200
     );
 
+    // Trades as lifecycles: whatever this short run agreed, each trade's steps come in
+    // protocol order, each in a block the API can show.
+    let (status, trades) = get_json(&address, "/api/trades?limit=100");
+    assert_eq!(status, 200, "{trades}");
+    assert!(trades["offers_open"].is_u64(), "{trades}");
+    for trade in trades["trades"].as_array().unwrap() {
+        assert_lifecycle(trade);
+    }
+
     // The page and its script are in the binary.
     let (status, page) = get(&address, "/");
     assert_eq!(status, 200);
@@ -257,6 +314,12 @@ fn bad_requests_get_a_clear_4xx() {
         (&format!("/api/block/{zeros}"), 404, "no node holds a block"),
         ("/api/nothing", 404, "no such page"),
         ("/api/events", 404, "no live events"),
+        ("/api/takeovers", 404, "no live events"),
+        (
+            "/api/trades?limit=1001",
+            400,
+            "limit: expected at most 1000",
+        ),
         (
             "/api/records?seq=first",
             400,
@@ -343,9 +406,118 @@ fn chromium() -> Option<std::path::PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// The page in a real headless browser, served from a short run: the four lanes, the
-/// initial elections and the run's trades are in its DOM once its scripts ran. A
-/// screenshot is saved as `target/explorer.png` for a person to look at.
+/// A seed for a simulation, drawn at random (printed, to replay a failure).
+fn random_seed() -> u64 {
+    let seed = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        % 1_000_000;
+    eprintln!("simulation seed {seed}");
+    seed
+}
+
+/// `simulate --serve ADDR` at a pace slow enough to watch: its events live (the stream
+/// ends with the simulation), then its in-memory chains until a signal; `--serve` adds no
+/// write anywhere.
+fn simulate_serving(seed: u64, until: &str, pace: &str) -> (Child, mpsc::Receiver<String>, String) {
+    let seed = seed.to_string();
+    let (child, lines) = start(&[
+        "simulate",
+        "--seed",
+        &seed,
+        "--until",
+        until,
+        "--pace",
+        pace,
+        "--serve",
+        "127.0.0.1:0",
+    ]);
+    let address = address_in(&wait_for(&lines, |l| l.contains("explorer at http://")));
+    (child, lines, address)
+}
+
+/// `simulate --serve`: live events (with no `broken` one in a healthy run) while the
+/// simulation runs, the take-overs of every configuration, and the trades as whole
+/// lifecycles (grid votes from the grid's consortium chains included) once it is over.
+#[test]
+fn simulate_serves_its_chains_live_and_after() {
+    let (child, lines, address) = simulate_serving(random_seed(), "12", "4");
+    let mut stream = TcpStream::connect(&address).unwrap();
+    stream.set_read_timeout(Some(WITHIN)).unwrap();
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    // The stream ends with the simulation: every event it sent is read.
+    let mut events = String::new();
+    let _ = BufReader::new(stream).read_to_string(&mut events);
+    assert!(events.starts_with("HTTP/1.1 200"), "{events}");
+    for kind in ["committed", "elected", "took_over", "acked"] {
+        assert!(
+            events.contains(&format!("event: {kind}\n")),
+            "a {kind} event"
+        );
+    }
+    assert!(!events.contains("event: broken"), "{events}");
+    wait_for(&lines, |l| l.contains("serving the simulated chains"));
+    // A client that comes after the end is told so (204: a browser does not reconnect).
+    assert_eq!(get(&address, "/api/events").0, 204);
+
+    let (status, takeovers) = get_json(&address, "/api/takeovers");
+    assert_eq!(status, 200, "{takeovers}");
+    let epochs = takeovers["epochs"].as_array().unwrap();
+    for lane in ["source", "grid", "service", "load"] {
+        let first = epochs
+            .iter()
+            .find(|e| e["lane_name"] == lane && e["epoch"] == 1)
+            .unwrap_or_else(|| panic!("lane {lane}'s first configuration: {takeovers:#}"));
+        assert_eq!(first["elected"]["reason"], "initial", "{first:#}");
+        assert!(first["took_over"]["at"].is_string(), "{first:#}");
+        assert!(first["activated"].is_object(), "{first:#}");
+        assert!(first["took_over_ms"].is_u64(), "{first:#}");
+    }
+
+    let (status, trades) = get_json(&address, "/api/trades?limit=1000");
+    assert_eq!(status, 200, "{trades}");
+    let trades = trades["trades"].as_array().unwrap();
+    for trade in trades {
+        assert_lifecycle(trade);
+    }
+    let settled = trades
+        .iter()
+        .find(|t| t["kind"] == "power" && t["status"] == "settled")
+        .unwrap_or_else(|| panic!("a settled power purchase in 12 virtual s: {trades:#?}"));
+    let votes: Vec<&Value> = settled["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "grid vote")
+        .collect();
+    assert!(!votes.is_empty(), "{settled:#}");
+    assert!(
+        votes.iter().all(|v| v["block"]["on_relay_chain"] == false
+            && v["block"]["chain_name"]
+                .as_str()
+                .unwrap()
+                .starts_with("consortium/grid/")),
+        "grid votes stay on the grid's consortium chains: {settled:#}"
+    );
+    assert!(trades.iter().any(|t| t["kind"] == "data"), "{trades:#?}");
+    // The blocks the steps name are served too.
+    let block = settled["steps"][0]["block"]["hash"].as_str().unwrap();
+    assert_eq!(get_json(&address, &format!("/api/block/{block}")).0, 200);
+    // A healthy simulation exits 0 when its serving is stopped.
+    assert_eq!(stop(child, Signal::SIGINT), 0);
+}
+
+/// The page in a real headless browser, served by a paced simulation while it runs: the
+/// four lanes, the initial elections, trades with their lifecycles, the take-overs and
+/// the live counters (no invariant broken) are in its DOM once its scripts ran. A
+/// screenshot of the finished simulation is saved as `target/explorer.png` for a person to
+/// look at.
 #[test]
 fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
     let Some(browser) = chromium() else {
@@ -356,21 +528,16 @@ fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
         );
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let report_path = dir.path().join("report.json");
-    finished_run(&data, "6", &["--report", report_path.to_str().unwrap()]);
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(&report_path).unwrap()).unwrap();
-    let (child, _lines, address) = serve(&data);
+    let (child, lines, address) = simulate_serving(random_seed(), "12", "3");
     let url = format!("http://{address}/");
-    // Virtual time lets the page's fetches finish before the DOM is read.
+    // Virtual time lets the page's fetches finish before the DOM is read; the open event
+    // stream holds the page until the simulation ends, so the live counters are drawn.
     let flags = [
         "--headless",
         "--no-sandbox",
         "--disable-gpu",
         "--virtual-time-budget=8000",
-        "--window-size=1400,1100",
+        "--window-size=1400,1800",
     ];
     let dom = Command::new(&browser)
         .args(flags)
@@ -378,6 +545,7 @@ fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    wait_for(&lines, |l| l.contains("serving the simulated chains"));
     let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/explorer.png");
     let shot = Command::new(&browser)
         .args(flags)
@@ -397,15 +565,23 @@ fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
         dom.contains("data-epochs=\"grid\""),
         "the epochs bar: {dom}"
     );
-    if report["trades"]["power"].as_u64().unwrap_or(0)
-        + report["trades"]["data"].as_u64().unwrap_or(0)
-        > 0
-    {
-        assert!(
-            dom.contains("class=\"trade\""),
-            "a trade in the page: {dom}"
-        );
-    }
+    assert!(
+        dom.contains("class=\"trade\""),
+        "a trade in the page: {dom}"
+    );
+    assert!(
+        dom.contains("class=\"step step-offer"),
+        "a trade's steps: {dom}"
+    );
+    assert!(
+        dom.contains("class=\"takeover-row\""),
+        "the take-overs: {dom}"
+    );
+    assert!(dom.contains("records/s"), "the live counters: {dom}");
+    assert!(
+        dom.contains("invariants broken: 0"),
+        "no invariant broken: {dom}"
+    );
     assert!(
         shot.status.success() && screenshot.is_file(),
         "the screenshot"

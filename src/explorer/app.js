@@ -1,12 +1,11 @@
 // The explorer page: reads the JSON API and redraws every two seconds. No framework, no
-// build step; everything it shows comes from /api/chains, /api/chain and /api/block.
+// build step; everything it shows comes from the JSON API (/api/chains, /api/chain,
+// /api/block, /api/records, /api/trades, /api/takeovers) and the live events (/api/events).
 "use strict";
 
 const SHOWN = 30;
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const epochColour = (epoch) => PALETTE[epoch % PALETTE.length];
-const TRADE_KINDS = new Set(["power_offer", "power_bid", "trade_agreement", "grid_vote", "grid_receipt",
-  "power_settlement", "data_trade", "data_purchase", "data_agreement", "data_dispute"]);
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -50,41 +49,52 @@ async function show(hash) {
   }
 }
 
-// The trade records of the relay blocks shown, newest first.
-function tradesOf(block, into) {
-  for (const included of block.blocks || []) {
-    for (const record of included.records || []) {
-      const body = record.content.body;
-      if (TRADE_KINDS.has(body.kind)) into.push({ record, body, relay: block });
-    }
+const short = (hex) => (hex || "").slice(0, 10);
+
+function terms(trade) {
+  const t = trade.terms || {};
+  if (trade.kind === "power") {
+    return `${t.wh} Wh, slot ${t.slot}, grid ${t.grid_approvals}/${t.grid_votes} approve`;
   }
+  return `data digest ${short(t.digest)}…`;
 }
 
-function describe(body) {
-  const parts = [];
-  for (const key of ["wh", "price_per_kwh", "amount", "slot", "approve", "approved"]) {
-    if (key in body) parts.push(`${key} ${body[key]}`);
+// One trade's steps in protocol order, each a chip: click it for its relay block.
+function stepChips(trade) {
+  const span = el("span", { class: "steps" });
+  for (const step of trade.steps || []) {
+    const b = step.block;
+    span.append(el("span", {
+      class: `step step-${step.step.replace(" ", "-")}${b.on_relay_chain ? "" : " off-relay"}`,
+      title: `${step.record.content.author_name} #${step.record.content.seq}, in ${b.chain_name} #${b.height} at ${b.time}${b.on_relay_chain ? "" : " (its consortium's chain only)"}`,
+      onclick: () => show(b.hash),
+    }, step.step));
   }
-  for (const key of ["seller_name", "buyer_name", "voter_name"]) {
-    if (key in body) parts.push(`${key.replace("_name", "")} ${body[key]}`);
-  }
-  return parts.join(", ");
+  return span;
 }
 
-function drawTrades(trades) {
-  const rows = trades.slice(0, 40).map(({ record, body, relay }) => el("tr", { class: "trade" },
-    el("td", {}, body.kind), el("td", {}, record.content.author_name || ""),
-    el("td", {}, describe(body)), el("td", {}, `${relay.header.lane_name} #${relay.header.height}`)));
-  const table = el("table", {}, el("tr", {}, el("th", {}, "record"), el("th", {}, "author"),
-    el("th", {}, "terms"), el("th", {}, "relay block")), ...rows);
-  document.getElementById("trades").replaceChildren(
-    trades.length ? table : el("p", {}, "No trade records in the blocks shown."));
+// Trades as lifecycles (/api/trades): one row per trade id, its steps as chips.
+async function drawTrades() {
+  const out = document.getElementById("trades");
+  try {
+    const { trades, offers_open: open } = await getJson("/api/trades?limit=40");
+    const rows = trades.map((trade) => el("tr", { class: "trade", "data-status": trade.status },
+      el("td", { title: trade.trade }, `${trade.kind} ${short(trade.trade)}…`),
+      el("td", {}, `${trade.seller_name} → ${trade.buyer_name}`),
+      el("td", {}, terms(trade)), el("td", {}, stepChips(trade)),
+      el("td", { class: "status" }, trade.status)));
+    const table = el("table", {}, el("tr", {}, el("th", {}, "trade"), el("th", {}, "seller → buyer"),
+      el("th", {}, "terms"), el("th", {}, "steps (dashed: on a consortium chain only)"), el("th", {}, "state")), ...rows);
+    out.replaceChildren(trades.length ? table : el("p", {}, "No trade agreed on the relay chain yet."),
+      el("p", { class: "meta" }, `${open} offers not (yet) taken.`));
+  } catch (e) {
+    out.replaceChildren(el("p", {}, `error: ${e.message}`));
+  }
 }
 
 async function drawLanes(chains) {
   const lanes = document.getElementById("lanes");
   const columns = [];
-  const trades = [];
   for (const lane of fullestLanes(chains)) {
     const from = Math.max(1, lane.height - SHOWN + 1);
     const url = `/api/chain?name=${encodeURIComponent(lane.chain_name)}&node=${encodeURIComponent(lane.node_name)}&from=${from}&limit=${SHOWN}`;
@@ -93,7 +103,6 @@ async function drawLanes(chains) {
       el("h3", {}, `lane ${lane.chain.lane_name}`),
       el("div", { class: "meta" }, `height ${lane.height}, copy of ${lane.node_name}`));
     for (const block of blocks.reverse()) {
-      tradesOf(block, trades);
       const h = block.header;
       const included = (block.blocks || []).map((b) => b.header.author_name).join(", ");
       column.append(el("div", {
@@ -105,15 +114,17 @@ async function drawLanes(chains) {
     columns.push(column);
   }
   lanes.replaceChildren(...columns);
-  trades.sort((a, b) => (b.relay.header.time || "").localeCompare(a.relay.header.time || ""));
-  drawTrades(trades);
 }
 
 // Epochs per lane as bars on one time axis (what `inspect --timeline` draws as Mermaid).
-function drawEpochs(elections, lanes) {
+// With live events (/api/takeovers), each take-over is drawn from its election to its
+// config block, and each stall as a red mark.
+function drawEpochs(elections, lanes, takeovers) {
   const times = elections.map((e) => Date.parse(e.time)).concat(lanes.map((l) => Date.parse(l.head_time)));
+  for (const t of takeovers) if (t.elected) times.push(Date.parse(t.elected.at));
   const start = Math.min(...times);
   const span = Math.max(1, Math.max(...times) - start);
+  const x = (time) => (100 * (Date.parse(time) - start)) / span;
   const rows = lanes.map((lane) => {
     const own = elections.filter((e) => e.consortium_name === lane.lane_name);
     const bar = el("div", { class: "epochs", "data-epochs": lane.lane_name });
@@ -126,9 +137,44 @@ function drawEpochs(elections, lanes) {
         title: `epoch ${e.epoch} (${e.reason}): ${e.relay_name}, from ${e.time}`,
       }, `${e.epoch}`));
     });
+    for (const t of takeovers.filter((t) => t.lane_name === lane.lane_name && t.elected)) {
+      const end = t.took_over ? t.took_over.at : lane.head_time;
+      bar.append(el("span", {
+        class: "takeover",
+        style: `left: ${x(t.elected.at)}%; width: ${Math.max(0.3, x(end) - x(t.elected.at))}%`,
+        title: `epoch ${t.epoch}: elected ${t.elected.at}, ${t.took_over ? `took over after ${t.took_over_ms} ms` : "not taken over yet"}`,
+      }));
+      for (const stall of t.stalls) {
+        bar.append(el("span", {
+          class: "stall", style: `left: ${x(stall.at)}%`,
+          title: `epoch ${t.epoch} stalled at ${stall.at}: waiting for ${(stall.waiting_for_names || []).join(", ")}`,
+        }));
+      }
+    }
     return el("div", { class: "epoch-row" }, el("span", { class: "epoch-lane" }, lane.lane_name), bar);
   });
   document.getElementById("epochs").replaceChildren(...rows);
+}
+
+// The take-overs seen live: how long each new relay took from its election to its config
+// block, and its stalls (SPEC §14).
+function drawTakeovers(takeovers) {
+  const out = document.getElementById("takeovers");
+  if (!takeovers.length) {
+    out.replaceChildren();
+    return;
+  }
+  const rows = takeovers.slice().reverse().slice(0, 40).map((t) => el("tr", { class: "takeover-row" },
+    el("td", {}, t.lane_name), el("td", {}, `${t.epoch}`),
+    el("td", {}, t.elected ? `${t.elected.reason}, relay ${t.elected.relay_name}` : ""),
+    el("td", {}, t.took_over ? `${t.took_over_ms} ms` : "not yet"),
+    el("td", {}, t.activated ? "active" : ""),
+    el("td", {}, t.stalls.length
+      ? `${t.stalls.length} stall(s), waiting for ${(t.stalls[t.stalls.length - 1].waiting_for_names || []).join(", ")}`
+      : "")));
+  out.replaceChildren(el("table", {}, el("tr", {}, el("th", {}, "lane"), el("th", {}, "epoch"),
+    el("th", {}, "election"), el("th", {}, "take-over"), el("th", {}, "supervisor"), el("th", {}, "stalls")),
+  ...rows));
 }
 
 function drawElections(elections) {
@@ -157,38 +203,64 @@ async function refresh() {
     const listing = await getJson("/api/chains");
     await drawLanes(listing.chains);
     drawElections(listing.elections);
-    drawEpochs(listing.elections, listing.lanes || []);
+    // Take-overs exist only where the server sees live events; elsewhere the API says 404.
+    const takeovers = await getJson("/api/takeovers").then((t) => t.epochs, () => []);
+    drawEpochs(listing.elections, listing.lanes || [], takeovers);
+    drawTakeovers(takeovers);
+    await drawTrades();
     status.textContent = `${listing.chains.length} chains, ${listing.elections.length} elections, ${new Date().toLocaleTimeString()}`;
   } catch (e) {
     status.textContent = `error: ${e.message}`;
   }
 }
 
-// Live counters, when the server runs beside a federation (`run --serve`): records
-// committed at their relay per second over the last 5 s, elections, and events seen.
-const live = { events: 0, elections: 0, stamps: [] };
+// Live counters, when the server runs beside a federation or simulation (`run --serve`,
+// `simulate --serve`): over the last 5 s of the events' own time (virtual time in a
+// simulation), records committed at their relay per second and their latency from
+// creation, urgent and normal; elections, take-overs and invariants broken since the page
+// opened.
+const WINDOW_MS = 5000;
+const live = { events: 0, elections: 0, takeovers: 0, broken: [], committed: [], latest: 0 };
+
+function percentile(sorted, p) {
+  if (!sorted.length) return "–";
+  return `${sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]}`;
+}
+
 function startLive() {
   if (!window.EventSource) return;
   const source = new EventSource("/api/events");
   source.onerror = () => { if (live.events === 0) source.close(); };
   source.addEventListener("elected", () => { live.elections += 1; });
+  source.addEventListener("took_over", () => { live.takeovers += 1; });
+  source.addEventListener("broken", (message) => { live.broken.push(JSON.parse(message.data).broken); });
   source.addEventListener("committed", (message) => {
     const event = JSON.parse(message.data);
-    if (event.produced) live.stamps.push([Date.now(), (event.records || []).length]);
+    if (!event.produced) return;
+    const at = Date.parse(event.at);
+    live.latest = Math.max(live.latest, at);
+    for (const r of event.records || []) live.committed.push([at, at - Date.parse(r.created_at), r.urgent]);
   });
-  source.onmessage = () => {};
   const count = () => { live.events += 1; };
-  for (const kind of ["elected", "committed", "acked", "took_over", "stalled", "recorded"]) {
+  for (const kind of ["elected", "committed", "acked", "took_over", "stalled", "recorded", "broken"]) {
     source.addEventListener(kind, count);
   }
-  setInterval(() => {
-    const now = Date.now();
-    live.stamps = live.stamps.filter(([at]) => now - at <= 5000);
-    const records = live.stamps.reduce((sum, [, n]) => sum + n, 0);
-    if (live.events === 0) return;
-    document.getElementById("live").textContent =
-      `live: ${(records / 5).toFixed(0)} records/s on the relay chain, ${live.elections} elections, ${live.events} events`;
-  }, 1000);
+  setInterval(drawLive, 1000);
+}
+
+function drawLive() {
+  if (live.events === 0) return;
+  live.committed = live.committed.filter(([at]) => live.latest - at <= WINDOW_MS);
+  const latencies = (urgent) => live.committed.filter(([, , u]) => u === urgent).map(([, ms]) => ms).sort((a, b) => a - b);
+  const urgent = latencies(true);
+  const normal = latencies(false);
+  document.getElementById("live").replaceChildren(
+    el("span", { class: "counter", "data-counter": "rate" }, `${(live.committed.length / (WINDOW_MS / 1000)).toFixed(0)} records/s`),
+    el("span", { class: "counter", "data-counter": "urgent" }, `urgent p50 ${percentile(urgent, 50)} / p99 ${percentile(urgent, 99)} ms`),
+    el("span", { class: "counter", "data-counter": "normal" }, `normal p50 ${percentile(normal, 50)} / p99 ${percentile(normal, 99)} ms`),
+    el("span", { class: "counter", "data-counter": "elections" }, `${live.elections} elections, ${live.takeovers} take-overs`),
+    el("span", { class: live.broken.length ? "counter broken" : "counter", "data-counter": "broken", title: live.broken.join("\n") },
+      `invariants broken: ${live.broken.length}`));
 }
 
 async function searchRecords() {
