@@ -142,7 +142,7 @@ enum Command {
     /// partition:C[+C...]@T+DURATION, pause:MEMBER@T+DURATION, mute:MEMBER@T+DURATION,
     /// random. Times take units (500ms, 90s, 2m).
     #[command(
-        after_help = "Examples:\n  ieschain simulate --seed 7 --until 1h --faults random\n  ieschain simulate --faults 'drop:0.01,crash-relay:grid@5s,restart:grid-east@9s' --until 30s\n  ieschain simulate --seed 7 --event-log events.jsonl --report report.json"
+        after_help = "Examples:\n  ieschain simulate --seed 7 --until 1h --faults random\n  ieschain simulate --faults 'drop:0.01,crash-relay:grid@5s,restart:grid-east@9s' --until 30s\n  ieschain simulate --seed 7 --event-log events.jsonl --report report.json\n  ieschain simulate --faults random --until 5m --pace 5 --serve 127.0.0.1:8080   # watch it in the explorer"
     )]
     Simulate(SimulateArgs),
     /// Measure this machine's limits (ed25519 verify and batch verify, blake3, synced
@@ -232,7 +232,7 @@ enum Command {
     Schema,
     /// Serve a read-only web explorer of a data directory (live or not): lanes, blocks, elections.
     #[command(
-        after_help = "Examples:\n  ieschain serve --data ieschain-data            # then open http://127.0.0.1:8080/\n  ieschain serve --data ieschain-data --listen 127.0.0.1:9000\n\nThe JSON API: /api/chains, /api/chain?name=relay/grid&limit=20, /api/block/HASH,\n/api/records?member=source-wind&kind=power_offer (with inclusion proofs).\n`ieschain run --serve ADDR` serves a running federation, with its events at /api/events.\nThe directory is read as a RocksDB secondary instance: nothing is written into it."
+        after_help = "Examples:\n  ieschain serve --data ieschain-data            # then open http://127.0.0.1:8080/\n  ieschain serve --data ieschain-data --listen 127.0.0.1:9000\n\nThe JSON API: /api/chains, /api/chain?name=relay/grid&limit=20, /api/block/HASH,\n/api/records?member=source-wind&kind=power_offer (with inclusion proofs), /api/trades.\n`ieschain run --serve ADDR` and `ieschain simulate --serve ADDR` serve a running federation,\nwith its events at /api/events and its take-overs at /api/takeovers.\nThe directory is read as a RocksDB secondary instance: nothing is written into it."
     )]
     Serve {
         /// The data directory.

@@ -147,15 +147,16 @@ impl Takeovers {
                 seen,
                 ..Configuration::default()
             });
-        match event {
-            Event::Elected { .. } => configuration.elected.get_or_insert_with(|| event.clone()),
-            Event::TookOver { .. } => configuration.took_over.get_or_insert_with(|| event.clone()),
-            Event::Activated { .. } => configuration.activated.get_or_insert_with(|| event.clone()),
+        let first = match event {
+            Event::Elected { .. } => &mut configuration.elected,
+            Event::TookOver { .. } => &mut configuration.took_over,
+            Event::Activated { .. } => &mut configuration.activated,
             _ => {
                 configuration.stalls.push(event.clone());
                 return;
             }
         };
+        first.get_or_insert_with(|| event.clone());
     }
 
     /// `[{lane, lane_name, epoch, elected, took_over, activated, stalls, took_over_ms}]`,
@@ -559,5 +560,81 @@ pub async fn forward(mut events: broadcast::Receiver<Event>, feed: broadcast::Se
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ieschain_core::election::{ElectionReason, LanePosition};
+    use ieschain_core::{Address, ConsortiumId, Hash};
+
+    use super::*;
+
+    fn position() -> LanePosition {
+        LanePosition {
+            height: 0,
+            hash: Hash([0; 32]),
+        }
+    }
+
+    fn elected(lane: u16, epoch: u64, at: u64) -> Event {
+        Event::Elected {
+            consortium: ConsortiumId(lane),
+            epoch,
+            source: epoch - 1,
+            lane_head: position(),
+            reason: ElectionReason::Failover,
+            relay: Address([1; 20]),
+            backup: None,
+            at,
+        }
+    }
+
+    fn took_over(lane: u16, epoch: u64, at: u64) -> Event {
+        Event::TookOver {
+            consortium: ConsortiumId(lane),
+            epoch,
+            relay: Address([1; 20]),
+            config: position(),
+            prev: position(),
+            at,
+        }
+    }
+
+    /// A configuration gathers its election, take-over and stalls, in any order they
+    /// come; the first of each kind counts.
+    #[test]
+    fn a_configuration_gathers_its_reconfiguration_events() {
+        let mut takeovers = Takeovers::default();
+        takeovers.observe(&elected(2, 3, 1_000), 1);
+        let stall = Event::Stalled {
+            lane: ConsortiumId(2),
+            epoch: 3,
+            relay: Address([1; 20]),
+            waiting_for: vec![Address([2; 20])],
+            at: 1_200,
+        };
+        takeovers.observe(&stall, 2);
+        takeovers.observe(&took_over(2, 3, 1_750), 3);
+        takeovers.observe(&took_over(2, 3, 9_999), 4);
+        takeovers.observe(&elected(2, 4, 5_000), 5);
+        let c = &takeovers.epochs[&(ConsortiumId(2), 3)];
+        assert_eq!(c.stalls.len(), 1);
+        assert_eq!(c.took_over.as_ref().and_then(Event::at), Some(1_750));
+        assert!(takeovers.epochs[&(ConsortiumId(2), 4)].took_over.is_none());
+        assert_eq!(takeovers.epochs.len(), 2);
+    }
+
+    /// Past the bound, the configuration seen first is dropped, one at a time.
+    #[test]
+    fn the_oldest_configuration_goes_past_the_bound() {
+        let mut takeovers = Takeovers::default();
+        for epoch in 1..=MAX_TAKEOVERS as u64 + 3 {
+            takeovers.observe(&elected(0, epoch, epoch), epoch);
+            takeovers.observe(&took_over(0, epoch, epoch + 1), epoch);
+        }
+        assert_eq!(takeovers.epochs.len(), MAX_TAKEOVERS);
+        let first = takeovers.epochs.keys().next().unwrap();
+        assert_eq!(*first, (ConsortiumId(0), 4));
     }
 }

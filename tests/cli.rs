@@ -186,6 +186,20 @@ fn flags_and_help() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
+    // Values clap refuses through this crate's parsers: exit 2, the reason named.
+    for (args, needle) in [
+        (&["simulate", "--pace", "0"][..], "a positive number"),
+        (&["simulate", "--pace", "fast"], "a positive number"),
+        (&["simulate", "--pace", "inf"], "a positive number"),
+        (
+            &["simulate", "--serve", "nowhere"],
+            "invalid socket address",
+        ),
+    ] {
+        let (code, _, stderr) = outcome(&ieschain(args));
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
     for args in [
         &["--help"][..],
         &["verify", "--help"],
@@ -584,9 +598,10 @@ fn version_completions_help_durations_and_builtin_names() {
 #[test]
 fn simulate_writes_the_event_log_as_json_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |name: &str| {
+    let run = |name: &str, extra: &[&str]| {
         let path = dir.path().join(name);
-        let (code, stdout, stderr) = outcome(&ieschain(&[
+        let report = dir.path().join(format!("{name}.report.json"));
+        let mut args = vec![
             "simulate",
             "--seed",
             "3",
@@ -595,11 +610,10 @@ fn simulate_writes_the_event_log_as_json_lines() {
             "--event-log",
             path.to_str().unwrap(),
             "--report",
-            dir.path()
-                .join(format!("{name}.report.json"))
-                .to_str()
-                .unwrap(),
-        ]));
+            report.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = outcome(&ieschain(&args));
         assert_eq!(code, 0, "{stderr}");
         let digest = stdout
             .lines()
@@ -608,8 +622,9 @@ fn simulate_writes_the_event_log_as_json_lines() {
             .expect("the digest is printed");
         (std::fs::read_to_string(path).unwrap(), digest)
     };
-    let (a, digest_a) = run("a.jsonl");
-    let (b, digest_b) = run("b.jsonl");
+    let (a, digest_a) = run("a.jsonl", &[]);
+    // A pace holds wall time only: the same run.
+    let (b, digest_b) = run("b.jsonl", &["--pace", "200"]);
     // The report conforms to its schema, and the schema is strict enough to notice a
     // missing field, a wrong type and an unknown one.
     let mut report: serde_json::Value = serde_json::from_str(

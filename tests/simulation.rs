@@ -215,3 +215,80 @@ async fn runs_inside_tokio_with_typed_events_and_an_observer() {
         awaited.broken
     );
 }
+
+/// A store given to the simulation is the one it writes (a caller may read it while the
+/// simulation runs: `simulate --serve`); a store of another genesis, or one already
+/// written, is refused before anything runs.
+#[test]
+fn a_given_store_is_written_and_a_wrong_one_refused() {
+    use std::sync::Arc;
+
+    use ieschain_storage::{ChainStore, MemoryStore};
+
+    let config = FederationConfig::four_party();
+    let mut simulation = Simulation::new(config.clone(), 4, 2_000);
+    let store: Arc<dyn ChainStore> = Arc::new(MemoryStore::new(simulation.genesis().unwrap()));
+    simulation.store = Some(store.clone());
+    let outcome = simulation.run().unwrap();
+    assert!(Arc::ptr_eq(&outcome.store, &store));
+    assert!(!store.chains().unwrap().is_empty());
+
+    let mut again = Simulation::new(config.clone(), 4, 2_000);
+    again.store = Some(store.clone());
+    let refused = again.run().unwrap_err().to_string();
+    assert!(refused.contains("starts from an empty store"), "{refused}");
+
+    let mut other = Simulation::new(config.clone(), 5, 2_000);
+    let seed_4 = Simulation::new(config, 4, 2_000).genesis().unwrap();
+    other.store = Some(Arc::new(MemoryStore::new(seed_4)));
+    let refused = other.run().unwrap_err().to_string();
+    assert!(refused.contains("another genesis"), "{refused}");
+}
+
+/// Each broken invariant reaches `on_broken` once, as it is found, and the outcome lists
+/// exactly those: here an observer that breaks on every rotation.
+#[test]
+fn broken_invariants_are_reported_once_as_found() {
+    use std::sync::{Arc, Mutex};
+
+    use ieschain::simulation::BrokenReporter;
+    use ieschain_core::election::ElectionReason;
+    use ieschain_core::node::Event;
+
+    let reported: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut simulation =
+        Simulation::new(FederationConfig::four_party(), 6, 20_000).observe(|event| match event {
+            Event::Elected {
+                reason: ElectionReason::Rotation,
+                consortium,
+                epoch,
+                ..
+            } => Err(format!(
+                "rotation of lane {} to epoch {epoch}",
+                consortium.0
+            )),
+            _ => Ok(()),
+        });
+    simulation.on_broken = Some(BrokenReporter::new({
+        let reported = reported.clone();
+        move |line| reported.lock().unwrap().push(line.to_string())
+    }));
+    let outcome = simulation.run().unwrap();
+    let reported = reported.lock().unwrap().clone();
+    assert!(
+        reported.iter().any(|l| l.starts_with("observer: rotation")),
+        "{reported:#?}"
+    );
+    let unique: std::collections::BTreeSet<&String> = reported.iter().collect();
+    assert_eq!(
+        unique.len(),
+        reported.len(),
+        "reported twice: {reported:#?}"
+    );
+    let mut broken = outcome.broken.clone();
+    broken.sort();
+    broken.dedup();
+    let mut reported = reported;
+    reported.sort();
+    assert_eq!(broken, reported);
+}

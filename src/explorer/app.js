@@ -3,7 +3,7 @@
 // /api/block, /api/records, /api/trades, /api/takeovers) and the live events (/api/events).
 "use strict";
 
-const SHOWN = 30;
+const SHOWN = 12;
 const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
 const epochColour = (epoch) => PALETTE[epoch % PALETTE.length];
 
