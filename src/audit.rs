@@ -10,7 +10,8 @@
 //!
 //! Across holders, every copy that holds a trade's settlement holds the same one. Data
 //! trades are checked where the chain can tell: a data agreement names the digest of the
-//! offer it agrees on.
+//! offer it agrees on, and a data trade is agreed once (its seller writes one agreement,
+//! however often the purchase reaches it).
 
 use std::collections::BTreeMap;
 
@@ -175,8 +176,15 @@ pub fn trades(store: &dyn ChainStore) -> Vec<String> {
                 }
             }
         }
+        let mut data_agreed = std::collections::BTreeSet::new();
         for agreement in &ledger.agreements {
             if let RecordBody::DataAgreement { trade, digest, .. } = &agreement.content.body {
+                if !data_agreed.insert(*trade) {
+                    broken.push(format!(
+                        "S6 data trade {}: agreed more than once (held by {holder})",
+                        trade.short()
+                    ));
+                }
                 let offered = data_digests.contains(digest);
                 if !offered {
                     broken.push(format!(
@@ -329,5 +337,29 @@ mod tests {
         let store = store_with(&federation, records);
         let text = trades(&store).join("\n");
         assert!(text.contains("countersignature does not verify"), "{text}");
+    }
+
+    /// A seller's second agreement for one data trade (a repeated purchase answered
+    /// twice) is named; one agreement passes.
+    #[test]
+    fn a_data_trade_agreed_twice_is_named() {
+        let federation = SampleFederation::four_party(3, 2);
+        let data = Hash([5; 32]);
+        let offer = RecordBody::DataTrade {
+            digest: data,
+            description: "readings".into(),
+            price: 3,
+            size: 10,
+        };
+        let agreement = RecordBody::DataAgreement {
+            trade: Hash([6; 32]),
+            buyer: federation.members[1].key.address(),
+            digest: data,
+        };
+        let once = signed(&federation, vec![offer.clone(), agreement.clone()]);
+        assert_eq!(trades(&store_with(&federation, once)), Vec::<String>::new());
+        let twice = signed(&federation, vec![offer, agreement.clone(), agreement]);
+        let text = trades(&store_with(&federation, twice)).join("\n");
+        assert!(text.contains("agreed more than once"), "{text}");
     }
 }

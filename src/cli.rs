@@ -427,20 +427,18 @@ fn run(
         "ieschain run: {origin}, {consortiums} consortiums, {members} members, seed {seed}, data in {}, for {duration} s",
         data.display()
     );
-    let federation = Federation::builder(config)
-        .data_dir(data)
-        .seed(seed)
-        .start_blocking()
-        .map_err(|e| e.to_string())?;
+    let mut builder = Federation::builder(config).data_dir(data).seed(seed);
+    // The explorer's events from the very start: the initial elections and take-overs.
+    let early = serve.map(|_| builder.subscribe());
+    let federation = builder.start_blocking().map_err(|e| e.to_string())?;
     let explorer = serve
-        .map(|addr| {
+        .zip(early)
+        .map(|(addr, events)| {
             // The federation's events, forwarded: the server holds no handle of its own.
             let (feed, live) = tokio::sync::broadcast::channel(crate::serve::LIVE_BUFFER);
             let source = crate::serve::Source::Directory(data.to_path_buf());
             let server = LiveServer::start("--serve", addr, source, Some(live))?;
-            server
-                .runtime
-                .spawn(crate::serve::forward(federation.subscribe(), feed));
+            server.runtime.spawn(crate::serve::forward(events, feed));
             println!(
                 "ieschain run: explorer at http://{}/ (read-only, live events)",
                 server.address

@@ -636,6 +636,21 @@ fn run_serves_the_explorer_with_live_events() {
     assert_eq!(committed["event"], "committed");
     assert!(committed["node_name"].is_string(), "{committed}");
     assert_eq!(get_json(&address, "/api/chains").0, 200);
+    // The take-overs are gathered from the federation's start: every lane's initial one.
+    let (status, takeovers) = get_json(&address, "/api/takeovers");
+    assert_eq!(status, 200, "{takeovers}");
+    for lane in ["source", "grid", "service", "load"] {
+        assert!(
+            takeovers["epochs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["lane_name"] == lane
+                    && e["epoch"] == 1
+                    && e["elected"]["reason"] == "initial"),
+            "lane {lane}'s initial election: {takeovers:#}"
+        );
+    }
     // Stopping the run ends the federation, its event stream and the server.
     kill(Pid::from_raw(run.id() as i32), Signal::SIGTERM).unwrap();
     let mut rest = String::new();

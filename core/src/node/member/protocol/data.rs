@@ -73,7 +73,7 @@ impl Member {
         let digest = *digest;
         let buyer = purchase.content.author;
         let trade = trade_id(&offer, &purchase.digest());
-        if self.proto.data_sales.contains_key(&trade) {
+        if !self.proto.data_agreed.insert(trade) {
             return;
         }
         self.write_record(

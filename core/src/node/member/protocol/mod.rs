@@ -181,6 +181,9 @@ pub(super) struct Protocols {
     /// My data offers: the digest on the chain, and the bytes to deliver.
     data_offers: BTreeMap<Hash, (Hash, Vec<u8>)>,
     data_sales: BTreeMap<Hash, DataSale>,
+    /// The data trades this member agreed as seller: a purchase that reaches it again
+    /// (a relay's forward repeated, after the sale ended) gets no second agreement.
+    data_agreed: BTreeSet<Hash>,
     data_intents: BTreeSet<Hash>,
     data_buys: BTreeMap<Hash, DataBuy>,
     joining: Option<Box<Joining>>,
