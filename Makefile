@@ -16,9 +16,10 @@ deps-test:
 ## make run: the main job: the built-in four-party federation, live for $(DURATION) s on
 ## RocksDB in $(DATA) (elections, batching, rotations), its JSON report in
 ## $(DATA)/report.json, then a full `ieschain verify` of every chain it wrote.
-## `make run SERVE=127.0.0.1:8080` also serves the explorer while it runs.
+## While it runs, the explorer serves on http://127.0.0.1:8080/ (a free port, printed,
+## when 8080 is taken); `make run SERVE=ADDR` serves elsewhere, `make run SERVE=` not at all.
 DURATION ?= 30
-SERVE ?=
+SERVE ?= $(shell bash -c '(exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && echo 127.0.0.1:0 || echo 127.0.0.1:8080')
 run: deps
 	$(CARGO) build --bin ieschain
 	mkdir -p $(DATA)
