@@ -148,6 +148,7 @@ impl Snapshot {
                 let mut value = names.to_value(&at.record);
                 value["height"] = json!(at.height);
                 value["time"] = json!(rfc3339(at.time_ms));
+                annotate_draw(&mut value, &at.record);
                 value
             })
             .collect();
@@ -444,6 +445,35 @@ pub struct LaneHistory {
     pub elections: Vec<ElectionAt>,
     /// The time of its newest block, ms since the Unix epoch.
     pub head_time_ms: u64,
+}
+
+/// Each candidate of an election's JSON with its failure rate `e_k` (failures per
+/// completed term, 0 with none) and `p_k`, its chance to be drawn relay: its weight under
+/// the election's `f` over the sum of all the candidates' (SPEC §5). (A backup promoted
+/// to relay is not drawn; the backup is drawn from the others.)
+fn annotate_draw(value: &mut Value, record: &ElectionRecord) {
+    let weights: Vec<u64> = record
+        .candidates
+        .iter()
+        .map(|c| record.weight_fn.weight(c.failures, c.terms))
+        .collect();
+    let total: u64 = weights.iter().sum();
+    let Some(candidates) = value["candidates"].as_array_mut() else {
+        return;
+    };
+    for ((json, stat), weight) in candidates.iter_mut().zip(&record.candidates).zip(weights) {
+        let e = if stat.terms == 0 {
+            0.0
+        } else {
+            f64::from(stat.failures) / f64::from(stat.terms)
+        };
+        json["e_k"] = json!(e);
+        json["p_k"] = json!(if total == 0 {
+            0.0
+        } else {
+            weight as f64 / total as f64
+        });
+    }
 }
 
 /// Text safe inside a Mermaid Gantt task or section name (no `:`, `#` or `;`).

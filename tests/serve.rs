@@ -195,6 +195,13 @@ fn the_api_answers_from_a_finished_run_and_writes_nothing() {
     let elections = listing["elections"].as_array().unwrap();
     assert!(elections.len() >= 4, "the initial elections: {listing}");
     assert!(elections.iter().all(|e| e["relay_name"].is_string()));
+    // Each candidate's failure rate and chance in the draw; the chances sum to 1.
+    for election in elections {
+        let candidates = election["candidates"].as_array().unwrap();
+        let total: f64 = candidates.iter().map(|c| c["p_k"].as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{election:#}");
+        assert!(candidates.iter().all(|c| c["e_k"].as_f64().is_some()));
+    }
     let heads = listing["lanes"].as_array().unwrap();
     assert_eq!(heads.len(), 4, "{listing}");
     assert!(
@@ -561,6 +568,7 @@ fn the_page_shows_lanes_elections_and_trades_in_a_browser() {
         );
     }
     assert!(dom.contains("epoch 1: initial"), "an election: {dom}");
+    assert!(dom.contains("class=\"candidate relay\""), "the draw: {dom}");
     assert!(
         dom.contains("data-epochs=\"grid\""),
         "the epochs bar: {dom}"

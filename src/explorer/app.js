@@ -187,9 +187,16 @@ function drawElections(elections) {
   for (const [name, list] of byConsortium) {
     const column = el("div", { class: "timeline", "data-consortium": name }, el("h3", {}, name));
     for (const e of list) {
-      const candidates = (e.candidates || []).length;
+      // The draw: each candidate's failure rate E_k and its chance P_k to be drawn relay.
+      const draw = el("span", { class: "draw" });
+      for (const c of e.candidates || []) {
+        const role = c.address === e.relay ? "relay" : c.address === e.backup ? "backup" : "";
+        draw.append(el("span", { class: `candidate ${role}`, title: `${c.failures} failures in ${c.terms} terms` },
+          `${c.address_name || short(c.address)} E=${c.e_k.toFixed(2)} P=${(100 * c.p_k).toFixed(0)}%`));
+      }
       column.append(el("div", { class: "election", style: `border-color: ${epochColour(e.epoch)}` },
-        `epoch ${e.epoch}: ${e.reason}, relay ${e.relay_name}, backup ${e.backup_name || "none"} (${candidates} candidates)`,
+        `epoch ${e.epoch}: ${e.reason}, relay ${e.relay_name}, backup ${e.backup_name || "none"}`,
+        el("br"), draw,
         el("br"), el("small", {}, `${(e.time || "").replace("T", " ").replace("Z", "")} UTC, relay block #${e.height}`)));
     }
     columns.push(column);
