@@ -19,7 +19,9 @@ deps-test:
 ## While it runs, the explorer serves on http://127.0.0.1:8080/ (a free port, printed,
 ## when 8080 is taken); `make run SERVE=ADDR` serves elsewhere, `make run SERVE=` not at all.
 DURATION ?= 30
-SERVE ?= $(shell bash -c '(exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && echo 127.0.0.1:0 || echo 127.0.0.1:8080')
+ifeq ($(origin SERVE),undefined)
+SERVE := $(shell bash -c '(exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && echo 127.0.0.1:0 || echo 127.0.0.1:8080')
+endif
 run: deps
 	$(CARGO) build --bin ieschain
 	mkdir -p $(DATA)

@@ -428,24 +428,27 @@ fn run(
         data.display()
     );
     let mut builder = Federation::builder(config).data_dir(data).seed(seed);
-    // The explorer's events from the very start: the initial elections and take-overs.
-    let early = serve.map(|_| builder.subscribe());
-    let federation = builder.start_blocking().map_err(|e| e.to_string())?;
+    // Listening before the federation starts (a taken port fails before anything is
+    // written), with its events from the very start: the initial elections and take-overs.
+    // The server holds no handle of the federation: its events are forwarded.
     let explorer = serve
-        .zip(early)
-        .map(|(addr, events)| {
-            // The federation's events, forwarded: the server holds no handle of its own.
+        .map(|addr| {
             let (feed, live) = tokio::sync::broadcast::channel(crate::serve::LIVE_BUFFER);
             let source = crate::serve::Source::Directory(data.to_path_buf());
             let server = LiveServer::start("--serve", addr, source, Some(live))?;
-            server.runtime.spawn(crate::serve::forward(events, feed));
-            println!(
-                "ieschain run: explorer at http://{}/ (read-only, live events)",
-                server.address
-            );
+            server
+                .runtime
+                .spawn(crate::serve::forward(builder.subscribe(), feed));
             Ok::<_, String>(server)
         })
         .transpose()?;
+    let federation = builder.start_blocking().map_err(|e| e.to_string())?;
+    if let Some(server) = &explorer {
+        println!(
+            "ieschain run: explorer at http://{}/ (read-only, live events)",
+            server.address
+        );
+    }
     // The trace reads the events as they come; a subscriber that falls more than
     // EVENT_BUFFER events behind misses some, which the trace then does not draw.
     let mut events = federation.subscribe();
@@ -638,7 +641,8 @@ fn simulate(args: &SimulateArgs) -> Result<SimulateEnd, String> {
     simulation.plan = plan;
     simulation.keep_events = event_log.is_some();
     simulation.keep_trace = mermaid_path.is_some();
-    simulation.stop = Some(StopSignal::install()?);
+    let stop = StopSignal::install()?;
+    simulation.stop = Some(stop.clone());
     println!(
         "ieschain simulate: {origin}, seed {seed}, faults `{spec}`: {until} virtual s of faults, then {:.0} s to settle ...",
         simulation.settle_ms as f64 / 1000.0
@@ -676,7 +680,8 @@ fn simulate(args: &SimulateArgs) -> Result<SimulateEnd, String> {
     let simulation = {
         let progress = progress.clone();
         let start = ieschain_core::sample::SAMPLE_EPOCH_MS;
-        let pace = pace.map(|rate| (rate, std::time::Instant::now()));
+        // The wall clock of the pace starts at the first event.
+        let mut pace = pace.map(|rate| (rate, None));
         let stop = simulation.stop.clone();
         let feed = feed.clone();
         simulation.observe(move |event| {
@@ -686,8 +691,9 @@ fn simulate(args: &SimulateArgs) -> Result<SimulateEnd, String> {
             let Some(at) = event.at().map(|at| at.saturating_sub(start)) else {
                 return Ok(());
             };
-            if let Some((rate, wall)) = pace {
-                hold_pace(at, rate, wall, stop.as_ref());
+            if let Some((rate, wall)) = pace.as_mut() {
+                let wall = *wall.get_or_insert_with(std::time::Instant::now);
+                hold_pace(at, *rate, wall, stop.as_ref());
             }
             let phase = if at < until_ms { "faults" } else { "settling" };
             progress.update(
@@ -761,6 +767,7 @@ fn simulate(args: &SimulateArgs) -> Result<SimulateEnd, String> {
             .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
     }
     let end = simulate_end(&outcome, config_path, seed, until, &spec);
+    // The simulation's exit code stands when its serving is stopped.
     if let Some(server) = explorer {
         if outcome.stopped_at_ms.is_some() {
             server.stop();
@@ -772,7 +779,7 @@ fn simulate(args: &SimulateArgs) -> Result<SimulateEnd, String> {
             use std::io::Write as _;
             let _ = std::io::stdout().flush();
             server
-                .serve_until(StopSignal::install()?)
+                .serve_until(stop)
                 .map_err(|e| format!("serving: {e}"))?;
         }
     }
@@ -794,7 +801,12 @@ fn publish(
 /// Waits until wall time has caught up with `at` virtual ms at `rate` virtual seconds per
 /// wall second from `wall`, in short naps so that a stop is seen.
 fn hold_pace(at: u64, rate: f64, wall: std::time::Instant, stop: Option<&StopSignal>) {
-    let due = wall + std::time::Duration::from_secs_f64(at as f64 / 1000.0 / rate);
+    let Some(due) = std::time::Duration::try_from_secs_f64(at as f64 / 1000.0 / rate)
+        .ok()
+        .and_then(|wait| wall.checked_add(wait))
+    else {
+        return;
+    };
     loop {
         let now = std::time::Instant::now();
         if now >= due || stop.is_some_and(StopSignal::requested) {
@@ -944,12 +956,17 @@ fn seconds(text: &str) -> Result<f64, String> {
         })
 }
 
-/// `--pace`: a positive, finite rate.
+/// The slowest and the fastest `--pace`.
+const PACES: std::ops::RangeInclusive<f64> = 0.001..=1_000_000.0;
+
+/// `--pace`: a rate within [`PACES`].
 fn pace(text: &str) -> Result<f64, String> {
     match text.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        Ok(rate) if PACES.contains(&rate) => Ok(rate),
         _ => Err(format!(
-            "expected virtual seconds per wall second, a positive number such as 1 or 10, not {text:?}"
+            "expected virtual seconds per wall second, a positive number from {} to {} such as 1 or 10, not {text:?}",
+            PACES.start(),
+            PACES.end()
         )),
     }
 }
@@ -979,6 +996,9 @@ fn open_for_reading(command: &str, data: &Path) -> Result<Snapshot, StoreError> 
     }
     Ok(snapshot)
 }
+
+/// How long a stopping explorer lets the requests in flight finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The explorer serving on a runtime of its own beside a command: `serve`, `run --serve`,
 /// `simulate --serve`.
@@ -1038,7 +1058,11 @@ impl LiveServer {
             let served = tokio::select! {
                 _ = stop.wait() => {
                     let _ = stop_server.send(());
-                    (&mut task).await
+                    // Requests in flight get two seconds to finish.
+                    match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+                        Ok(served) => served,
+                        Err(_) => return Ok(()),
+                    }
                 }
                 served = &mut task => served,
             };
@@ -1051,9 +1075,9 @@ impl LiveServer {
     fn stop(self) {
         let _ = self.stop.send(());
         let task = self.task;
-        let _ = self.runtime.block_on(async move {
-            tokio::time::timeout(std::time::Duration::from_secs(2), task).await
-        });
+        let _ = self
+            .runtime
+            .block_on(async move { tokio::time::timeout(SHUTDOWN_GRACE, task).await });
         self.runtime
             .shutdown_timeout(std::time::Duration::from_secs(1));
     }

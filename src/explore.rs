@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use ieschain_core::election::ElectionRecord;
+use ieschain_core::election::{ElectionReason, ElectionRecord};
 use ieschain_core::genesis::Directory;
 use ieschain_core::merkle::MerkleProof;
 use ieschain_core::record::RecordBody;
@@ -143,12 +143,17 @@ impl Snapshot {
         let rfc3339 = ieschain_core::serde_json_form::rfc3339;
         let elections: Vec<Value> = lanes
             .iter()
-            .flat_map(|lane| &lane.elections)
-            .map(|at| {
+            .flat_map(|lane| {
+                // Each election with the one before it on its lane, which fixes the relay
+                // of a failover, a rotation or a lost backup's replacement.
+                let before = std::iter::once(None).chain(lane.elections.iter().map(Some));
+                lane.elections.iter().zip(before)
+            })
+            .map(|(at, before)| {
                 let mut value = names.to_value(&at.record);
                 value["height"] = json!(at.height);
                 value["time"] = json!(rfc3339(at.time_ms));
-                annotate_draw(&mut value, &at.record);
+                annotate_draw(&mut value, &at.record, before.map(|b| &b.record));
                 value
             })
             .collect();
@@ -448,16 +453,26 @@ pub struct LaneHistory {
 }
 
 /// Each candidate of an election's JSON with its failure rate `e_k` (failures per
-/// completed term, 0 with none) and `p_k`, its chance to be drawn relay: its weight under
-/// the election's `f` over the sum of all the candidates' (SPEC §5). (A backup promoted
-/// to relay is not drawn; the backup is drawn from the others.)
-fn annotate_draw(value: &mut Value, record: &ElectionRecord) {
-    let weights: Vec<u64> = record
+/// completed term, 0 with none) and `p_k`, its chance in the draw: its weight under the
+/// election's `f` over the sum of the weights of those drawn from (SPEC §5). Where the
+/// rules fixed the relay (`relay_fixed`: the backup of the election `before` promoted on a
+/// failover or rotation, the sitting relay kept when only its backup was lost), only the
+/// backup was drawn, from the others: their `p_k` is their chance to be drawn backup and the
+/// relay has none.
+fn annotate_draw(value: &mut Value, record: &ElectionRecord, before: Option<&ElectionRecord>) {
+    let fixed = before.and_then(|before| match record.reason {
+        ElectionReason::Initial => None,
+        ElectionReason::Failover | ElectionReason::Rotation => before.backup,
+        ElectionReason::BackupLost => Some(before.relay),
+    });
+    let fixed = fixed.filter(|relay| *relay == record.relay);
+    value["relay_fixed"] = json!(fixed.is_some());
+    let weights: Vec<Option<u64>> = record
         .candidates
         .iter()
-        .map(|c| record.weight_fn.weight(c.failures, c.terms))
+        .map(|c| (Some(c.address) != fixed).then(|| record.weight_fn.weight(c.failures, c.terms)))
         .collect();
-    let total: u64 = weights.iter().sum();
+    let total: u64 = weights.iter().flatten().sum();
     let Some(candidates) = value["candidates"].as_array_mut() else {
         return;
     };
@@ -468,11 +483,11 @@ fn annotate_draw(value: &mut Value, record: &ElectionRecord) {
             f64::from(stat.failures) / f64::from(stat.terms)
         };
         json["e_k"] = json!(e);
-        json["p_k"] = json!(if total == 0 {
-            0.0
-        } else {
-            weight as f64 / total as f64
-        });
+        json["p_k"] = match weight {
+            Some(weight) if total > 0 => json!(weight as f64 / total as f64),
+            Some(_) => json!(0.0),
+            None => Value::Null,
+        };
     }
 }
 

@@ -17,8 +17,10 @@
 //!   directory;
 //! - `GET /api/takeovers`: each configuration seen since the server started (SPEC §14):
 //!   its election, its relay's take-over (the config block released), the supervisor's
-//!   activation and the stalls on the way, as the events say them; 404 without live
-//!   events. (The chains hold the elections, not when a take-over began or stalled.)
+//!   activation and the stalls on the way (the first [`MAX_STALLS`], the others counted),
+//!   as the events say them, and how many live items the server fell behind on (`missed`);
+//!   404 without live events. (The chains hold the elections, not when a take-over began
+//!   or stalled.)
 //!
 //! The page (`/`, with `/app.js` and `/style.css`) is embedded in the binary: no build step,
 //! no CDN. A directory is always opened as a RocksDB secondary instance, so the server
@@ -99,10 +101,15 @@ struct Explorer {
     takeovers: Mutex<Takeovers>,
 }
 
+/// The stalls kept per configuration, the first ones; the others are counted.
+pub const MAX_STALLS: usize = 20;
+
 /// The reconfiguration events of each configuration (lane, epoch), as seen live.
 #[derive(Debug, Default)]
 struct Takeovers {
     epochs: BTreeMap<(ConsortiumId, u64), Configuration>,
+    /// Live items the collector fell behind on: reconfiguration events may be among them.
+    missed: u64,
 }
 
 /// One configuration's reconfiguration events, in the order they came.
@@ -114,6 +121,8 @@ struct Configuration {
     took_over: Option<Event>,
     activated: Option<Event>,
     stalls: Vec<Event>,
+    /// Stalls past [`MAX_STALLS`].
+    more_stalls: u64,
 }
 
 impl Takeovers {
@@ -151,16 +160,21 @@ impl Takeovers {
             Event::Elected { .. } => &mut configuration.elected,
             Event::TookOver { .. } => &mut configuration.took_over,
             Event::Activated { .. } => &mut configuration.activated,
-            _ => {
+            _ if configuration.stalls.len() < MAX_STALLS => {
                 configuration.stalls.push(event.clone());
+                return;
+            }
+            _ => {
+                configuration.more_stalls += 1;
                 return;
             }
         };
         first.get_or_insert_with(|| event.clone());
     }
 
-    /// `[{lane, lane_name, epoch, elected, took_over, activated, stalls, took_over_ms}]`,
-    /// by lane and epoch; each event as the event log writes it.
+    /// `{epochs: [{lane, lane_name, epoch, elected, took_over, activated, stalls,
+    /// more_stalls, took_over_ms}], missed}`, by lane and epoch; each event as the event
+    /// log writes it; `missed` counts the live items the collector fell behind on.
     fn to_value(&self, snapshot: &Snapshot) -> Value {
         let names = snapshot.names();
         let genesis = snapshot.store().genesis();
@@ -178,13 +192,14 @@ impl Takeovers {
                     "took_over": event(&c.took_over),
                     "activated": event(&c.activated),
                     "stalls": c.stalls.iter().map(|e| names.to_value(e)).collect::<Vec<_>>(),
+                    "more_stalls": c.more_stalls,
                     "took_over_ms": at(&c.elected)
                         .zip(at(&c.took_over))
                         .map(|(elected, took)| took.saturating_sub(elected)),
                 })
             })
             .collect();
-        json!({ "epochs": epochs })
+        json!({ "epochs": epochs, "missed": self.missed })
     }
 }
 
@@ -254,18 +269,22 @@ pub fn router(source: Source, live: Option<LiveEvents>) -> Router {
         tokio::spawn(async move {
             let mut seen = 0u64;
             loop {
-                let event = match receiver.recv().await {
-                    Ok(Live::Event(event)) => event,
-                    Ok(Live::Broken(_)) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                };
+                let received = receiver.recv().await;
                 let Some(explorer) = explorer.upgrade() else {
                     return;
                 };
-                seen += 1;
-                if let Ok(mut takeovers) = explorer.takeovers.lock() {
-                    takeovers.observe(&event, seen);
+                let Ok(mut takeovers) = explorer.takeovers.lock() else {
+                    return;
                 };
+                match received {
+                    Ok(Live::Event(event)) => {
+                        seen += 1;
+                        takeovers.observe(&event, seen);
+                    }
+                    Ok(Live::Broken(_)) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => takeovers.missed += missed,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
             }
         });
     }
@@ -547,15 +566,13 @@ pub async fn serve(
         .await
 }
 
-/// Forwards a federation's events into a live feed until the federation ends (or the feed
-/// has no reader left); events this forwarder falls behind on are skipped.
+/// Forwards a federation's events into a live feed until the federation ends; events
+/// this forwarder falls behind on are skipped.
 pub async fn forward(mut events: broadcast::Receiver<Event>, feed: broadcast::Sender<Live>) {
     loop {
         match events.recv().await {
             Ok(event) => {
-                if feed.send(Live::Event(event)).is_err() && feed.receiver_count() == 0 {
-                    return;
-                }
+                let _ = feed.send(Live::Event(event));
             }
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => return,
@@ -623,6 +640,29 @@ mod tests {
         assert_eq!(c.took_over.as_ref().and_then(Event::at), Some(1_750));
         assert!(takeovers.epochs[&(ConsortiumId(2), 4)].took_over.is_none());
         assert_eq!(takeovers.epochs.len(), 2);
+    }
+
+    /// A long stall keeps its first stalls and counts the others.
+    #[test]
+    fn stalls_past_the_bound_are_counted() {
+        let mut takeovers = Takeovers::default();
+        for at in 0..MAX_STALLS as u64 + 5 {
+            let stall = Event::Stalled {
+                lane: ConsortiumId(1),
+                epoch: 2,
+                relay: Address([1; 20]),
+                waiting_for: Vec::new(),
+                at,
+            };
+            takeovers.observe(&stall, 1);
+        }
+        let c = &takeovers.epochs[&(ConsortiumId(1), 2)];
+        assert_eq!(c.stalls.len(), MAX_STALLS);
+        assert_eq!(c.more_stalls, 5);
+        assert_eq!(
+            c.stalls.last().and_then(Event::at),
+            Some(MAX_STALLS as u64 - 1)
+        );
     }
 
     /// Past the bound, the configuration seen first is dropped, one at a time.

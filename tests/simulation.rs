@@ -245,39 +245,58 @@ fn a_given_store_is_written_and_a_wrong_one_refused() {
     assert!(refused.contains("another genesis"), "{refused}");
 }
 
-/// Each broken invariant reaches `on_broken` once, as it is found, and the outcome lists
-/// exactly those: here an observer that breaks on every rotation.
+/// Each broken invariant reaches `on_broken` once, as it is found (while events still
+/// come), and the outcome lists exactly those: here an observer that breaks on every
+/// rotation.
 #[test]
 fn broken_invariants_are_reported_once_as_found() {
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, Mutex};
 
     use ieschain::simulation::BrokenReporter;
     use ieschain_core::election::ElectionReason;
     use ieschain_core::node::Event;
 
-    let reported: Arc<Mutex<Vec<String>>> = Arc::default();
+    // Each report with the number of events seen when it came.
+    let reported: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let events = Arc::new(AtomicU64::new(0));
+    let counter = events.clone();
     let mut simulation =
-        Simulation::new(FederationConfig::four_party(), 6, 20_000).observe(|event| match event {
-            Event::Elected {
-                reason: ElectionReason::Rotation,
-                consortium,
-                epoch,
-                ..
-            } => Err(format!(
-                "rotation of lane {} to epoch {epoch}",
-                consortium.0
-            )),
-            _ => Ok(()),
+        Simulation::new(FederationConfig::four_party(), 6, 20_000).observe(move |event| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            match event {
+                Event::Elected {
+                    reason: ElectionReason::Rotation,
+                    consortium,
+                    epoch,
+                    ..
+                } => Err(format!(
+                    "rotation of lane {} to epoch {epoch}",
+                    consortium.0
+                )),
+                _ => Ok(()),
+            }
         });
     simulation.on_broken = Some(BrokenReporter::new({
         let reported = reported.clone();
-        move |line| reported.lock().unwrap().push(line.to_string())
+        let events = events.clone();
+        move |line| {
+            let seen = events.load(Ordering::SeqCst);
+            reported.lock().unwrap().push((line.to_string(), seen));
+        }
     }));
     let outcome = simulation.run().unwrap();
-    let reported = reported.lock().unwrap().clone();
+    let total = events.load(Ordering::SeqCst);
+    let (mut reported, seen): (Vec<String>, Vec<u64>) =
+        reported.lock().unwrap().iter().cloned().unzip();
     assert!(
         reported.iter().any(|l| l.starts_with("observer: rotation")),
         "{reported:#?}"
+    );
+    assert!(
+        seen[0] < total,
+        "first report after {} of {total} events",
+        seen[0]
     );
     let unique: std::collections::BTreeSet<&String> = reported.iter().collect();
     assert_eq!(
@@ -288,7 +307,6 @@ fn broken_invariants_are_reported_once_as_found() {
     let mut broken = outcome.broken.clone();
     broken.sort();
     broken.dedup();
-    let mut reported = reported;
     reported.sort();
     assert_eq!(broken, reported);
 }

@@ -72,8 +72,11 @@ struct Index {
     by_trade: BTreeMap<Hash, Vec<Found>>,
     /// Data purchases by the trade id they start: `trade_id(offer, purchase)`.
     purchases: BTreeMap<Hash, Hash>,
-    /// Agreements in the order met (the newest last).
-    agreements: Vec<Hash>,
+    /// Each trade's agreement: its block's time, where it was found, and the trade id;
+    /// sorted, the newest is last.
+    agreements: Vec<(u64, String, u64, Hash)>,
+    /// The trade ids of `agreements`.
+    agreed: std::collections::BTreeSet<Hash>,
     /// The digests of the records added: a record is one step, wherever it is found.
     seen: std::collections::BTreeSet<Hash>,
 }
@@ -93,8 +96,14 @@ impl Index {
                 None
             }
             RecordBody::TradeAgreement { trade, .. } | RecordBody::DataAgreement { trade, .. } => {
-                if !self.by_trade.contains_key(trade) {
-                    self.agreements.push(*trade);
+                // A trade's other steps may be met first (a dispute on an earlier lane).
+                if self.agreed.insert(*trade) {
+                    self.agreements.push((
+                        found.time_ms,
+                        found.chain.clone(),
+                        found.height,
+                        *trade,
+                    ));
                 }
                 Some(*trade)
             }
@@ -117,8 +126,8 @@ impl Snapshot {
     /// The trades, newest agreement first, at most `limit`: `{trades: [{trade, kind:
     /// power|data, status, seller_name, buyer_name, terms, steps: [{step, record, digest,
     /// block: {chain_name, on_relay_chain, height, hash, time}}]}], offers_open}`, steps
-    /// in protocol order. A trade is counted from its agreement; `offers_open` counts the
-    /// offers no agreement took (yet).
+    /// in protocol order. A trade is counted from its agreement (newest by its block's
+    /// time); `offers_open` counts the offers no agreement took (yet), of all trades.
     pub fn trades(&self, limit: usize) -> Result<Value, StoreError> {
         let index = self.trade_index()?;
         let names = self.names();
@@ -136,9 +145,11 @@ impl Snapshot {
                 },
             })
         };
+        let mut agreements = index.agreements.clone();
+        agreements.sort();
         let mut taken = std::collections::BTreeSet::new();
         let mut trades = Vec::new();
-        for trade in index.agreements.iter().rev() {
+        for (.., trade) in agreements.iter().rev() {
             let records = &index.by_trade[trade];
             let Some(agreement) = records.iter().find(|f| {
                 matches!(
@@ -234,10 +245,8 @@ impl Snapshot {
             value["trade"] = json!(trade.to_string());
             value["steps"] = json!(steps.into_iter().map(step).collect::<Vec<_>>());
             trades.push(value);
-            if trades.len() >= limit {
-                break;
-            }
         }
+        trades.truncate(limit);
         let offers_open = index
             .by_digest
             .values()
@@ -316,4 +325,156 @@ fn is_trade(body: &RecordBody) -> bool {
             | RecordBody::DataAgreement { .. }
             | RecordBody::DataDispute { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ieschain_core::block::RelayDraft;
+    use ieschain_core::sample::SampleFederation;
+    use ieschain_core::{Audience, ConsortiumBlock, ConsortiumId, RecordContent};
+    use ieschain_storage::{ChainStore, MemoryStore};
+
+    use super::*;
+
+    /// `bodies` signed by member `m` of the sample federation, seqs from `seq`.
+    fn records(
+        federation: &SampleFederation,
+        m: usize,
+        seq: u64,
+        bodies: Vec<RecordBody>,
+    ) -> Vec<Record> {
+        let key = &federation.members[m].key;
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                RecordContent {
+                    author: key.address(),
+                    seq: seq + i as u64,
+                    created_at: 1,
+                    audience: Audience::Everyone,
+                    body,
+                }
+                .sign(key)
+            })
+            .collect()
+    }
+
+    /// One relay block on `lane` holding `records`, at `time` (the snapshot reads chains,
+    /// it does not validate them).
+    fn append(
+        store: &MemoryStore,
+        federation: &SampleFederation,
+        lane: u16,
+        time: u64,
+        records: Vec<Record>,
+    ) {
+        let key = &federation.members[0].key;
+        let lane = ConsortiumId(lane);
+        let inner = ConsortiumBlock::seal(key, lane, 1, Hash::ZERO, time, records);
+        let block = RelayDraft {
+            lane,
+            height: 1,
+            prev: Hash::ZERO,
+            epoch: 1,
+            time,
+            registry_root: Hash::ZERO,
+            added: Vec::new(),
+            lane_heads: Vec::new(),
+            blocks: vec![inner],
+            records: Vec::new(),
+        }
+        .seal(key);
+        store
+            .append(key.address(), &AnyBlock::Relay(block))
+            .unwrap();
+    }
+
+    /// A data trade whose dispute is on an earlier lane than its agreement is listed whole,
+    /// disputed; trades come newest first, and `limit` cuts the list, not the count of open
+    /// offers.
+    #[test]
+    fn a_dispute_on_an_earlier_lane_and_the_newest_first() {
+        let federation = SampleFederation::four_party(3, 2);
+        let store = MemoryStore::new(federation.genesis.clone());
+        let data = Hash([5; 32]);
+        let offer = records(
+            &federation,
+            6,
+            1,
+            vec![RecordBody::DataTrade {
+                digest: data,
+                description: "readings".into(),
+                price: 3,
+                size: 10,
+            }],
+        );
+        let purchase = records(
+            &federation,
+            4,
+            1,
+            vec![RecordBody::DataPurchase {
+                offer: offer[0].digest(),
+                price: 3,
+            }],
+        );
+        let trade = trade_id(&offer[0].digest(), &purchase[0].digest());
+        let agreement = records(
+            &federation,
+            6,
+            2,
+            vec![RecordBody::DataAgreement {
+                trade,
+                buyer: federation.members[4].key.address(),
+                digest: data,
+            }],
+        );
+        let dispute = records(
+            &federation,
+            4,
+            2,
+            vec![RecordBody::DataDispute {
+                trade,
+                expected: data,
+                received: Hash([6; 32]),
+            }],
+        );
+        // An older power offer no agreement took.
+        let power = records(
+            &federation,
+            0,
+            1,
+            vec![RecordBody::PowerOffer {
+                wh: 10,
+                price_per_kwh: 1,
+                slot: 1,
+            }],
+        );
+        append(&store, &federation, 0, 50, [dispute, power].concat());
+        append(&store, &federation, 3, 40, [offer, agreement].concat());
+        append(&store, &federation, 2, 30, purchase);
+        let store: Arc<dyn ChainStore> = Arc::new(store);
+        let snapshot = Snapshot::of_store(store).unwrap();
+        let listed = snapshot.trades(10).unwrap();
+        let trades = listed["trades"].as_array().unwrap();
+        assert_eq!(trades.len(), 1, "{listed:#}");
+        assert_eq!(trades[0]["trade"], trade.to_string());
+        assert!(trades[0]["status"]
+            .as_str()
+            .unwrap()
+            .starts_with("disputed"));
+        let steps: Vec<&str> = trades[0]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(steps, ["offer", "purchase", "agreement", "dispute"]);
+        assert_eq!(listed["offers_open"], 1);
+        let none = snapshot.trades(0).unwrap();
+        assert_eq!(none["trades"].as_array().unwrap().len(), 0);
+        assert_eq!(none["offers_open"], 1);
+    }
 }

@@ -164,13 +164,15 @@ function drawTakeovers(takeovers) {
     out.replaceChildren();
     return;
   }
-  const rows = takeovers.slice().reverse().slice(0, 40).map((t) => el("tr", { class: "takeover-row" },
+  const at = (t) => (t.elected ? Date.parse(t.elected.at) : 0);
+  const newest = takeovers.slice().sort((a, b) => at(b) - at(a)).slice(0, 40);
+  const rows = newest.map((t) => el("tr", { class: "takeover-row" },
     el("td", {}, t.lane_name), el("td", {}, `${t.epoch}`),
     el("td", {}, t.elected ? `${t.elected.reason}, relay ${t.elected.relay_name}` : ""),
     el("td", {}, t.took_over ? `${t.took_over_ms} ms` : "not yet"),
     el("td", {}, t.activated ? "active" : ""),
     el("td", {}, t.stalls.length
-      ? `${t.stalls.length} stall(s), waiting for ${(t.stalls[t.stalls.length - 1].waiting_for_names || []).join(", ")}`
+      ? `${t.stalls.length + t.more_stalls} stall(s), waiting for ${(t.stalls[t.stalls.length - 1].waiting_for_names || []).join(", ")}`
       : "")));
   out.replaceChildren(el("table", {}, el("tr", {}, el("th", {}, "lane"), el("th", {}, "epoch"),
     el("th", {}, "election"), el("th", {}, "take-over"), el("th", {}, "supervisor"), el("th", {}, "stalls")),
@@ -188,11 +190,13 @@ function drawElections(elections) {
     const column = el("div", { class: "timeline", "data-consortium": name }, el("h3", {}, name));
     for (const e of list) {
       // The draw: each candidate's failure rate E_k and its chance P_k to be drawn relay.
-      const draw = el("span", { class: "draw" });
+      // Where the rules fixed the relay, P is each other candidate's chance to be drawn backup.
+      const draw = el("span", { class: "draw" }, e.relay_fixed ? "relay fixed; backup drawn:" : "drawn:");
       for (const c of e.candidates || []) {
         const role = c.address === e.relay ? "relay" : c.address === e.backup ? "backup" : "";
+        const chance = c.p_k === null ? "fixed" : `P=${(100 * c.p_k).toFixed(0)}%`;
         draw.append(el("span", { class: `candidate ${role}`, title: `${c.failures} failures in ${c.terms} terms` },
-          `${c.address_name || short(c.address)} E=${c.e_k.toFixed(2)} P=${(100 * c.p_k).toFixed(0)}%`));
+          `${c.address_name || short(c.address)} E=${c.e_k.toFixed(2)} ${chance}`));
       }
       column.append(el("div", { class: "election", style: `border-color: ${epochColour(e.epoch)}` },
         `epoch ${e.epoch}: ${e.reason}, relay ${e.relay_name}, backup ${e.backup_name || "none"}`,
