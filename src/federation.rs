@@ -34,17 +34,21 @@ use std::thread::JoinHandle;
 
 use actix::{Actor, Addr};
 use ieschain_actors::clock::{Clock, SystemClock};
-use ieschain_actors::messages::{NodeStatus, Status, Write};
+use ieschain_actors::messages::{NodeStatus, Status, Write, WriteSigned};
 use ieschain_actors::node::NodeActor;
 use ieschain_actors::outbox::{EventSink, Outbox};
 use ieschain_actors::supervisor::SupervisorActor;
 use ieschain_actors::transport::{InProcess, Transport, TransportStats};
 use ieschain_actors::workload::{Rates, Workload};
+use ieschain_actors::ActorError;
 use ieschain_core::election::ElectionReason;
 use ieschain_core::genesis::{Directory, Genesis};
+use ieschain_core::node::member::SignedRecordError;
 use ieschain_core::node::{Event, Mutations, Timing};
+use ieschain_core::record::VerifiedRecord;
 use ieschain_core::{
-    Address, Audience, ChainId, ConsortiumId, Hash, Keypair, RecordBody, RecordKind,
+    Address, Audience, ChainId, ConsortiumId, Hash, Keypair, PublicKey, Record, RecordBody,
+    RecordKind,
 };
 use ieschain_storage::{ChainStore, HolderStore, RocksOptions, RocksStore, StoreError};
 use thiserror::Error;
@@ -131,6 +135,29 @@ pub enum FederationError {
     /// The caller's deadline passed before the run's outcome.
     #[error("no outcome by the deadline: {0}")]
     Timeout(String),
+    /// A record signed before submission names an author that is no member of this
+    /// federation ([`FederationHandle::submit_signed`]).
+    #[error("record by {0}: no member of this federation has that address")]
+    UnknownAuthor(Address),
+    /// A record signed before submission does not verify under its author's key.
+    #[error("record by {member} seq {seq}: the signature does not verify")]
+    BadSignature {
+        /// The author.
+        member: String,
+        /// The record's seq.
+        seq: u64,
+    },
+    /// A record signed before submission reuses a seq at or below its author's last
+    /// (SPEC §4.2: seqs strictly increase; [`FederationHandle::last_seq`]).
+    #[error("record by {member}: replayed seq {seq}, the member's last seq is {last}")]
+    Replay {
+        /// The author.
+        member: String,
+        /// The record's seq.
+        seq: u64,
+        /// The member's last seq.
+        last: u64,
+    },
 }
 
 /// Builds a [`Federation`].
@@ -225,6 +252,8 @@ pub struct Federation;
 struct NodeEntry {
     name: String,
     consortium: ConsortiumId,
+    /// Its public key: a record signed before submission is checked against it.
+    public_key: PublicKey,
     addr: Option<Addr<NodeActor>>,
     #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     incarnation: u32,
@@ -575,6 +604,7 @@ impl Federation {
                 NodeEntry {
                     name,
                     consortium,
+                    public_key: key.public(),
                     addr: started.nodes.get(&address).cloned(),
                     incarnation: 0,
                 },
@@ -781,6 +811,134 @@ impl FederationHandle {
         self.write(name, address, audience, body, slot).await
     }
 
+    /// Writes `record`, signed by its author before submission (SPEC §12 D8: signing is
+    /// the client's work), once the author has room for another record in flight, as
+    /// [`FederationHandle::submit`]. Its signature is checked once, here, on the calling
+    /// thread, and by no one else in its author's node; its seq must be above the
+    /// author's last ([`FederationHandle::last_seq`]). Bad input is a typed error, never a
+    /// panic: [`FederationError::UnknownAuthor`], [`FederationError::BadSignature`],
+    /// [`FederationError::Replay`].
+    pub async fn submit_signed(&self, record: Record) -> Result<Receipt, FederationError> {
+        let (name, address, record) = self.verify_signed(record)?;
+        let slot = self
+            .slots(address)?
+            .acquire_owned()
+            .await
+            .map_err(|_| FederationError::Stopped)?;
+        self.write_signed(&name, address, record, slot).await
+    }
+
+    /// [`FederationHandle::submit_signed`] without waiting for room:
+    /// [`FederationError::Busy`] when the author has its bound of records in flight.
+    pub async fn try_submit_signed(&self, record: Record) -> Result<Receipt, FederationError> {
+        let (name, address, record) = self.verify_signed(record)?;
+        let slot = self
+            .slots(address)?
+            .try_acquire_owned()
+            .map_err(|e| match e {
+                TryAcquireError::NoPermits => FederationError::Busy {
+                    member: name.clone(),
+                    limit: self.inner.max_in_flight,
+                },
+                TryAcquireError::Closed => FederationError::Stopped,
+            })?;
+        self.write_signed(&name, address, record, slot).await
+    }
+
+    /// The seq of the last record member `name` wrote: a record signed for it before
+    /// submission takes a higher one.
+    pub async fn last_seq(&self, name: &str) -> Result<u64, FederationError> {
+        Ok(self.status(name).await?.last_seq)
+    }
+
+    /// The author of a pre-signed record, as a member of this federation, and the record
+    /// checked once against its key.
+    fn verify_signed(
+        &self,
+        record: Record,
+    ) -> Result<(String, Address, VerifiedRecord), FederationError> {
+        let author = record.content.author;
+        let (name, key): (String, PublicKey) = {
+            let nodes = self
+                .inner
+                .nodes
+                .lock()
+                .map_err(|_| FederationError::Stopped)?;
+            let node = nodes
+                .get(&author)
+                .ok_or(FederationError::UnknownAuthor(author))?;
+            (node.name.clone(), node.public_key)
+        };
+        let seq = record.content.seq;
+        let record =
+            VerifiedRecord::check(record, &key).map_err(|_| FederationError::BadSignature {
+                member: name.clone(),
+                seq,
+            })?;
+        Ok((name, author, record))
+    }
+
+    async fn write_signed(
+        &self,
+        name: &str,
+        address: Address,
+        record: VerifiedRecord,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Receipt, FederationError> {
+        let private = record.record().kind() == RecordKind::MeterReading;
+        let addr = self.addr(name)?;
+        let crashes = self.crashes(address)?;
+        let seq = addr
+            .send(WriteSigned(record))
+            .await
+            .map_err(|_| FederationError::NotRunning(name.to_string()))?
+            .map_err(|e| match e {
+                ActorError::Signed(SignedRecordError::Replay { seq, last }) => {
+                    FederationError::Replay {
+                        member: name.to_string(),
+                        seq,
+                        last,
+                    }
+                }
+                e => FederationError::Refused {
+                    member: name.to_string(),
+                    reason: e.to_string(),
+                },
+            })?;
+        self.follow(name, address, seq, private, crashes, slot)
+    }
+
+    fn crashes(&self, address: Address) -> Result<u64, FederationError> {
+        Ok(self
+            .inner
+            .stats
+            .lock()
+            .map_err(|_| FederationError::Stopped)?
+            .tracker
+            .crashes(address))
+    }
+
+    /// A receipt that follows record `seq` of `name` until it is committed.
+    fn follow(
+        &self,
+        name: &str,
+        address: Address,
+        seq: u64,
+        private: bool,
+        crashes: u64,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Receipt, FederationError> {
+        let mut stats = self
+            .inner
+            .stats
+            .lock()
+            .map_err(|_| FederationError::Stopped)?;
+        let Collector {
+            tracker, serving, ..
+        } = &mut *stats;
+        Ok(tracker.follow(name, address, seq, private, crashes, Some(slot), serving))
+    }
+
     async fn write(
         &self,
         name: &str,
@@ -791,13 +949,7 @@ impl FederationHandle {
     ) -> Result<Receipt, FederationError> {
         let private = body.kind() == RecordKind::MeterReading;
         let addr = self.addr(name)?;
-        let crashes = self
-            .inner
-            .stats
-            .lock()
-            .map_err(|_| FederationError::Stopped)?
-            .tracker
-            .crashes(address);
+        let crashes = self.crashes(address)?;
         let seq = addr
             .send(Write { audience, body })
             .await
@@ -806,15 +958,7 @@ impl FederationHandle {
                 member: name.to_string(),
                 reason: e.to_string(),
             })?;
-        let mut stats = self
-            .inner
-            .stats
-            .lock()
-            .map_err(|_| FederationError::Stopped)?;
-        let Collector {
-            tracker, serving, ..
-        } = &mut *stats;
-        Ok(tracker.follow(name, address, seq, private, crashes, Some(slot), serving))
+        self.follow(name, address, seq, private, crashes, slot)
     }
 
     /// Resolves when every consortium lane serves: its newest configuration's relay has

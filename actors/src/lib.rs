@@ -41,4 +41,7 @@ pub enum ActorError {
     /// A protocol request the member refused at once.
     #[error(transparent)]
     Protocol(#[from] ieschain_core::node::member::ProtocolError),
+    /// A record signed before submission that the member refused (a replayed seq).
+    #[error(transparent)]
+    Signed(#[from] ieschain_core::node::member::SignedRecordError),
 }

@@ -5,6 +5,7 @@
 
 use actix::Message;
 use ieschain_core::message::Envelope;
+use ieschain_core::record::VerifiedRecord;
 use ieschain_core::registry::RegistryEntry;
 use ieschain_core::{Audience, Hash, RecordBody, Signature};
 
@@ -25,6 +26,13 @@ pub struct Write {
     /// What it says.
     pub body: RecordBody,
 }
+
+/// host → member node: write a record this member signed before submission, whose
+/// signature the host's handle checked once on entry (SPEC §12 D8: signing is the
+/// client's work). Answers with its seq, or refuses a replayed seq.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, ActorError>")]
+pub struct WriteSigned(pub VerifiedRecord);
 
 /// host → member node: start or take part in a protocol of SPEC §6. Answers with the
 /// run's id (the offer's digest) where the step starts a run; the outcome comes as events.
@@ -100,4 +108,6 @@ pub struct NodeStatus {
     pub unacked: usize,
     /// Its restart count.
     pub incarnation: u32,
+    /// The seq of the last record it wrote: a record signed for it takes a higher one.
+    pub last_seq: u64,
 }

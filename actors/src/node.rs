@@ -15,7 +15,7 @@ use ieschain_core::node::member::Member;
 use ieschain_core::node::{Event, Timing};
 use ieschain_core::{AnyBlock, ChainId, ConsortiumId};
 
-use crate::messages::{Crash, Deliver, NodeStatus, Protocol, Status, Write};
+use crate::messages::{Crash, Deliver, NodeStatus, Protocol, Status, Write, WriteSigned};
 use crate::outbox::Outbox;
 use crate::workload::Workload;
 use crate::ActorError;
@@ -229,6 +229,17 @@ impl Handler<Write> for NodeActor {
     }
 }
 
+impl Handler<WriteSigned> for NodeActor {
+    type Result = Result<u64, ActorError>;
+
+    fn handle(&mut self, write: WriteSigned, _: &mut Self::Context) -> Self::Result {
+        let now = self.outbox.now();
+        let (seq, effects) = self.member.write_signed(write.0, now)?;
+        self.outbox.run(effects);
+        Ok(seq)
+    }
+}
+
 impl Handler<Protocol> for NodeActor {
     type Result = Result<Option<ieschain_core::Hash>, ActorError>;
 
@@ -286,6 +297,7 @@ impl Handler<Status> for NodeActor {
             lane_height: self.member.lane_head().height,
             unacked: self.member.unacked(),
             incarnation: self.outbox.incarnation,
+            last_seq: self.member.last_seq(),
         })
     }
 }

@@ -88,6 +88,18 @@ impl Outbox {
         self.transport.send(envelope);
     }
 
+    /// Seals and sends one message to each of `to`, encoding it once (issue 12).
+    pub fn broadcast(&mut self, to: &[Address], message: &Message) {
+        let payload = ieschain_core::codec::encode(message);
+        for to in to {
+            let seq = self.next_seq.entry(*to).or_insert(0);
+            *seq += 1;
+            let envelope =
+                Envelope::seal_encoded(&self.key, *to, self.incarnation, *seq, payload.clone());
+            self.transport.send(envelope);
+        }
+    }
+
     /// A peer refused this node's envelopes as replays or as from an old incarnation; it
     /// has seen `incarnation` up to `seq` (SPEC §12 D9). An incarnation of this node's
     /// that the peer saw and this one is not above (a restart that lost its count) is
@@ -169,6 +181,7 @@ impl Outbox {
         for effect in effects {
             match effect {
                 Effect::Send { to, message } => self.send(to, &message),
+                Effect::Broadcast { to, message } => self.broadcast(&to, &message),
                 Effect::Persist(writes) => {
                     if let Err(err) = self.store.write(&writes) {
                         log::error!(

@@ -37,7 +37,20 @@ pub trait ChainBlock: Encode + Decode<()> + Clone + std::fmt::Debug {
 
 /// The Merkle root of a list of records.
 pub fn records_root(records: &[Record]) -> Hash {
-    let leaves: Vec<Hash> = records.iter().map(Record::leaf).collect();
+    let digests: Vec<Hash> = records.iter().map(Record::digest).collect();
+    records_root_of(records, &digests)
+}
+
+/// The Merkle root of `records` whose digests the caller has computed already, one per
+/// record in order: a record's digest is computed once per node (issue 12), and the same
+/// digests serve the root and the signature checks.
+pub fn records_root_of(records: &[Record], digests: &[Hash]) -> Hash {
+    debug_assert_eq!(records.len(), digests.len(), "one digest per record");
+    let leaves: Vec<Hash> = records
+        .iter()
+        .zip(digests)
+        .map(|(record, digest)| Record::leaf_of(digest, &record.signature))
+        .collect();
     merkle::root(&leaves)
 }
 
@@ -76,12 +89,26 @@ pub struct PrivateBlock {
 impl PrivateBlock {
     /// Builds and signs the next block of `key`'s private chain.
     pub fn seal(key: &Keypair, height: u64, prev: Hash, time: u64, records: Vec<Record>) -> Self {
+        let digests: Vec<Hash> = records.iter().map(Record::digest).collect();
+        Self::seal_digested(key, height, prev, time, records, &digests)
+    }
+
+    /// [`PrivateBlock::seal`] of records whose digests the caller computed when it signed
+    /// them (one per record, in order).
+    pub fn seal_digested(
+        key: &Keypair,
+        height: u64,
+        prev: Hash,
+        time: u64,
+        records: Vec<Record>,
+        digests: &[Hash],
+    ) -> Self {
         let header = PrivateHeader {
             owner: key.address(),
             height,
             prev,
             time,
-            records_root: records_root(&records),
+            records_root: records_root_of(&records, digests),
         };
         let signature = key.sign(&header_hash(Domain::PrivateHeader, &header));
         PrivateBlock {
@@ -168,13 +195,28 @@ impl ConsortiumBlock {
         time: u64,
         records: Vec<Record>,
     ) -> Self {
+        let digests: Vec<Hash> = records.iter().map(Record::digest).collect();
+        Self::seal_digested(key, consortium, height, prev, time, records, &digests)
+    }
+
+    /// [`ConsortiumBlock::seal`] of records whose digests the caller computed when it
+    /// signed them (one per record, in order).
+    pub fn seal_digested(
+        key: &Keypair,
+        consortium: ConsortiumId,
+        height: u64,
+        prev: Hash,
+        time: u64,
+        records: Vec<Record>,
+        digests: &[Hash],
+    ) -> Self {
         let header = ConsortiumHeader {
             consortium,
             author: key.address(),
             height,
             prev,
             time,
-            records_root: records_root(&records),
+            records_root: records_root_of(&records, digests),
             urgent: records.iter().any(|r| r.urgency() == Urgency::Urgent),
         };
         let signature = key.sign(&header_hash(Domain::ConsortiumHeader, &header));
@@ -187,7 +229,12 @@ impl ConsortiumBlock {
 
     /// The block's Merkle leaf in a relay block: its header hash and signature.
     pub fn leaf(&self) -> Hash {
-        Hash::of(Domain::MerkleLeaf, &[&self.hash().0, &self.signature.0])
+        self.leaf_with(&self.hash())
+    }
+
+    /// [`ConsortiumBlock::leaf`], given the header hash computed already.
+    pub fn leaf_with(&self, hash: &Hash) -> Hash {
+        Hash::of(Domain::MerkleLeaf, &[&hash.0, &self.signature.0])
     }
 
     /// Whether any record needs the relay chain (SPEC §12 D4).

@@ -181,6 +181,8 @@ impl PublicKey {
 
     /// Verifies `signature` over `digest` with `verify_strict`.
     pub fn verify(&self, digest: &Hash, signature: &Signature) -> Result<(), SignatureError> {
+        #[cfg(feature = "testing")]
+        crate::tally::note(crate::tally::Step::Check, digest);
         let triple = (self.0, digest.0, signature.0);
         let memo = VERIFIED.with(|memo| memo.borrow().clone());
         if memo.as_ref().is_some_and(|m| m.passed(&triple)) {
@@ -198,6 +200,8 @@ impl PublicKey {
     /// crowd the records and blocks out of the memo (a restarted node checks its whole
     /// store again).
     pub fn verify_once(&self, digest: &Hash, signature: &Signature) -> Result<(), SignatureError> {
+        #[cfg(feature = "testing")]
+        crate::tally::note(crate::tally::Step::Check, digest);
         let triple = (self.0, digest.0, signature.0);
         let memo = VERIFIED.with(|memo| memo.borrow().clone());
         if memo.as_ref().is_some_and(|m| m.take(&triple)) {
@@ -393,6 +397,8 @@ impl Keypair {
 
     /// Signs a domain-separated digest.
     pub fn sign(&self, digest: &Hash) -> Signature {
+        #[cfg(feature = "testing")]
+        crate::tally::note(crate::tally::Step::Sign, digest);
         let signature = Signature(self.signing.sign(&digest.0).to_bytes());
         // A signature this thread has just made verifies (the keys are derived from seeds,
         // never weak): under a memo its first check is free, as any later one.

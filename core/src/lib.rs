@@ -17,6 +17,8 @@
 //! - [`genesis`]: the genesis record and the key directory.
 //! - [`sample`]: deterministic sample federations and ledgers, from a seed.
 //! - [`validate`]: checking a block against its chain's head.
+//! - `tally` (feature `testing`): how often a digest is checked, signed or computed, for the
+//!   tests that pin "check once per node".
 //! - [`window`]: the window and urgency rules of relay batching.
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -35,6 +37,8 @@ pub mod registry;
 pub mod sample;
 #[cfg(feature = "serde")]
 pub mod serde_json_form;
+#[cfg(feature = "testing")]
+pub mod tally;
 pub mod validate;
 pub mod window;
 

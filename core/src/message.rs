@@ -410,13 +410,25 @@ impl Envelope {
         seq: u64,
         message: &Message,
     ) -> Envelope {
+        Self::seal_encoded(key, to, incarnation, seq, codec::encode(message))
+    }
+
+    /// [`Envelope::seal`] of a message encoded already: a broadcast encodes its message
+    /// once for all its recipients (issue 12). `payload` must be `codec::encode` of a
+    /// [`Message`]; the recipient refuses anything else as undecodable.
+    pub fn seal_encoded(
+        key: &Keypair,
+        to: Address,
+        incarnation: u32,
+        seq: u64,
+        payload: Vec<u8>,
+    ) -> Envelope {
         let header = EnvelopeHeader {
             from: key.address(),
             to,
             incarnation,
             seq,
         };
-        let payload = codec::encode(message);
         let digest = Self::digest_of(&header, &payload);
         Envelope {
             header,

@@ -455,16 +455,26 @@ pub struct RecordContent {
 impl RecordContent {
     /// The digest that the author signs, and that other records cite.
     pub fn digest(&self) -> Hash {
-        Hash::of(Domain::Record, &[&codec::encode(self)])
+        let digest = Hash::of(Domain::Record, &[&codec::encode(self)]);
+        #[cfg(feature = "testing")]
+        crate::tally::note(crate::tally::Step::RecordDigest, &digest);
+        digest
     }
 
     /// Signs this content with `key`, whose address must be the author.
     pub fn sign(self, key: &Keypair) -> Record {
+        self.sign_digested(key).0
+    }
+
+    /// [`RecordContent::sign`], returning the digest it signed too, so that the author
+    /// computes it once (issue 12).
+    pub fn sign_digested(self, key: &Keypair) -> (Record, Hash) {
         let digest = self.digest();
-        Record {
+        let record = Record {
             signature: key.sign(&digest),
             content: self,
-        }
+        };
+        (record, digest)
     }
 }
 
@@ -508,6 +518,40 @@ impl Record {
     /// Checks the signature against the author's key.
     pub fn verify(&self, key: &PublicKey) -> Result<(), SignatureError> {
         key.verify(&self.digest(), &self.signature)
+    }
+}
+
+/// A record whose signature was checked against its author's key, with the digest that
+/// was checked. Only [`VerifiedRecord::check`] makes one, so holding one proves the check
+/// was made: a record signed by its author before submission is checked once, on entry,
+/// and its digest computed once (issue 12; SPEC §12 D8: signing is the client's work).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedRecord {
+    record: Record,
+    digest: Hash,
+}
+
+impl VerifiedRecord {
+    /// Checks `record`'s signature with `key`, its author's key (`verify_strict`).
+    pub fn check(record: Record, key: &PublicKey) -> Result<VerifiedRecord, SignatureError> {
+        let digest = record.digest();
+        key.verify(&digest, &record.signature)?;
+        Ok(VerifiedRecord { record, digest })
+    }
+
+    /// The record.
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+
+    /// The digest its signature was checked over.
+    pub fn digest(&self) -> Hash {
+        self.digest
+    }
+
+    /// The record and its digest.
+    pub fn into_parts(self) -> (Record, Hash) {
+        (self.record, self.digest)
     }
 }
 

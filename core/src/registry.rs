@@ -56,11 +56,23 @@ pub enum RegistryError {
 }
 
 /// A consortium's registry, ordered by address so that its root is canonical.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Registry {
     entries: BTreeMap<Address, RegistryEntry>,
     keys: BTreeMap<PublicKey, Address>,
+    /// The root, computed on first use after a change: every relay block's header names
+    /// it, and most blocks add no one (issue 12).
+    root: std::sync::OnceLock<Hash>,
 }
+
+impl PartialEq for Registry {
+    /// Two registries are equal when their entries are; the cached root does not count.
+    fn eq(&self, other: &Self) -> bool {
+        self.entries == other.entries
+    }
+}
+
+impl Eq for Registry {}
 
 impl Registry {
     /// A registry of `entries`, checked as [`Registry::add`] checks each.
@@ -98,6 +110,7 @@ impl Registry {
         self.check(&entry)?;
         self.keys.insert(entry.public_key, entry.address);
         self.entries.insert(entry.address, entry);
+        self.root = std::sync::OnceLock::new();
         Ok(())
     }
 
@@ -107,6 +120,7 @@ impl Registry {
         match self.entries.remove(address) {
             Some(entry) => {
                 self.keys.remove(&entry.public_key);
+                self.root = std::sync::OnceLock::new();
                 true
             }
             None => false,
@@ -140,8 +154,10 @@ impl Registry {
 
     /// The Merkle root over the entries in address order.
     pub fn root(&self) -> Hash {
-        let leaves: Vec<Hash> = self.entries.values().map(RegistryEntry::leaf).collect();
-        merkle::root(&leaves)
+        *self.root.get_or_init(|| {
+            let leaves: Vec<Hash> = self.entries.values().map(RegistryEntry::leaf).collect();
+            merkle::root(&leaves)
+        })
     }
 }
 
@@ -159,6 +175,22 @@ mod tests {
             role: Role::Enterprise,
             relay_capable: true,
         }
+    }
+
+    /// The cached root follows every change: after an addition and a removal it is the
+    /// root a registry built from scratch has, and equality ignores whether it is cached.
+    #[test]
+    fn cached_root_follows_additions_and_removals() {
+        let mut registry = Registry::from_entries([entry("a")]).unwrap();
+        let one = registry.root();
+        registry.add(entry("b")).unwrap();
+        let fresh = Registry::from_entries([entry("a"), entry("b")]).unwrap();
+        assert_eq!(registry, fresh);
+        assert_eq!(registry.root(), fresh.root());
+        assert_ne!(registry.root(), one);
+        assert!(registry.remove(&entry("b").address));
+        assert_eq!(registry.root(), one);
+        assert_eq!(registry, Registry::from_entries([entry("a")]).unwrap());
     }
 
     #[test]

@@ -9,6 +9,16 @@
 //! All signatures of a block are checked together with [`verify_all`], one `verify_strict`
 //! each, so acceptance is exactly `verify_strict`'s (SPEC §12 D6); its docs say why it does
 //! not batch.
+//!
+//! # Checking once per node (issue 12)
+//!
+//! A node checks each signature once. Each record's digest is computed once per check of
+//! its block and serves both the records root and the signature list. A node does not
+//! check what it made itself: `append_sealed_here` takes a block the node sealed a moment
+//! ago from records it signed. [`RelayLane::append_known`] skips what the node already
+//! checked: an included consortium block equal in every field to one it validated in full
+//! into its own copies, and the producer's own header signature. Anything that came from
+//! another node and was not checked here before is checked in full.
 
 use std::collections::BTreeMap;
 
@@ -254,15 +264,18 @@ impl Signatures {
         self.labels.push((signer, what()));
     }
 
+    /// Adds the records' signatures; `digests` are the records' digests, in order,
+    /// computed once by the caller.
     fn push_records(
         &mut self,
         records: &[Record],
+        digests: &[Hash],
         key_of: impl Fn(&Address) -> Option<PublicKey>,
     ) -> Result<(), Reject> {
-        for (index, record) in records.iter().enumerate() {
+        for (index, (record, digest)) in records.iter().zip(digests).enumerate() {
             let author = record.content.author;
             let key = key_of(&author).ok_or(Reject::UnknownSigner(author))?;
-            self.push(key, author, record.digest(), record.signature, || {
+            self.push(key, author, *digest, record.signature, || {
                 format!("record {index} (seq {})", record.content.seq)
             });
         }
@@ -302,18 +315,30 @@ fn check_capacity<B: ChainBlock>(block: &B, capacity: u32) -> Result<(), Reject>
 }
 
 /// The checks a lane makes of a block written by a single author (private and consortium
-/// blocks): records by the writer, records root, and the writer's seqs.
-fn check_single_writer(records: &[Record], writer: Address, root: Hash) -> Result<(), Reject> {
-    if let Some(foreign) = records.iter().find(|r| r.content.author != writer) {
-        return Err(Reject::ForeignRecord {
-            author: foreign.content.author,
-            writer,
-        });
-    }
-    if crate::block::records_root(records) != root {
+/// blocks): records by the writer, and the records root. Returns the records' digests,
+/// computed once here, for the signature checks.
+fn check_single_writer(
+    records: &[Record],
+    writer: Address,
+    root: Hash,
+) -> Result<Vec<Hash>, Reject> {
+    check_writer(records, writer)?;
+    let digests: Vec<Hash> = records.iter().map(Record::digest).collect();
+    if crate::block::records_root_of(records, &digests) != root {
         return Err(Reject::RecordsRoot);
     }
-    Ok(())
+    Ok(digests)
+}
+
+/// Every record is by the lane's writer.
+fn check_writer(records: &[Record], writer: Address) -> Result<(), Reject> {
+    match records.iter().find(|r| r.content.author != writer) {
+        Some(foreign) => Err(Reject::ForeignRecord {
+            author: foreign.content.author,
+            writer,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn last_seq_after(records: &[Record], last: Option<u64>) -> Result<Option<u64>, Reject> {
@@ -376,7 +401,8 @@ impl PrivateLane {
         }
         check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
         check_capacity(block, self.capacity).map_err(fail)?;
-        check_single_writer(&block.records, self.owner, block.header.records_root).map_err(fail)?;
+        let digests = check_single_writer(&block.records, self.owner, block.header.records_root)
+            .map_err(fail)?;
         let last_seq = last_seq_after(&block.records, self.last_seq).map_err(fail)?;
         let hash = block.hash();
         let mut signatures = Signatures::default();
@@ -384,12 +410,41 @@ impl PrivateLane {
             "header".into()
         });
         signatures
-            .push_records(&block.records, |_| Some(self.key))
+            .push_records(&block.records, &digests, |_| Some(self.key))
             .map_err(fail)?;
         signatures.verify().map_err(fail)?;
         self.head = Head {
             height: block.header.height,
             hash,
+        };
+        self.last_seq = last_seq;
+        Ok(())
+    }
+
+    /// Appends a block the owner sealed itself a moment ago, from records it signed
+    /// ([`PrivateBlock::seal_digested`]): the chain, link, capacity, writer and seq checks
+    /// of [`PrivateLane::append`], but not the records root or the signatures, which it
+    /// computed and made itself (issue 12). Only for blocks that never left the node.
+    pub fn append_sealed_here(&mut self, block: &PrivateBlock) -> Result<(), BlockError> {
+        let chain = ChainId::Private(self.owner);
+        let fail = |reason| BlockError {
+            chain,
+            height: block.header.height,
+            reason,
+        };
+        if block.chain() != chain {
+            return Err(fail(Reject::WrongChain {
+                expected: chain,
+                got: block.chain(),
+            }));
+        }
+        check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
+        check_capacity(block, self.capacity).map_err(fail)?;
+        check_writer(&block.records, self.owner).map_err(fail)?;
+        let last_seq = last_seq_after(&block.records, self.last_seq).map_err(fail)?;
+        self.head = Head {
+            height: block.header.height,
+            hash: block.hash(),
         };
         self.last_seq = last_seq;
         Ok(())
@@ -406,7 +461,15 @@ fn check_consortium_block(
 ) -> Result<Hash, Reject> {
     check_capacity(block, capacity)?;
     let author = block.header.author;
-    check_single_writer(&block.records, author, block.header.records_root)?;
+    let digests = check_single_writer(&block.records, author, block.header.records_root)?;
+    check_urgency_bit(block)?;
+    let hash = block.hash();
+    signatures.push(key, author, hash, block.signature, || "header".into());
+    signatures.push_records(&block.records, &digests, |_| Some(key))?;
+    Ok(hash)
+}
+
+fn check_urgency_bit(block: &ConsortiumBlock) -> Result<(), Reject> {
     let urgent = block.records.iter().any(|r| r.urgency() == Urgency::Urgent);
     if urgent != block.header.urgent {
         return Err(Reject::UrgencyBit {
@@ -414,10 +477,7 @@ fn check_consortium_block(
             records: urgent,
         });
     }
-    let hash = block.hash();
-    signatures.push(key, author, hash, block.signature, || "header".into());
-    signatures.push_records(&block.records, |_| Some(key))?;
-    Ok(hash)
+    Ok(())
 }
 
 /// A member's lane of its consortium chain.
@@ -476,6 +536,82 @@ impl ConsortiumLane {
         };
         self.last_seq = last_seq;
         Ok(())
+    }
+
+    /// Appends a block the member sealed itself a moment ago, from records it signed
+    /// ([`ConsortiumBlock::seal_digested`]): the chain, link, capacity, writer, urgency bit
+    /// and seq checks of [`ConsortiumLane::append`], but not the records root or the
+    /// signatures, which it computed and made itself (issue 12). Only for blocks that
+    /// never left the node: a block that came back through the network is checked in full.
+    pub fn append_sealed_here(&mut self, block: &ConsortiumBlock) -> Result<(), BlockError> {
+        let chain = ChainId::Consortium(self.consortium, self.member);
+        let fail = |reason| BlockError {
+            chain,
+            height: block.header.height,
+            reason,
+        };
+        if block.chain() != chain {
+            return Err(fail(Reject::WrongChain {
+                expected: chain,
+                got: block.chain(),
+            }));
+        }
+        check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
+        let last_seq = last_seq_after(&block.records, self.last_seq).map_err(fail)?;
+        check_capacity(block, self.capacity).map_err(fail)?;
+        check_writer(&block.records, self.member).map_err(fail)?;
+        check_urgency_bit(block).map_err(fail)?;
+        self.head = Head {
+            height: block.header.height,
+            hash: block.hash(),
+        };
+        self.last_seq = last_seq;
+        Ok(())
+    }
+}
+
+/// The consortium blocks a node validated in full into its own copies and still keeps
+/// (a holder's backlog), for [`Known::accepted`].
+pub trait AcceptedBlocks {
+    /// The kept block of `author` at `height`, if any.
+    fn accepted(&self, author: &Address, height: u64) -> Option<&ConsortiumBlock>;
+}
+
+/// What a node already checked of a relay block it is about to validate, so that it does
+/// not check it again (issue 12, "check once per node"). The default knows nothing, and
+/// every check is made.
+#[derive(Clone, Copy, Default)]
+pub struct Known<'a> {
+    /// The block was sealed by this node a moment ago ([`RelayDraft::seal`]): its header
+    /// signature is the node's own and is not checked. Only for a block that never left
+    /// the node; the same block coming back (a sync answer) is checked in full.
+    ///
+    /// [`RelayDraft::seal`]: crate::block::RelayDraft::seal
+    pub sealed_here: bool,
+    /// Consortium blocks this node validated in full itself. An included block equal to
+    /// the one kept for its author and height in every field (header, hence hash;
+    /// records; signature) is not checked again: its capacity, records root, urgency bit
+    /// and signatures are functions of those fields. Any other block is checked in full,
+    /// so another block of the same author and height, or the same header with another
+    /// signature or other records, is never taken on trust.
+    pub accepted: Option<&'a dyn AcceptedBlocks>,
+}
+
+impl std::fmt::Debug for Known<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Known")
+            .field("sealed_here", &self.sealed_here)
+            .field("accepted", &self.accepted.is_some())
+            .finish()
+    }
+}
+
+impl Known<'_> {
+    /// Whether this node checked exactly `block` before.
+    fn checked(&self, block: &ConsortiumBlock) -> bool {
+        self.accepted
+            .and_then(|known| known.accepted(&block.header.author, block.header.height))
+            .is_some_and(|held| held == block)
     }
 }
 
@@ -679,6 +815,17 @@ impl RelayLane {
         block: &RelayBlock,
         directory: &mut Directory,
     ) -> Result<Undo, BlockError> {
+        self.append_known(block, directory, Known::default())
+    }
+
+    /// [`RelayLane::append_undoable`], skipping what `known` says this node checked
+    /// already (issue 12). Every other check is the same.
+    pub fn append_known(
+        &mut self,
+        block: &RelayBlock,
+        directory: &mut Directory,
+        known: Known<'_>,
+    ) -> Result<Undo, BlockError> {
         let chain = ChainId::Relay(self.lane);
         let fail = |reason| BlockError {
             chain,
@@ -704,10 +851,16 @@ impl RelayLane {
         {
             return Err(fail(Reject::RegistryOrder));
         }
-        let mut registry = self.registry.clone();
-        for entry in &header.registry.added {
-            registry.add(entry.clone()).map_err(|e| fail(e.into()))?;
-        }
+        // Cloned only when the block changes it; the root is cached in the registry.
+        let registry = if header.registry.added.is_empty() {
+            std::borrow::Cow::Borrowed(&self.registry)
+        } else {
+            let mut registry = self.registry.clone();
+            for entry in &header.registry.added {
+                registry.add(entry.clone()).map_err(|e| fail(e.into()))?;
+            }
+            std::borrow::Cow::Owned(registry)
+        };
         let root = registry.root();
         if root != header.registry.root {
             return Err(fail(Reject::RegistryRoot {
@@ -717,13 +870,14 @@ impl RelayLane {
         }
 
         // The relay's own records: seqs, elections, then epoch and producer.
-        if crate::block::records_root(&block.records) != header.records_root {
+        let own_digests: Vec<Hash> = block.records.iter().map(Record::digest).collect();
+        if crate::block::records_root_of(&block.records, &own_digests) != header.records_root {
             return Err(fail(Reject::RecordsRoot));
         }
         let mut elections = self.elections.clone();
         let below = self.head_epoch();
         let mut carries_elections = false;
-        for record in &block.records {
+        for (index, record) in block.records.iter().enumerate() {
             if let RecordBody::Election(election) = &record.content.body {
                 if record.content.author != self.supervisor.address() {
                     return Err(fail(Reject::ElectionSigner(record.content.author)));
@@ -738,7 +892,7 @@ impl RelayLane {
                 elections
                     .apply(
                         election,
-                        record.digest(),
+                        own_digests[index],
                         |a| registry.get(a).is_some_and(|e| e.relay_capable),
                         |position| self.holds(position),
                     )
@@ -775,12 +929,14 @@ impl RelayLane {
             .ok_or_else(|| fail(Reject::UnknownSigner(header.relay)))?;
         let hash = block.hash();
         let mut signatures = Signatures::default();
-        signatures.push(relay_key, header.relay, hash, block.signature, || {
-            "header".into()
-        });
+        if !known.sealed_here {
+            signatures.push(relay_key, header.relay, hash, block.signature, || {
+                "header".into()
+            });
+        }
         let supervisor = self.supervisor;
         signatures
-            .push_records(&block.records, |a| {
+            .push_records(&block.records, &own_digests, |a| {
                 if *a == supervisor.address() {
                     Some(supervisor)
                 } else {
@@ -835,14 +991,18 @@ impl RelayLane {
             }
             included.insert(author, inner.header.height);
             check_seqs(&self.seqs, &inner.records, &mut seq_updates).map_err(wrap)?;
-            check_consortium_block(inner, key, self.capacities.consortium, &mut signatures)
-                .map_err(wrap)?;
+            let inner_hash = if known.checked(inner) {
+                inner.hash()
+            } else {
+                check_consortium_block(inner, key, self.capacities.consortium, &mut signatures)
+                    .map_err(wrap)?
+            };
             if header.urgency.get(index) != Some(inner.header.urgent) {
                 return Err(fail(Reject::UrgencyVector(format!(
                     "bit {index} does not match the block's urgency bit"
                 ))));
             }
-            leaves.push(inner.leaf());
+            leaves.push(inner.leaf_with(&inner_hash));
         }
         // The relay's own records come after the blocks it includes: those were written
         // first, so an author's seqs run through the included blocks, then the records.
@@ -874,7 +1034,9 @@ impl RelayLane {
         for entry in &header.registry.added {
             directory.add(self.lane, entry);
         }
-        self.registry = registry;
+        if let std::borrow::Cow::Owned(registry) = registry {
+            self.registry = registry;
+        }
         self.seqs.extend(seq_updates);
         self.included.extend(included);
         self.head = Head {

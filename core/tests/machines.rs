@@ -99,6 +99,12 @@ impl Net {
                     *self.sent.entry((node, to, message.name())).or_default() += 1;
                     self.queue.push_back((node, to, message));
                 }
+                Effect::Broadcast { to, message } => {
+                    for to in to {
+                        *self.sent.entry((node, to, message.name())).or_default() += 1;
+                        self.queue.push_back((node, to, message.clone()));
+                    }
+                }
                 Effect::Persist(writes) => {
                     for write in writes {
                         match write {
@@ -1646,5 +1652,80 @@ fn a_relay_crashed_before_its_rotation_is_not_drawn_again() {
             .all(|(_, _, r, b)| *r != relay && *b != Some(relay)),
         "the crashed relay was drawn: {after:?}"
     );
+    net.assert_safe();
+}
+
+/// Issue 12, "check once per node": a record written by a plain member and carried to every
+/// relay of a four-party federation has its signature checked once by each node that must
+/// (its relay and backup when they take its block, the three other relays and their
+/// backups when they take the relay block), is signed once by its author, and has its
+/// digest computed once per node that handles it. The counts are pinned so that a change
+/// that checks again cannot pass unnoticed.
+#[test]
+fn a_record_is_checked_once_per_node_that_must() {
+    use ieschain_core::tally::{Step, Tally};
+    let tally = Tally::start();
+    let mut net = Net::new(2, 4);
+    net.run(1_000);
+    let source = ConsortiumId(0);
+    let author = net
+        .federation
+        .members_of(source)
+        .map(|m| m.entry.address)
+        .find(|a| !net.members[a].is_relay() && !net.members[a].is_backup())
+        .unwrap();
+    let name = net
+        .federation
+        .members
+        .iter()
+        .find(|m| m.entry.address == author)
+        .unwrap()
+        .entry
+        .name
+        .clone();
+    for round in 0..6 {
+        net.write(&name, round % 3 == 2);
+        net.run(300);
+    }
+    net.run(2_000);
+    let counts = tally.finish();
+    // Every record reached every relay's copy of the source lane.
+    let included: BTreeSet<(Address, u64)> = net.included();
+    let lane: Vec<AnyBlock> = net.stores[&author][&ChainId::Consortium(source, author)].clone();
+    assert!(!lane.is_empty());
+    let mut per_record = Vec::new();
+    for block in &lane {
+        assert!(
+            included.contains(&(author, block.height())),
+            "block {} not included",
+            block.height()
+        );
+        let AnyBlock::Consortium(block) = block else {
+            unreachable!()
+        };
+        for record in &block.records {
+            let digest = record.digest();
+            per_record.push((
+                counts.of(Step::Check, &digest),
+                counts.of(Step::RecordDigest, &digest),
+                counts.of(Step::Sign, &digest),
+            ));
+        }
+    }
+    assert_eq!(per_record.len(), 6);
+    for (round, (checks, digests, signings)) in per_record.iter().enumerate() {
+        assert_eq!(*signings, 1, "signed once, by its author");
+        // Before issue 12: 11 (the author's own block, and the producing relay and its
+        // backup checking the included block again in the relay block).
+        assert_eq!(
+            *checks, 8,
+            "relay and backup of its lane, three other relays and their backups"
+        );
+        // Before issue 12: 24 and 32. Once per node that handles it: the author (when it
+        // signs), the 8 nodes above, and, for a data offer (audience: source and grid),
+        // the grid's relay and its 3 other members, to which the relay forwards it.
+        let urgent = round % 3 == 2;
+        assert_eq!(*digests, if urgent { 9 } else { 13 }, "record {round}");
+    }
     net.assert_safe();
 }

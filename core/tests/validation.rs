@@ -1414,3 +1414,127 @@ fn a_pinned_locator_finds_the_released_block_in_common() {
     assert_eq!(heights(&dense), vec![7, 6, 5, 4, 3, 1]);
     assert_eq!(theirs.common(&dense), 4);
 }
+
+/// Issue 12, "check once per node": a relay lane told which consortium blocks this node
+/// already validated in full ([`Known::accepted`]) does not check those again, and only
+/// when the included block is identical to the kept one. A block with the same author,
+/// height and header (so the same hash) but another signature, or the same header and
+/// signature but other records, is checked in full and refused. The producer's
+/// `sealed_here` spares its own header signature only, never an included block.
+#[test]
+fn an_accepted_block_is_skipped_only_when_identical() {
+    use ieschain_core::tally::{Step, Tally};
+    use ieschain_core::validate::{AcceptedBlocks, Known};
+    struct Kept(ConsortiumBlock);
+    impl AcceptedBlocks for Kept {
+        fn accepted(&self, author: &Address, height: u64) -> Option<&ConsortiumBlock> {
+            (self.0.header.author == *author && self.0.header.height == height).then_some(&self.0)
+        }
+    }
+    let mut f = RelayFixture::new();
+    let relay = f.relay();
+    let member = f.members()[2].key.clone();
+    let honest = f.member_block(&member, vec![urgent(), normal(40)]);
+    let kept = Kept(honest.clone());
+    let known = Known {
+        sealed_here: false,
+        accepted: Some(&kept),
+    };
+
+    // Same header, hence same hash and height, signed by another key.
+    let mut other_signature = honest.clone();
+    other_signature.signature = relay.sign(&honest.hash());
+    // Same header and signature, one record swapped for another valid one of the member.
+    let mut other_records = honest.clone();
+    other_records.records[1] = f.record(&member, normal(41));
+    for (bad_inner, what) in [
+        (other_signature, "another signature"),
+        (other_records, "other records"),
+    ] {
+        let mut draft = f.draft();
+        draft.blocks = vec![bad_inner];
+        let bad = draft.seal(&relay);
+        let before = snapshot(&f.lane);
+        let err = f
+            .lane
+            .append_known(&bad, &mut f.directory, known)
+            .unwrap_err();
+        // Signatures are checked together at the end, so a bad one names its signer.
+        match err.reason {
+            Reject::Included { index: 0, reason } => {
+                assert_eq!(*reason, Reject::RecordsRoot, "{what}")
+            }
+            Reject::Signature { signer, what: part } => {
+                assert_eq!(signer, member.address(), "{what}");
+                assert_eq!(part, "header", "{what}");
+            }
+            other => panic!("{what}: {other}"),
+        }
+        assert_eq!(snapshot(&f.lane), before);
+    }
+
+    // The producer's own block does not spare an included block it never checked.
+    let mut forged = honest.clone();
+    forged.signature = relay.sign(&honest.hash());
+    let mut draft = f.draft();
+    draft.blocks = vec![forged];
+    let bad = draft.seal(&relay);
+    let sealed_here = Known {
+        sealed_here: true,
+        accepted: None,
+    };
+    assert!(f
+        .lane
+        .append_known(&bad, &mut f.directory, sealed_here)
+        .is_err());
+
+    // The identical block: accepted with no check of its header or its records.
+    let mut draft = f.draft();
+    draft.blocks = vec![honest.clone()];
+    let good = draft.seal(&relay);
+    let mut unknown_lane = f.lane.clone();
+    let mut unknown_directory = f.directory.clone();
+    let tally = Tally::start();
+    f.lane.append_known(&good, &mut f.directory, known).unwrap();
+    let counts = tally.finish();
+    assert_eq!(counts.of(Step::Check, &honest.hash()), 0);
+    for record in &honest.records {
+        assert_eq!(counts.of(Step::Check, &record.digest()), 0);
+    }
+    assert_eq!(
+        counts.of(Step::Check, &good.hash()),
+        1,
+        "the relay's header is checked"
+    );
+    // Without the memo the same block is checked in full, once per signature.
+    let tally = Tally::start();
+    unknown_lane
+        .append_known(&good, &mut unknown_directory, Known::default())
+        .unwrap();
+    let counts = tally.finish();
+    assert_eq!(counts.of(Step::Check, &honest.hash()), 1);
+    for record in &honest.records {
+        assert_eq!(counts.of(Step::Check, &record.digest()), 1);
+    }
+    assert_eq!(unknown_lane.head, f.lane.head);
+}
+
+/// A member's own block, sealed from records it signed, appends without its signatures or
+/// records root checked again; the chain rules still hold (a replayed seq is refused).
+#[test]
+fn a_block_sealed_here_keeps_the_chain_rules() {
+    use ieschain_core::tally::{Step, Tally};
+    let mut m = MemberLane::new();
+    let seq = m.next_seq();
+    let block = m.next(vec![record(&m.key, seq, urgent())]);
+    let tally = Tally::start();
+    m.lane.append_sealed_here(&block).unwrap();
+    let counts = tally.finish();
+    assert_eq!(counts.of(Step::Check, &block.hash()), 0);
+    assert_eq!(counts.of(Step::RecordDigest, &block.records[0].digest()), 0);
+    let replay = m.next(vec![record(&m.key, seq, urgent())]);
+    assert!(matches!(
+        m.lane.append_sealed_here(&replay).unwrap_err().reason,
+        Reject::Replay { .. }
+    ));
+}

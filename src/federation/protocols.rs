@@ -369,6 +369,7 @@ impl FederationHandle {
                         NodeEntry {
                             name: spec.name.clone(),
                             consortium,
+                            public_key: key.public(),
                             addr: Some(addr),
                             incarnation: 0,
                         },

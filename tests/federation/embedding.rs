@@ -344,3 +344,93 @@ async fn a_receipt_resolves_across_a_failover_of_its_lane() {
         .unwrap();
     fed.shutdown().await.unwrap();
 }
+
+/// A record signed by its author before submission (`submit_signed`, SPEC §12 D8) is
+/// checked once on entry and committed like any other; bad input is a typed error, never
+/// a panic, and leaves the member writing: a forged signature (`BadSignature`), an author
+/// that is no member (`UnknownAuthor`), a replayed seq, the exact resubmission included
+/// (`Replay`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_signed_records_commit_and_bad_ones_are_refused_typed() {
+    use ieschain_core::{Record, RecordContent};
+    let dir = tempfile::tempdir().unwrap();
+    let fed = started_and_ready(builder(&dir.path().join("data"))).await;
+    let key = fed.key_of(WRITER).unwrap();
+    let author = key.address();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    };
+    let signed = |key: &Keypair, seq: u64, n: u64| -> Record {
+        RecordContent {
+            author,
+            seq,
+            created_at: now(),
+            audience: super::fixture::external(LOAD),
+            body: data_offer(n),
+        }
+        .sign(key)
+    };
+    let last = fed.last_seq(WRITER).await.unwrap();
+    let first = signed(&key, last + 1, 1);
+    let receipt = fed.submit_signed(first.clone()).await.unwrap();
+    assert_eq!(receipt.seq(), last + 1);
+    tokio::time::timeout(PATIENCE, receipt.committed())
+        .await
+        .expect("the pre-signed record was committed")
+        .unwrap();
+    assert_eq!(fed.last_seq(WRITER).await.unwrap(), last + 1);
+
+    // A forged signature: one bit flipped, or the author's content signed by another key.
+    let mut flipped = signed(&key, last + 2, 2);
+    flipped.signature.0[7] ^= 1;
+    let other = fed.key_of("source-solar").unwrap();
+    for forged in [flipped, signed(&other, last + 2, 2)] {
+        match fed.submit_signed(forged).await {
+            Err(FederationError::BadSignature { member, seq }) => {
+                assert_eq!((member.as_str(), seq), (WRITER, last + 2));
+            }
+            other => panic!("expected BadSignature, got {other:?}"),
+        }
+    }
+    // An author no member of this federation has.
+    let stranger = Keypair::derive(ieschain_core::Domain::NodeKey, 999, "stranger");
+    let foreign = RecordContent {
+        author: stranger.address(),
+        seq: 1,
+        created_at: now(),
+        audience: Audience::Own,
+        body: data_offer(3),
+    }
+    .sign(&stranger);
+    match fed.submit_signed(foreign).await {
+        Err(FederationError::UnknownAuthor(address)) => assert_eq!(address, stranger.address()),
+        other => panic!("expected UnknownAuthor, got {other:?}"),
+    }
+    // A replayed seq: the exact record again, and a new record with an old seq.
+    for replayed in [first, signed(&key, last + 1, 4), signed(&key, 0, 5)] {
+        let seq = replayed.content.seq;
+        match fed.submit_signed(replayed).await {
+            Err(FederationError::Replay {
+                member,
+                seq: got,
+                last: was,
+            }) => {
+                assert_eq!((member.as_str(), got, was), (WRITER, seq, last + 1));
+            }
+            other => panic!("expected Replay, got {other:?}"),
+        }
+    }
+    // The member still writes: the next seq commits, through try_submit_signed too.
+    let next = fed
+        .try_submit_signed(signed(&key, last + 2, 6))
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, next.committed())
+        .await
+        .unwrap()
+        .unwrap();
+    fed.shutdown().await.unwrap();
+}

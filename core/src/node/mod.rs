@@ -34,6 +34,16 @@ pub enum Effect {
         /// The message.
         message: Message,
     },
+    /// Send the one `message` to each of `to`, in order: a relay block to every other
+    /// lane's holders, forwarded records to the members of a consortium. The message is
+    /// built once and encoded once, whatever the number of recipients (issue 12); each
+    /// recipient still gets its own signed envelope.
+    Broadcast {
+        /// Recipients, in the order to send.
+        to: Vec<Address>,
+        /// The message.
+        message: Message,
+    },
     /// Carry out these writes to the node's own store, in order, atomically and durably,
     /// before carrying out any later effect.
     Persist(Vec<StoreWrite>),

@@ -108,7 +108,7 @@ impl Member {
         }
         let hash = block.hash();
         let (author, height) = (block.header.author, block.height());
-        match self.holder_mut().accept_member_block(&block) {
+        match self.holder_mut().accept_member_block(&block, false) {
             Ok(Accepted::New) => {
                 if author != self.me {
                     effects.push(Effect::Persist(vec![block.into()]));
@@ -201,7 +201,7 @@ impl Member {
             if height <= head && !self.truncate_own(height - 1, now, effects) {
                 return;
             }
-            match self.holder_mut().accept_relay(&block) {
+            match self.holder_mut().accept_relay(&block, false) {
                 Ok(()) => {
                     effects.push(Effect::Persist(vec![StoreWrite::Block(
                         block.clone().into(),
@@ -235,7 +235,7 @@ impl Member {
                 return;
             };
             let hash = block.hash();
-            match self.holder_mut().accept_member_block(&block) {
+            match self.holder_mut().accept_member_block(&block, false) {
                 Ok(Accepted::New) => {
                     if author != self.me {
                         effects.push(Effect::Persist(vec![block.into()]));

@@ -15,7 +15,9 @@ use crate::crypto::Address;
 use crate::election::LanePosition;
 use crate::genesis::{Directory, Genesis};
 use crate::ids::{ChainId, ConsortiumId};
-use crate::validate::{BlockError, ConsortiumLane, Head, Reject, RelayLane, Undo};
+use crate::validate::{
+    AcceptedBlocks, BlockError, ConsortiumLane, Head, Known, Reject, RelayLane, Undo,
+};
 
 use super::protocol::GridDesk;
 
@@ -31,7 +33,10 @@ pub(super) enum Accepted {
 }
 
 /// Member blocks of the consortium that need the relay chain (D4) and are not in a relay
-/// block of its lane yet, in arrival order, indexed by (author, height).
+/// block of its lane yet, in arrival order, indexed by (author, height). Every block here
+/// was validated in full by this node (into its member lanes, or as part of a relay block
+/// it accepted), so a relay block that includes one of them unchanged does not check it
+/// again ([`AcceptedBlocks`], issue 12).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Backlog {
     blocks: BTreeMap<u64, ConsortiumBlock>,
@@ -61,11 +66,22 @@ impl Backlog {
         self.blocks.values()
     }
 
+    /// The waiting block of `author` at `height`.
+    fn get(&self, author: &Address, height: u64) -> Option<&ConsortiumBlock> {
+        self.blocks.get(self.index.get(&(*author, height))?)
+    }
+
     /// The waiting blocks of `author` from `from` to below `to`, by height.
     fn of(&self, author: Address, from: u64, to: u64) -> impl Iterator<Item = &ConsortiumBlock> {
         self.index
             .range((author, from)..(author, to))
             .filter_map(|(_, arrival)| self.blocks.get(arrival))
+    }
+}
+
+impl AcceptedBlocks for Backlog {
+    fn accepted(&self, author: &Address, height: u64) -> Option<&ConsortiumBlock> {
+        self.get(author, height)
     }
 }
 
@@ -157,21 +173,30 @@ impl Holder {
     /// Validates a relay or consortium block into the copies.
     pub(super) fn accept_block(&mut self, block: &AnyBlock) -> Result<(), BlockError> {
         match block {
-            AnyBlock::Relay(relay) => self.accept_relay(relay),
-            AnyBlock::Consortium(member_block) => match self.accept_member_block(member_block) {
-                Ok(_) => Ok(()),
-                Err(reason) => Err(BlockError {
-                    chain: member_block.chain(),
-                    height: member_block.height(),
-                    reason,
-                }),
-            },
+            AnyBlock::Relay(relay) => self.accept_relay(relay, false),
+            AnyBlock::Consortium(member_block) => {
+                match self.accept_member_block(member_block, false) {
+                    Ok(_) => Ok(()),
+                    Err(reason) => Err(BlockError {
+                        chain: member_block.chain(),
+                        height: member_block.height(),
+                        reason,
+                    }),
+                }
+            }
             AnyBlock::Private(_) => Ok(()),
         }
     }
 
-    /// Validates a relay block onto the head of its lane's copy.
-    pub(super) fn accept_relay(&mut self, relay: &RelayBlock) -> Result<(), BlockError> {
+    /// Validates a relay block onto the head of its lane's copy. The consortium blocks it
+    /// includes that this holder validated already (its backlog) are not checked again,
+    /// and `sealed_here` (a block this node sealed a moment ago, never one received) skips
+    /// the producer's own header signature (issue 12).
+    pub(super) fn accept_relay(
+        &mut self,
+        relay: &RelayBlock,
+        sealed_here: bool,
+    ) -> Result<(), BlockError> {
         let lane = relay.header.lane;
         let state = self.relay_lanes.get_mut(&lane).ok_or(BlockError {
             chain: ChainId::Relay(lane),
@@ -181,7 +206,11 @@ impl Holder {
                 got: ChainId::Relay(lane),
             },
         })?;
-        let undo = state.append_undoable(relay, &mut self.directory)?;
+        let known = Known {
+            sealed_here,
+            accepted: Some(&self.backlog),
+        };
+        let undo = state.append_known(relay, &mut self.directory, known)?;
         if lane == self.own {
             self.undo.push_back((undo, relay.clone()));
             if self.undo.len() > UNDO_DEPTH {
@@ -251,9 +280,14 @@ impl Holder {
         }
     }
 
+    /// Validates a member block into its lane's copy. `sealed_here`: the block is this
+    /// node's own, sealed here and never received from another node (the relay's own
+    /// records, handed to itself), so its records root and signatures are not checked
+    /// again (issue 12).
     pub(super) fn accept_member_block(
         &mut self,
         block: &ConsortiumBlock,
+        sealed_here: bool,
     ) -> Result<Accepted, Reject> {
         let author = block.header.author;
         if !self.member_lanes.contains_key(&author) {
@@ -271,7 +305,11 @@ impl Holder {
         if block.height() <= lane.head.height {
             return Ok(Accepted::Duplicate);
         }
-        lane.append(block).map_err(|e| e.reason)?;
+        if sealed_here {
+            lane.append_sealed_here(block).map_err(|e| e.reason)?;
+        } else {
+            lane.append(block).map_err(|e| e.reason)?;
+        }
         self.desk.observe_member_block(block);
         // On recovery the relay lanes are replayed first: a block they already include is
         // not waiting for a relay block.

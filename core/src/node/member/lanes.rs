@@ -8,9 +8,11 @@ use crate::codec;
 use crate::crypto::{Address, Hash};
 use crate::message::Message;
 use crate::node::{Effect, Event};
-use crate::record::{Audience, Record, RecordBody, RecordContent, RecordKind, Urgency};
+use crate::record::{
+    Audience, Record, RecordBody, RecordContent, RecordKind, Urgency, VerifiedRecord,
+};
 
-use super::Member;
+use super::{Member, SignedRecordError};
 
 /// Bytes kept free in a consortium block for its header and vector lengths.
 const BLOCK_OVERHEAD: usize = 512;
@@ -33,6 +35,42 @@ impl Member {
         (record.content.seq, effects)
     }
 
+    /// Writes a record its author (this member) signed before submission: checked once on
+    /// entry ([`VerifiedRecord::check`], by the host's handle), so neither its signature
+    /// nor its digest is computed again here. Its seq must be above every seq this member
+    /// wrote, or it is a replay and refused (SPEC §4.2). Returns its seq.
+    pub fn write_signed(
+        &mut self,
+        record: VerifiedRecord,
+        now: u64,
+    ) -> Result<(u64, Vec<Effect>), SignedRecordError> {
+        let author = record.record().content.author;
+        if author != self.me {
+            return Err(SignedRecordError::NotAuthor {
+                author,
+                member: self.me,
+            });
+        }
+        let seq = record.record().content.seq;
+        if seq <= self.seq {
+            return Err(SignedRecordError::Replay {
+                seq,
+                last: self.seq,
+            });
+        }
+        self.seq = seq;
+        let (record, digest) = record.into_parts();
+        let mut effects = Vec::new();
+        self.take_own_record(record, digest, now, &mut effects);
+        Ok((seq, effects))
+    }
+
+    /// The seq of the last record this member wrote (0 before any): a record signed
+    /// for it before submission takes a higher one.
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
     /// Writes a record of this member into its open block and returns it.
     pub(super) fn write_record(
         &mut self,
@@ -43,14 +81,27 @@ impl Member {
     ) -> Record {
         self.seq += 1;
         let seq = self.seq;
-        let record = RecordContent {
+        let (record, digest) = RecordContent {
             author: self.me,
             seq,
             created_at: now,
             audience,
             body,
         }
-        .sign(&self.key);
+        .sign_digested(&self.key);
+        self.take_own_record(record.clone(), digest, now, effects);
+        record
+    }
+
+    /// Puts a record of this member, signed, with its digest, into its open block (or the
+    /// open private block, for a meter reading), closing the block as its rules say.
+    fn take_own_record(
+        &mut self,
+        record: Record,
+        digest: Hash,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
         self.note_own_record(&record);
         let capacity = self.genesis.capacities.consortium as usize;
         let size = codec::encoded_len(&record);
@@ -59,21 +110,22 @@ impl Member {
             if used + size + BLOCK_OVERHEAD > capacity {
                 self.close_private(now, effects);
             }
-            self.open_private.push(record.clone());
+            self.open_private.push(record);
+            self.private_digests.push(digest);
             self.private_since.get_or_insert(now);
-            return record;
+            return;
         }
         if self.open_bytes + size + BLOCK_OVERHEAD > capacity {
             self.close_lane(now, effects);
         }
         let urgent = record.urgency() == Urgency::Urgent;
-        self.open.push(record.clone());
+        self.open.push(record);
+        self.open_digests.push(digest);
         self.open_bytes += size;
         self.open_since.get_or_insert(now);
         if urgent {
             self.close_lane(now, effects);
         }
-        record
     }
 
     fn close_private(&mut self, now: u64, effects: &mut Vec<Effect>) {
@@ -81,10 +133,19 @@ impl Member {
             return;
         }
         let records = std::mem::take(&mut self.open_private);
+        let digests = std::mem::take(&mut self.private_digests);
         self.private_since = None;
         let head = self.private.head;
-        let block = PrivateBlock::seal(&self.key, head.height + 1, head.hash, now, records);
-        if self.private.append(&block).is_ok() {
+        let block = PrivateBlock::seal_digested(
+            &self.key,
+            head.height + 1,
+            head.hash,
+            now,
+            records,
+            &digests,
+        );
+        // Sealed here from records signed here: not checked again (issue 12).
+        if self.private.append_sealed_here(&block).is_ok() {
             let event = Event::Recorded {
                 member: self.me,
                 height: block.height(),
@@ -102,18 +163,21 @@ impl Member {
             return;
         }
         let records = std::mem::take(&mut self.open);
+        let digests = std::mem::take(&mut self.open_digests);
         self.open_bytes = 0;
         self.open_since = None;
         let head = self.lane.head;
-        let block = ConsortiumBlock::seal(
+        let block = ConsortiumBlock::seal_digested(
             &self.key,
             self.consortium,
             head.height + 1,
             head.hash,
             now,
             records,
+            &digests,
         );
-        if let Err(err) = self.lane.append(&block) {
+        // Sealed here from records signed here: not checked again (issue 12).
+        if let Err(err) = self.lane.append_sealed_here(&block) {
             effects.push(self.rejected("own_block", false, err.to_string()));
             return;
         }

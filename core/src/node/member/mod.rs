@@ -25,6 +25,28 @@ use std::sync::Arc;
 
 pub use protocol::ProtocolError;
 
+/// Why a member refuses a record signed before submission ([`Member::write_signed`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignedRecordError {
+    /// The record is another node's.
+    #[error("record by {author}, not by member {member}")]
+    NotAuthor {
+        /// The record's author.
+        author: Address,
+        /// This member.
+        member: Address,
+    },
+    /// The seq is not above the member's last: a replay (SPEC §4.2).
+    #[error("replayed seq {seq}: the member's last seq is {last}")]
+    Replay {
+        /// The record's seq.
+        seq: u64,
+        /// The member's last seq.
+        last: u64,
+    },
+}
+
 use crate::block::{AnyBlock, ChainBlock, ConsortiumBlock, RelayBlock};
 use crate::crypto::{Address, Keypair, PublicKey};
 use crate::election::{ElectionRecord, LanePosition};
@@ -70,9 +92,12 @@ pub struct Member {
     private: PrivateLane,
     lane: ConsortiumLane,
     open: Vec<Record>,
+    /// The open records' digests, computed once when signed (issue 12).
+    open_digests: Vec<crate::crypto::Hash>,
     open_bytes: usize,
     open_since: Option<u64>,
     open_private: Vec<Record>,
+    private_digests: Vec<crate::crypto::Hash>,
     private_since: Option<u64>,
     unacked: BTreeMap<u64, ConsortiumBlock>,
     /// The highest unacknowledged height sent to the relay in the current round: at most
@@ -136,9 +161,11 @@ impl Member {
             directory,
             seq: 0,
             open: Vec::new(),
+            open_digests: Vec::new(),
             open_bytes: 0,
             open_since: None,
             open_private: Vec::new(),
+            private_digests: Vec::new(),
             private_since: None,
             unacked: BTreeMap::new(),
             sent_upto: 0,
@@ -260,7 +287,8 @@ impl Member {
                     // A holder (its store had relay lanes, replayed first) keeps the own
                     // lane among its copies too.
                     if let Some(holder) = self.holder.as_mut() {
-                        holder.accept_member_block(b).map_err(|reason| {
+                        // Checked in full just above, into the own lane.
+                        holder.accept_member_block(b, true).map_err(|reason| {
                             crate::validate::BlockError {
                                 chain: b.chain(),
                                 height: b.height(),
@@ -583,14 +611,15 @@ fn broadcast(
             recipients.remove(&backup);
         }
     }
-    for to in recipients {
-        effects.push(Effect::Send {
-            to,
-            message: Message::RelayBlock {
-                block: block.clone(),
-            },
-        });
+    if recipients.is_empty() {
+        return;
     }
+    effects.push(Effect::Broadcast {
+        to: recipients.into_iter().collect(),
+        message: Message::RelayBlock {
+            block: block.clone(),
+        },
+    });
 }
 
 fn committed_event(

@@ -309,7 +309,10 @@ impl Member {
         {
             return;
         }
-        let fresh = match self.holder_mut().accept_member_block(&block) {
+        // The relay's own block, handed to itself: exactly the block it sealed (still
+        // unacknowledged in its own lane) is not checked again; anything else is.
+        let sealed_here = author == self.me && self.unacked.get(&height) == Some(&block);
+        let fresh = match self.holder_mut().accept_member_block(&block, sealed_here) {
             Ok(Accepted::New) => true,
             // Held already (read at the take-over, or synced): acknowledged the normal way,
             // once the backup confirms it holds it too.
@@ -508,7 +511,8 @@ impl Member {
             records,
         };
         let block = draft.seal(&self.key);
-        if let Err(err) = self.holder_mut().accept_relay(&block) {
+        // Sealed here a moment ago: the producer does not check its own signature again.
+        if let Err(err) = self.holder_mut().accept_relay(&block, true) {
             effects.push(self.rejected("own_relay_block", false, err.to_string()));
             return None;
         }
@@ -779,19 +783,22 @@ impl Member {
             return;
         }
         let members = self.consortium_members();
-        let mut per_member: BTreeMap<Address, Vec<Record>> = BTreeMap::new();
+        // Which of the forwarded records each member gets, by index: members that get the
+        // same records get one message, built and encoded once (issue 12).
+        let mut per_member: BTreeMap<Address, Vec<usize>> = BTreeMap::new();
         let mut broadcast_here: Vec<&Record> = Vec::new();
-        let records = block
+        let records: Vec<&Record> = block
             .blocks
             .iter()
             .flat_map(|b| b.records.iter())
             .chain(block.records.iter())
-            .filter(|r| is_forwarded(r.kind()));
-        for record in records {
+            .filter(|r| is_forwarded(r.kind()))
+            .collect();
+        for (index, record) in records.iter().enumerate() {
             match &record.content.audience {
                 Audience::Members(list) => {
                     for m in list.iter().filter(|m| members.contains(m)) {
-                        per_member.entry(*m).or_default().push(record.clone());
+                        per_member.entry(*m).or_default().push(index);
                     }
                 }
                 Audience::Consortiums(list) if !list.contains(&self.consortium) => {}
@@ -799,7 +806,7 @@ impl Member {
                 Audience::Consortiums(_) | Audience::Everyone => {
                     broadcast_here.push(record);
                     for m in &members {
-                        per_member.entry(*m).or_default().push(record.clone());
+                        per_member.entry(*m).or_default().push(index);
                     }
                 }
             }
@@ -812,20 +819,25 @@ impl Member {
             now,
         ));
         let mut mine = Vec::new();
-        for (to, records) in per_member {
+        let mut groups: BTreeMap<Vec<usize>, Vec<Address>> = BTreeMap::new();
+        for (to, indexes) in per_member {
             if to == self.me {
-                mine = records;
+                mine = indexes;
                 continue;
             }
-            effects.push(Effect::Send {
+            groups.entry(indexes).or_default().push(to);
+        }
+        for (indexes, to) in groups {
+            effects.push(Effect::Broadcast {
                 to,
                 message: Message::Forward {
                     lane: block.header.lane,
                     height: block.height(),
-                    records,
+                    records: indexes.iter().map(|i| records[*i].clone()).collect(),
                 },
             });
         }
+        let mine: Vec<Record> = mine.iter().map(|i| records[*i].clone()).collect();
         // The relay is a member too: it acts on what is addressed to it.
         let me = self.me;
         for record in &mine {

@@ -279,7 +279,7 @@ impl Member {
                     true
                 }
                 AnyBlock::Consortium(member_block) => {
-                    match self.holder_mut().accept_member_block(member_block) {
+                    match self.holder_mut().accept_member_block(member_block, false) {
                         Ok(Accepted::New) => {
                             let author = member_block.header.author;
                             if author != self.me {
@@ -437,7 +437,7 @@ impl Member {
                 return false;
             }
         }
-        match self.holder_mut().accept_relay(block) {
+        match self.holder_mut().accept_relay(block, false) {
             Ok(()) => {
                 writes.push(StoreWrite::Block(block.clone().into()));
                 announced.push(if own {
@@ -493,7 +493,7 @@ impl Member {
         {
             return true;
         }
-        match self.holder_mut().accept_relay(&block) {
+        match self.holder_mut().accept_relay(&block, false) {
             Ok(()) => {
                 effects.push(Effect::Persist(vec![StoreWrite::Block(
                     block.clone().into(),

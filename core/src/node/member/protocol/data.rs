@@ -13,11 +13,12 @@ impl Member {
     pub(in crate::node::member) fn maybe_buy_data(
         &mut self,
         offer: &Record,
+        digest: Hash,
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
-        let digest = offer.digest();
-        if !self.proto.data_intents.contains(&digest) || !self.check_record(offer, effects) {
+        if !self.proto.data_intents.contains(&digest) || !self.check_record(offer, &digest, effects)
+        {
             return;
         }
         self.proto.data_intents.remove(&digest);

@@ -301,7 +301,7 @@ impl Member {
         self.proto.bid_intents.insert(offer, wh);
         let mut effects = Vec::new();
         if let Some(record) = self.proto.seen.get(&offer).cloned() {
-            self.maybe_bid(&record, now, &mut effects);
+            self.maybe_bid(&record, offer, now, &mut effects);
         }
         Ok(effects)
     }
@@ -354,7 +354,7 @@ impl Member {
         self.proto.data_intents.insert(offer);
         let mut effects = Vec::new();
         if let Some(record) = self.proto.seen.get(&offer).cloned() {
-            self.maybe_buy_data(&record, now, &mut effects);
+            self.maybe_buy_data(&record, offer, now, &mut effects);
         }
         Ok(effects)
     }
@@ -534,8 +534,9 @@ impl Member {
         self.directory.get(address).and_then(|k| k.consortium)
     }
 
-    /// Checks a record that reached this member: a known author and a good signature.
-    fn check_record(&self, record: &Record, effects: &mut Vec<Effect>) -> bool {
+    /// Checks a record that reached this member, whose digest it computed: a known author
+    /// and a good signature.
+    fn check_record(&self, record: &Record, digest: &Hash, effects: &mut Vec<Effect>) -> bool {
         let author = record.content.author;
         let Some(key) = self.key_of(&author) else {
             effects.push(self.rejected(
@@ -545,7 +546,7 @@ impl Member {
             ));
             return false;
         };
-        if record.verify(&key).is_err() {
+        if key.verify(digest, &record.signature).is_err() {
             effects.push(self.rejected(
                 "bad_signature",
                 true,
@@ -677,7 +678,9 @@ impl Member {
             record.content.body,
             RecordBody::PowerOffer { .. } | RecordBody::DataTrade { .. }
         );
-        if !offer && (!self.acts_on(record) || !self.check_record(record, effects)) {
+        if !offer
+            && (!self.acts_on(record) || !self.check_record(record, &record.digest(), effects))
+        {
             return;
         }
         let author = record.content.author;
@@ -696,9 +699,9 @@ impl Member {
                     }
                 }
                 if record.kind() == RecordKind::PowerOffer {
-                    self.maybe_bid(record, now, effects);
+                    self.maybe_bid(record, digest, now, effects);
                 } else {
-                    self.maybe_buy_data(record, now, effects);
+                    self.maybe_buy_data(record, digest, now, effects);
                 }
             }
             RecordBody::PowerBid { offer, wh } => {

@@ -38,11 +38,13 @@ impl Member {
     pub(in crate::node::member) fn maybe_bid(
         &mut self,
         offer: &Record,
+        digest: Hash,
         now: u64,
         effects: &mut Vec<Effect>,
     ) {
-        let digest = offer.digest();
-        if !self.proto.bid_intents.contains_key(&digest) || !self.check_record(offer, effects) {
+        if !self.proto.bid_intents.contains_key(&digest)
+            || !self.check_record(offer, &digest, effects)
+        {
             return;
         }
         let Some(wh) = self.proto.bid_intents.remove(&digest) else {
