@@ -314,6 +314,26 @@ fn check_capacity<B: ChainBlock>(block: &B, capacity: u32) -> Result<(), Reject>
     Ok(())
 }
 
+/// How a lane says a check of its block at `height` failed.
+fn failure(chain: ChainId, height: u64) -> impl Fn(Reject) -> BlockError + Copy {
+    move |reason| BlockError {
+        chain,
+        height,
+        reason,
+    }
+}
+
+/// `block` is of the lane's chain and goes right on top of its head.
+fn check_placed<B: ChainBlock>(block: &B, chain: ChainId, head: &Head) -> Result<(), Reject> {
+    if block.chain() != chain {
+        return Err(Reject::WrongChain {
+            expected: chain,
+            got: block.chain(),
+        });
+    }
+    check_link(head, block.height(), block.prev())
+}
+
 /// The checks a lane makes of a block written by a single author (private and consortium
 /// blocks): records by the writer, and the records root. Returns the records' digests,
 /// computed once here, for the signature checks.
@@ -388,18 +408,8 @@ impl PrivateLane {
     /// Checks `block` and, if valid, makes it the head.
     pub fn append(&mut self, block: &PrivateBlock) -> Result<(), BlockError> {
         let chain = ChainId::Private(self.owner);
-        let fail = |reason| BlockError {
-            chain,
-            height: block.header.height,
-            reason,
-        };
-        if block.chain() != chain {
-            return Err(fail(Reject::WrongChain {
-                expected: chain,
-                got: block.chain(),
-            }));
-        }
-        check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
+        let fail = failure(chain, block.header.height);
+        check_placed(block, chain, &self.head).map_err(fail)?;
         check_capacity(block, self.capacity).map_err(fail)?;
         let digests = check_single_writer(&block.records, self.owner, block.header.records_root)
             .map_err(fail)?;
@@ -427,18 +437,8 @@ impl PrivateLane {
     /// computed and made itself (issue 12). Only for blocks that never left the node.
     pub fn append_sealed_here(&mut self, block: &PrivateBlock) -> Result<(), BlockError> {
         let chain = ChainId::Private(self.owner);
-        let fail = |reason| BlockError {
-            chain,
-            height: block.header.height,
-            reason,
-        };
-        if block.chain() != chain {
-            return Err(fail(Reject::WrongChain {
-                expected: chain,
-                got: block.chain(),
-            }));
-        }
-        check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
+        let fail = failure(chain, block.header.height);
+        check_placed(block, chain, &self.head).map_err(fail)?;
         check_capacity(block, self.capacity).map_err(fail)?;
         check_writer(&block.records, self.owner).map_err(fail)?;
         let last_seq = last_seq_after(&block.records, self.last_seq).map_err(fail)?;
@@ -513,18 +513,8 @@ impl ConsortiumLane {
     /// Checks `block` and, if valid, makes it the head.
     pub fn append(&mut self, block: &ConsortiumBlock) -> Result<(), BlockError> {
         let chain = ChainId::Consortium(self.consortium, self.member);
-        let fail = |reason| BlockError {
-            chain,
-            height: block.header.height,
-            reason,
-        };
-        if block.chain() != chain {
-            return Err(fail(Reject::WrongChain {
-                expected: chain,
-                got: block.chain(),
-            }));
-        }
-        check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
+        let fail = failure(chain, block.header.height);
+        check_placed(block, chain, &self.head).map_err(fail)?;
         let last_seq = last_seq_after(&block.records, self.last_seq).map_err(fail)?;
         let mut signatures = Signatures::default();
         let hash = check_consortium_block(block, self.key, self.capacity, &mut signatures)
@@ -545,18 +535,8 @@ impl ConsortiumLane {
     /// never left the node: a block that came back through the network is checked in full.
     pub fn append_sealed_here(&mut self, block: &ConsortiumBlock) -> Result<(), BlockError> {
         let chain = ChainId::Consortium(self.consortium, self.member);
-        let fail = |reason| BlockError {
-            chain,
-            height: block.header.height,
-            reason,
-        };
-        if block.chain() != chain {
-            return Err(fail(Reject::WrongChain {
-                expected: chain,
-                got: block.chain(),
-            }));
-        }
-        check_link(&self.head, block.header.height, block.header.prev).map_err(fail)?;
+        let fail = failure(chain, block.header.height);
+        check_placed(block, chain, &self.head).map_err(fail)?;
         let last_seq = last_seq_after(&block.records, self.last_seq).map_err(fail)?;
         check_capacity(block, self.capacity).map_err(fail)?;
         check_writer(&block.records, self.member).map_err(fail)?;
