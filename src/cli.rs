@@ -105,34 +105,7 @@ enum Command {
     #[command(
         after_help = "Examples:\n  ieschain run\n  ieschain run --duration 5m --data /tmp/fed --report /tmp/fed/report.json\n  ieschain run --config my-federation.toml --seed 3 --mermaid trace.md\n\nSIGINT or SIGTERM stops it cleanly (summary, report, storage flushed); a second exits at once."
     )]
-    Run {
-        /// The federation: a TOML file, or a built-in one by name (`four-party`, the
-        /// default, or `large`: 10,000 members).
-        #[arg(long, value_name = "FILE|NAME")]
-        config: Option<PathBuf>,
-        /// The data directory (created if missing; reopened if it exists).
-        #[arg(long, value_name = "DIR", default_value = "ieschain-data")]
-        data: PathBuf,
-        /// How long to run: seconds, or a duration with a unit (`90s`, `5m`, `1h 30m`).
-        #[arg(long, value_name = "DURATION", default_value = "30", value_parser = seconds)]
-        duration: f64,
-        /// The seed of keys and workload; the configuration's by default.
-        #[arg(long, value_name = "N")]
-        seed: Option<u64>,
-        /// Where to write the JSON report.
-        #[arg(long, value_name = "FILE.json")]
-        report: Option<PathBuf>,
-        /// Where to write Mermaid sequence diagrams of the protocol runs, drawn
-        /// from the event log: the first run of each protocol, and how many were left out.
-        /// FILE.md gets a Markdown document with a fenced block per protocol (GitHub renders
-        /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
-        #[arg(long, value_name = "FILE")]
-        mermaid: Option<PathBuf>,
-        /// Serve the explorer while running, with live events (for example
-        /// 127.0.0.1:8080; port 0 picks a free port).
-        #[arg(long, value_name = "ADDR")]
-        serve: Option<std::net::SocketAddr>,
-    },
+    Run(RunArgs),
     /// Simulate a federation deterministically in virtual time, with faults, checking every
     /// safety and liveness invariant after every event and in full at the end. Exits 1 if
     /// an invariant broke, printing the command that replays the run.
@@ -230,6 +203,16 @@ enum Command {
     /// Print the JSON Schema of the reports that run and simulate write.
     #[command(after_help = "Example:\n  ieschain schema > report.schema.json")]
     Schema,
+    /// Write a new ed25519 node key to a new file (mode 600) and print its public key and
+    /// address: a key that belongs to its owner, for `run --key NAME=FILE`.
+    #[command(
+        after_help = "Examples:\n  ieschain keygen --out source-wind.key\n  ieschain run --key source-wind=source-wind.key --data fed\n\nAn existing file is never overwritten. The key is read back only from a file that\nonly its owner may read and write."
+    )]
+    Keygen {
+        /// Where to write the key (a new file).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Serve a read-only web explorer of a data directory (live or not): lanes, blocks, elections.
     #[command(
         after_help = "Examples:\n  ieschain serve --data ieschain-data            # then open http://127.0.0.1:8080/\n  ieschain serve --data ieschain-data --listen 127.0.0.1:9000\n\nThe JSON API: /api/chains, /api/chain?name=relay/grid&limit=20, /api/block/HASH,\n/api/records?member=source-wind&kind=power_offer (with inclusion proofs), /api/trades.\n`ieschain run --serve ADDR` and `ieschain simulate --serve ADDR` serve a running federation,\nwith its events at /api/events and its take-overs at /api/takeovers.\nThe directory is read as a RocksDB secondary instance: nothing is written into it."
@@ -242,6 +225,46 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
     },
+}
+
+/// The flags of `run`.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The federation: a TOML file, or a built-in one by name (`four-party`, the
+    /// default, or `large`: 10,000 members).
+    #[arg(long, value_name = "FILE|NAME")]
+    config: Option<PathBuf>,
+    /// The data directory (created if missing; reopened if it exists).
+    #[arg(long, value_name = "DIR", default_value = "ieschain-data")]
+    data: PathBuf,
+    /// How long to run: seconds, or a duration with a unit (`90s`, `5m`, `1h 30m`).
+    #[arg(long, value_name = "DURATION", default_value = "30", value_parser = seconds)]
+    duration: f64,
+    /// The seed of keys and workload; the configuration's by default.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Where to write the JSON report.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Where to write Mermaid sequence diagrams of the protocol runs, drawn
+    /// from the event log: the first run of each protocol, and how many were left out.
+    /// FILE.md gets a Markdown document with a fenced block per protocol (GitHub renders
+    /// it); any other name one `sequenceDiagram` (mermaid-cli renders it).
+    #[arg(long, value_name = "FILE")]
+    mermaid: Option<PathBuf>,
+    /// Serve the explorer while running, with live events (for example
+    /// 127.0.0.1:8080; port 0 picks a free port).
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
+    /// A member's own key instead of the one derived from the seed: NAME=FILE, FILE
+    /// written by `ieschain keygen` (repeatable). A data directory keeps the keys of its
+    /// genesis: give the same keys each time it is reopened.
+    #[arg(long = "key", value_name = "NAME=FILE")]
+    keys: Vec<String>,
+    /// The supervisor's own key instead of the one derived from the seed (a file written
+    /// by `ieschain keygen`).
+    #[arg(long, value_name = "FILE")]
+    supervisor_key: Option<PathBuf>,
 }
 
 /// The flags of `simulate`.
@@ -303,23 +326,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     match cli.command {
-        Command::Run {
-            config,
-            data,
-            duration,
-            seed,
-            report,
-            mermaid,
-            serve,
-        } => match run(
-            config.as_deref(),
-            &data,
-            duration,
-            seed,
-            report.as_deref(),
-            mermaid.as_deref(),
-            serve,
-        ) {
+        Command::Run(args) => match run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("ieschain run: {message}");
@@ -392,6 +399,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve { data, listen } => run_serve(data, listen),
+        Command::Keygen { out } => run_keygen(&out),
         Command::Schema => match serde_json::to_string_pretty(&crate::report::schema()) {
             Ok(text) => {
                 println!("{text}");
@@ -405,15 +413,21 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-fn run(
-    config: Option<&Path>,
-    data: &Path,
-    duration: f64,
-    seed: Option<u64>,
-    report_path: Option<&Path>,
-    mermaid_path: Option<&Path>,
-    serve: Option<std::net::SocketAddr>,
-) -> Result<(), String> {
+fn run(args: &RunArgs) -> Result<(), String> {
+    let RunArgs {
+        config,
+        data,
+        duration,
+        seed,
+        report: report_path,
+        mermaid: mermaid_path,
+        serve,
+        keys,
+        supervisor_key,
+    } = args;
+    let (config, data, duration, seed, serve) =
+        (config.as_deref(), data.as_path(), *duration, *seed, *serve);
+    let (report_path, mermaid_path) = (report_path.as_deref(), mermaid_path.as_deref());
     use std::time::{Duration, Instant};
 
     check_seconds("--duration", duration)?;
@@ -428,6 +442,19 @@ fn run(
         data.display()
     );
     let mut builder = Federation::builder(config).data_dir(data).seed(seed);
+    let mut own_keys = Vec::new();
+    for (name, key) in member_keys(keys)? {
+        own_keys.push(format!("{name} signs with its own key {}", key.address()));
+        builder = builder.member_key(name, key.key);
+    }
+    if let Some(path) = supervisor_key {
+        let key = crate::keys::NodeKey::read(path).map_err(|e| format!("--supervisor-key: {e}"))?;
+        own_keys.push(format!(
+            "the supervisor signs with its own key {}",
+            key.address()
+        ));
+        builder = builder.supervisor_key(key.key);
+    }
     // Listening before the federation starts (a taken port fails before anything is
     // written), with its events from the very start: the initial elections and take-overs.
     // The server holds no handle of the federation: its events are forwarded.
@@ -443,6 +470,9 @@ fn run(
         })
         .transpose()?;
     let federation = builder.start_blocking().map_err(|e| e.to_string())?;
+    for line in own_keys {
+        println!("  {line}");
+    }
     if let Some(server) = &explorer {
         println!(
             "ieschain run: explorer at http://{}/ (read-only, live events)",
@@ -958,6 +988,41 @@ fn seconds(text: &str) -> Result<f64, String> {
 
 /// The slowest and the fastest `--pace`.
 const PACES: std::ops::RangeInclusive<f64> = 0.001..=1_000_000.0;
+
+/// The keys of `--key NAME=FILE`, read.
+fn member_keys(keys: &[String]) -> Result<Vec<(String, crate::keys::NodeKey)>, String> {
+    keys.iter()
+        .map(|given| {
+            let (name, path) = given
+                .split_once('=')
+                .filter(|(name, path)| !name.is_empty() && !path.is_empty())
+                .ok_or_else(|| format!("--key: expected NAME=FILE, not {given:?}"))?;
+            let key = crate::keys::NodeKey::read(Path::new(path))
+                .map_err(|e| format!("--key {name}: {e}"))?;
+            Ok((name.to_string(), key))
+        })
+        .collect()
+}
+
+/// `ieschain keygen`: a new key in a new file, its public key and address printed.
+fn run_keygen(out: &Path) -> ExitCode {
+    let written = crate::keys::NodeKey::generate().and_then(|key| {
+        key.write(out)?;
+        Ok(key)
+    });
+    match written {
+        Ok(key) => {
+            println!("key written to {} (mode 600)", out.display());
+            println!("public key {}", hex::encode(key.key.public().0));
+            println!("address    {}", key.address());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ieschain keygen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// `--pace`: a rate within [`PACES`].
 fn pace(text: &str) -> Result<f64, String> {

@@ -22,6 +22,9 @@
 //! - [`bench`](mod@bench): `ieschain bench`: the machine's limits, then federations measured
 //!   against them (throughput, latency, failover, scaling).
 //! - [`trace`]: the protocol runs of SPEC §6 drawn as Mermaid sequence diagrams.
+//! - [`explore`] and [`serve`]: reading a data directory for people (`inspect`) and the
+//!   web explorer (`serve`, `run --serve`, `simulate --serve`).
+//! - [`keys`]: node key files that belong to their owner (`keygen`, `run --key`).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -35,6 +38,7 @@ pub mod faults;
 pub mod federation;
 pub mod invariants;
 pub mod json;
+pub mod keys;
 pub mod lifecycle;
 mod markdown;
 pub mod progress;

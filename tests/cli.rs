@@ -659,3 +659,142 @@ fn simulate_writes_the_event_log_as_json_lines() {
         assert!(kinds.contains(kind), "no {kind} in {kinds:?}");
     }
 }
+
+/// `keygen` writes a new key (mode 600) and prints its address; `run --key` and
+/// `--supervisor-key` sign with such keys instead of seed-derived ones (the genesis
+/// registers them); a reopened directory wants the same keys; bad key flags and files exit
+/// 2 with their reason, before anything runs.
+#[test]
+fn keygen_keys_sign_for_their_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let keygen = |name: &str| {
+        let path = dir.path().join(name);
+        let (code, stdout, stderr) =
+            outcome(&ieschain(&["keygen", "--out", path.to_str().unwrap()]));
+        assert_eq!(code, 0, "{stderr}");
+        let address = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("address"))
+            .map(|a| a.trim().to_string())
+            .expect("the address is printed");
+        assert_eq!(address.len(), 40, "{stdout}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        (path, address)
+    };
+    let (member_key, member) = keygen("wind.key");
+    let (supervisor_key, supervisor) = keygen("supervisor.key");
+    let before = std::fs::read(&member_key).unwrap();
+    let (code, _, stderr) = outcome(&ieschain(&[
+        "keygen",
+        "--out",
+        member_key.to_str().unwrap(),
+    ]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("never overwritten"), "{stderr}");
+    assert_eq!(std::fs::read(&member_key).unwrap(), before);
+
+    let data = dir.path().join("data");
+    let key_flag = format!("source-wind={}", member_key.display());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--data", data.to_str().unwrap(), "--duration", "1"];
+        args.extend_from_slice(extra);
+        outcome(&ieschain(&args))
+    };
+    let with_keys = [
+        "--key",
+        key_flag.as_str(),
+        "--supervisor-key",
+        supervisor_key.to_str().unwrap(),
+    ];
+    let (code, stdout, stderr) = run(&with_keys);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!("source-wind signs with its own key {member}")),
+        "{stdout}"
+    );
+    let (code, listing, _) = outcome(&ieschain(&[
+        "inspect",
+        "--data",
+        data.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(code, 0);
+    let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let wind = listing["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["node_name"] == "source-wind")
+        .expect("source-wind holds chains");
+    assert_eq!(wind["node"], member.as_str());
+    let elections = listing["elections"].as_array().unwrap();
+    assert!(!elections.is_empty());
+    // The supervisor wrote the elections with its own key, and verify checks them.
+    let (code, lane, _) = outcome(&ieschain(&[
+        "inspect",
+        "--data",
+        data.to_str().unwrap(),
+        "--chain",
+        "relay/source",
+        "--json",
+    ]));
+    assert_eq!(code, 0);
+    let lane: serde_json::Value = serde_json::from_str(&lane).unwrap();
+    let election = lane["blocks"][0]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["content"]["body"]["kind"] == "election")
+        .expect("the first relay block holds the initial election");
+    assert_eq!(election["content"]["author"], supervisor.as_str());
+    let (code, _, stderr) = outcome(&ieschain(&["verify", "--data", data.to_str().unwrap()]));
+    assert_eq!(code, 0, "{stderr}");
+    // Reopened without them: another federation.
+    let (code, _, stderr) = run(&[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("seed and keys"), "{stderr}");
+
+    let open = dir.path().join("open.key");
+    std::fs::copy(&member_key, &open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let other = dir.path().join("other");
+    for (flag, value, reason) in [
+        ("--key", "junk".to_string(), "expected NAME=FILE"),
+        (
+            "--key",
+            format!("nobody={}", member_key.display()),
+            "\"nobody\"",
+        ),
+        (
+            "--key",
+            format!("source-wind={}", dir.path().join("missing.key").display()),
+            "No such file",
+        ),
+        (
+            "--key",
+            format!("source-wind={}", open.display()),
+            "chmod 600",
+        ),
+        (
+            "--supervisor-key",
+            dir.path().join("missing.key").display().to_string(),
+            "--supervisor-key",
+        ),
+    ] {
+        let (code, _, stderr) = outcome(&ieschain(&[
+            "run",
+            "--data",
+            other.to_str().unwrap(),
+            "--duration",
+            "1",
+            flag,
+            &value,
+        ]));
+        assert_eq!(code, 2, "{flag} {value}: {stderr}");
+        assert!(stderr.contains(reason), "{flag} {value}: {stderr}");
+    }
+    assert!(!other.exists(), "nothing ran with a bad key");
+}

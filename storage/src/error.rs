@@ -61,7 +61,7 @@ pub enum StoreError {
     /// The data directory was created for another federation (SPEC §12 D2).
     #[error(
         "data directory {} belongs to another federation: its genesis hash is {stored}, \
-         this configuration's is {given}; use the original configuration and seed, or another \
+         this configuration's is {given}; use the original configuration, seed and keys, or another \
          data directory",
         path.display()
     )]
