@@ -442,18 +442,31 @@ fn run(args: &RunArgs) -> Result<(), String> {
         data.display()
     );
     let mut builder = Federation::builder(config).data_dir(data).seed(seed);
+    let own_members = member_keys(keys)?;
+    let supervisor = supervisor_key
+        .as_deref()
+        .map(crate::keys::NodeKey::read)
+        .transpose()
+        .map_err(|e| format!("--supervisor-key: {e}"))?;
     let mut own_keys = Vec::new();
-    for (name, key) in member_keys(keys)? {
-        own_keys.push(format!("{name} signs with its own key {}", key.address()));
-        builder = builder.member_key(name, key.key);
-    }
-    if let Some(path) = supervisor_key {
-        let key = crate::keys::NodeKey::read(path).map_err(|e| format!("--supervisor-key: {e}"))?;
+    if let Some(key) = supervisor {
+        if let Some((member, _)) = own_members
+            .iter()
+            .find(|(_, k)| k.address() == key.address())
+        {
+            return Err(format!(
+                "--supervisor-key: the supervisor and {member} have the same key"
+            ));
+        }
         own_keys.push(format!(
             "the supervisor signs with its own key {}",
             key.address()
         ));
         builder = builder.supervisor_key(key.key);
+    }
+    for (name, key) in own_members {
+        own_keys.push(format!("{name} signs with its own key {}", key.address()));
+        builder = builder.member_key(name, key.key);
     }
     // Listening before the federation starts (a taken port fails before anything is
     // written), with its events from the very start: the initial elections and take-overs.
@@ -989,19 +1002,25 @@ fn seconds(text: &str) -> Result<f64, String> {
 /// The slowest and the fastest `--pace`.
 const PACES: std::ops::RangeInclusive<f64> = 0.001..=1_000_000.0;
 
-/// The keys of `--key NAME=FILE`, read.
+/// The keys of `--key NAME=FILE`, read: one per member, no key for two parties.
 fn member_keys(keys: &[String]) -> Result<Vec<(String, crate::keys::NodeKey)>, String> {
-    keys.iter()
-        .map(|given| {
-            let (name, path) = given
-                .split_once('=')
-                .filter(|(name, path)| !name.is_empty() && !path.is_empty())
-                .ok_or_else(|| format!("--key: expected NAME=FILE, not {given:?}"))?;
-            let key = crate::keys::NodeKey::read(Path::new(path))
-                .map_err(|e| format!("--key {name}: {e}"))?;
-            Ok((name.to_string(), key))
-        })
-        .collect()
+    let mut read: Vec<(String, crate::keys::NodeKey)> = Vec::new();
+    for given in keys {
+        let (name, path) = given
+            .split_once('=')
+            .filter(|(name, path)| !name.is_empty() && !path.is_empty())
+            .ok_or_else(|| format!("--key: expected NAME=FILE, not {given:?}"))?;
+        let key = crate::keys::NodeKey::read(Path::new(path))
+            .map_err(|e| format!("--key {name}: {e}"))?;
+        if read.iter().any(|(n, _)| n == name) {
+            return Err(format!("--key: two keys for {name}"));
+        }
+        if let Some((other, _)) = read.iter().find(|(_, k)| k.address() == key.address()) {
+            return Err(format!("--key: {name} and {other} have the same key"));
+        }
+        read.push((name.to_string(), key));
+    }
+    Ok(read)
 }
 
 /// `ieschain keygen`: a new key in a new file, its public key and address printed.

@@ -41,8 +41,8 @@ impl std::fmt::Debug for NodeKey {
     }
 }
 
-/// The file's fields.
-#[derive(Debug, Deserialize, Serialize)]
+/// The file's fields (no `Debug`: it holds the secret).
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct KeyFile {
     secret_key: String,
@@ -137,7 +137,11 @@ impl NodeKey {
         )
         .and_then(|()| out.write_all(text.as_bytes()))
         .and_then(|()| out.sync_all())
-        .map_err(io)
+        .map_err(|e| {
+            // A cut-short key file would block the next keygen as "exists".
+            let _ = std::fs::remove_file(path);
+            io(e)
+        })
     }
 
     /// Reads the key file at `path` (see the module's documentation for what is refused).
@@ -150,14 +154,17 @@ impl NodeKey {
             path: path.to_path_buf(),
             reason,
         };
-        let mode = std::fs::metadata(path).map_err(io)?.permissions().mode();
+        // One open: the mode checked is the mode of the file read.
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let mode = file.metadata().map_err(io)?.permissions().mode();
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions {
                 path: path.to_path_buf(),
                 mode: mode & 0o777,
             });
         }
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
         let file: KeyFile =
             toml::from_str(&text).map_err(|e| malformed(e.message().to_string()))?;
         let secret: [u8; 32] = hex::decode(&file.secret_key)

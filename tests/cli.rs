@@ -682,6 +682,13 @@ fn keygen_keys_sign_for_their_owner() {
         assert_eq!(address.len(), 40, "{stdout}");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let secret = text
+            .lines()
+            .find_map(|l| l.strip_prefix("secret_key = "))
+            .unwrap()
+            .trim_matches('"');
+        assert!(!stdout.contains(secret), "keygen printed the secret");
         (path, address)
     };
     let (member_key, member) = keygen("wind.key");
@@ -761,40 +768,48 @@ fn keygen_keys_sign_for_their_owner() {
     std::fs::copy(&member_key, &open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
     let other = dir.path().join("other");
-    for (flag, value, reason) in [
-        ("--key", "junk".to_string(), "expected NAME=FILE"),
+    let missing = dir.path().join("missing.key").display().to_string();
+    let key = |name: &str, path: &dyn std::fmt::Display| {
+        vec!["--key".to_string(), format!("{name}={path}")]
+    };
+    let supervisor =
+        |path: &dyn std::fmt::Display| vec!["--supervisor-key".to_string(), path.to_string()];
+    let solar = key("source-solar", &member_key.display());
+    for (flags, reason) in [
         (
-            "--key",
-            format!("nobody={}", member_key.display()),
-            "\"nobody\"",
+            vec!["--key".to_string(), "junk".to_string()],
+            "expected NAME=FILE",
+        ),
+        (key("nobody", &member_key.display()), "\"nobody\""),
+        (key("source-wind", &missing), "No such file"),
+        (key("source-wind", &open.display()), "chmod 600"),
+        (supervisor(&missing), "--supervisor-key"),
+        (
+            [
+                supervisor(&member_key.display()),
+                key("source-wind", &member_key.display()),
+            ]
+            .concat(),
+            "the supervisor and source-wind have the same key",
         ),
         (
-            "--key",
-            format!("source-wind={}", dir.path().join("missing.key").display()),
-            "No such file",
+            [key("source-wind", &member_key.display()), solar].concat(),
+            "source-solar and source-wind have the same key",
         ),
         (
-            "--key",
-            format!("source-wind={}", open.display()),
-            "chmod 600",
-        ),
-        (
-            "--supervisor-key",
-            dir.path().join("missing.key").display().to_string(),
-            "--supervisor-key",
+            [
+                key("source-wind", &member_key.display()),
+                key("source-wind", &supervisor_key.display()),
+            ]
+            .concat(),
+            "two keys for source-wind",
         ),
     ] {
-        let (code, _, stderr) = outcome(&ieschain(&[
-            "run",
-            "--data",
-            other.to_str().unwrap(),
-            "--duration",
-            "1",
-            flag,
-            &value,
-        ]));
-        assert_eq!(code, 2, "{flag} {value}: {stderr}");
-        assert!(stderr.contains(reason), "{flag} {value}: {stderr}");
+        let mut args = vec!["run", "--data", other.to_str().unwrap(), "--duration", "1"];
+        args.extend(flags.iter().map(String::as_str));
+        let (code, _, stderr) = outcome(&ieschain(&args));
+        assert_eq!(code, 2, "{flags:?}: {stderr}");
+        assert!(stderr.contains(reason), "{flags:?}: {stderr}");
     }
     assert!(!other.exists(), "nothing ran with a bad key");
 }

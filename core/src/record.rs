@@ -532,8 +532,13 @@ pub struct VerifiedRecord {
 }
 
 impl VerifiedRecord {
-    /// Checks `record`'s signature with `key`, its author's key (`verify_strict`).
+    /// Checks `record`'s signature with `key`, which must be its author's: a key whose
+    /// address is not the record's author is refused whatever it signed
+    /// ([`SignatureError::Invalid`]), so that holding one proves the author signed it.
     pub fn check(record: Record, key: &PublicKey) -> Result<VerifiedRecord, SignatureError> {
+        if key.address() != record.content.author {
+            return Err(SignatureError::Invalid);
+        }
         let digest = record.digest();
         key.verify(&digest, &record.signature)?;
         Ok(VerifiedRecord { record, digest })
@@ -579,4 +584,30 @@ pub fn trade_id(offer: &Hash, bid: &Hash) -> Hash {
 /// buyer checks the delivery against.
 pub fn data_digest(data: &[u8]) -> Hash {
     Hash::of(Domain::Data, &[data])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keypair;
+
+    /// A verified record proves its author signed it: a key other than the author's is
+    /// refused, even over a signature it made itself.
+    #[test]
+    fn a_record_is_verified_only_with_its_authors_key() {
+        let author = Keypair::derive(Domain::NodeKey, 1, "author");
+        let other = Keypair::derive(Domain::NodeKey, 1, "other");
+        let content = RecordContent {
+            author: author.address(),
+            seq: 1,
+            created_at: 1,
+            audience: Audience::Own,
+            body: RecordBody::MeterReading { meter: 1, wh: 2 },
+        };
+        let signed = content.clone().sign(&author);
+        assert!(VerifiedRecord::check(signed.clone(), &author.public()).is_ok());
+        assert!(VerifiedRecord::check(signed, &other.public()).is_err());
+        let by_other = content.sign(&other);
+        assert!(VerifiedRecord::check(by_other, &other.public()).is_err());
+    }
 }

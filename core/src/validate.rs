@@ -272,6 +272,10 @@ impl Signatures {
         digests: &[Hash],
         key_of: impl Fn(&Address) -> Option<PublicKey>,
     ) -> Result<(), Reject> {
+        if records.len() != digests.len() {
+            // Not one digest per record: no record goes unchecked.
+            return Err(Reject::RecordsRoot);
+        }
         for (index, (record, digest)) in records.iter().zip(digests).enumerate() {
             let author = record.content.author;
             let key = key_of(&author).ok_or(Reject::UnknownSigner(author))?;

@@ -349,7 +349,7 @@ async fn a_receipt_resolves_across_a_failover_of_its_lane() {
 /// checked once on entry and committed like any other; bad input is a typed error, never
 /// a panic, and leaves the member writing: a forged signature (`BadSignature`), an author
 /// that is no member (`UnknownAuthor`), a replayed seq, the exact resubmission included
-/// (`Replay`).
+/// (`Replay`), and a seq far above the last (`Refused`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pre_signed_records_commit_and_bad_ones_are_refused_typed() {
     use ieschain_core::{Record, RecordContent};
@@ -422,6 +422,14 @@ async fn pre_signed_records_commit_and_bad_ones_are_refused_typed() {
             }
             other => panic!("expected Replay, got {other:?}"),
         }
+    }
+    // A seq that would use up the member's seqs (u64::MAX: its next own write overflowed).
+    match fed.submit_signed(signed(&key, u64::MAX, 7)).await {
+        Err(FederationError::Refused { member, reason }) => {
+            assert_eq!(member, WRITER);
+            assert!(reason.contains("more than"), "{reason}");
+        }
+        other => panic!("expected a refused seq gap, got {other:?}"),
     }
     // The member still writes: the next seq commits, through try_submit_signed too.
     let next = fed

@@ -58,6 +58,12 @@ impl Member {
                 last: self.seq,
             });
         }
+        if seq - self.seq > super::MAX_SEQ_GAP {
+            return Err(SignedRecordError::SeqGap {
+                seq,
+                last: self.seq,
+            });
+        }
         self.seq = seq;
         let (record, digest) = record.into_parts();
         let mut effects = Vec::new();

@@ -45,7 +45,22 @@ pub enum SignedRecordError {
         /// The member's last seq.
         last: u64,
     },
+    /// The seq jumps more than [`MAX_SEQ_GAP`] above the member's last: the member's own
+    /// seqs would run out.
+    #[error(
+        "seq {seq} is more than {} above the member's last seq {last}",
+        MAX_SEQ_GAP
+    )]
+    SeqGap {
+        /// The record's seq.
+        seq: u64,
+        /// The member's last seq.
+        last: u64,
+    },
 }
+
+/// How far above a member's last seq a record signed before submission may go.
+pub const MAX_SEQ_GAP: u64 = 1 << 32;
 
 use crate::block::{AnyBlock, ChainBlock, ConsortiumBlock, RelayBlock};
 use crate::crypto::{Address, Keypair, PublicKey};
