@@ -1072,9 +1072,16 @@ fn check_seconds(flag: &str, seconds: f64) -> Result<(), String> {
 fn open_for_reading(command: &str, data: &Path) -> Result<Snapshot, StoreError> {
     let snapshot = Snapshot::open(data, Access::PrimaryIfFree)?;
     if snapshot.is_secondary() {
+        let why = snapshot.primary_error().unwrap_or_default();
+        // RocksDB names its lock file (`…/LOCK`) when another process holds the directory.
+        let cause = if why.contains("LOCK") {
+            "a running federation holds it".to_string()
+        } else {
+            format!("RocksDB: {why}")
+        };
         eprintln!(
-            "ieschain {command}: {} cannot be opened for writing (a running federation \
-             holds it); reading it as a RocksDB secondary instance, as it is now",
+            "ieschain {command}: {} cannot be opened for writing ({cause}); reading it as a \
+             RocksDB secondary instance, as it is now",
             data.display()
         );
     }

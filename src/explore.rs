@@ -41,6 +41,7 @@ pub struct Snapshot {
     directory: Directory,
     secondary: bool,
     _scratch: Option<tempfile::TempDir>,
+    primary_error: Option<String>,
 }
 
 /// One chain as a node holds it.
@@ -49,11 +50,14 @@ pub type HeldChain = (Address, ChainId, Head);
 impl Snapshot {
     /// Opens `data` (see [`Access`]).
     pub fn open(data: &Path, access: Access) -> Result<Snapshot, StoreError> {
+        let mut primary_error = None;
         let (store, scratch) = match access {
             Access::PrimaryIfFree => match RocksStore::open_existing(data) {
                 Ok(store) => (store, None),
                 Err(primary @ StoreError::Rocks { .. }) => {
-                    Self::secondary(data).map_err(|_| primary)?
+                    let opened = Self::secondary(data).map_err(|_| primary.clone())?;
+                    primary_error = Some(primary.to_string());
+                    opened
                 }
                 Err(other) => return Err(other),
             },
@@ -65,7 +69,15 @@ impl Snapshot {
             store: Arc::new(store),
             directory,
             _scratch: scratch,
+            primary_error,
         })
+    }
+
+    /// Why the directory could not be opened as the primary when [`Access::PrimaryIfFree`]
+    /// asked for it (and a secondary instance was opened instead): RocksDB's words, which
+    /// say whether another process holds its lock or the files are damaged.
+    pub fn primary_error(&self) -> Option<&str> {
+        self.primary_error.as_deref()
     }
 
     /// A snapshot of a store in this process, as it is now: a simulation's in-memory store
@@ -78,6 +90,7 @@ impl Snapshot {
             directory,
             secondary: false,
             _scratch: None,
+            primary_error: None,
         })
     }
 
