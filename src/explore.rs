@@ -34,7 +34,8 @@ pub enum Access {
 }
 
 /// A data directory opened for reading (or a store a simulation is writing), with the
-/// names of every node.
+/// names of every node. What reads whole chains (the listing, the trades) is read once per
+/// snapshot and kept.
 #[derive(Debug)]
 pub struct Snapshot {
     store: Arc<dyn ChainStore>,
@@ -42,6 +43,9 @@ pub struct Snapshot {
     secondary: bool,
     _scratch: Option<tempfile::TempDir>,
     primary_error: Option<String>,
+    /// What reads whole chains, once per snapshot: the listing and the trade records.
+    listing: std::sync::OnceLock<Value>,
+    trades: std::sync::OnceLock<trades::Index>,
 }
 
 /// One chain as a node holds it.
@@ -70,6 +74,8 @@ impl Snapshot {
             directory,
             _scratch: scratch,
             primary_error,
+            listing: Default::default(),
+            trades: Default::default(),
         })
     }
 
@@ -91,6 +97,8 @@ impl Snapshot {
             secondary: false,
             _scratch: None,
             primary_error: None,
+            listing: Default::default(),
+            trades: Default::default(),
         })
     }
 
@@ -137,6 +145,15 @@ impl Snapshot {
     /// `{"chains": [{node, node_name, chain, chain_name, height, head}], "elections":
     /// [ElectionRecord + height + time], "lanes": [{lane, lane_name, head_time}]}`: what `inspect --json` prints without `--chain`.
     pub fn listing(&self) -> Result<Value, StoreError> {
+        if let Some(listing) = self.listing.get() {
+            return Ok(listing.clone());
+        }
+        let listing = self.read_listing()?;
+        Ok(self.listing.get_or_init(|| listing).clone())
+    }
+
+    /// [`Snapshot::listing`], read from the store.
+    fn read_listing(&self) -> Result<Value, StoreError> {
         let chains = self.chains()?;
         let names = self.names();
         let listing: Vec<Value> = chains

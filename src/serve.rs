@@ -26,7 +26,8 @@
 //! no CDN. A directory is always opened as a RocksDB secondary instance, so the server
 //! never writes into it, whether a federation runs in it or not; each request reads the
 //! directory as it was at most [`REFRESH`] earlier. A simulation's in-memory store is read
-//! as it is written ([`Source::Store`]).
+//! as it is written ([`Source::Store`]), except what reads whole chains (the listing and
+//! the trades), which each snapshot reads once: at most [`REFRESH`] old too.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -65,7 +65,7 @@ fn step_name(body: &RecordBody) -> &'static str {
 
 /// Every trade record on the relay chain, indexed the ways the lifecycles need.
 #[derive(Default)]
-struct Index {
+pub(super) struct Index {
     /// Offers, bids and purchases, by their digest.
     by_digest: BTreeMap<Hash, Found>,
     /// Agreements, votes, receipts, settlements and disputes, by trade id, in chain order.
@@ -79,6 +79,12 @@ struct Index {
     agreed: std::collections::BTreeSet<Hash>,
     /// The digests of the records added: a record is one step, wherever it is found.
     seen: std::collections::BTreeSet<Hash>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Index({} trades)", self.agreements.len())
+    }
 }
 
 impl Index {
@@ -129,7 +135,13 @@ impl Snapshot {
     /// in protocol order. A trade is counted from its agreement (newest by its block's
     /// time); `offers_open` counts the offers no agreement took (yet), of all trades.
     pub fn trades(&self, limit: usize) -> Result<Value, StoreError> {
-        let index = self.trade_index()?;
+        let index = match self.trades.get() {
+            Some(index) => index,
+            None => {
+                let index = self.trade_index()?;
+                self.trades.get_or_init(|| index)
+            }
+        };
         let names = self.names();
         let step = |found: &Found| {
             json!({
