@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::crypto::Hash;
+use crate::crypto::{Address, Hash};
 
 /// A step the tally counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -26,20 +26,47 @@ pub enum Step {
     RecordDigest,
 }
 
-/// How often each step happened, by step and digest.
-type Table = BTreeMap<(Step, [u8; 32]), u32>;
+/// How often each step happened, by step, digest and node ([`at_node`]; `None` outside).
+type Table = BTreeMap<(Step, [u8; 32], Option<Address>), u32>;
 
 thread_local! {
     static COUNTS: RefCell<Option<Table>> = const { RefCell::new(None) };
+    static NODE: RefCell<Option<Address>> = const { RefCell::new(None) };
 }
 
-/// Counts `step` over `digest`, if this thread holds a [`Tally`].
+/// Counts `step` over `digest`, if this thread holds a [`Tally`], for the node the thread
+/// acts for ([`at_node`]).
 pub(crate) fn note(step: Step, digest: &Hash) {
+    let node = NODE.with(|node| *node.borrow());
     COUNTS.with(|counts| {
         if let Some(counts) = counts.borrow_mut().as_mut() {
-            *counts.entry((step, digest.0)).or_default() += 1;
+            *counts.entry((step, digest.0, node)).or_default() += 1;
         }
     });
+}
+
+/// While the guard is held, what this thread counts is `node`'s: a test driving many node
+/// machines on one thread says which one acts.
+pub fn at_node(node: Address) -> NodeGuard {
+    let before = NODE.with(|current| current.borrow_mut().replace(node));
+    NodeGuard {
+        before,
+        _not_send: std::marker::PhantomData,
+    }
+}
+
+/// Returned by [`at_node`]; dropping it restores the node before.
+#[derive(Debug)]
+#[must_use = "the node is the thread's only while the guard is held"]
+pub struct NodeGuard {
+    before: Option<Address>,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for NodeGuard {
+    fn drop(&mut self) {
+        NODE.with(|current| *current.borrow_mut() = self.before);
+    }
 }
 
 /// While held, the steps on this thread are counted; [`Tally::finish`] returns the counts.
@@ -79,9 +106,19 @@ impl Drop for Tally {
 pub struct Counts(Table);
 
 impl Counts {
-    /// How often `step` happened over `digest`.
+    /// How often `step` happened over `digest`, all nodes together.
     pub fn of(&self, step: Step, digest: &Hash) -> u32 {
-        self.0.get(&(step, digest.0)).copied().unwrap_or(0)
+        self.by_node(step, digest).values().sum()
+    }
+
+    /// How often `step` happened over `digest`, per node that did it ([`at_node`]; `None`
+    /// for what no node was named for).
+    pub fn by_node(&self, step: Step, digest: &Hash) -> BTreeMap<Option<Address>, u32> {
+        self.0
+            .range((step, digest.0, None)..)
+            .take_while(|((s, d, _), _)| *s == step && *d == digest.0)
+            .map(|((_, _, node), n)| (*node, *n))
+            .collect()
     }
 }
 

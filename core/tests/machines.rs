@@ -194,6 +194,7 @@ impl Net {
                     continue;
                 }
             }
+            let _at = ieschain_core::tally::at_node(to);
             let effects = if to == self.supervisor.address() {
                 self.supervisor.deliver(from, message, self.now)
             } else if let Some(member) = self.members.get_mut(&to) {
@@ -212,6 +213,7 @@ impl Net {
             if self.crashed.contains(&address) {
                 continue;
             }
+            let _at = ieschain_core::tally::at_node(address);
             let effects = self.members.get_mut(&address).unwrap().tick(self.now);
             self.apply(address, effects);
         }
@@ -296,6 +298,7 @@ impl Net {
             }
         };
         let now = self.now;
+        let _at = ieschain_core::tally::at_node(address);
         let (_, effects) = self.members.get_mut(&address).unwrap().write(
             Audience::Consortiums(vec![consortium.min(other), consortium.max(other)]),
             body,
@@ -1705,6 +1708,12 @@ fn a_record_is_checked_once_per_node_that_must() {
         };
         for record in &block.records {
             let digest = record.digest();
+            // Per node: no node checks a record twice, and none outside a node's work.
+            let checks = counts.by_node(Step::Check, &digest);
+            assert!(
+                checks.iter().all(|(node, n)| node.is_some() && *n == 1),
+                "a node checked a record more than once: {checks:?}"
+            );
             per_record.push((
                 counts.of(Step::Check, &digest),
                 counts.of(Step::RecordDigest, &digest),
