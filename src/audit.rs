@@ -200,56 +200,24 @@ pub fn trades(store: &dyn ChainStore) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use ieschain_core::block::RelayDraft;
     use ieschain_core::record::trade_id;
     use ieschain_core::sample::SampleFederation;
-    use ieschain_core::{Audience, ConsortiumBlock, ConsortiumId, RecordContent, Signature};
+    use ieschain_core::Signature;
     use ieschain_storage::MemoryStore;
 
     use super::*;
+    use crate::demo::fixtures;
 
     /// The bodies as records of the federation's first member, seqs from 1.
     fn signed(federation: &SampleFederation, bodies: Vec<RecordBody>) -> Vec<Record> {
-        let seller = &federation.members[0];
-        bodies
-            .into_iter()
-            .enumerate()
-            .map(|(i, body)| {
-                RecordContent {
-                    author: seller.key.address(),
-                    seq: i as u64 + 1,
-                    created_at: 1,
-                    audience: Audience::Everyone,
-                    body,
-                }
-                .sign(&seller.key)
-            })
-            .collect()
+        fixtures::signed(federation, 0, 1, bodies)
     }
 
     /// A relay lane of one block holding `records`: the audit reads chains, it does not
     /// validate them, so the block need not verify.
     fn store_with(federation: &SampleFederation, records: Vec<Record>) -> MemoryStore {
         let store = MemoryStore::new(federation.genesis.clone());
-        let key = &federation.members[0].key;
-        let lane = ConsortiumId(0);
-        let inner = ConsortiumBlock::seal(key, lane, 1, Hash::ZERO, 1, records);
-        let block = RelayDraft {
-            lane,
-            height: 1,
-            prev: Hash::ZERO,
-            epoch: 1,
-            time: 1,
-            registry_root: Hash::ZERO,
-            added: Vec::new(),
-            lane_heads: Vec::new(),
-            blocks: vec![inner],
-            records: Vec::new(),
-        }
-        .seal(key);
-        store
-            .append(key.address(), &AnyBlock::Relay(block))
-            .unwrap();
+        fixtures::append_relay_block(&store, federation, 0, 1, records);
         store
     }
 

@@ -110,3 +110,69 @@ pub fn write_sample_ledger(
         .len();
     Ok(summary)
 }
+
+/// Hand-made chains for the tests of what reads them (the trade audit, the explorer):
+/// records and relay blocks that need not verify, since readers do not validate.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use ieschain_core::block::RelayDraft;
+    use ieschain_core::record::RecordBody;
+    use ieschain_core::{Audience, ConsortiumBlock, ConsortiumId, Hash, Record, RecordContent};
+
+    use super::*;
+
+    /// `bodies` signed by member `member` of the sample federation, seqs from `first_seq`,
+    /// addressed to everyone.
+    pub(crate) fn signed(
+        federation: &SampleFederation,
+        member: usize,
+        first_seq: u64,
+        bodies: Vec<RecordBody>,
+    ) -> Vec<Record> {
+        let key = &federation.members[member].key;
+        bodies
+            .into_iter()
+            .enumerate()
+            .map(|(i, body)| {
+                RecordContent {
+                    author: key.address(),
+                    seq: first_seq + i as u64,
+                    created_at: 1,
+                    audience: Audience::Everyone,
+                    body,
+                }
+                .sign(key)
+            })
+            .collect()
+    }
+
+    /// Appends to `lane` of `store` (held by the federation's first member) a relay block at
+    /// height 1 and `time`, holding one consortium block of `records`.
+    pub(crate) fn append_relay_block(
+        store: &dyn ChainStore,
+        federation: &SampleFederation,
+        lane: u16,
+        time: u64,
+        records: Vec<Record>,
+    ) {
+        let key = &federation.members[0].key;
+        let lane = ConsortiumId(lane);
+        let inner = ConsortiumBlock::seal(key, lane, 1, Hash::ZERO, time, records);
+        let block = RelayDraft {
+            lane,
+            height: 1,
+            prev: Hash::ZERO,
+            epoch: 1,
+            time,
+            registry_root: Hash::ZERO,
+            added: Vec::new(),
+            lane_heads: Vec::new(),
+            blocks: vec![inner],
+            records: Vec::new(),
+        }
+        .seal(key);
+        store
+            .append(key.address(), &AnyBlock::Relay(block))
+            .expect("the next block of an empty lane");
+    }
+}

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use ieschain_core::election::{ElectionReason, ElectionRecord};
+use ieschain_core::election::ElectionRecord;
 use ieschain_core::genesis::Directory;
 use ieschain_core::merkle::MerkleProof;
 use ieschain_core::record::RecordBody;
@@ -490,12 +490,11 @@ pub struct LaneHistory {
 /// backup was drawn, from the others: their `p_k` is their chance to be drawn backup and the
 /// relay has none.
 fn annotate_draw(value: &mut Value, record: &ElectionRecord, before: Option<&ElectionRecord>) {
-    let fixed = before.and_then(|before| match record.reason {
-        ElectionReason::Initial => None,
-        ElectionReason::Failover | ElectionReason::Rotation => before.backup,
-        ElectionReason::BackupLost => Some(before.relay),
-    });
-    let fixed = fixed.filter(|relay| *relay == record.relay);
+    // The rule the supervisor drew by; the relay it fixed is this election's relay unless
+    // it was not eligible then (and the relay was drawn).
+    let fixed = before
+        .and_then(|before| record.reason.fixed_relay(Some(before.relay), before.backup))
+        .filter(|relay| *relay == record.relay);
     value["relay_fixed"] = json!(fixed.is_some());
     let weights: Vec<Option<u64>> = record
         .candidates

@@ -219,11 +219,7 @@ type Answer = Result<Json<Value>, Failure>;
 impl Explorer {
     /// The snapshot, fresh within [`REFRESH`] (the names of joined members included).
     fn snapshot(&self) -> Result<Arc<Snapshot>, Failure> {
-        let unavailable = |e: String| Failure(StatusCode::SERVICE_UNAVAILABLE, e);
-        let mut latest = self
-            .latest
-            .lock()
-            .map_err(|_| unavailable("the explorer's state is poisoned".into()))?;
+        let mut latest = self.latest.lock().map_err(|_| poisoned())?;
         if let Some((at, snapshot)) = latest.as_ref() {
             if at.elapsed() < REFRESH {
                 return Ok(snapshot.clone());
@@ -233,7 +229,7 @@ impl Explorer {
             Source::Directory(data) => Snapshot::open(data, Access::ReadOnly),
             Source::Store(store) => Snapshot::of_store(store.clone()),
         };
-        let snapshot = Arc::new(snapshot.map_err(|e| unavailable(e.to_string()))?);
+        let snapshot = Arc::new(snapshot.map_err(store_failure)?);
         *latest = Some((Instant::now(), snapshot.clone()));
         Ok(snapshot)
     }
@@ -248,6 +244,14 @@ impl Explorer {
             .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map(Json)
     }
+}
+
+/// A lock of the explorer's state was poisoned by a panic while held.
+fn poisoned() -> Failure {
+    Failure(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the explorer's state is poisoned".into(),
+    )
 }
 
 fn store_failure(e: impl std::fmt::Display) -> Failure {
@@ -474,12 +478,7 @@ async fn takeovers(State(explorer): State<Arc<Explorer>>) -> Answer {
     let reader = explorer.clone();
     explorer
         .read(move |snapshot| {
-            let takeovers = reader.takeovers.lock().map_err(|_| {
-                Failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the explorer's state is poisoned".into(),
-                )
-            })?;
+            let takeovers = reader.takeovers.lock().map_err(|_| poisoned())?;
             Ok(takeovers.to_value(snapshot))
         })
         .await
@@ -510,15 +509,7 @@ async fn block(State(explorer): State<Arc<Explorer>>, UrlPath(text): UrlPath<Str
 async fn live_events(State(explorer): State<Arc<Explorer>>) -> Result<Response, Failure> {
     let receiver = match &explorer.live {
         None => return Err(no_live_events()),
-        Some(live) => live
-            .lock()
-            .map_err(|_| {
-                Failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the explorer's state is poisoned".into(),
-                )
-            })?
-            .resubscribe(),
+        Some(live) => live.lock().map_err(|_| poisoned())?.resubscribe(),
     };
     // Over: 204 tells a browser's EventSource not to reconnect.
     if receiver.is_closed() {

@@ -115,6 +115,19 @@ pub enum ElectionReason {
     BackupLost,
 }
 
+impl ElectionReason {
+    /// The relay the rules fix before the draw, from the sitting configuration's `relay`
+    /// and `backup`: the backup promoted on failover and rotation, the relay kept when only
+    /// its backup is replaced, none at the start (SPEC §5). Only the backup is drawn then.
+    pub fn fixed_relay(self, relay: Option<Address>, backup: Option<Address>) -> Option<Address> {
+        match self {
+            ElectionReason::Initial => None,
+            ElectionReason::Failover | ElectionReason::Rotation => backup,
+            ElectionReason::BackupLost => relay,
+        }
+    }
+}
+
 /// A candidate as the election saw it: its completed terms and failures as relay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -396,12 +409,9 @@ impl ElectionHistory {
     /// The relay that the rules fix before the draw: the promoted backup on failover and
     /// rotation, the sitting relay when only the backup is replaced.
     fn fixed_relay(&self, reason: ElectionReason, eligible: &[Address]) -> Option<Address> {
-        let fixed = match reason {
-            ElectionReason::Initial => None,
-            ElectionReason::Failover | ElectionReason::Rotation => self.backup,
-            ElectionReason::BackupLost => self.relay,
-        };
-        fixed.filter(|a| eligible.contains(a))
+        reason
+            .fixed_relay(self.relay, self.backup)
+            .filter(|a| eligible.contains(a))
     }
 
     /// Runs an election as the supervisor does: from the eligible (registered, relay

@@ -343,66 +343,11 @@ fn is_trade(body: &RecordBody) -> bool {
 mod tests {
     use std::sync::Arc;
 
-    use ieschain_core::block::RelayDraft;
     use ieschain_core::sample::SampleFederation;
-    use ieschain_core::{Audience, ConsortiumBlock, ConsortiumId, RecordContent};
     use ieschain_storage::{ChainStore, MemoryStore};
 
     use super::*;
-
-    /// `bodies` signed by member `m` of the sample federation, seqs from `seq`.
-    fn records(
-        federation: &SampleFederation,
-        m: usize,
-        seq: u64,
-        bodies: Vec<RecordBody>,
-    ) -> Vec<Record> {
-        let key = &federation.members[m].key;
-        bodies
-            .into_iter()
-            .enumerate()
-            .map(|(i, body)| {
-                RecordContent {
-                    author: key.address(),
-                    seq: seq + i as u64,
-                    created_at: 1,
-                    audience: Audience::Everyone,
-                    body,
-                }
-                .sign(key)
-            })
-            .collect()
-    }
-
-    /// One relay block on `lane` holding `records`, at `time` (the snapshot reads chains,
-    /// it does not validate them).
-    fn append(
-        store: &MemoryStore,
-        federation: &SampleFederation,
-        lane: u16,
-        time: u64,
-        records: Vec<Record>,
-    ) {
-        let key = &federation.members[0].key;
-        let lane = ConsortiumId(lane);
-        let inner = ConsortiumBlock::seal(key, lane, 1, Hash::ZERO, time, records);
-        let block = RelayDraft {
-            lane,
-            height: 1,
-            prev: Hash::ZERO,
-            epoch: 1,
-            time,
-            registry_root: Hash::ZERO,
-            added: Vec::new(),
-            lane_heads: Vec::new(),
-            blocks: vec![inner],
-            records: Vec::new(),
-        }
-        .seal(key);
-        store
-            .append(key.address(), &AnyBlock::Relay(block))
-            .unwrap();
-    }
+    use crate::demo::fixtures::{append_relay_block, signed};
 
     /// A data trade whose dispute is on an earlier lane than its agreement is listed whole,
     /// disputed; trades come newest first, and `limit` cuts the list, not the count of open
@@ -412,7 +357,7 @@ mod tests {
         let federation = SampleFederation::four_party(3, 2);
         let store = MemoryStore::new(federation.genesis.clone());
         let data = Hash([5; 32]);
-        let offer = records(
+        let offer = signed(
             &federation,
             6,
             1,
@@ -423,7 +368,7 @@ mod tests {
                 size: 10,
             }],
         );
-        let purchase = records(
+        let purchase = signed(
             &federation,
             4,
             1,
@@ -433,7 +378,7 @@ mod tests {
             }],
         );
         let trade = trade_id(&offer[0].digest(), &purchase[0].digest());
-        let agreement = records(
+        let agreement = signed(
             &federation,
             6,
             2,
@@ -443,7 +388,7 @@ mod tests {
                 digest: data,
             }],
         );
-        let dispute = records(
+        let dispute = signed(
             &federation,
             4,
             2,
@@ -454,7 +399,7 @@ mod tests {
             }],
         );
         // An older power offer no agreement took.
-        let power = records(
+        let power = signed(
             &federation,
             0,
             1,
@@ -464,9 +409,9 @@ mod tests {
                 slot: 1,
             }],
         );
-        append(&store, &federation, 0, 50, [dispute, power].concat());
-        append(&store, &federation, 3, 40, [offer, agreement].concat());
-        append(&store, &federation, 2, 30, purchase);
+        append_relay_block(&store, &federation, 0, 50, [dispute, power].concat());
+        append_relay_block(&store, &federation, 3, 40, [offer, agreement].concat());
+        append_relay_block(&store, &federation, 2, 30, purchase);
         let store: Arc<dyn ChainStore> = Arc::new(store);
         let snapshot = Snapshot::of_store(store).unwrap();
         let listed = snapshot.trades(10).unwrap();
