@@ -22,7 +22,9 @@
 //! connections of the peers that send to it; a dialer's connection carries only its own
 //! frames (the acceptor may open no stream on it). A peer is dialed on the first send to
 //! it, the connection is kept, and when it breaks the next frame dials again, with a backoff
-//! from 50 ms doubling to 2 s between failed dials. QUIC keep-alives (1 s) and an idle
+//! from 50 ms doubling to 2 s between failed dials (and after connections that break within
+//! 2 s, so that a peer refusing this node cannot cause a tight loop). QUIC keep-alives (1 s)
+//! and an idle
 //! timeout (5 s) notice a dead peer.
 //!
 //! # Framing

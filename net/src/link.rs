@@ -210,7 +210,7 @@ impl Link {
                     continue;
                 }
             };
-            backoff = BACKOFF_MIN;
+            let since = tokio::time::Instant::now();
             bump(&self.counters.connects);
             if connected_before {
                 bump(&self.counters.reconnects);
@@ -229,6 +229,15 @@ impl Link {
                         self.addr
                     );
                     connection.close(CLOSE_DONE.into(), b"reconnecting");
+                    // A connection that breaks at once (a peer refusing this node's key
+                    // after the handshake, or closing on every frame) must not turn into
+                    // a tight dial loop: the backoff resets only after one that lasted.
+                    if since.elapsed() < BACKOFF_MAX {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    } else {
+                        backoff = BACKOFF_MIN;
+                    }
                 }
             }
         }
