@@ -24,8 +24,7 @@
 //! it, the connection is kept, and when it breaks the next frame dials again, with a backoff
 //! from 50 ms doubling to 2 s between failed dials (and after connections that break within
 //! 2 s, so that a peer refusing this node cannot cause a tight loop). QUIC keep-alives (1 s)
-//! and an idle
-//! timeout (5 s) notice a dead peer.
+//! and an idle timeout (5 s) notice a dead peer.
 //!
 //! # Framing
 //! Each envelope travels as `| length u32 BE | codec::encode(envelope) |` on a QUIC
