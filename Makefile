@@ -68,6 +68,6 @@ doc:
 
 ## Every crate packages (path dependencies carry versions; LICENSE and metadata present).
 package-check:
-	for p in ieschain-core ieschain-storage ieschain-actors ieschain; do \
+	for p in ieschain-core ieschain-storage ieschain-net ieschain-actors ieschain; do \
 		$(CARGO) package --no-verify --list --allow-dirty -p $$p >/dev/null || exit 1; \
 	done

@@ -213,6 +213,36 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Write a chain spec for a federation file: what every party of a federation that runs
+    /// across machines may know (public keys, addresses, configuration; no secret). Keys
+    /// are read from DIR, or made there (mode 600) where missing.
+    #[command(
+        after_help = "Examples:\n  ieschain spec --from federations/four-party.toml --keys cluster/keys --out cluster/spec.toml\n  ieschain spec --from four-party --keys keys --out spec.toml --host 10.0.0.5 --base-port 7100\n\nDIR holds supervisor.key, <member>.key and admission-<consortium>.key. The supervisor\nlistens on HOST:BASE-PORT and the members on the ports after it, in declaration order;\nedit the spec to place each node on its own machine."
+    )]
+    Spec {
+        /// The federation: a TOML file, or a built-in one by name (`four-party`).
+        #[arg(long, value_name = "FILE|NAME")]
+        from: PathBuf,
+        /// The folder of key files (made if missing).
+        #[arg(long, value_name = "DIR")]
+        keys: PathBuf,
+        /// Where to write the spec (a new file).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// The host every node listens on.
+        #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// The supervisor's UDP port; the members' follow it.
+        #[arg(long, value_name = "PORT", default_value_t = 7100)]
+        base_port: u16,
+    },
+    /// Run one node of a federation in this process, with its own key and its own data
+    /// directory, talking to its peers over QUIC: a member, or the supervisor with
+    /// --supervisor. Runs until SIGINT or SIGTERM (or --duration), then writes its report.
+    #[command(
+        after_help = "Examples:\n  ieschain node --spec spec.toml --key keys/supervisor.key --data data/supervisor --supervisor\n  ieschain node --spec spec.toml --key keys/grid-east.key --data data/grid-east --workload-for 1h\n\nThe first SIGINT or SIGTERM stops it cleanly (storage flushed, report written, exit 0); a\nsecond exits at once. Its events go to DIR/events.jsonl, its report to DIR/report.json.\nscripts/cluster.sh starts a whole federation this way on one machine."
+    )]
+    Node(NodeArgs),
     /// Serve a read-only web explorer of a data directory (live or not): lanes, blocks, elections.
     #[command(
         after_help = "Examples:\n  ieschain serve --data ieschain-data            # then open http://127.0.0.1:8080/\n  ieschain serve --data ieschain-data --listen 127.0.0.1:9000\n\nThe JSON API: /api/chains, /api/chain?name=relay/grid&limit=20, /api/block/HASH,\n/api/records?member=source-wind&kind=power_offer (with inclusion proofs), /api/trades.\n`ieschain run --serve ADDR` and `ieschain simulate --serve ADDR` serve a running federation,\nwith its events at /api/events and its take-overs at /api/takeovers.\nThe directory is read as a RocksDB secondary instance: nothing is written into it."
@@ -265,6 +295,39 @@ struct RunArgs {
     /// by `ieschain keygen`).
     #[arg(long, value_name = "FILE")]
     supervisor_key: Option<PathBuf>,
+}
+
+/// The flags of `node`.
+#[derive(Debug, clap::Args)]
+struct NodeArgs {
+    /// The chain spec (`ieschain spec`).
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// The node's own key (`ieschain keygen`): it says which node of the spec this is.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The node's own data directory (made if missing).
+    #[arg(long, value_name = "DIR")]
+    data: PathBuf,
+    /// Listen here instead of at the spec's address for this node.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Run as the supervisor (the key must be the spec's supervisor key).
+    #[arg(long)]
+    supervisor: bool,
+    /// Generate the spec's workload for this long after the start (a member only):
+    /// seconds, or a duration with a unit (`90s`, `5m`). None by default.
+    #[arg(long, value_name = "DURATION", value_parser = seconds)]
+    workload_for: Option<f64>,
+    /// Stop after this long instead of at a signal.
+    #[arg(long, value_name = "DURATION", value_parser = seconds)]
+    duration: Option<f64>,
+    /// Where to write the report (DIR/report.json by default).
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
+    /// Where to append the event log (DIR/events.jsonl by default).
+    #[arg(long, value_name = "FILE.jsonl")]
+    event_log: Option<PathBuf>,
 }
 
 /// The flags of `simulate`.
@@ -399,6 +462,20 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve { data, listen } => run_serve(data, listen),
+        Command::Spec {
+            from,
+            keys,
+            out,
+            host,
+            base_port,
+        } => match write_spec(&from, &keys, &out, host, base_port) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("ieschain spec: {message}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Node(args) => run_node_command(&args),
         Command::Keygen { out } => run_keygen(&out),
         Command::Schema => match serde_json::to_string_pretty(&crate::report::schema()) {
             Ok(text) => {
@@ -1024,6 +1101,104 @@ fn member_keys(keys: &[String]) -> Result<Vec<(String, crate::keys::NodeKey)>, S
 }
 
 /// `ieschain keygen`: a new key in a new file, its public key and address printed.
+fn write_spec(
+    from: &Path,
+    keys: &Path,
+    out: &Path,
+    host: std::net::IpAddr,
+    base_port: u16,
+) -> Result<(), String> {
+    let (config, origin) = load_config(Some(from))?;
+    if out.exists() {
+        return Err(format!(
+            "{} exists: a spec is never overwritten (remove it first)",
+            out.display()
+        ));
+    }
+    let spec =
+        crate::spec::ChainSpec::build(&config, keys, host, base_port).map_err(|e| e.to_string())?;
+    spec.write(out).map_err(|e| e.to_string())?;
+    println!(
+        "spec for {origin} written to {}: the supervisor and {} members, keys in {}",
+        out.display(),
+        spec.members.len(),
+        keys.display()
+    );
+    for (party, node) in spec.nodes() {
+        println!(
+            "  {party:<28} {} listens on {}",
+            node.public_key.address(),
+            node.listen
+        );
+    }
+    Ok(())
+}
+
+/// `ieschain node`: 0 after a clean stop, 2 when it cannot start (usage, spec, key, data
+/// directory), 1 when it fails while running.
+fn run_node_command(args: &NodeArgs) -> ExitCode {
+    let started = (|| -> Result<crate::node::NodeOptions, String> {
+        for (flag, value) in [
+            ("--workload-for", args.workload_for),
+            ("--duration", args.duration),
+        ] {
+            if let Some(value) = value {
+                check_seconds(flag, value)?;
+            }
+        }
+        let spec = crate::spec::ChainSpec::from_file(&args.spec).map_err(|e| e.to_string())?;
+        let key = crate::keys::NodeKey::read(&args.key).map_err(|e| format!("--key: {e}"))?;
+        Ok(crate::node::NodeOptions {
+            spec,
+            key,
+            data: args.data.clone(),
+            listen: args.listen,
+            supervisor: args.supervisor,
+            workload: args.workload_for.map(std::time::Duration::from_secs_f64),
+            duration: args.duration.map(std::time::Duration::from_secs_f64),
+            sync: true,
+            report: args.report.clone(),
+            event_log: args.event_log.clone(),
+        })
+    })();
+    let options = match started {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("ieschain node: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let stop = match StopSignal::install() {
+        Ok(stop) => stop,
+        Err(message) => {
+            eprintln!("ieschain node: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match crate::node::run_node(options, &stop) {
+        Ok(report) => {
+            println!(
+                "ieschain node: {} stopped after {} ms: {} blocks acknowledged, relay {}, backup {}",
+                report.name,
+                report.ran_ms,
+                report.acked.len(),
+                report.relay,
+                report.backup
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ieschain node: {e}");
+            match e {
+                crate::node::NodeError::Stopped(_) | crate::node::NodeError::Io { .. } => {
+                    ExitCode::from(1)
+                }
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
 fn run_keygen(out: &Path) -> ExitCode {
     let written = crate::keys::NodeKey::generate().and_then(|key| {
         key.write(out)?;

@@ -60,7 +60,7 @@ use ieschain_core::crypto::{Address, Domain, Hash, Keypair, PublicKey};
 use ieschain_core::election::WeightFn;
 use ieschain_core::genesis::{Capacities, ConsortiumGenesis, Genesis, GenesisError};
 use ieschain_core::ids::ConsortiumId;
-use ieschain_core::node::ProtocolConfig;
+use ieschain_core::node::{Mutations, ProtocolConfig, Timing};
 use ieschain_core::record::{RecordKind, Role};
 use ieschain_core::registry::RegistryEntry;
 use ieschain_core::window::WindowConfig;
@@ -877,6 +877,20 @@ impl FederationConfig {
         }
     }
 
+    /// The timing the node machines take: the window, the timers and the failure
+    /// detector of this configuration, with no mutation.
+    pub fn machine_timing(&self) -> Timing {
+        Timing {
+            heartbeat_ms: self.timing.heartbeat_interval_ms(),
+            suspect_after: self.timing.suspect_after,
+            period_ms: self.timing.period_ms(),
+            member_max_wait_ms: self.timing.member_max_wait_ms(),
+            window: self.window_config(),
+            mutations: Mutations::default(),
+            protocols: self.protocol_config(),
+        }
+    }
+
     /// The canonical bytes that the genesis record's `config_hash` covers: the parsed
     /// configuration re-serialised as TOML, so comments and layout do not count. The seed
     /// and the fault plan are left out: the seed is a field of the genesis record itself,
@@ -919,7 +933,6 @@ impl FederationConfig {
         supplied: &SuppliedKeys,
     ) -> Result<(Genesis, Keys), ConfigError> {
         self.check()?;
-        let weight_fn = self.weight_fn()?;
         let declared: BTreeSet<String> = self
             .consortiums
             .iter()
@@ -938,59 +951,41 @@ impl FederationConfig {
             .supervisor
             .clone()
             .unwrap_or_else(|| Keypair::derive(Domain::SupervisorKey, seed, "supervisor"));
-        let mut admission = Vec::with_capacity(self.consortiums.len());
-        let mut consortiums = Vec::with_capacity(self.consortiums.len());
-        let mut by_name = BTreeMap::new();
-        let mut names = BTreeMap::new();
-        for (index, consortium) in self.consortiums.iter().enumerate() {
-            let id = ConsortiumId(index as u16);
-            let (admission_key, derived) = match consortium.admission_key {
-                Some(key) => (key, None),
-                None => {
-                    let key = Keypair::derive(Domain::AdmissionKey, seed, &consortium.name);
-                    (key.public(), Some(key))
-                }
-            };
-            let mut members = Vec::new();
-            for declared in &consortium.members {
-                for name in declared.names() {
-                    let key = supplied
-                        .members
-                        .get(&name)
-                        .cloned()
-                        .unwrap_or_else(|| Keypair::derive(Domain::NodeKey, seed, &name));
-                    members.push(RegistryEntry {
-                        address: key.address(),
-                        public_key: key.public(),
-                        name: name.clone(),
-                        role: declared.role,
-                        relay_capable: declared.relay_capable,
-                    });
-                    names.insert(key.address(), name.clone());
-                    by_name.insert(name, key);
-                }
-            }
-            members.sort_by_key(|entry| entry.address);
-            consortiums.push(ConsortiumGenesis {
-                id,
-                name: consortium.name.clone(),
-                admission_key,
-                members,
-            });
-            admission.push(derived);
-        }
-        let genesis = Genesis {
-            config_hash: self.config_hash()?,
+        let admission: Vec<Option<Keypair>> = self
+            .consortiums
+            .iter()
+            .map(|c| {
+                c.admission_key
+                    .is_none()
+                    .then(|| Keypair::derive(Domain::AdmissionKey, seed, &c.name))
+            })
+            .collect();
+        let by_name: BTreeMap<String, Keypair> = declared
+            .into_iter()
+            .map(|name| {
+                let key = supplied
+                    .members
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| Keypair::derive(Domain::NodeKey, seed, &name));
+                (name, key)
+            })
+            .collect();
+        let genesis = self.genesis_of(
             seed,
-            capacities: self.capacities(),
-            weight_fn,
-            supervisor: supervisor.public(),
-            consortiums,
-        };
-        genesis.check().map_err(|source| ConfigError::Genesis {
-            origin: IN_CODE.to_string(),
-            source,
-        })?;
+            supervisor.public(),
+            |name| by_name.get(name).map(Keypair::public),
+            |index| {
+                admission
+                    .get(index)
+                    .and_then(Option::as_ref)
+                    .map(Keypair::public)
+            },
+        )?;
+        let names = by_name
+            .iter()
+            .map(|(name, key)| (key.address(), name.clone()))
+            .collect();
         let keys = Keys {
             supervisor,
             admission,
@@ -998,6 +993,78 @@ impl FederationConfig {
             names,
         };
         Ok((genesis, keys))
+    }
+
+    /// The genesis record from public keys alone (a chain spec, where no party holds
+    /// another's secret): `member_key` gives each declared member's key by name, and
+    /// `derived_admission` each consortium's admission key by index where the
+    /// configuration gives none. A member or consortium left without a key is an error
+    /// naming it.
+    pub fn genesis_of(
+        &self,
+        seed: u64,
+        supervisor: PublicKey,
+        member_key: impl Fn(&str) -> Option<PublicKey>,
+        derived_admission: impl Fn(usize) -> Option<PublicKey>,
+    ) -> Result<Genesis, ConfigError> {
+        self.check()?;
+        let weight_fn = self.weight_fn()?;
+        let missing = |key: String, what: &str| ConfigError::Invalid {
+            origin: IN_CODE.to_string(),
+            key,
+            expected: format!("a public key for {what}"),
+            found: "none".into(),
+            line: None,
+        };
+        let mut consortiums = Vec::with_capacity(self.consortiums.len());
+        for (index, consortium) in self.consortiums.iter().enumerate() {
+            let admission_key = match consortium
+                .admission_key
+                .or_else(|| derived_admission(index))
+            {
+                Some(key) => key,
+                None => {
+                    return Err(missing(
+                        format!("consortiums[{index}].admission_key"),
+                        &format!("consortium {:?}", consortium.name),
+                    ))
+                }
+            };
+            let mut members = Vec::new();
+            for declared in &consortium.members {
+                for name in declared.names() {
+                    let key = member_key(&name)
+                        .ok_or_else(|| missing(format!("members.{name}"), &format!("{name:?}")))?;
+                    members.push(RegistryEntry {
+                        address: key.address(),
+                        public_key: key,
+                        name,
+                        role: declared.role,
+                        relay_capable: declared.relay_capable,
+                    });
+                }
+            }
+            members.sort_by_key(|entry| entry.address);
+            consortiums.push(ConsortiumGenesis {
+                id: ConsortiumId(index as u16),
+                name: consortium.name.clone(),
+                admission_key,
+                members,
+            });
+        }
+        let genesis = Genesis {
+            config_hash: self.config_hash()?,
+            seed,
+            capacities: self.capacities(),
+            weight_fn,
+            supervisor,
+            consortiums,
+        };
+        genesis.check().map_err(|source| ConfigError::Genesis {
+            origin: IN_CODE.to_string(),
+            source,
+        })?;
+        Ok(genesis)
     }
 
     /// The first problem with this configuration, with the path of its key.

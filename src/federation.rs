@@ -44,7 +44,7 @@ use ieschain_actors::ActorError;
 use ieschain_core::election::ElectionReason;
 use ieschain_core::genesis::{Directory, Genesis};
 use ieschain_core::node::member::SignedRecordError;
-use ieschain_core::node::{Event, Mutations, Timing};
+use ieschain_core::node::{Event, Timing};
 use ieschain_core::record::VerifiedRecord;
 use ieschain_core::{
     Address, Audience, ChainId, ConsortiumId, Hash, Keypair, PublicKey, Record, RecordBody,
@@ -452,15 +452,7 @@ impl Federation {
         config.check()?;
         let seed = builder.seed.unwrap_or(config.seed);
         let (genesis, keys) = config.genesis_with(seed, &builder.keys)?;
-        let timing = Timing {
-            heartbeat_ms: config.timing.heartbeat_interval_ms(),
-            suspect_after: config.timing.suspect_after,
-            period_ms: config.timing.period_ms(),
-            member_max_wait_ms: config.timing.member_max_wait_ms(),
-            window: config.window_config(),
-            mutations: Mutations::default(),
-            protocols: config.protocol_config(),
-        };
+        let timing = config.machine_timing();
         let rates = Rates {
             per_kind: config
                 .workload

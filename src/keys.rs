@@ -102,6 +102,12 @@ impl NodeKey {
         }
     }
 
+    /// The secret the key is made from: what the node's TLS identity is built from
+    /// (`ieschain node`), and nothing else.
+    pub(crate) fn secret(&self) -> [u8; 32] {
+        self.secret
+    }
+
     /// The node's address.
     pub fn address(&self) -> Address {
         self.key.address()

@@ -25,6 +25,8 @@
 //! - [`explore`] and [`serve`]: reading a data directory for people (`inspect`) and the
 //!   web explorer (`serve`, `run --serve`, `simulate --serve`).
 //! - [`keys`]: node key files that belong to their owner (`keygen`, `run --key`).
+//! - [`spec`] and [`node`](mod@node): a federation across machines: the chain spec every
+//!   party shares (`spec`), and one node in its own process over QUIC (`node`).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -41,10 +43,12 @@ pub mod json;
 pub mod keys;
 pub mod lifecycle;
 mod markdown;
+pub mod node;
 pub mod progress;
 pub mod report;
 pub mod serve;
 pub mod simulation;
+pub mod spec;
 pub mod trace;
 
 pub use federation::{DataOutcome, JoinOutcome, JoinSpec, TradeOutcome};

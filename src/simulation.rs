@@ -372,13 +372,8 @@ impl Simulation {
         };
         let config = &self.config;
         let timing = Timing {
-            heartbeat_ms: config.timing.heartbeat_interval_ms(),
-            suspect_after: config.timing.suspect_after,
-            period_ms: config.timing.period_ms(),
-            member_max_wait_ms: config.timing.member_max_wait_ms(),
-            window: config.window_config(),
             mutations: self.mutations,
-            protocols: config.protocol_config(),
+            ..config.machine_timing()
         };
         // L4: a join ends, done or failed, within the protocols' deadline; the slack of two
         // heartbeats covers the newcomer's timer, which checks the deadline on its ticks.

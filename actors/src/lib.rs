@@ -4,7 +4,8 @@
 //! The actors are thin: each owns a state machine of `ieschain_core::node` and carries out
 //! its effects through three seams, so that the simulation can swap them without touching
 //! an actor:
-//! - [`transport`]: signed envelopes between nodes ([`transport::InProcess`] here);
+//! - [`transport`]: signed envelopes between nodes ([`transport::InProcess`] in one
+//!   process, [`network::Networked`] over QUIC between processes);
 //! - [`clock`]: wall time in `run`, virtual time in `simulate`;
 //! - storage: each node's own [`ieschain_storage::HolderStore`].
 //!
@@ -15,11 +16,13 @@
 //! - [`outbox`]: carrying out effects.
 //! - [`workload`]: the members' generated records.
 //! - [`sim`]: the fault-injecting transport of simulations.
+//! - [`network`]: the transport of a node in its own process (`ieschain node`).
 #![deny(missing_docs)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod clock;
 pub mod messages;
+pub mod network;
 pub mod node;
 pub mod outbox;
 pub mod sim;

@@ -27,6 +27,8 @@ pub struct Workload {
     /// When each kind's next record is due, ms; `None` until the first call.
     next: Vec<Option<u64>>,
     counter: u64,
+    /// No record is due from this time on, ms (`ieschain node --workload-for`).
+    until: Option<u64>,
 }
 
 impl Workload {
@@ -42,7 +44,14 @@ impl Workload {
             rng: ChaCha8Rng::from_seed(key),
             consortiums: consortiums.max(2),
             counter: 0,
+            until: None,
         }
+    }
+
+    /// The same generator, with nothing due from `ms` on.
+    pub fn until(mut self, ms: u64) -> Self {
+        self.until = Some(ms);
+        self
     }
 
     /// An exponential gap, ms, for `rate` per second.
@@ -55,6 +64,9 @@ impl Workload {
     /// The records due up to `now`, from `own` consortium.
     pub fn due(&mut self, now: u64, own: ConsortiumId) -> Vec<(Audience, RecordBody)> {
         let mut out = Vec::new();
+        if self.until.is_some_and(|until| now >= until) {
+            return out;
+        }
         for index in 0..self.rates.per_kind.len() {
             let (kind, rate) = self.rates.per_kind[index];
             if rate <= 0.0 || !rate.is_finite() {

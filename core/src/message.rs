@@ -357,6 +357,51 @@ impl Message {
         }
     }
 
+    /// Which traffic class a networked transport carries this message in (SPEC §8): the
+    /// messages that decide who serves and when a block is durable go ahead of the ones
+    /// that carry blocks in bulk, so that a heartbeat never waits behind a sync.
+    ///
+    /// Replication and the configuration block are control: they sit on the path of every
+    /// acknowledgement, and a backup must see `Configure` before the replication it
+    /// orders. What a class does not order, the receiver's replay window absorbs.
+    pub fn traffic(&self) -> Traffic {
+        match self {
+            Message::Submit { .. }
+            | Message::RelayBlock { .. }
+            | Message::SyncRequest { .. }
+            | Message::SyncBlocks { .. }
+            | Message::Forward { .. }
+            | Message::ReadReply { .. }
+            | Message::DataDelivery { .. } => Traffic::Bulk,
+            Message::Ack { .. }
+            | Message::Replicate { .. }
+            | Message::ReplicateRelay { .. }
+            | Message::Replicated { .. }
+            | Message::Heartbeat { .. }
+            | Message::Elected { .. }
+            | Message::Discover { .. }
+            | Message::NotTaken { .. }
+            | Message::SealedRead { .. }
+            | Message::Configure { .. }
+            | Message::CaughtUp { .. }
+            | Message::Activate { .. }
+            | Message::Activated { .. }
+            | Message::ActivationRefused { .. }
+            | Message::BackupSilent { .. }
+            | Message::Resync { .. }
+            | Message::JoinIntent { .. }
+            | Message::JoinRelay { .. }
+            | Message::JoinRequest { .. }
+            | Message::JoinAccepted { .. }
+            | Message::JoinRefused { .. }
+            | Message::JoinApply { .. }
+            | Message::JoinReceipted { .. }
+            | Message::Joined { .. }
+            | Message::Countersign { .. }
+            | Message::DataReceived { .. } => Traffic::Control,
+        }
+    }
+
     /// The key an unregistered sender may be checked against: join messages carry the
     /// newcomer's own key (SPEC §12 D9). `None` for every other message.
     pub fn join_key(&self) -> Option<PublicKey> {
@@ -373,6 +418,76 @@ impl Message {
                 _ => None,
             },
             _ => None,
+        }
+    }
+}
+
+/// Whether each [`Message`] variant, by its index in the enum, is control traffic. A
+/// property test (`core/tests/codec.rs`) holds it to [`Message::traffic`] for every variant.
+const CONTROL_TAGS: [bool; 33] = [
+    false, // Submit
+    true,  // Ack
+    true,  // Replicate
+    true,  // ReplicateRelay
+    true,  // Replicated
+    false, // RelayBlock
+    false, // SyncRequest
+    false, // SyncBlocks
+    false, // Forward
+    true,  // Heartbeat
+    true,  // Elected
+    true,  // Discover
+    true,  // NotTaken
+    true,  // SealedRead
+    false, // ReadReply
+    true,  // Configure
+    true,  // CaughtUp
+    true,  // Activate
+    true,  // Activated
+    true,  // ActivationRefused
+    true,  // BackupSilent
+    true,  // JoinIntent
+    true,  // JoinRelay
+    true,  // JoinRequest
+    true,  // JoinAccepted
+    true,  // JoinRefused
+    true,  // JoinApply
+    true,  // JoinReceipted
+    true,  // Joined
+    true,  // Resync
+    true,  // Countersign
+    false, // DataDelivery
+    true,  // DataReceived
+];
+
+/// A message's traffic class ([`Message::traffic`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Traffic {
+    /// Elections, heartbeats, activations, acknowledgements and replication.
+    Control,
+    /// Blocks submitted, broadcast, forwarded and synced.
+    Bulk,
+}
+
+impl Traffic {
+    /// The class of an encoded [`Message`], read from its variant tag without decoding the
+    /// rest: a transport classes every envelope it sends. Bytes that do not start with a
+    /// known tag are bulk.
+    pub fn of_encoded(payload: &[u8]) -> Traffic {
+        // The codec writes an enum's variant index first, as a varint: one byte below 251.
+        match payload.first().copied().map(u32::from) {
+            Some(tag) if tag < 251 => {
+                CONTROL_TAGS
+                    .get(tag as usize)
+                    .map_or(Traffic::Bulk, |control| {
+                        if *control {
+                            Traffic::Control
+                        } else {
+                            Traffic::Bulk
+                        }
+                    })
+            }
+            _ => Traffic::Bulk,
         }
     }
 }

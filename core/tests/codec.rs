@@ -119,6 +119,18 @@ proptest! {
         round_trip!(Envelope, &envelope);
     }
 
+    /// A transport's class of an encoded message, read from its tag alone, is the
+    /// message's own (every variant: `message()` generates them all).
+    #[test]
+    fn traffic_read_from_the_tag_is_the_messages(message in message()) {
+        let encoded = ieschain_core::codec::encode(&message);
+        prop_assert_eq!(
+            ieschain_core::message::Traffic::of_encoded(&encoded),
+            message.traffic(),
+            "{}", message.name()
+        );
+    }
+
     /// Any urgency vector round-trips, well formed or not.
     #[test]
     fn urgency_bits_round_trip(bits in urgency_bits()) {
