@@ -124,7 +124,7 @@ enum Command {
     /// latency, failover time, and throughput and peak memory at 100, 1,000 and 10,000
     /// members. Prints a Markdown table. Takes a few minutes; `--quick` under one.
     #[command(
-        after_help = "Examples:\n  ieschain bench --quick\n  ieschain bench --json bench.json --report bench.md\n  ieschain bench --experiment window"
+        after_help = "Examples:\n  ieschain bench --quick\n  ieschain bench --json bench.json --report bench.md\n  ieschain bench --experiment window\n  ieschain bench --cluster --json cluster.json"
     )]
     Bench {
         /// Fewer and shorter samples (under a minute), the same table.
@@ -140,6 +140,11 @@ enum Command {
         /// urgency bit in the simulator.
         #[arg(long, value_name = "NAME", value_parser = ["window"])]
         experiment: Option<String>,
+        /// Instead of the bench: the four-party federation as one process per node on
+        /// loopback (`ieschain node` over QUIC) beside the same federation in one process,
+        /// records per second at every relay and latencies of both.
+        #[arg(long, conflicts_with = "experiment")]
+        cluster: bool,
         /// Internal: one scaling point of N members, run in a child process.
         #[arg(long, value_name = "N", hide = true)]
         scale_child: Option<u64>,
@@ -410,12 +415,17 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             json,
             report,
             experiment,
+            cluster,
             scale_child,
         } => match bench(
             quick,
             json.as_deref(),
             report.as_deref(),
-            experiment.as_deref(),
+            if cluster {
+                Some("cluster")
+            } else {
+                experiment.as_deref()
+            },
             scale_child,
         ) {
             Ok(true) => ExitCode::SUCCESS,
@@ -1006,6 +1016,12 @@ fn bench(
             let value = crate::bench::window::run(quick).map_err(|e| format!("{e:#}"))?;
             print!("{}", crate::bench::window::table(&value));
             let markdown = crate::bench::window::markdown(&value);
+            (value, markdown)
+        }
+        Some("cluster") => {
+            let stop = StopSignal::install()?;
+            let value = crate::bench::cluster::run(quick, &stop).map_err(|e| format!("{e:#}"))?;
+            let markdown = crate::bench::cluster::table(&value);
             (value, markdown)
         }
         Some(other) => return Err(format!("--experiment {other}: unknown experiment")),

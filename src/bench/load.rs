@@ -158,6 +158,44 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// `node` stored relay block `key` with `records` at `at` (its `Committed` event;
+    /// `produced` when it is the block's relay); `relays` is every lane's relay now.
+    pub fn stored(
+        &mut self,
+        node: Address,
+        key: BlockKey,
+        produced: bool,
+        records: Vec<RecordStamp>,
+        relays: &BTreeMap<ConsortiumId, Address>,
+        at: u64,
+    ) {
+        if produced {
+            self.relay_blocks += 1;
+        }
+        let entry = self
+            .partial
+            .entry(key)
+            .or_insert_with(|| (BTreeSet::new(), records));
+        entry.0.insert(node);
+        if relays.values().all(|r| entry.0.contains(r)) {
+            self.complete_block(key, at);
+        }
+    }
+
+    /// The relays changed at `at` (an election): the blocks every one of `relays` holds
+    /// are complete.
+    pub fn relays_changed(&mut self, relays: &BTreeMap<ConsortiumId, Address>, at: u64) {
+        let done: Vec<BlockKey> = self
+            .partial
+            .iter()
+            .filter(|(_, (holders, _))| relays.values().all(|r| holders.contains(r)))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in done {
+            self.complete_block(key, at);
+        }
+    }
+
     /// Counts relay block `key` as stored by every relay at `at`.
     fn complete_block(&mut self, key: BlockKey, at: u64) {
         let Some((_, stamps)) = self.partial.remove(&key) else {
@@ -459,15 +497,7 @@ pub async fn count_events(
                     .entry((consortium, epoch))
                     .or_insert_with(Instant::now);
                 t.elections.push(format!("{reason:?}"));
-                let done: Vec<BlockKey> = t
-                    .partial
-                    .iter()
-                    .filter(|(_, (holders, _))| relays.values().all(|r| holders.contains(r)))
-                    .map(|(key, _)| *key)
-                    .collect();
-                for key in done {
-                    t.complete_block(key, at);
-                }
+                t.relays_changed(&relays, at);
             }
             Event::TookOver {
                 consortium, epoch, ..
@@ -487,19 +517,7 @@ pub async fn count_events(
                 at,
                 ..
             } => {
-                let mut t = lock(&tally)?;
-                if produced {
-                    t.relay_blocks += 1;
-                }
-                let key = (lane, height, epoch);
-                let entry = t
-                    .partial
-                    .entry(key)
-                    .or_insert_with(|| (BTreeSet::new(), records));
-                entry.0.insert(node);
-                if relays.values().all(|r| entry.0.contains(r)) {
-                    t.complete_block(key, at);
-                }
+                lock(&tally)?.stored(node, (lane, height, epoch), produced, records, &relays, at);
             }
             _ => {}
         }

@@ -19,8 +19,10 @@
 //!    `large` federation, and its throughput is `e2e.large`.
 //!
 //! `--quick` takes fewer and shorter samples and finishes in under a minute.
-//! `--experiment window` runs the window and urgency experiment ([`window`]) instead.
+//! `--experiment window` runs the window and urgency experiment ([`window`]) instead, and
+//! `--cluster` the federation as processes beside the same in one process ([`cluster`]).
 
+pub mod cluster;
 pub mod limits;
 pub mod load;
 pub mod window;

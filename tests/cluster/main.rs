@@ -8,7 +8,9 @@
 //!   copy of the relay chain (or, kept in its consortium, on its relay's copy of its lane).
 //! - `refusals.rs`: a stranger's handshake, garbage and oversized frames, another party's
 //!   key, a spec that does not match the data directory.
+//! - `bench.rs`: `bench --cluster --quick` counts both federations.
 
+mod bench;
 mod failover;
 mod harness;
 mod refusals;
