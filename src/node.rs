@@ -323,10 +323,13 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
     let consortium = member_consortium(&genesis, &address);
     let system = actix::System::new();
     let ended = system.block_on(async {
-        let until = |started: Instant| {
+        // Until a signal, the end of `--duration`, or the actor's own stop (a store it
+        // cannot recover from).
+        let until = |alive: Box<dyn Fn() -> bool>| {
             let stop = stop.clone();
             async move {
-                while !stop.requested() && duration.is_none_or(|d| started.elapsed() < d) {
+                while !stop.requested() && duration.is_none_or(|d| started.elapsed() < d) && alive()
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -335,7 +338,8 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
             None => {
                 let actor =
                     SupervisorActor::new(outbox, &genesis, directory.clone(), timing).start();
-                until(started).await;
+                let watched = actor.clone();
+                until(Box::new(move || watched.connected())).await;
                 actor.send(Crash).await.ok();
                 None
             }
@@ -369,7 +373,8 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
                 )
                 .with_line(spec.federation.line_capacity_wh(&name))
                 .start();
-                until(started).await;
+                let watched = actor.clone();
+                until(Box::new(move || watched.connected())).await;
                 let status = actor.send(Status).await.ok();
                 actor.send(Crash).await.ok();
                 Some(status)
