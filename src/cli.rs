@@ -145,6 +145,9 @@ enum Command {
         /// records per second at every relay and latencies of both.
         #[arg(long, conflicts_with = "experiment")]
         cluster: bool,
+        /// With --cluster: multiply the members' workload rates by this.
+        #[arg(long, value_name = "F", requires = "cluster", default_value_t = crate::bench::cluster::LOAD_FACTOR)]
+        load_factor: f64,
         /// Internal: one scaling point of N members, run in a child process.
         #[arg(long, value_name = "N", hide = true)]
         scale_child: Option<u64>,
@@ -416,6 +419,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             report,
             experiment,
             cluster,
+            load_factor,
             scale_child,
         } => match bench(
             quick,
@@ -427,6 +431,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                 experiment.as_deref()
             },
             scale_child,
+            load_factor,
         ) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(INTERRUPTED),
@@ -999,6 +1004,7 @@ fn bench(
     report_path: Option<&Path>,
     experiment: Option<&str>,
     scale_child: Option<u64>,
+    load_factor: f64,
 ) -> Result<bool, String> {
     if let Some(members) = scale_child {
         let value = crate::bench::scale_child(members, quick).map_err(|e| format!("{e:#}"))?;
@@ -1020,7 +1026,8 @@ fn bench(
         }
         Some("cluster") => {
             let stop = StopSignal::install()?;
-            let value = crate::bench::cluster::run(quick, &stop).map_err(|e| format!("{e:#}"))?;
+            let value = crate::bench::cluster::run(quick, load_factor, &stop)
+                .map_err(|e| format!("{e:#}"))?;
             let markdown = crate::bench::cluster::table(&value);
             (value, markdown)
         }

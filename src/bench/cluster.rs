@@ -27,15 +27,16 @@ use crate::config::FederationConfig;
 use crate::lifecycle::StopSignal;
 use crate::spec::ChainSpec;
 
-/// The members' workload rates are multiplied by this: about 1,000 records a second for
-/// the four-party federation, of which an eighth urgent.
+/// The members' workload rates are multiplied by this unless told otherwise: about 1,000
+/// records a second for the four-party federation, half of them meter readings (private
+/// chains only) and an eighth urgent.
 pub const LOAD_FACTOR: f64 = 30.0;
 
 /// The longest wait for every lane's first relay to be activated.
 const SERVE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The federation both runs carry.
-pub fn config() -> Result<FederationConfig> {
+/// The federation both runs carry: four-party, its workload's rates × `load`.
+pub fn config(load: f64) -> Result<FederationConfig> {
     let mut config = FederationConfig::four_party();
     config.timing.period = Duration::from_secs(600);
     let records = &mut config.workload.records;
@@ -48,7 +49,7 @@ pub fn config() -> Result<FederationConfig> {
         &mut records.distributed_energy,
         &mut records.meter_reading,
     ] {
-        *rate *= LOAD_FACTOR;
+        *rate *= load;
     }
     // Protocol runs need the embedding handle, which a node process has not.
     config.workload.protocols.join = 0.0;
@@ -58,17 +59,21 @@ pub fn config() -> Result<FederationConfig> {
     Ok(config)
 }
 
-/// Runs both and returns their figures as JSON (`in_process`, `cluster`).
-pub fn run(quick: bool, stop: &StopSignal) -> Result<Value> {
+/// Runs both with the workload × `load` and returns their figures as JSON
+/// (`in_process`, `cluster`).
+pub fn run(quick: bool, load: f64, stop: &StopSignal) -> Result<Value> {
     let (warm_up, window) = if quick {
         (Duration::from_secs(2), Duration::from_secs(4))
     } else {
         (Duration::from_secs(4), Duration::from_secs(15))
     };
-    let config = config()?;
+    if !(load.is_finite() && load > 0.0 && load <= 10_000.0) {
+        bail!("--load-factor {load}: expected a number above 0 and at most 10000");
+    }
+    let config = config(load)?;
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     println!(
-        "ieschain bench --cluster: four-party, its workload ×{LOAD_FACTOR}, a window of {} s, in one process and then as {} processes",
+        "ieschain bench --cluster: four-party, its workload ×{load}, a window of {} s, in one process and then as {} processes",
         window.as_secs(),
         config.member_count() + 1
     );
@@ -98,7 +103,7 @@ pub fn run(quick: bool, stop: &StopSignal) -> Result<Value> {
         .context("the cluster run")?;
     let processes = config.member_count() + 1;
     let value = json!({
-        "load_factor": LOAD_FACTOR,
+        "load_factor": load,
         "window_s": window.as_secs_f64(),
         "processes": processes,
         "in_process": {
