@@ -1123,7 +1123,7 @@ fn member_keys(keys: &[String]) -> Result<Vec<(String, crate::keys::NodeKey)>, S
     Ok(read)
 }
 
-/// `ieschain keygen`: a new key in a new file, its public key and address printed.
+/// `ieschain spec`: a chain spec for a federation file, with the keys of a folder.
 fn write_spec(
     from: &Path,
     keys: &Path,
@@ -1202,11 +1202,7 @@ fn run_node_command(args: &NodeArgs) -> ExitCode {
         Ok(report) => {
             println!(
                 "ieschain node: {} stopped after {} ms: {} blocks acknowledged, relay {}, backup {}",
-                report.name,
-                report.ran_ms,
-                report.acked.len(),
-                report.relay,
-                report.backup
+                report.name, report.ran_ms, report.acked, report.relay, report.backup
             );
             ExitCode::SUCCESS
         }
@@ -1222,6 +1218,7 @@ fn run_node_command(args: &NodeArgs) -> ExitCode {
     }
 }
 
+/// `ieschain keygen`: a new key in a new file, its public key and address printed.
 fn run_keygen(out: &Path) -> ExitCode {
     let written = crate::keys::NodeKey::generate().and_then(|key| {
         key.write(out)?;

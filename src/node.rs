@@ -7,13 +7,18 @@
 //! Besides RocksDB's files it holds `node.toml`: whose directory it is (the node's
 //! address), for which federation (the genesis hash), and the node's restart count. A start
 //! with another party's key, or with a spec of another federation, is refused before
-//! anything is written. Each start takes the next incarnation (SPEC §12 D9), persisted
-//! before the node sends anything, so that its peers' replay windows take a restarted
-//! node's fresh sequence numbers for what they are.
+//! anything is written. Each start takes a new incarnation (SPEC §12 D9), persisted before
+//! the node sends anything, so that its peers' replay windows take a restarted node's
+//! fresh sequence numbers for what they are: the larger of the last one recorded plus one
+//! and the seconds since 2026-01-01 by this machine's clock. The clock's part covers an
+//! incarnation the node moved to in memory without recording it (a peer's `Resync` after
+//! its directory was restored); where the clock is behind, a peer's `Resync` moves the
+//! node on again. Either way a stale incarnation costs messages, never data.
 //!
 //! # Stopping
-//! The first SIGINT or SIGTERM stops the node: the actor stops, the store is flushed, the
-//! endpoint closes, and the report is written; it exits 0. A second signal exits at once
+//! The first SIGINT or SIGTERM stops the node: the actor stops, the endpoint closes (after
+//! a bounded wait for what is queued), the store is flushed, and the report is written;
+//! it exits 0. A second signal exits at once
 //! (130). A node killed with SIGKILL loses only its memory: what it acknowledged or
 //! confirmed was synced before it said so.
 //!
@@ -21,7 +26,8 @@
 //! Every event the node emits goes, one JSON object a line with names beside the ids, to
 //! its event log (`events.jsonl` in the data directory unless told otherwise). The log is
 //! appended across restarts and each line is written through as it happens, so a node
-//! killed with SIGKILL leaves every line it emitted before.
+//! killed with SIGKILL leaves every line it emitted before (a line it was cut off in the
+//! middle of is ended before the next start writes, and is left unreadable).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -162,27 +168,17 @@ pub struct NodeReport {
     pub lane_height: u64,
     /// Blocks submitted and not acknowledged when it stopped.
     pub unacked: usize,
-    /// The blocks acknowledged to it during this start.
-    pub acked: Vec<AckedBlock>,
+    /// Blocks acknowledged to it during this start (each is an `acked` line of the event
+    /// log, with its height, relay and epoch).
+    pub acked: u64,
+    /// Of those, the blocks that go on the relay chain (D4).
+    pub acked_external: u64,
     /// Events by kind during this start.
     pub events: BTreeMap<String, u64>,
     /// Envelopes refused during this start, by reason.
     pub rejected: BTreeMap<String, u64>,
     /// The network's counters.
     pub net: NetReport,
-}
-
-/// One acknowledged block.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AckedBlock {
-    /// Its height in the member's consortium lane.
-    pub height: u64,
-    /// The relay that acknowledged it.
-    pub relay: String,
-    /// The relay's epoch.
-    pub epoch: u64,
-    /// Whether it goes on the relay chain (D4).
-    pub external: bool,
 }
 
 /// The network's counters, in the report.
@@ -206,11 +202,22 @@ pub struct NetReport {
     pub reconnects: u64,
 }
 
+/// How the node's actor ended.
+enum Ended {
+    /// Stopped by the process; a member's last status.
+    Stopped(Option<ieschain_actors::messages::NodeStatus>),
+    /// It stopped on its own before (it could not recover from its store).
+    Died,
+}
+
 /// What the sink gathers while the node runs.
 struct Gathered {
     log: Option<std::io::LineWriter<std::fs::File>>,
     log_failed: bool,
-    acked: Vec<AckedBlock>,
+    acked: u64,
+    acked_external: u64,
+    /// Why the actor stopped on its own, if it did.
+    failed: Option<String>,
     events: BTreeMap<String, u64>,
     rejected: BTreeMap<String, u64>,
 }
@@ -275,18 +282,16 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
     ))?);
     let directory = Arc::new(Directory::from_genesis(&genesis));
     let log_path = event_log.unwrap_or_else(|| data.join(EVENT_LOG));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|source| NodeError::Io {
-            path: log_path.clone(),
-            source,
-        })?;
+    let log = open_log(&log_path).map_err(|source| NodeError::Io {
+        path: log_path.clone(),
+        source,
+    })?;
     let gathered = Arc::new(Mutex::new(Gathered {
         log: Some(std::io::LineWriter::new(log)),
         log_failed: false,
-        acked: Vec::new(),
+        acked: 0,
+        acked_external: 0,
+        failed: None,
         events: BTreeMap::new(),
         rejected: BTreeMap::new(),
     }));
@@ -340,8 +345,11 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
                     SupervisorActor::new(outbox, &genesis, directory.clone(), timing).start();
                 let watched = actor.clone();
                 until(Box::new(move || watched.connected())).await;
+                if !actor.connected() {
+                    return Ended::Died;
+                }
                 actor.send(Crash).await.ok();
-                None
+                Ended::Stopped(None)
             }
             Some(consortium) => {
                 let workload = workload.map(|length| {
@@ -375,29 +383,31 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
                 .start();
                 let watched = actor.clone();
                 until(Box::new(move || watched.connected())).await;
-                let status = actor.send(Status).await.ok();
+                let Ok(status) = actor.send(Status).await else {
+                    return Ended::Died;
+                };
                 actor.send(Crash).await.ok();
-                Some(status)
+                Ended::Stopped(Some(status))
             }
         }
     });
     drop(system);
     network.shutdown();
-    store.flush()?;
+    store
+        .flush()
+        .map_err(|e| NodeError::Stopped(format!("flushing the store: {e}")))?;
     let status = match ended {
-        // A member whose actor had stopped before the end could not recover.
-        Some(None) => {
-            let detail = gathered
+        Ended::Died => {
+            let why = gathered
                 .lock()
                 .ok()
-                .and_then(|g| g.rejected.get("recover_failed").map(|n| n.to_string()))
-                .unwrap_or_default();
+                .and_then(|g| g.failed.clone())
+                .unwrap_or_else(|| "no reason was given".into());
             return Err(NodeError::Stopped(format!(
-                "its actor stopped before the end {detail}"
+                "its actor stopped before the end: {why}"
             )));
         }
-        Some(Some(status)) => Some(status),
-        None => None,
+        Ended::Stopped(status) => status,
     };
     let net = network.net_stats();
     let mut gathered = gathered
@@ -421,7 +431,8 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
         backup: status.as_ref().is_some_and(|s| s.backup),
         lane_height: status.as_ref().map_or(0, |s| s.lane_height),
         unacked: status.as_ref().map_or(0, |s| s.unacked),
-        acked: std::mem::take(&mut gathered.acked),
+        acked: gathered.acked,
+        acked_external: gathered.acked_external,
         events: std::mem::take(&mut gathered.events),
         rejected: std::mem::take(&mut gathered.rejected),
         net: NetReport {
@@ -440,7 +451,7 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
         path: report_path.clone(),
         source: e.into(),
     })?;
-    std::fs::write(&report_path, text + "\n").map_err(|source| NodeError::Io {
+    replace_file(&report_path, (text + "\n").as_bytes()).map_err(|source| NodeError::Io {
         path: report_path,
         source,
     })?;
@@ -457,20 +468,15 @@ impl Gathered {
             .to_string();
         *self.events.entry(kind).or_default() += 1;
         match event {
-            Event::Acked {
-                height,
-                relay,
-                epoch,
-                external,
-                ..
-            } => self.acked.push(AckedBlock {
-                height: *height,
-                relay: relay.to_string(),
-                epoch: *epoch,
-                external: *external,
-            }),
+            Event::Acked { external, .. } => {
+                self.acked += 1;
+                self.acked_external += u64::from(*external);
+            }
             Event::Rejected { kind, detail, .. } => {
                 *self.rejected.entry((*kind).to_string()).or_default() += 1;
+                if *kind == "recover_failed" {
+                    self.failed = Some(detail.clone());
+                }
                 log::debug!("rejected ({kind}): {detail}");
             }
             Event::Elected { .. } | Event::TookOver { .. } | Event::Stalled { .. } => {
@@ -491,6 +497,26 @@ impl Gathered {
             }
         }
     }
+}
+
+/// Opens the event log for appending; a last line that a kill cut short is ended first,
+/// so that the next line stands on its own.
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)?;
+    if file.seek(SeekFrom::End(0))? > 0 {
+        file.seek(SeekFrom::End(-1))?;
+        let mut last = [0u8; 1];
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            file.write_all(b"\n")?;
+        }
+    }
+    Ok(file)
 }
 
 /// Claims the data directory for `address` in the federation of `genesis`: checks
@@ -524,9 +550,13 @@ fn claim(data: &Path, address: Address, genesis: Hash) -> Result<u32, NodeError>
                     identity.genesis
                 )));
             }
-            identity.incarnation.checked_add(1).ok_or_else(|| {
-                wrong("the node has restarted more times than an incarnation counts".into())
-            })?
+            identity
+                .incarnation
+                .checked_add(1)
+                .ok_or_else(|| {
+                    wrong("the node has restarted more times than an incarnation counts".into())
+                })?
+                .max(clock_incarnation())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             // A directory with chains in it and no identity is someone else's.
@@ -537,7 +567,7 @@ fn claim(data: &Path, address: Address, genesis: Hash) -> Result<u32, NodeError>
                 )));
             }
             std::fs::create_dir_all(data).map_err(io)?;
-            0
+            clock_incarnation()
         }
         Err(e) => return Err(io(e)),
     };
@@ -547,17 +577,34 @@ fn claim(data: &Path, address: Address, genesis: Hash) -> Result<u32, NodeError>
         incarnation,
     };
     let text = toml::to_string(&identity).map_err(|e| wrong(e.to_string()))?;
-    let partial = data.join(format!("{IDENTITY_FILE}.partial"));
-    let write = || -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&partial)?;
-        file.write_all(b"# Whose data directory this is (`ieschain node`). Do not edit.\n")?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&partial, &path)?;
-        std::fs::File::open(data)?.sync_all()
-    };
-    write().map_err(io)?;
+    let text = format!("# Whose data directory this is (`ieschain node`). Do not edit.\n{text}");
+    replace_file(&path, text.as_bytes()).map_err(io)?;
     Ok(incarnation)
+}
+
+/// An incarnation from this machine's clock: seconds since 2026-01-01 (0 before).
+fn clock_incarnation() -> u32 {
+    const EPOCH_2026: u64 = 1_767_225_600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(now.saturating_sub(EPOCH_2026)).unwrap_or(u32::MAX)
+}
+
+/// Writes `bytes` to `path` whole or not at all: a synced file beside it, renamed over it,
+/// and the directory synced.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let mut file = std::fs::File::create(&partial)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path)?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
+        _ => Ok(()),
+    }
 }
 
 /// The consortium of the member at `address`; `None` for the supervisor.

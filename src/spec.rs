@@ -288,6 +288,22 @@ impl ChainSpec {
             .collect()
     }
 
+    /// Moves every node to a port of `ip` that the operating system hands out now: free,
+    /// unless something takes it between this call and the node's start. For tests and
+    /// `bench --cluster` on one machine.
+    pub fn place_on_free_ports(&mut self, ip: IpAddr) -> std::io::Result<()> {
+        let sockets = (0..=self.members.len())
+            .map(|_| std::net::UdpSocket::bind(SocketAddr::new(ip, 0)))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let mut ports = sockets.iter().map(std::net::UdpSocket::local_addr);
+        for node in std::iter::once(&mut self.supervisor).chain(self.members.values_mut()) {
+            if let Some(port) = ports.next() {
+                node.listen = port?;
+            }
+        }
+        Ok(())
+    }
+
     /// A spec for `config`, with the keys in `keys_dir`: `supervisor.key`,
     /// `<member>.key`, and `admission-<consortium>.key` for each consortium whose
     /// configuration gives no admission key. A key file that exists is used; one that

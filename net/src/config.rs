@@ -16,7 +16,19 @@ use ieschain_core::{Address, PublicKey};
 pub const MAX_FRAME: usize = MAX_DECODE;
 
 /// The default bound on each outgoing queue (per peer and per [`Class`]), in envelopes.
-pub const QUEUE: usize = 1024;
+///
+/// Envelopes to one peer carry one sequence across both classes, and the receiver accepts
+/// one that arrives at most `REPLAY_WINDOW` (256) behind the highest it has seen. A class
+/// overtakes the other by at most what the other has queued, so both queues together stay
+/// well under the window: a backlog of blocks that control traffic overtakes still
+/// arrives as fresh, not as a replay. A queue that is full drops and counts (the protocols
+/// resend).
+pub const QUEUE: usize = 96;
+
+const _: () = assert!(
+    2 * QUEUE < ieschain_core::message::REPLAY_WINDOW as usize,
+    "the class queues must stay within the receiver's replay window"
+);
 
 /// The default keep-alive interval: a ping on a quiet connection, so that the peer's idle
 /// timer does not close it.

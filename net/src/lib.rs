@@ -2,7 +2,7 @@
 //! rustls with the ring provider, TLS 1.3 only, ALPN `ieschain/1`).
 //!
 //! The actors reach other nodes only through the transport seam (`actors/src/transport.rs`);
-//! this crate is the networked carrier that seam will sit in front of. It depends on
+//! this crate is the networked carrier behind that seam (`actors/src/network.rs`). It depends on
 //! `ieschain-core` alone.
 //!
 //! # Identity
@@ -42,7 +42,8 @@
 //! (blocks). Each has its own bounded queue per peer and its own stream on a connection,
 //! Control's at the higher quinn stream priority, and the receiver reads each stream in its
 //! own task, so a control frame never waits behind a block. Order is kept within a class;
-//! between classes it is not (the receiver's replay window tolerates that).
+//! between classes it is not: the receiver's replay window (256) absorbs it, since the two
+//! queues together hold fewer envelopes than that ([`QUEUE`]).
 //!
 //! # Counters
 //! [`Network::stats`] reads [`NetStats`]: envelopes sent, received and dropped, bytes each

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead as _, BufReader};
-use std::net::{IpAddr, UdpSocket};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -140,16 +140,9 @@ fn run_cluster(
     window: Duration,
     stop: &StopSignal,
 ) -> Result<Counted> {
-    let mut spec = ChainSpec::build(config, &dir.join("keys"), IpAddr::from([127, 0, 0, 1]), 1)?;
-    let sockets = (0..=spec.members.len())
-        .map(|_| UdpSocket::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let mut ports = sockets.iter().map(UdpSocket::local_addr);
-    spec.supervisor.listen = ports.next().ok_or_else(|| anyhow!("no port"))??;
-    for node in spec.members.values_mut() {
-        node.listen = ports.next().ok_or_else(|| anyhow!("no port"))??;
-    }
-    drop(sockets);
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let mut spec = ChainSpec::build(config, &dir.join("keys"), loopback, 1)?;
+    spec.place_on_free_ports(loopback)?;
     spec.check("bench spec")?;
     let spec_path = dir.join("spec.toml");
     spec.write(&spec_path)?;
@@ -413,7 +406,7 @@ pub fn table(v: &Value) -> String {
     let mut out = String::from(
         "\n| four-party, workload ×LOAD | records/s at every relay | urgent p50 / p99 ms | normal p50 / p99 ms | elections in the window |\n|---|---|---|---|---|\n",
     )
-    .replace("LOAD", &v["load_factor"].to_string());
+    .replace("LOAD", &format!("{}", v["load_factor"].as_f64().unwrap_or(0.0)));
     for (label, key) in [
         ("one process", "in_process"),
         ("processes on loopback", "cluster"),

@@ -1,10 +1,11 @@
 //! `ieschain bench --cluster --quick` runs both federations and counts what reached every
 //! relay in each (no figure is judged here: BENCHMARKS.md holds them).
 
-use crate::harness::ieschain;
+use crate::harness::{heavy, ieschain};
 
 #[test]
 fn bench_cluster_measures_both_federations() {
+    let _heavy = heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("cluster.json");
     let (code, output) = ieschain(&[

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +13,17 @@ use ieschain::spec::ChainSpec;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
+
+/// Held by the tests that run a whole federation of processes (the failover and the
+/// bench), so that two of them never share the 2 cores of a CI machine.
+pub static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`HEAVY`], whether or not a test that held it failed.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// A cluster's folder: keys, spec, data directories and logs.
 pub struct Cluster {
@@ -32,17 +43,8 @@ impl Cluster {
             20000,
         )
         .expect("spec");
-        // Ports the operating system hands out now: free, unless taken in the moment
-        // between this and the nodes' start.
-        let sockets: Vec<UdpSocket> = (0..=spec.members.len())
-            .map(|_| UdpSocket::bind("127.0.0.1:0").expect("a free port"))
-            .collect();
-        let mut ports = sockets.iter().map(|s| s.local_addr().expect("port"));
-        spec.supervisor.listen = ports.next().expect("port");
-        for node in spec.members.values_mut() {
-            node.listen = ports.next().expect("port");
-        }
-        drop(sockets);
+        spec.place_on_free_ports(IpAddr::from([127, 0, 0, 1]))
+            .expect("free ports");
         spec.check("test spec").expect("the spec checks");
         spec.write(&dir.path().join("spec.toml"))
             .expect("spec written");
