@@ -53,6 +53,10 @@ fi
 # The members, in the spec's order: [members.NAME] or [members."NAME"].
 mapfile -t members < <(sed -n 's/^\[members\.\(.*\)\]$/\1/p' "$dir/spec.toml" | tr -d '"')
 
+# Each node in a process group of its own: Ctrl-C at the terminal reaches this script
+# alone, which then stops every node once, with SIGTERM (a node takes a second signal as
+# "exit now").
+set -m
 declare -A pids=()
 start() {
     local name="$1"; shift
