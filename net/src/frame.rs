@@ -37,6 +37,9 @@ impl From<ReadExactError> for FrameError {
     }
 }
 
+/// How much of a frame's body is read (and allocated) at a time.
+const CHUNK: usize = 64 * 1024;
+
 /// Reads one frame's body, or `None` if the stream finished cleanly between frames.
 pub(crate) async fn read(
     stream: &mut RecvStream,
@@ -57,8 +60,14 @@ pub(crate) async fn read(
                 len: u64::from(len),
                 max,
             })?;
-    let mut body = vec![0u8; body_len];
-    stream.read_exact(&mut body).await?;
+    // The body grows as its bytes arrive, a chunk at a time: a peer that announces a
+    // large frame and sends nothing holds one chunk of this node's memory, not the frame.
+    let mut body = Vec::with_capacity(body_len.min(CHUNK));
+    while body.len() < body_len {
+        let start = body.len();
+        body.resize(start + (body_len - start).min(CHUNK), 0);
+        stream.read_exact(&mut body[start..]).await?;
+    }
     Ok(Some(body))
 }
 

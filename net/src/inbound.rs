@@ -4,9 +4,11 @@
 //! Each stream is read by its own task, so a Control stream is never read behind a Bulk
 //! one. A frame too long, or one that does not decode, closes the whole connection: the peer
 //! is broken or hostile, and its own link will dial again. An envelope whose `from` is not
-//! the peer's address is dropped alone.
+//! the peer's address is dropped alone. A peer has one incoming connection at a time: a new
+//! one (a reconnection) closes the older.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use ieschain_core::codec;
 use ieschain_core::message::Envelope;
@@ -24,12 +26,17 @@ pub const CLOSE_IDENTITY: u32 = 1;
 pub const CLOSE_OVERSIZED: u32 = 2;
 /// Close code: a frame did not decode as an envelope, or a stream ended inside a frame.
 pub const CLOSE_BAD_FRAME: u32 = 3;
+/// Close code: the same peer connected again; its older connection is closed.
+pub const CLOSE_REPLACED: u32 = 4;
 
 /// What every incoming connection shares.
 pub(crate) struct Inbound {
     pub(crate) max_frame: usize,
     pub(crate) deliver: Deliver,
     pub(crate) counters: Arc<Counters>,
+    /// Each peer's one incoming connection: a newer one replaces it, so that a peer holds
+    /// at most one connection's streams and buffers here.
+    pub(crate) connections: Mutex<BTreeMap<Address, Connection>>,
 }
 
 /// Accepts connections until the endpoint closes.
@@ -56,6 +63,14 @@ async fn serve(incoming: Incoming, inbound: Arc<Inbound>) {
     };
     bump(&inbound.counters.accepted);
     log::debug!("net: accepted {peer} from {remote}");
+    let older = inbound
+        .connections
+        .lock()
+        .ok()
+        .and_then(|mut c| c.insert(peer, connection.clone()));
+    if let Some(older) = older {
+        older.close(VarInt::from_u32(CLOSE_REPLACED), b"replaced");
+    }
     loop {
         match connection.accept_uni().await {
             Ok(stream) => {
@@ -63,6 +78,14 @@ async fn serve(incoming: Incoming, inbound: Arc<Inbound>) {
             }
             Err(e) => {
                 log::debug!("net: connection from {peer} ended: {e}");
+                if let Ok(mut connections) = inbound.connections.lock() {
+                    if connections
+                        .get(&peer)
+                        .is_some_and(|c| c.stable_id() == connection.stable_id())
+                    {
+                        connections.remove(&peer);
+                    }
+                }
                 return;
             }
         }

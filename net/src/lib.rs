@@ -57,7 +57,9 @@
 //! - An envelope to this node itself is dropped (its own entry in the peer set is ignored).
 //! - The peer set is fixed at start: no node joins or leaves a running network, and a
 //!   peer's address does not change.
-//! - No limit on connections per peer beyond QUIC's own, no rate limit, no 0-RTT.
+//! - A peer has one incoming connection at a time (a newer one closes the older,
+//!   [`CLOSE_REPLACED`]) with a bounded number of streams; a frame's body is allocated as
+//!   its bytes arrive. There is no rate limit, and no 0-RTT.
 //! - Frames lost at shutdown past [`DRAIN_GRACE`] are not counted.
 //!
 //! # Layout
@@ -87,7 +89,7 @@ mod stats;
 mod tls;
 
 pub use config::{Class, NetConfig, Peer, IDLE_TIMEOUT, KEEP_ALIVE, MAX_FRAME, QUEUE};
-pub use inbound::{CLOSE_BAD_FRAME, CLOSE_IDENTITY, CLOSE_OVERSIZED};
+pub use inbound::{CLOSE_BAD_FRAME, CLOSE_IDENTITY, CLOSE_OVERSIZED, CLOSE_REPLACED};
 pub use network::{Network, CLOSE_GRACE, DRAIN_GRACE};
 pub use stats::NetStats;
 pub use tls::ALPN;

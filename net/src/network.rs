@@ -132,6 +132,7 @@ impl Network {
             max_frame: config.max_frame,
             deliver,
             counters: counters.clone(),
+            connections: Default::default(),
         });
         runtime.spawn(inbound::accept(endpoint.clone(), inbound));
         log::info!(

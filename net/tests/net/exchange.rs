@@ -132,13 +132,17 @@ fn shutdown_sends_what_was_queued() {
     let set = peers(&[(&key(1), a_addr), (&key(2), b_addr)]);
     let a = Node::start(1, a_addr, set.clone(), |_| {});
     let b = Node::start(2, b_addr, set, |_| {});
-    for seq in 0..100 {
+    // As many as a queue holds: none is dropped for room.
+    let n = ieschain_net::QUEUE as u64;
+    for seq in 0..n {
         let envelope = Envelope::seal(&a.key, b.key.address(), 0, seq, &bulk(seq, 20_000));
         a.net.send(envelope, Class::Bulk);
     }
     a.net.shutdown();
-    assert_eq!(a.net.stats().sent, 100);
-    wait_until("B reads the last frames", SOON, || b.delivered() == 100);
+    assert_eq!(a.net.stats().sent, n);
+    wait_until("B reads the last frames", SOON, || {
+        b.delivered() == n as usize
+    });
     b.net.shutdown();
 }
 

@@ -157,3 +157,24 @@ fn forged_sender_is_dropped_and_counted() {
     assert!(connection.close_reason().is_none());
     a.net.shutdown();
 }
+
+/// A peer has one incoming connection at a time: connecting again closes the older one
+/// with `CLOSE_REPLACED`, and the newer one carries its envelopes.
+#[test]
+fn a_second_connection_replaces_the_first() {
+    let a_addr = free_addr();
+    let raw_key = key(5);
+    let a = Node::start(1, a_addr, peers(&[(&raw_key, free_addr())]), |_| {});
+    let raw = Raw::new(5);
+    let first = raw.connect(a.key.public(), a_addr);
+    let second = raw.connect(a.key.public(), a_addr);
+    assert_eq!(
+        raw.closed_with(&first),
+        VarInt::from_u32(ieschain_net::CLOSE_REPLACED)
+    );
+    let envelope = Envelope::seal(&raw_key, a.key.address(), 0, 1, &control(1));
+    raw.write(&second, &framed(&envelope));
+    wait_until("A hears the newer connection", SOON, || a.delivered() == 1);
+    assert_eq!(a.net.stats().accepted, 2);
+    a.net.shutdown();
+}
