@@ -117,6 +117,10 @@ pub struct FederationConfig {
     /// What the members do in `run` and `simulate`.
     #[serde(default)]
     pub workload: WorkloadConfig,
+    /// How this process runs the federation: choices of speed that no chain depends on,
+    /// left out of the genesis record's `config_hash`.
+    #[serde(default, skip_serializing_if = "RuntimeConfig::is_default")]
+    pub runtime: RuntimeConfig,
     /// The consortiums, in the order that numbers them (their [`ConsortiumId`]s).
     pub consortiums: Vec<ConsortiumConfig>,
 }
@@ -439,6 +443,36 @@ impl<'de> Deserialize<'de> for GridQuorum {
             }
         }
         deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// How a process runs the federation (`[runtime]`). Nothing here changes what any node
+/// accepts, refuses or writes, so it is not part of the genesis record's `config_hash`: a
+/// data directory reopens under either setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeConfig {
+    /// Whether the nodes of one process (`run`, an embedding host) share a memo of the
+    /// signatures that passed their checks (issue 12), so that a record checked by one
+    /// node is not checked again by the next. Verification is a pure function of key,
+    /// digest and signature, and only passes are remembered, so this changes speed, never
+    /// an outcome. `false` makes every node pay for its own checks, as on separate
+    /// machines. `ieschain node` runs one node a process and has nothing to share.
+    pub shared_verification: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            shared_verification: true,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Whether every key has its default (then a configuration written out omits it).
+    pub fn is_default(&self) -> bool {
+        *self == RuntimeConfig::default()
     }
 }
 
@@ -894,11 +928,13 @@ impl FederationConfig {
     /// The canonical bytes that the genesis record's `config_hash` covers: the parsed
     /// configuration re-serialised as TOML, so comments and layout do not count. The seed
     /// and the fault plan are left out: the seed is a field of the genesis record itself,
-    /// and the fault plan belongs to one `simulate` run, not to the federation.
+    /// and the fault plan belongs to one `simulate` run, not to the federation; so is
+    /// `[runtime]`, which changes how fast a process runs, not what it writes.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, ConfigError> {
         let mut canonical = self.clone();
         canonical.seed = 0;
         canonical.faults = None;
+        canonical.runtime = RuntimeConfig::default();
         toml::to_string(&canonical)
             .map(String::into_bytes)
             .map_err(|e| ConfigError::Invalid {

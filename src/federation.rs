@@ -170,6 +170,8 @@ pub struct FederationBuilder {
     sync: bool,
     keys: SuppliedKeys,
     max_in_flight: usize,
+    /// Overrides the configuration's `runtime.shared_verification`.
+    shared_verification: Option<bool>,
     /// The event stream, made early when a host subscribed before the start.
     events: Option<broadcast::Sender<Event>>,
 }
@@ -230,6 +232,14 @@ impl FederationBuilder {
     /// [`MAX_IN_FLIGHT`]; at least 1).
     pub fn max_in_flight(mut self, records: usize) -> Self {
         self.max_in_flight = records.max(1);
+        self
+    }
+
+    /// Whether the nodes share a memo of the signatures that passed (default: the
+    /// configuration's `runtime.shared_verification`, on unless it says otherwise). Off,
+    /// each node checks every signature it takes, as on a machine of its own.
+    pub fn shared_verification(mut self, on: bool) -> Self {
+        self.shared_verification = Some(on);
         self
     }
 
@@ -443,6 +453,7 @@ impl Federation {
             sync: true,
             keys: SuppliedKeys::default(),
             max_in_flight: MAX_IN_FLIGHT,
+            shared_verification: None,
             events: None,
         }
     }
@@ -517,9 +528,16 @@ impl Federation {
             let flush_error = flush_error.clone();
             let members = members.clone();
             let genesis = genesis.clone();
+            let shared_verification = builder
+                .shared_verification
+                .unwrap_or(config.runtime.shared_verification);
             std::thread::Builder::new()
                 .name("ieschain-actix".into())
                 .spawn(move || {
+                    // Every node runs on this thread: with the memo, a signature one node
+                    // checked is not checked again by the next (`[runtime]`).
+                    let _memo =
+                        shared_verification.then(ieschain_core::crypto::VerificationMemo::start);
                     let opened = RocksStore::open(&data_dir, &genesis, RocksOptions { sync })
                         .map_err(FederationError::from)
                         .and_then(|store| {

@@ -251,6 +251,27 @@ fn config_hash_covers_content_not_layout() {
     );
 }
 
+/// `[runtime]` is read, refused when misspelt, and left out of the config hash: a data
+/// directory reopens with the shared verification memo on or off.
+#[test]
+fn runtime_settings_parse_and_leave_the_genesis_alone() {
+    let base = FederationConfig::from_toml_str(VALID, "a.toml").unwrap();
+    assert!(base.runtime.shared_verification, "on by default");
+    let off = FederationConfig::from_toml_str(
+        &format!("{VALID}\n[runtime]\nshared_verification = false\n"),
+        "b.toml",
+    )
+    .unwrap();
+    assert!(!off.runtime.shared_verification);
+    assert_eq!(base.config_hash().unwrap(), off.config_hash().unwrap());
+    let err = FederationConfig::from_toml_str(
+        &format!("{VALID}\n[runtime]\nshared_verifcation = false\n"),
+        "c.toml",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("shared_verifcation"), "{err}");
+}
+
 /// large.toml declares at least 10,000 members in at least four consortiums, and builds a
 /// genesis that passes its check.
 #[test]

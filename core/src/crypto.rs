@@ -270,8 +270,10 @@ thread_local! {
 /// and again by the final chain audit. `verify_strict` is a pure function of the triple, so
 /// the memo changes speed only: what is accepted or refused, and when, is unchanged, and no
 /// node learns anything of another through it. Only passes are remembered, so a forged or
-/// altered signature is always checked in full. Live federations and benchmarks never hold
-/// one: there every node pays for its own checks, as separate machines would.
+/// altered signature is always checked in full. A live federation in one process holds one
+/// on its actor thread unless its configuration's `runtime.shared_verification` is off
+/// (then every node pays for its own checks, as separate machines would); a node in a
+/// process of its own has no other node to share with.
 #[derive(Debug)]
 #[must_use = "the memo is dropped, and switched off, at the end of the statement"]
 pub struct VerificationMemo {

@@ -7,9 +7,12 @@
 //!    round trip between two actors.
 //! 2. **End to end** ([`load`]): the four-party federation saturated by writer tasks,
 //!    synced; records per second at every relay, and the ratio to the verify limit
-//!    `cores × batch-verify rate ÷ relays`. Twice: with the member actors signing each
-//!    record, and with every record signed by its writer before the run and submitted
-//!    pre-signed (SPEC §12 D8).
+//!    `cores × batch-verify rate ÷ relays`. With the member actors signing each record,
+//!    first with the process's nodes sharing a memo of passed signature checks
+//!    (co-located, the default of `[runtime] shared_verification`) and then with every
+//!    node checking every signature it takes (per node, as on machines of their own); and
+//!    with every record signed by its writer before the run and submitted pre-signed (SPEC
+//!    §12 D8).
 //! 3. **Latency and failover**: the four-party federation with its own workload (nominal
 //!    load) for the urgent and non-urgent latencies; then its relays are crashed one by
 //!    one, and each failover timed from the crash to the new relay's first block.
@@ -128,7 +131,10 @@ pub fn run(options: &Options) -> Result<Value> {
         .enable_all()
         .build()?;
 
-    progress.step(1, "four-party federation, saturated, synced ...");
+    progress.step(
+        1,
+        "four-party federation, saturated, synced (co-located, then per node) ...",
+    );
     let mut saturated_config = FederationConfig::four_party();
     // No rotation inside the window: a rotation is not what this run measures.
     saturated_config.timing.period = Duration::from_secs(600);
@@ -151,6 +157,33 @@ pub fn run(options: &Options) -> Result<Value> {
         return Ok(stopped(
             started,
             json!({ "limits": limits_json(&limits, cores) }),
+        ));
+    };
+
+    // The same with each node checking every signature it takes, as on its own machine:
+    // the co-located memo (`[runtime] shared_verification`) off.
+    let mut per_node_config = FederationConfig::four_party();
+    per_node_config.timing.period = Duration::from_secs(600);
+    per_node_config.runtime.shared_verification = false;
+    let per_node = runtime.block_on(unless_stopped(
+        stop,
+        load::run(
+            &temp.path().join("four-party-per-node"),
+            RunSpec {
+                config: per_node_config,
+                load: Load::Saturate,
+                warm_up: d.warm_up,
+                window: d.window,
+                drain: d.drain,
+                serve_timeout: Duration::from_secs(10),
+                failovers: 0,
+            },
+        ),
+    ));
+    let Some(per_node) = per_node.transpose()? else {
+        return Ok(stopped(
+            started,
+            json!({ "limits": limits_json(&limits, cores), "saturated_records_per_s": saturated.records_per_s }),
         ));
     };
 
@@ -241,6 +274,7 @@ pub fn run(options: &Options) -> Result<Value> {
         verify_limit,
         relays,
         saturated: &saturated,
+        per_node: &per_node,
         signed: &signed,
         nominal: &nominal,
         scaling: &scaling,
@@ -282,6 +316,7 @@ struct Assembly<'a> {
     verify_limit: f64,
     relays: usize,
     saturated: &'a RunResult,
+    per_node: &'a RunResult,
     signed: &'a RunResult,
     nominal: &'a RunResult,
     scaling: &'a [Value],
@@ -389,6 +424,8 @@ fn assemble(a: &Assembly<'_>) -> Value {
         "limits": limits,
         "e2e": {
             "four_party": run_json(a.saturated, a.verify_limit),
+            "four_party_per_node": run_json(a.per_node, a.verify_limit),
+            "verification": "four_party: the nodes of the process share a memo of passed signature checks (co-located, the default); four_party_per_node: every node checks every signature it takes, as on a machine of its own",
             "large": {
                 "members": large["members"],
                 "records_per_s": large_rate,
@@ -452,6 +489,27 @@ fn met(v: &Value) -> &'static str {
     }
 }
 
+/// A row of the end-to-end table for a saturated run's JSON.
+fn saturated_row(label: &str, e: &Value) -> Vec<String> {
+    let pair = |a: &Value, b: &Value| format!("{} / {}", num(a), num(b));
+    vec![
+        label.to_string(),
+        num(&e["records_per_s"]),
+        num(&e["ratio_to_verify_limit"]),
+        pair(
+            &e["latency_ms"]["urgent"]["p50"],
+            &e["latency_ms"]["urgent"]["p99"],
+        ),
+        pair(
+            &e["latency_ms"]["normal"]["p50"],
+            &e["latency_ms"]["normal"]["p99"],
+        ),
+        num(&e["relay_blocks_per_s"]),
+        e["elections_in_run"].to_string(),
+        num(&e["drained_s"]),
+    ]
+}
+
 /// The table `ieschain bench` prints: Markdown, so it pastes into BENCHMARKS.md as is.
 pub fn table(v: &Value) -> String {
     let mut out = String::new();
@@ -492,7 +550,6 @@ pub fn table(v: &Value) -> String {
     ));
 
     let large = &v["e2e"]["large"];
-    let pair = |a: &Value, b: &Value| format!("{} / {}", num(a), num(b));
     out.push('\n');
     out.push_str(&markdown::table(
         &[
@@ -506,22 +563,11 @@ pub fn table(v: &Value) -> String {
             ("drained s", true),
         ],
         [
-            vec![
-                "four-party, saturated".to_string(),
-                num(&e["records_per_s"]),
-                num(&e["ratio_to_verify_limit"]),
-                pair(
-                    &e["latency_ms"]["urgent"]["p50"],
-                    &e["latency_ms"]["urgent"]["p99"],
-                ),
-                pair(
-                    &e["latency_ms"]["normal"]["p50"],
-                    &e["latency_ms"]["normal"]["p99"],
-                ),
-                num(&e["relay_blocks_per_s"]),
-                e["elections_in_run"].to_string(),
-                num(&e["drained_s"]),
-            ],
+            saturated_row("four-party, saturated (co-located)", e),
+            saturated_row(
+                "four-party, saturated, per node",
+                &v["e2e"]["four_party_per_node"],
+            ),
             {
                 let s = &v["e2e"]["four_party_signed"]["run"];
                 vec![
