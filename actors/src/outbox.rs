@@ -83,7 +83,9 @@ impl Outbox {
     /// Seals and sends one message.
     pub fn send(&mut self, to: Address, message: &Message) {
         let seq = self.next_seq.entry(to).or_insert(0);
-        *seq += 1;
+        // A peer's `Resync` can set the count anywhere (see `resync`); at the top it stays
+        // there, and that peer refuses the repeats: a link lost, never a node.
+        *seq = seq.saturating_add(1);
         let envelope = Envelope::seal(&self.key, to, self.incarnation, *seq, message);
         self.transport.send(envelope);
     }
@@ -93,7 +95,7 @@ impl Outbox {
         let payload = ieschain_core::codec::encode(message);
         for to in to {
             let seq = self.next_seq.entry(*to).or_insert(0);
-            *seq += 1;
+            *seq = seq.saturating_add(1);
             let envelope =
                 Envelope::seal_encoded(&self.key, *to, self.incarnation, *seq, payload.clone());
             self.transport.send(envelope);
@@ -106,6 +108,16 @@ impl Outbox {
     /// left behind: the node moves to the next. Otherwise its seqs to the peer move past
     /// `seq`. Either way its next envelopes are fresh to the peer.
     pub fn resync(&mut self, peer: Address, incarnation: u32, seq: u64) {
+        // A signed `Resync` from a registered peer may still claim anything: one that
+        // leaves no incarnation above it is ignored rather than overflowing.
+        if incarnation == u32::MAX {
+            log::warn!(
+                "node {}: peer {} claims to have seen incarnation {incarnation}; ignored",
+                self.address().short(),
+                peer.short()
+            );
+            return;
+        }
         if incarnation > self.incarnation {
             log::warn!(
                 "node {}: peer {} has seen its incarnation {incarnation}; moving to {}",
@@ -393,5 +405,43 @@ mod tests {
         };
         behind.resync(to, incarnation, seq);
         assert!(deliver(&mut behind, &kept, &mut inbox, to).is_ok());
+    }
+
+    /// A hostile peer's `Resync` at the top of every counter overflows nothing: an
+    /// incarnation with none above it is ignored, and a seq at the top stays there.
+    #[test]
+    fn a_resync_at_the_limits_overflows_nothing() {
+        let federation = SampleFederation::four_party(1, 2);
+        let (sender, peer) = (
+            federation.members[0].key.clone(),
+            federation.members[1].key.address(),
+        );
+        let kept = Arc::new(Kept::default());
+        let store = Arc::new(MemoryStore::new(federation.genesis.clone()));
+        let mut outbox = Outbox::new(
+            sender.clone(),
+            2,
+            HolderStore::new(store, sender.address()),
+            kept.clone(),
+            Arc::new(SystemClock),
+            Arc::new(|_: &Event| {}),
+        );
+        outbox.resync(peer, u32::MAX, 7);
+        assert_eq!(
+            outbox.incarnation, 2,
+            "an incarnation with none above is ignored"
+        );
+        outbox.resync(peer, 2, u64::MAX);
+        let hello = Message::Discover {
+            consortium: ConsortiumId(0),
+        };
+        outbox.send(peer, &hello);
+        outbox.broadcast(&[peer], &hello);
+        let seqs: Vec<u64> = kept
+            .0
+            .lock()
+            .map(|k| k.iter().map(|e| e.header.seq).collect())
+            .unwrap_or_default();
+        assert_eq!(seqs, vec![u64::MAX, u64::MAX]);
     }
 }
