@@ -17,9 +17,11 @@
 //! …
 //! [supervisor]
 //! public_key = "…64 hex digits…"
+//! address = "…40 hex digits…"
 //! listen = "127.0.0.1:7100"
 //! [members.source-wind]
 //! public_key = "…64 hex digits…"
+//! address = "…40 hex digits…"
 //! listen = "127.0.0.1:7101"
 //! ```
 //!
@@ -62,6 +64,10 @@ pub struct NodeSpec {
     /// Its ed25519 public key, as 64 hex digits.
     #[serde(with = "hex_key")]
     pub public_key: PublicKey,
+    /// Its address (40 hex digits): the key's, written out for people to read and
+    /// checked against the key.
+    #[serde(with = "hex_address")]
+    pub address: Address,
     /// The UDP address its QUIC endpoint listens on.
     pub listen: SocketAddr,
 }
@@ -230,6 +236,16 @@ impl ChainSpec {
                     "not a valid ed25519 key, or of small order".into(),
                 ));
             }
+            if node.address != node.public_key.address() {
+                return Err(invalid(
+                    format!("{key}.address"),
+                    format!(
+                        "{} is not the address of its public key, {}",
+                        node.address,
+                        node.public_key.address()
+                    ),
+                ));
+            }
             if let Some(other) = keys.insert(node.public_key, party.clone()) {
                 return Err(invalid(
                     format!("{key}.public_key"),
@@ -350,17 +366,16 @@ impl ChainSpec {
             });
         }
         let at = |offset: u64| SocketAddr::new(host, (u64::from(base_port) + offset) as u16);
-        let supervisor = NodeSpec {
-            public_key: key("supervisor")?,
-            listen: at(0),
+        let node = |public_key: PublicKey, listen| NodeSpec {
+            public_key,
+            address: public_key.address(),
+            listen,
         };
+        let supervisor = node(key("supervisor")?, at(0));
         let mut members = BTreeMap::new();
         for (offset, member) in (1..).zip(config.members()) {
-            let node = NodeSpec {
-                public_key: key(&member.name)?,
-                listen: at(offset),
-            };
-            members.insert(member.name, node);
+            let spec = node(key(&member.name)?, at(offset));
+            members.insert(member.name, spec);
         }
         let spec = ChainSpec {
             federation,
@@ -374,6 +389,29 @@ impl ChainSpec {
 
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+mod hex_address {
+    use ieschain_core::Address;
+
+    pub(super) fn serialize<S: serde::Serializer>(a: &Address, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&a.to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Address;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an address as 40 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Address, E> {
+                Address::from_hex(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
 }
 
 mod hex_key {
@@ -464,9 +502,20 @@ mod tests {
         let east = shared.members["grid-east"];
         if let Some(west) = shared.members.get_mut("grid-west") {
             west.public_key = east.public_key;
+            west.address = east.address;
         }
         let err = shared.check("s.toml").expect_err("refused");
         assert!(err.to_string().contains("the same key as"), "{err}");
+
+        let mut wrong_address = spec.clone();
+        if let Some(west) = wrong_address.members.get_mut("grid-west") {
+            west.address = east.address;
+        }
+        let err = wrong_address.check("s.toml").expect_err("refused");
+        assert!(
+            err.to_string().contains("members.grid-west.address"),
+            "{err}"
+        );
 
         let mut same_port = spec.clone();
         if let Some(west) = same_port.members.get_mut("grid-west") {
