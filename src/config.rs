@@ -525,6 +525,14 @@ impl Default for RecordRates {
 }
 
 impl RecordRates {
+    /// The kinds a member generates (a rate above 0), with their rates per second.
+    pub fn generated(&self) -> Vec<(RecordKind, f64)> {
+        self.iter()
+            .into_iter()
+            .filter(|(_, rate)| *rate > 0.0)
+            .collect()
+    }
+
     /// Every configurable kind with its rate, in declaration order.
     pub fn iter(&self) -> [(RecordKind, f64); 7] {
         [

@@ -465,13 +465,7 @@ impl Federation {
         let (genesis, keys) = config.genesis_with(seed, &builder.keys)?;
         let timing = config.machine_timing();
         let rates = Rates {
-            per_kind: config
-                .workload
-                .records
-                .iter()
-                .into_iter()
-                .filter(|(_, rate)| *rate > 0.0)
-                .collect(),
+            per_kind: config.workload.records.generated(),
         };
         let events = builder
             .events

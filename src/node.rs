@@ -354,14 +354,7 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
             Some(consortium) => {
                 let workload = workload.map(|length| {
                     let rates = Rates {
-                        per_kind: spec
-                            .federation
-                            .workload
-                            .records
-                            .iter()
-                            .into_iter()
-                            .filter(|(_, rate)| *rate > 0.0)
-                            .collect(),
+                        per_kind: spec.federation.workload.records.generated(),
                     };
                     Workload::new(
                         rates,

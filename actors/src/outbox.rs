@@ -281,6 +281,24 @@ mod tests {
         }
     }
 
+    /// `sender`'s outbox at `incarnation`, on a store of its own, sending into `kept`.
+    fn kept_outbox(
+        federation: &SampleFederation,
+        sender: &Keypair,
+        incarnation: u32,
+        kept: &Arc<Kept>,
+    ) -> Outbox {
+        let store = Arc::new(MemoryStore::new(federation.genesis.clone()));
+        Outbox::new(
+            sender.clone(),
+            incarnation,
+            HolderStore::new(store, sender.address()),
+            kept.clone(),
+            Arc::new(SystemClock),
+            Arc::new(|_: &Event| {}),
+        )
+    }
+
     /// An envelope overtaken on its way by a later one to the same recipient is still
     /// accepted when its sender sent many envelopes to others in between: seqs count per
     /// recipient, so the recipient's replay window spans its own traffic only.
@@ -293,15 +311,7 @@ mod tests {
             federation.members[2].key.clone(),
         );
         let kept = Arc::new(Kept::default());
-        let store = Arc::new(MemoryStore::new(federation.genesis.clone()));
-        let mut outbox = Outbox::new(
-            sender.clone(),
-            0,
-            HolderStore::new(store, sender.address()),
-            kept.clone(),
-            Arc::new(SystemClock),
-            Arc::new(|_: &Event| {}),
-        );
+        let mut outbox = kept_outbox(&federation, &sender, 0, &kept);
         let message = Message::Discover {
             consortium: ConsortiumId(0),
         };
@@ -417,15 +427,7 @@ mod tests {
             federation.members[1].key.address(),
         );
         let kept = Arc::new(Kept::default());
-        let store = Arc::new(MemoryStore::new(federation.genesis.clone()));
-        let mut outbox = Outbox::new(
-            sender.clone(),
-            2,
-            HolderStore::new(store, sender.address()),
-            kept.clone(),
-            Arc::new(SystemClock),
-            Arc::new(|_: &Event| {}),
-        );
+        let mut outbox = kept_outbox(&federation, &sender, 2, &kept);
         outbox.resync(peer, u32::MAX, 7);
         assert_eq!(
             outbox.incarnation, 2,

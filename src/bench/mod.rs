@@ -135,51 +135,38 @@ pub fn run(options: &Options) -> Result<Value> {
         1,
         "four-party federation, saturated, synced (co-located, then per node) ...",
     );
-    let mut saturated_config = FederationConfig::four_party();
-    // No rotation inside the window: a rotation is not what this run measures.
-    saturated_config.timing.period = Duration::from_secs(600);
-    let saturated = runtime.block_on(unless_stopped(
-        stop,
-        load::run(
-            &temp.path().join("four-party-saturated"),
-            RunSpec {
-                config: saturated_config,
-                load: Load::Saturate,
-                warm_up: d.warm_up,
-                window: d.window,
-                drain: d.drain,
-                serve_timeout: Duration::from_secs(10),
-                failovers: 0,
-            },
-        ),
-    ));
+    // Four-party, saturated, no rotation inside the window (a rotation is not what these
+    // runs measure): `name` is its directory, `load` its writers, `shared` whether its
+    // nodes share the verification memo (`[runtime] shared_verification`).
+    let saturated_run = |name: &str, load: Load, shared: bool| {
+        let mut config = FederationConfig::four_party();
+        config.timing.period = Duration::from_secs(600);
+        config.runtime.shared_verification = shared;
+        runtime.block_on(unless_stopped(
+            stop,
+            load::run(
+                &temp.path().join(name),
+                RunSpec {
+                    config,
+                    load,
+                    warm_up: d.warm_up,
+                    window: d.window,
+                    drain: d.drain,
+                    serve_timeout: Duration::from_secs(10),
+                    failovers: 0,
+                },
+            ),
+        ))
+    };
+    let saturated = saturated_run("four-party-saturated", Load::Saturate, true);
     let Some(saturated) = saturated.transpose()? else {
         return Ok(stopped(
             started,
             json!({ "limits": limits_json(&limits, cores) }),
         ));
     };
-
-    // The same with each node checking every signature it takes, as on its own machine:
-    // the co-located memo (`[runtime] shared_verification`) off.
-    let mut per_node_config = FederationConfig::four_party();
-    per_node_config.timing.period = Duration::from_secs(600);
-    per_node_config.runtime.shared_verification = false;
-    let per_node = runtime.block_on(unless_stopped(
-        stop,
-        load::run(
-            &temp.path().join("four-party-per-node"),
-            RunSpec {
-                config: per_node_config,
-                load: Load::Saturate,
-                warm_up: d.warm_up,
-                window: d.window,
-                drain: d.drain,
-                serve_timeout: Duration::from_secs(10),
-                failovers: 0,
-            },
-        ),
-    ));
+    // The same with each node checking every signature it takes, as on its own machine.
+    let per_node = saturated_run("four-party-per-node", Load::Saturate, false);
     let Some(per_node) = per_node.transpose()? else {
         return Ok(stopped(
             started,
@@ -188,23 +175,7 @@ pub fn run(options: &Options) -> Result<Value> {
     };
 
     progress.step(2, "four-party federation, saturated, pre-signed ...");
-    let mut signed_config = FederationConfig::four_party();
-    signed_config.timing.period = Duration::from_secs(600);
-    let signed = runtime.block_on(unless_stopped(
-        stop,
-        load::run(
-            &temp.path().join("four-party-signed"),
-            RunSpec {
-                config: signed_config,
-                load: Load::SaturateSigned,
-                warm_up: d.warm_up,
-                window: d.window,
-                drain: d.drain,
-                serve_timeout: Duration::from_secs(10),
-                failovers: 0,
-            },
-        ),
-    ));
+    let signed = saturated_run("four-party-signed", Load::SaturateSigned, true);
     let Some(signed) = signed.transpose()? else {
         return Ok(stopped(
             started,
