@@ -425,13 +425,12 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             quick,
             json.as_deref(),
             report.as_deref(),
-            if cluster {
-                Some("cluster")
-            } else {
-                experiment.as_deref()
+            match (scale_child, cluster, experiment.as_deref()) {
+                (Some(members), _, _) => BenchPart::ScaleChild(members),
+                (None, true, _) => BenchPart::Cluster { load_factor },
+                (None, false, Some(name)) => BenchPart::Experiment(name.to_string()),
+                (None, false, None) => BenchPart::Whole,
             },
-            scale_child,
-            load_factor,
         ) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(INTERRUPTED),
@@ -997,16 +996,28 @@ enum SimulateEnd {
     Stopped,
 }
 
-/// `ieschain bench`: the bench, the window experiment, or one scaling point (a child).
+/// What `ieschain bench` runs.
+#[derive(Debug)]
+enum BenchPart {
+    /// The bench.
+    Whole,
+    /// An experiment by name (`window`).
+    Experiment(String),
+    /// The federation as processes beside one process, its workload × `load_factor`.
+    Cluster { load_factor: f64 },
+    /// One scaling point of this many members (a child of the bench).
+    ScaleChild(u64),
+}
+
+/// `ieschain bench`: the bench, an experiment, the cluster comparison, or one scaling
+/// point (a child).
 fn bench(
     quick: bool,
     json_path: Option<&Path>,
     report_path: Option<&Path>,
-    experiment: Option<&str>,
-    scale_child: Option<u64>,
-    load_factor: f64,
+    part: BenchPart,
 ) -> Result<bool, String> {
-    if let Some(members) = scale_child {
+    if let BenchPart::ScaleChild(members) = part {
         let value = crate::bench::scale_child(members, quick).map_err(|e| format!("{e:#}"))?;
         println!("{}{value}", crate::bench::CHILD_LINE);
         return Ok(true);
@@ -1017,22 +1028,24 @@ fn bench(
             std::fs::File::create(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
         }
     }
-    let (value, markdown) = match experiment {
-        Some("window") => {
+    let (value, markdown) = match part {
+        BenchPart::Experiment(name) if name == "window" => {
             let value = crate::bench::window::run(quick).map_err(|e| format!("{e:#}"))?;
             print!("{}", crate::bench::window::table(&value));
             let markdown = crate::bench::window::markdown(&value);
             (value, markdown)
         }
-        Some("cluster") => {
+        BenchPart::Cluster { load_factor } => {
             let stop = StopSignal::install()?;
             let value = crate::bench::cluster::run(quick, load_factor, &stop)
                 .map_err(|e| format!("{e:#}"))?;
             let markdown = crate::bench::cluster::table(&value);
             (value, markdown)
         }
-        Some(other) => return Err(format!("--experiment {other}: unknown experiment")),
-        None => {
+        BenchPart::Experiment(other) => {
+            return Err(format!("--experiment {other}: unknown experiment"))
+        }
+        BenchPart::ScaleChild(_) | BenchPart::Whole => {
             let options = crate::bench::Options {
                 quick,
                 stop: StopSignal::install()?,
