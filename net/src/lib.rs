@@ -10,8 +10,9 @@
 //! key's PKCS#8 form). Both ends present theirs (mutual TLS), and both check the other's
 //! with a custom verifier (`tls.rs`): the certificate's ed25519 key must be one of the
 //! configured peers' keys — for the dialer, the key of the very peer it dialed — and the
-//! TLS 1.3 handshake signature must verify under it
-//! (`rustls::crypto::verify_tls13_signature`). There is no certificate authority, and the
+//! TLS 1.3 handshake signature must verify under that same key, passed to rustls as a raw
+//! key (`rustls::crypto::verify_tls13_signature_with_raw_key`): the certificate is parsed
+//! once, and what it holds besides the key decides nothing. There is no certificate authority, and the
 //! certificate's dates and self-signature are not checked: the handshake signature is the
 //! proof of the key. An unknown or wrong key is refused at the handshake and counted in
 //! [`NetStats::refused_handshakes`]. Session resumption is off, so every connection is

@@ -18,7 +18,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{IdleTimeout, TransportConfig, VarInt};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
@@ -32,6 +32,12 @@ pub const ALPN: &[u8] = b"ieschain/1";
 
 /// The TLS server name a dialer sends. Nothing checks it: the dialer checks the key.
 pub(crate) const SERVER_NAME: &str = "ieschain";
+
+/// The DER of an ed25519 SubjectPublicKeyInfo (RFC 8410) up to the key's 32 bytes:
+/// SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (no unused bits) }.
+const ED25519_SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
 
 /// How many unidirectional streams a peer may hold open on one connection: one per
 /// [`crate::Class`], and slack for a stream being replaced.
@@ -90,11 +96,27 @@ impl PeerVerifier {
         certificate: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, certificate, dss, &self.algorithms)
-            .inspect_err(|e| {
-                log::info!("net: refused a handshake signature: {e}");
-                bump(&self.counters.refused_handshakes);
-            })
+        // The signature is checked against the very key the certificate check accepted
+        // (read once, by `certificate_key`), as a raw key: no second parse of the
+        // certificate decides what the signature is checked against.
+        let Some(key) = certificate_key(certificate).filter(|k| self.accepted.contains(k)) else {
+            bump(&self.counters.refused_handshakes);
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            ));
+        };
+        let mut spki = ED25519_SPKI_PREFIX.to_vec();
+        spki.extend_from_slice(&key.0);
+        rustls::crypto::verify_tls13_signature_with_raw_key(
+            message,
+            &SubjectPublicKeyInfoDer::from(spki.as_slice()),
+            dss,
+            &self.algorithms,
+        )
+        .inspect_err(|e| {
+            log::info!("net: refused a handshake signature: {e}");
+            bump(&self.counters.refused_handshakes);
+        })
     }
 }
 

@@ -240,3 +240,36 @@ fn another_partys_key_a_stranger_or_a_spec_of_another_federation_fail_clearly() 
     );
     assert_eq!(code, 0, "{output}");
 }
+
+/// The first signal stops a node cleanly (exit 0, its report written); a second one that
+/// follows at once forces the exit (130), as `run` does.
+#[test]
+fn a_second_signal_forces_a_node_out() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let mut cluster = Cluster::new(&FederationConfig::four_party());
+    for (name, signals, code) in [
+        ("supervisor", &[Signal::SIGTERM][..], 0),
+        ("grid-east", &[Signal::SIGINT, Signal::SIGTERM][..], 130),
+    ] {
+        cluster.start(name, &[]);
+        wait_until(Duration::from_secs(20), "the node listening", || {
+            cluster.log(name).contains("listening on").then_some(())
+        });
+        let mut child = cluster.children.remove(name).expect("running");
+        for signal in signals {
+            kill(Pid::from_raw(child.id() as i32), *signal).expect("signal");
+        }
+        let status = wait_until(Duration::from_secs(30), "the node to exit", || {
+            child.try_wait().expect("wait")
+        });
+        assert_eq!(status.code(), Some(code), "{name}\n{}", cluster.log(name));
+        let report = cluster.data(name).join("report.json");
+        assert_eq!(
+            report.exists(),
+            code == 0,
+            "{name}: a report only after a clean stop"
+        );
+    }
+}
