@@ -528,6 +528,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
     let seed = seed.unwrap_or(config.seed);
     let members = config.member_count() as usize;
     let consortiums = config.consortiums.len();
+    let lane_names: Vec<String> = config.consortiums.iter().map(|c| c.name.clone()).collect();
     println!(
         "ieschain run: {origin}, {consortiums} consortiums, {members} members, seed {seed}, data in {}, for {duration} s",
         data.display()
@@ -662,6 +663,7 @@ fn run(args: &RunArgs) -> Result<(), String> {
         config: origin,
         members,
         consortiums,
+        lane_names,
         invariants_broken: Vec::new(),
         stopped_by_signal: stopped,
     };
@@ -771,6 +773,7 @@ fn simulate(args: &SimulateArgs) -> Result<SimulateEnd, String> {
     let mermaid_file = mermaid_path.map(create_mermaid).transpose()?;
     let members = config.member_count() as usize;
     let consortiums = config.consortiums.len();
+    let lane_names: Vec<String> = config.consortiums.iter().map(|c| c.name.clone()).collect();
     let mut simulation = Simulation::new(config, seed, until_ms);
     simulation.plan = plan;
     simulation.keep_events = event_log.is_some();
@@ -889,6 +892,7 @@ fn simulate(args: &SimulateArgs) -> Result<SimulateEnd, String> {
         config: origin.clone(),
         members,
         consortiums,
+        lane_names,
         invariants_broken: outcome.broken.clone(),
         stopped_by_signal: outcome.stopped_at_ms.is_some(),
     };

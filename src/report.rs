@@ -26,6 +26,8 @@ pub struct RunInfo {
     pub members: usize,
     /// Consortiums in the federation.
     pub consortiums: usize,
+    /// The consortiums' names, by id: each lane's name.
+    pub lane_names: Vec<String>,
     /// Invariants that broke (empty when none did).
     pub invariants_broken: Vec<String>,
     /// Whether SIGINT or SIGTERM ended it before its duration ([`crate::lifecycle`]).
@@ -137,6 +139,8 @@ pub struct TradesReport {
 pub struct StallReport {
     /// The lane (consortium id).
     pub lane: u16,
+    /// The lane's name (its consortium's).
+    pub lane_name: String,
     /// The waiting configuration's epoch.
     pub epoch: u64,
     /// Its relay, full hex.
@@ -212,6 +216,11 @@ pub fn report(info: &RunInfo, stats: &Stats, name: &dyn Fn(&Address) -> String) 
             .iter()
             .map(|s| StallReport {
                 lane: s.lane.0,
+                lane_name: info
+                    .lane_names
+                    .get(usize::from(s.lane.0))
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{}", s.lane.0)),
                 epoch: s.epoch,
                 relay: s.relay.to_string(),
                 relay_name: name(&s.relay),
