@@ -1512,7 +1512,7 @@ mod serde_public_key {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         match key {
-            Some(key) => s.serialize_str(&to_hex(&key.0)),
+            Some(key) => s.serialize_str(&hex::encode(key.0)),
             None => s.serialize_none(),
         }
     }
@@ -1530,32 +1530,20 @@ mod serde_public_key {
                 )
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Option<PublicKey>, E> {
-                match from_hex(v).map(PublicKey) {
-                    Some(key) if !key.is_weak() => Ok(Some(key)),
-                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
-                }
+                public_key_from_hex(v)
+                    .map(Some)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
             }
         }
         d.deserialize_str(Visitor)
     }
 }
 
-/// Lowercase hex of `bytes`.
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// 32 bytes from 64 hex digits.
-fn from_hex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(text.as_bytes().chunks(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(out)
+/// An ed25519 public key from 64 hex digits, valid and not of small order.
+pub(crate) fn public_key_from_hex(text: &str) -> Option<PublicKey> {
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text, &mut bytes).ok()?;
+    Some(PublicKey(bytes)).filter(|key| !key.is_weak())
 }
 
 /// Turns a deserialisation error into one line naming the key, from the error's span.
@@ -1638,7 +1626,8 @@ fn join_key(base: &str, field: &str) -> String {
     }
 }
 
-fn one_line(text: &str) -> String {
+/// `text` on one line, its runs of white space made single spaces.
+pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -45,9 +45,9 @@ use ieschain_actors::outbox::{EventSink, Outbox};
 use ieschain_actors::supervisor::SupervisorActor;
 use ieschain_actors::transport::Transport;
 use ieschain_actors::workload::{Rates, Workload};
-use ieschain_core::genesis::{Directory, Genesis};
+use ieschain_core::genesis::Directory;
 use ieschain_core::node::Event;
-use ieschain_core::{Address, ConsortiumId, Hash};
+use ieschain_core::{Address, Hash};
 use ieschain_net::{NetConfig, NetError, Peer};
 use ieschain_storage::{ChainStore, HolderStore, RocksOptions, RocksStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -325,26 +325,15 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
     );
     let timing = spec.federation.machine_timing();
     let started = Instant::now();
-    let consortium = member_consortium(&genesis, &address);
+    // `None` for the supervisor.
+    let consortium = directory.get(&address).and_then(|known| known.consortium);
     let system = actix::System::new();
     let ended = system.block_on(async {
-        // Until a signal, the end of `--duration`, or the actor's own stop (a store it
-        // cannot recover from).
-        let until = |alive: Box<dyn Fn() -> bool>| {
-            let stop = stop.clone();
-            async move {
-                while !stop.requested() && duration.is_none_or(|d| started.elapsed() < d) && alive()
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
         match consortium {
             None => {
                 let actor =
                     SupervisorActor::new(outbox, &genesis, directory.clone(), timing).start();
-                let watched = actor.clone();
-                until(Box::new(move || watched.connected())).await;
+                until_stopped(stop, duration, started, || actor.connected()).await;
                 if !actor.connected() {
                     return Ended::Died;
                 }
@@ -374,8 +363,7 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
                 )
                 .with_line(spec.federation.line_capacity_wh(&name))
                 .start();
-                let watched = actor.clone();
-                until(Box::new(move || watched.connected())).await;
+                until_stopped(stop, duration, started, || actor.connected()).await;
                 let Ok(status) = actor.send(Status).await else {
                     return Ended::Died;
                 };
@@ -415,9 +403,7 @@ pub fn run_node(options: NodeOptions, stop: &StopSignal) -> Result<NodeReport, N
     let report = NodeReport {
         name,
         address: address.to_string(),
-        consortium: consortium
-            .and_then(|c| genesis.consortiums.get(c.0 as usize))
-            .map(|c| c.name.clone()),
+        consortium: consortium.map(|c| genesis.consortium_name(c)),
         incarnation,
         ran_ms: started.elapsed().as_millis() as u64,
         relay: status.as_ref().is_some_and(|s| s.relay),
@@ -489,6 +475,19 @@ impl Gathered {
                 self.log = None;
             }
         }
+    }
+}
+
+/// Waits until a stop is asked, `duration` has passed since `started`, or `alive` says
+/// that the actor stopped on its own (a store it cannot recover from).
+async fn until_stopped(
+    stop: &StopSignal,
+    duration: Option<Duration>,
+    started: Instant,
+    alive: impl Fn() -> bool,
+) {
+    while !stop.requested() && duration.is_none_or(|d| started.elapsed() < d) && alive() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -598,13 +597,4 @@ fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => std::fs::File::open(dir)?.sync_all(),
         _ => Ok(()),
     }
-}
-
-/// The consortium of the member at `address`; `None` for the supervisor.
-fn member_consortium(genesis: &Genesis, address: &Address) -> Option<ConsortiumId> {
-    genesis
-        .consortiums
-        .iter()
-        .find(|c| c.members.iter().any(|m| m.address == *address))
-        .map(|c| c.id)
 }

@@ -38,7 +38,7 @@ use ieschain_core::{Address, PublicKey};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::config::{ConfigError, FederationConfig};
+use crate::config::{one_line, ConfigError, FederationConfig};
 use crate::keys::{KeyError, NodeKey};
 
 /// Spec files larger than this are refused before they are read.
@@ -387,10 +387,6 @@ impl ChainSpec {
     }
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 mod hex_address {
     use ieschain_core::Address;
 
@@ -431,13 +427,11 @@ mod hex_key {
         impl serde::de::Visitor<'_> for Visitor {
             type Value = PublicKey;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an ed25519 public key as 64 hex digits")
+                f.write_str("an ed25519 public key as 64 hex digits, valid and not of small order")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PublicKey, E> {
-                let mut bytes = [0u8; 32];
-                hex::decode_to_slice(v, &mut bytes)
-                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Str(v), &self))?;
-                Ok(PublicKey(bytes))
+                crate::config::public_key_from_hex(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
             }
         }
         d.deserialize_str(Visitor)

@@ -871,3 +871,102 @@ fn verify_names_a_damaged_store_for_what_it_is() {
         "{stdout}{stderr}"
     );
 }
+
+/// `spec` and `node` refuse bad input with exit 2 and the reason, before they write
+/// anything or start a node: bad flags, a spec that is missing or would be overwritten,
+/// ports past 65535, and a data directory whose `node.toml` is not one, or that holds a
+/// database `node` did not make.
+#[test]
+fn spec_and_node_refuse_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (keys, spec) = (path("keys"), path("spec.toml"));
+
+    let (code, _, stderr) = outcome(&ieschain(&[
+        "spec",
+        "--from",
+        "four-party",
+        "--keys",
+        &keys,
+        "--out",
+        &spec,
+        "--base-port",
+        "65530",
+    ]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("run past port 65535"), "{stderr}");
+    assert!(!dir.path().join("spec.toml").exists());
+
+    let (code, stdout, stderr) = outcome(&ieschain(&[
+        "spec",
+        "--from",
+        "four-party",
+        "--keys",
+        &keys,
+        "--out",
+        &spec,
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("the supervisor and 17 members"), "{stdout}");
+    let (code, _, stderr) = outcome(&ieschain(&[
+        "spec",
+        "--from",
+        "four-party",
+        "--keys",
+        &keys,
+        "--out",
+        &spec,
+    ]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("never overwritten"), "{stderr}");
+
+    let key = path("keys/grid-east.key");
+    let node = |data: &str, extra: &[&str]| {
+        let mut args = vec!["node", "--spec", &spec, "--key", &key, "--data", data];
+        args.extend_from_slice(extra);
+        outcome(&ieschain(&args))
+    };
+    let fresh = path("fresh");
+    for (flags, says) in [
+        (&["--duration", "0"][..], "--duration"),
+        (&["--workload-for", "forever"][..], "--workload-for"),
+        (&["--listen", "not-an-address"][..], "--listen"),
+    ] {
+        let (code, _, stderr) = node(&fresh, flags);
+        assert_eq!(code, 2, "{flags:?}");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+    let (code, _, stderr) = outcome(&ieschain(&[
+        "node",
+        "--spec",
+        &path("missing.toml"),
+        "--key",
+        &key,
+        "--data",
+        &fresh,
+    ]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+    assert!(
+        !dir.path().join("fresh").exists(),
+        "nothing written for a refused start"
+    );
+
+    let garbage = dir.path().join("garbage");
+    std::fs::create_dir_all(&garbage).unwrap();
+    std::fs::write(garbage.join("node.toml"), "address = 7\n").unwrap();
+    let (code, _, stderr) = node(garbage.to_str().unwrap(), &["--duration", "1"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("node.toml is not a node identity"),
+        "{stderr}"
+    );
+
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("CURRENT"), "MANIFEST-000001\n").unwrap();
+    let (code, _, stderr) = node(foreign.to_str().unwrap(), &["--duration", "1"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("not made by `ieschain node`"), "{stderr}");
+    assert!(!foreign.join("node.toml").exists());
+}

@@ -4,77 +4,38 @@
 //! and per-recipient sequences.
 //!
 //! Envelopes to a node of this process (registered here) are delivered to its mailbox
-//! directly; every other goes to the network, in the traffic class its message's tag
-//! names ([`Traffic::of_encoded`]): control traffic (heartbeats, elections, activations,
-//! acknowledgements, replication) on its own stream, ahead of bulk.
+//! directly; every other goes to the network, which sends control traffic (heartbeats,
+//! elections, activations, acknowledgements, replication) on its own stream, ahead of
+//! bulk ([`ieschain_core::message::Traffic`]).
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use actix::Recipient;
-use ieschain_core::message::{Envelope, Traffic};
+use ieschain_core::message::Envelope;
 use ieschain_core::Address;
-use ieschain_net::{Class, NetConfig, NetError, NetStats, Network};
+use ieschain_net::{NetConfig, NetError, NetStats, Network};
 
 use crate::messages::Deliver;
-use crate::transport::{Transport, TransportStats};
-
-type Routes = Arc<RwLock<BTreeMap<Address, Recipient<Deliver>>>>;
-
-/// Mailbox deliveries (bytes beside them), and envelopes dropped at a full or closed one.
-#[derive(Debug, Default)]
-struct Local {
-    delivered: AtomicU64,
-    bytes: AtomicU64,
-    dropped: AtomicU64,
-}
-
-impl Local {
-    fn deliver(&self, routes: &Routes, envelope: Envelope) {
-        let to = envelope.header.to;
-        let size = envelope.payload.len() as u64 + 128;
-        let Some(recipient) = routes.read().ok().and_then(|r| r.get(&to).cloned()) else {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        match recipient.try_send(Deliver(envelope)) {
-            Ok(()) => {
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-                self.bytes.fetch_add(size, Ordering::Relaxed);
-            }
-            Err(err) => {
-                log::debug!("network: envelope to {to} dropped at its mailbox: {err}");
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-}
+use crate::transport::{Mailboxes, Transport, TransportStats};
 
 /// The transport of a node process: its own nodes in process, the others over QUIC.
 #[derive(Debug)]
 pub struct Networked {
     network: Network,
-    routes: Routes,
-    local: Arc<Local>,
+    mailboxes: Arc<Mailboxes>,
 }
 
 impl Networked {
     /// Starts the QUIC endpoint of `config`; envelopes that arrive are delivered to the
     /// node registered for their recipient.
     pub fn start(config: NetConfig) -> Result<Networked, NetError> {
-        let routes: Routes = Arc::default();
-        let local = Arc::new(Local::default());
+        let mailboxes = Arc::new(Mailboxes::default());
         let deliver = {
-            let (routes, local) = (routes.clone(), local.clone());
-            Arc::new(move |envelope: Envelope| local.deliver(&routes, envelope))
+            let mailboxes = mailboxes.clone();
+            Arc::new(move |envelope: Envelope| mailboxes.deliver(envelope))
         };
         let network = Network::start(config, deliver)?;
-        Ok(Networked {
-            network,
-            routes,
-            local,
-        })
+        Ok(Networked { network, mailboxes })
     }
 
     /// The address the endpoint listens on.
@@ -96,40 +57,29 @@ impl Networked {
 
 impl Transport for Networked {
     fn register(&self, address: Address, recipient: Recipient<Deliver>) {
-        if let Ok(mut routes) = self.routes.write() {
-            routes.insert(address, recipient);
-        }
+        self.mailboxes.register(address, recipient);
     }
 
     fn unregister(&self, address: &Address) {
-        if let Ok(mut routes) = self.routes.write() {
-            routes.remove(address);
-        }
+        self.mailboxes.unregister(address);
     }
 
     fn send(&self, envelope: Envelope) {
-        let local = self
-            .routes
-            .read()
-            .map(|r| r.contains_key(&envelope.header.to))
-            .unwrap_or(false);
-        if local {
-            self.local.deliver(&self.routes, envelope);
-            return;
+        if self.mailboxes.hosts(&envelope.header.to) {
+            self.mailboxes.deliver(envelope);
+        } else {
+            self.network.send(envelope);
         }
-        let class = match Traffic::of_encoded(&envelope.payload) {
-            Traffic::Control => Class::Control,
-            Traffic::Bulk => Class::Bulk,
-        };
-        self.network.send(envelope, class);
     }
 
+    /// Mailbox deliveries (of this process's nodes and of what the network received),
+    /// with the bytes and drops the network counted added.
     fn stats(&self) -> TransportStats {
-        let net = self.network.stats();
+        let (local, net) = (self.mailboxes.stats(), self.network.stats());
         TransportStats {
-            delivered: self.local.delivered.load(Ordering::Relaxed),
-            bytes: self.local.bytes.load(Ordering::Relaxed) + net.bytes_out,
-            dropped: self.local.dropped.load(Ordering::Relaxed) + net.dropped,
+            bytes: local.bytes + net.bytes_out,
+            dropped: local.dropped + net.dropped,
+            ..local
         }
     }
 }

@@ -43,14 +43,80 @@ pub struct TransportStats {
     pub dropped: u64,
 }
 
-/// The in-process transport, with a partition switch for tests.
+/// The nodes of this process, by address, and what reaching their mailboxes did: the part
+/// every transport shares ([`InProcess`] for all nodes, [`crate::network::Networked`] for
+/// the nodes a process hosts).
 #[derive(Debug, Default)]
-pub struct InProcess {
+pub struct Mailboxes {
     routes: RwLock<BTreeMap<Address, Recipient<Deliver>>>,
-    isolated: Mutex<BTreeSet<Address>>,
     delivered: AtomicU64,
     bytes: AtomicU64,
     dropped: AtomicU64,
+}
+
+impl Mailboxes {
+    /// Makes `address` reachable at `recipient`.
+    pub fn register(&self, address: Address, recipient: Recipient<Deliver>) {
+        if let Ok(mut routes) = self.routes.write() {
+            routes.insert(address, recipient);
+        }
+    }
+
+    /// Makes `address` unreachable.
+    pub fn unregister(&self, address: &Address) {
+        if let Ok(mut routes) = self.routes.write() {
+            routes.remove(address);
+        }
+    }
+
+    /// Whether `address` is a node of this process.
+    pub fn hosts(&self, address: &Address) -> bool {
+        self.routes
+            .read()
+            .is_ok_and(|routes| routes.contains_key(address))
+    }
+
+    /// Hands `envelope` to its recipient's mailbox with `try_send` (SPEC §12 D8); no such
+    /// node or a full mailbox drops it, counted.
+    pub fn deliver(&self, envelope: Envelope) {
+        let (from, to) = (envelope.header.from, envelope.header.to);
+        let size = envelope.payload.len() as u64 + 128;
+        let Some(recipient) = self.routes.read().ok().and_then(|r| r.get(&to).cloned()) else {
+            self.drop_one();
+            return;
+        };
+        match recipient.try_send(Deliver(envelope)) {
+            Ok(()) => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+            }
+            Err(err) => {
+                log::debug!("transport: envelope {from} -> {to} dropped: {err}");
+                self.drop_one();
+            }
+        }
+    }
+
+    /// Counts an envelope dropped before a mailbox (a partition).
+    pub fn drop_one(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> TransportStats {
+        TransportStats {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The in-process transport, with a partition switch for tests.
+#[derive(Debug, Default)]
+pub struct InProcess {
+    mailboxes: Mailboxes,
+    isolated: Mutex<BTreeSet<Address>>,
 }
 
 impl InProcess {
@@ -76,15 +142,11 @@ impl InProcess {
 
 impl Transport for InProcess {
     fn register(&self, address: Address, recipient: Recipient<Deliver>) {
-        if let Ok(mut routes) = self.routes.write() {
-            routes.insert(address, recipient);
-        }
+        self.mailboxes.register(address, recipient);
     }
 
     fn unregister(&self, address: &Address) {
-        if let Ok(mut routes) = self.routes.write() {
-            routes.remove(address);
-        }
+        self.mailboxes.unregister(address);
     }
 
     fn send(&self, envelope: Envelope) {
@@ -94,30 +156,14 @@ impl Transport for InProcess {
             .lock()
             .map(|i| from != to && (i.contains(&from) || i.contains(&to)))
             .unwrap_or(false);
-        let route = self.routes.read().ok().and_then(|r| r.get(&to).cloned());
-        let size = envelope.payload.len() as u64 + 128;
-        match route {
-            Some(recipient) if !cut => match recipient.try_send(Deliver(envelope)) {
-                Ok(()) => {
-                    self.delivered.fetch_add(1, Ordering::Relaxed);
-                    self.bytes.fetch_add(size, Ordering::Relaxed);
-                }
-                Err(err) => {
-                    log::debug!("transport: envelope {from} -> {to} dropped: {err}");
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            },
-            _ => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        if cut {
+            self.mailboxes.drop_one();
+        } else {
+            self.mailboxes.deliver(envelope);
         }
     }
 
     fn stats(&self) -> TransportStats {
-        TransportStats {
-            delivered: self.delivered.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            dropped: self.dropped.load(Ordering::Relaxed),
-        }
+        self.mailboxes.stats()
     }
 }

@@ -15,7 +15,7 @@ use ieschain_core::{Address, PublicKey};
 /// be delivered and is refused before its bytes are read.
 pub const MAX_FRAME: usize = MAX_DECODE;
 
-/// The default bound on each outgoing queue (per peer and per [`Class`]), in envelopes.
+/// The default bound on each outgoing queue (per peer and per traffic class), in envelopes.
 ///
 /// Envelopes to one peer carry one sequence across both classes, and the receiver accepts
 /// one that arrives at most `REPLAY_WINDOW` (256) behind the highest it has seen. A class
@@ -45,26 +45,6 @@ pub struct Peer {
     pub public_key: PublicKey,
     /// Where it listens.
     pub addr: SocketAddr,
-}
-
-/// The two traffic classes. Each has its own queue and its own stream on every connection,
-/// and [`Class::Control`] is sent first, so that control frames never wait behind blocks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// Small and urgent: heartbeats, elections, acknowledgements, activations.
-    Control,
-    /// Large and patient: blocks, syncs, forwarded records.
-    Bulk,
-}
-
-impl Class {
-    /// The quinn stream priority: higher is sent first.
-    pub(crate) fn priority(self) -> i32 {
-        match self {
-            Class::Control => 1,
-            Class::Bulk => 0,
-        }
-    }
 }
 
 /// A node's network configuration.

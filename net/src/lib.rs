@@ -39,8 +39,9 @@
 //! recipient, incarnation and replay are the receiver's `Inbox`'s.
 //!
 //! # Priority
-//! Two classes ([`Class`]): Control (heartbeats, elections, acknowledgements) and Bulk
-//! (blocks). Each has its own bounded queue per peer and its own stream on a connection,
+//! Two classes, read from each envelope's message tag (`ieschain_core::message::Traffic`):
+//! Control (heartbeats, elections, activations, acknowledgements, replication) and Bulk
+//! (blocks, syncs, forwarded records). Each has its own bounded queue per peer and its own stream on a connection,
 //! Control's at the higher quinn stream priority, and the receiver reads each stream in its
 //! own task, so a control frame never waits behind a block. Order is kept within a class;
 //! between classes it is not: the receiver's replay window (256) absorbs it, since the two
@@ -64,7 +65,7 @@
 //! - Frames lost at shutdown past [`DRAIN_GRACE`] are not counted.
 //!
 //! # Layout
-//! - `config.rs`: [`NetConfig`], [`Peer`], [`Class`] and the default bounds.
+//! - `config.rs`: [`NetConfig`], [`Peer`] and the default bounds.
 //! - `identity.rs`: the node certificate, and the key in a peer's certificate.
 //! - `tls.rs`: the verifiers and the TLS and QUIC configurations.
 //! - `frame.rs`: the length-prefixed frame.
@@ -89,7 +90,7 @@ mod network;
 mod stats;
 mod tls;
 
-pub use config::{Class, NetConfig, Peer, IDLE_TIMEOUT, KEEP_ALIVE, MAX_FRAME, QUEUE};
+pub use config::{NetConfig, Peer, IDLE_TIMEOUT, KEEP_ALIVE, MAX_FRAME, QUEUE};
 pub use inbound::{CLOSE_BAD_FRAME, CLOSE_IDENTITY, CLOSE_OVERSIZED, CLOSE_REPLACED};
 pub use network::{Network, CLOSE_GRACE, DRAIN_GRACE};
 pub use stats::NetStats;

@@ -17,10 +17,10 @@ use quinn::{ConnectError, Connection, ConnectionError, Endpoint, SendStream};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use crate::config::Class;
 use crate::frame;
 use crate::stats::{add, bump, Counters};
 use crate::tls::SERVER_NAME;
+use ieschain_core::message::Traffic;
 
 /// The first wait before dialing again.
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -29,6 +29,14 @@ pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// The close code of a connection whose sender has nothing more to send.
 pub(crate) const CLOSE_DONE: u32 = 0;
+
+/// A class's quinn stream priority: control is sent first.
+fn priority(class: Traffic) -> i32 {
+    match class {
+        Traffic::Control => 1,
+        Traffic::Bulk => 0,
+    }
+}
 
 /// One encoded envelope with its length prefix.
 #[derive(Debug)]
@@ -52,10 +60,10 @@ pub(crate) struct Outbox {
 
 impl Outbox {
     /// Queues `frame` without waiting; a full or closed queue gives it back.
-    pub(crate) fn try_send(&self, frame: Frame, class: Class) -> Result<(), Frame> {
+    pub(crate) fn try_send(&self, frame: Frame, class: Traffic) -> Result<(), Frame> {
         let queue = match class {
-            Class::Control => &self.control,
-            Class::Bulk => &self.bulk,
+            Traffic::Control => &self.control,
+            Traffic::Bulk => &self.bulk,
         };
         queue.try_send(frame).map_err(|e| match e {
             mpsc::error::TrySendError::Full(f) | mpsc::error::TrySendError::Closed(f) => f,
@@ -81,7 +89,7 @@ enum LinkError {
 /// One class's queue on the link's side, and the frame in hand.
 #[derive(Debug)]
 struct Lane {
-    class: Class,
+    class: Traffic,
     queue: mpsc::Receiver<Frame>,
     pending: Option<Frame>,
     /// False once the queue is closed and empty (the network is shutting down).
@@ -89,7 +97,7 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(class: Class, queue: mpsc::Receiver<Frame>) -> Self {
+    fn new(class: Traffic, queue: mpsc::Receiver<Frame>) -> Self {
         Lane {
             class,
             queue,
@@ -134,7 +142,7 @@ impl Lane {
                 Some(stream) => stream,
                 None => {
                     let opened = connection.open_uni().await?;
-                    opened.set_priority(self.class.priority())?;
+                    opened.set_priority(priority(self.class))?;
                     stream.insert(opened)
                 }
             };
@@ -180,8 +188,8 @@ impl Link {
             addr,
             endpoint,
             client,
-            control: Lane::new(Class::Control, control_rx),
-            bulk: Lane::new(Class::Bulk, bulk_rx),
+            control: Lane::new(Traffic::Control, control_rx),
+            bulk: Lane::new(Traffic::Bulk, bulk_rx),
             counters,
         };
         let outbox = Outbox {

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ieschain_core::codec;
-use ieschain_core::message::Envelope;
+use ieschain_core::message::{Envelope, Traffic};
 use ieschain_core::{Address, PublicKey};
 use quinn::{Endpoint, EndpointConfig, TokioRuntime, VarInt};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
 
-use crate::config::{Class, NetConfig};
+use crate::config::NetConfig;
 use crate::identity::Identity;
 use crate::inbound::{self, Inbound};
 use crate::link::{Frame, Link, Outbox, CLOSE_DONE};
@@ -161,11 +161,13 @@ impl Network {
         self.local
     }
 
-    /// Queues `envelope` for `envelope.header.to` in `class`'s queue. Never blocks: an
-    /// unknown recipient, a full queue, an envelope longer than the frame bound or a send
-    /// after shutdown drops it and counts it in `dropped`.
-    pub fn send(&self, envelope: Envelope, class: Class) {
+    /// Queues `envelope` for `envelope.header.to`, in the queue of its message's traffic
+    /// class ([`Traffic::of_encoded`]: control ahead of bulk). Never blocks: an unknown
+    /// recipient, a full queue, an envelope longer than the frame bound or a send after
+    /// shutdown drops it and counts it in `dropped`.
+    pub fn send(&self, envelope: Envelope) {
         let to = envelope.header.to;
+        let class = Traffic::of_encoded(&envelope.payload);
         let body = codec::encode(&envelope);
         let prefix = match frame::prefix(&body) {
             Some(prefix) if body.len() <= self.max_frame => prefix,

@@ -40,7 +40,7 @@ const ED25519_SPKI_PREFIX: [u8; 12] = [
 ];
 
 /// How many unidirectional streams a peer may hold open on one connection: one per
-/// [`crate::Class`], and slack for a stream being replaced.
+/// traffic class, and slack for a stream being replaced.
 const INCOMING_STREAMS: u32 = 4;
 
 /// Accepts a peer's certificate only if it carries one of `accepted` keys and signs the

@@ -71,11 +71,11 @@ pub fn run(quick: bool, load: f64, stop: &StopSignal) -> Result<Value> {
         bail!("--load-factor {load}: expected a number above 0 and at most 10000");
     }
     let config = config(load)?;
+    let processes = config.member_count() + 1;
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     println!(
-        "ieschain bench --cluster: four-party, its workload ×{load}, a window of {} s, in one process and then as {} processes",
+        "ieschain bench --cluster: four-party, its workload ×{load}, a window of {} s, in one process and then as {processes} processes",
         window.as_secs(),
-        config.member_count() + 1
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -101,7 +101,6 @@ pub fn run(quick: bool, load: f64, stop: &StopSignal) -> Result<Value> {
     }
     let cluster = run_cluster(&config, &temp.path().join("cluster"), warm_up, window, stop)
         .context("the cluster run")?;
-    let processes = config.member_count() + 1;
     let value = json!({
         "load_factor": load,
         "window_s": window.as_secs_f64(),
@@ -186,7 +185,7 @@ fn run_cluster(
     let supervisor_log = &logs[0].1;
     let started = Instant::now();
     let serving_at = loop {
-        let activated: std::collections::BTreeSet<u64> = read_log(supervisor_log)
+        let activated: std::collections::BTreeSet<u64> = read_event_log(supervisor_log)
             .iter()
             .filter(|e| e["event"] == "activated")
             .filter_map(|e| e["lane"].as_u64())
@@ -194,7 +193,10 @@ fn run_cluster(
         if activated.len() == config.consortiums.len() {
             break now_ms();
         }
-        if started.elapsed() > SERVE_TIMEOUT || stop.requested() {
+        if stop.requested() {
+            bail!("stopped by a signal");
+        }
+        if started.elapsed() > SERVE_TIMEOUT {
             bail!(
                 "the lanes did not all serve within {SERVE_TIMEOUT:?} (logs in {})",
                 dir.display()
@@ -279,7 +281,7 @@ fn count(
     }
     let mut seen: Vec<(u64, Seen)> = Vec::new();
     for (_, path) in logs {
-        for event in read_log(path) {
+        for event in read_event_log(path) {
             let Some(at) = event["at"].as_str().and_then(ms_of) else {
                 continue;
             };
@@ -347,7 +349,10 @@ fn count(
     })
 }
 
-fn read_log(path: &Path) -> Vec<Value> {
+/// Every event of a node's event log (`ieschain node`'s `events.jsonl`), as JSON; none if
+/// the file is missing. A line being written as this reads, or cut short by a kill, is left
+/// out.
+pub fn read_event_log(path: &Path) -> Vec<Value> {
     let Ok(file) = std::fs::File::open(path) else {
         return Vec::new();
     };

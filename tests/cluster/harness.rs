@@ -1,8 +1,6 @@
 //! Starting, stopping and reading `ieschain node` processes.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -155,15 +153,7 @@ impl Cluster {
 
     /// Every event `name`'s node logged so far, across its restarts.
     pub fn events(&self, name: &str) -> Vec<Value> {
-        let Ok(file) = File::open(self.data(name).join("events.jsonl")) else {
-            return Vec::new();
-        };
-        // A line being written as this reads may be cut short: it is left for next time.
-        BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| serde_json::from_str(&line).ok())
-            .collect()
+        ieschain::bench::cluster::read_event_log(&self.data(name).join("events.jsonl"))
     }
 
     /// `name`'s report of its last clean stop.

@@ -10,7 +10,7 @@ use ieschain::config::FederationConfig;
 use ieschain::spec::ChainSpec;
 use ieschain_core::message::{Envelope, Message};
 use ieschain_core::{ConsortiumId, Keypair};
-use ieschain_net::{Class, NetConfig, Network, Peer};
+use ieschain_net::{NetConfig, Network, Peer};
 
 use crate::harness::{ieschain, wait_until, Cluster};
 
@@ -57,10 +57,13 @@ fn a_stranger_garbage_and_oversized_frames_are_refused_and_the_node_serves_on() 
     let hello = Message::Discover {
         consortium: ConsortiumId(0),
     };
-    network.send(
-        Envelope::seal(&stranger, supervisor_key.address(), 0, 1, &hello),
-        Class::Control,
-    );
+    network.send(Envelope::seal(
+        &stranger,
+        supervisor_key.address(),
+        0,
+        1,
+        &hello,
+    ));
     let refused = format!("refused unknown key of {}", stranger.address());
     wait_until(Duration::from_secs(20), "the stranger refused", || {
         logged(&cluster, &refused).then_some(())

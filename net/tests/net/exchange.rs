@@ -2,7 +2,6 @@
 
 use ieschain_core::codec;
 use ieschain_core::message::{Envelope, Message};
-use ieschain_net::Class;
 
 use crate::util::{bulk, control, free_addr, key, peers, wait_until, Node, SOON};
 
@@ -19,13 +18,13 @@ fn two_nodes_exchange_both_ways_both_classes() {
     let sent_by = |from: &Node, to: &Node| -> Vec<Envelope> {
         let mut sent = Vec::new();
         for seq in 0..20u64 {
-            let (message, class) = if seq % 2 == 0 {
-                (control(seq), Class::Control)
+            let message = if seq % 2 == 0 {
+                control(seq)
             } else {
-                (bulk(seq, 10_000), Class::Bulk)
+                bulk(seq, 10_000)
             };
             let envelope = Envelope::seal(&from.key, to.key.address(), 0, seq, &message);
-            from.net.send(envelope.clone(), class);
+            from.net.send(envelope.clone());
             sent.push(envelope);
         }
         sent
@@ -88,20 +87,14 @@ fn unknown_recipients_and_late_sends_are_dropped() {
         peers(&[(&key(1), a_addr), (&key(2), free_addr())]),
         |_| {},
     );
-    a.net.send(
-        Envelope::seal(&a.key, key(9).address(), 0, 1, &control(1)),
-        Class::Control,
-    );
-    a.net.send(
-        Envelope::seal(&a.key, a.key.address(), 0, 2, &control(2)),
-        Class::Control,
-    );
+    a.net
+        .send(Envelope::seal(&a.key, key(9).address(), 0, 1, &control(1)));
+    a.net
+        .send(Envelope::seal(&a.key, a.key.address(), 0, 2, &control(2)));
     assert_eq!(a.net.stats().dropped, 2);
     a.net.shutdown();
-    a.net.send(
-        Envelope::seal(&a.key, key(2).address(), 0, 3, &control(3)),
-        Class::Bulk,
-    );
+    a.net
+        .send(Envelope::seal(&a.key, key(2).address(), 0, 3, &control(3)));
     assert_eq!(a.net.stats().dropped, 3);
     a.net.shutdown();
 }
@@ -136,7 +129,7 @@ fn shutdown_sends_what_was_queued() {
     let n = ieschain_net::QUEUE as u64;
     for seq in 0..n {
         let envelope = Envelope::seal(&a.key, b.key.address(), 0, seq, &bulk(seq, 20_000));
-        a.net.send(envelope, Class::Bulk);
+        a.net.send(envelope);
     }
     a.net.shutdown();
     assert_eq!(a.net.stats().sent, n);
@@ -159,10 +152,8 @@ fn works_inside_another_runtime() {
         let set = peers(&[(&key(1), a_addr), (&key(2), b_addr)]);
         let a = Node::start(1, a_addr, set.clone(), |_| {});
         let b = Node::start(2, b_addr, set, |_| {});
-        a.net.send(
-            Envelope::seal(&a.key, b.key.address(), 0, 1, &control(1)),
-            Class::Control,
-        );
+        a.net
+            .send(Envelope::seal(&a.key, b.key.address(), 0, 1, &control(1)));
         wait_until("B hears A", SOON, || b.delivered() == 1);
         a.net.shutdown();
         // B is dropped without a shutdown.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use ieschain_core::codec;
 use ieschain_core::message::Envelope;
 use ieschain_core::{Keypair, PublicKey};
-use ieschain_net::{Class, CLOSE_BAD_FRAME, CLOSE_OVERSIZED};
+use ieschain_net::{CLOSE_BAD_FRAME, CLOSE_OVERSIZED};
 use quinn::{Connection, ConnectionError, Endpoint, VarInt};
 use tokio::runtime::Runtime;
 
@@ -114,10 +114,8 @@ fn garbage_and_oversized_frames_close_the_connection() {
     );
     assert_eq!(a.net.stats().oversized_frames, 2);
 
-    b.net.send(
-        Envelope::seal(&b.key, a.key.address(), 0, 1, &control(1)),
-        Class::Control,
-    );
+    b.net
+        .send(Envelope::seal(&b.key, a.key.address(), 0, 1, &control(1)));
     wait_until("A still hears B", SOON, || a.delivered() == 1);
     assert_eq!(a.net.stats().received, 1);
     a.net.shutdown();

@@ -1,7 +1,6 @@
 //! Mutual authentication: a node talks only to the keys its peer set names.
 
 use ieschain_core::message::Envelope;
-use ieschain_net::Class;
 
 use crate::util::{control, free_addr, key, peers, wait_until, Node, SOON};
 
@@ -17,16 +16,14 @@ fn unknown_key_is_refused_at_the_handshake() {
 
     for seq in 1..=3 {
         let envelope = Envelope::seal(&stranger.key, a.key.address(), 0, seq, &control(seq));
-        stranger.net.send(envelope, Class::Control);
+        stranger.net.send(envelope);
     }
     wait_until("A refuses the stranger", SOON, || {
         a.net.stats().refused_handshakes >= 1
     });
 
-    b.net.send(
-        Envelope::seal(&b.key, a.key.address(), 0, 1, &control(1)),
-        Class::Control,
-    );
+    b.net
+        .send(Envelope::seal(&b.key, a.key.address(), 0, 1, &control(1)));
     wait_until("A hears B", SOON, || a.delivered() == 1);
     let received = a.received();
     assert_eq!(
@@ -50,20 +47,16 @@ fn dialer_refuses_another_key_at_the_peer_address() {
     let b = Node::start(2, b_addr, set_b, |_| {});
     let c = Node::start(3, c_addr, peers(&[(&key(2), b_addr)]), |_| {});
 
-    b.net.send(
-        Envelope::seal(&b.key, key(1).address(), 0, 1, &control(1)),
-        Class::Control,
-    );
+    b.net
+        .send(Envelope::seal(&b.key, key(1).address(), 0, 1, &control(1)));
     wait_until("B refuses C posing as A", SOON, || {
         b.net.stats().refused_handshakes >= 1
     });
     assert_eq!(b.net.stats().connects, 0);
 
     // B still reaches C under C's own name, through the same address.
-    b.net.send(
-        Envelope::seal(&b.key, c.key.address(), 0, 2, &control(2)),
-        Class::Control,
-    );
+    b.net
+        .send(Envelope::seal(&b.key, c.key.address(), 0, 2, &control(2)));
     wait_until("C hears B", SOON, || c.delivered() == 1);
     assert!(
         c.received().iter().all(|e| e.header.to == c.key.address()),

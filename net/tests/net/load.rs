@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use ieschain_core::codec;
 use ieschain_core::message::{Envelope, Message};
-use ieschain_net::Class;
 
 use crate::util::{bulk, control, free_addr, key, peers, wait_until, Node, SOON};
 
@@ -19,15 +18,13 @@ fn five_thousand_envelopes_arrive() {
     let a = Node::start(1, a_addr, set.clone(), |c| c.queue = N as usize);
     let b = Node::start(2, b_addr, set, |_| {});
     for seq in 0..N {
-        let (message, class) = if seq % 5 == 0 {
-            (control(seq), Class::Control)
+        let message = if seq % 5 == 0 {
+            control(seq)
         } else {
-            (bulk(seq, 1_000), Class::Bulk)
+            bulk(seq, 1_000)
         };
-        a.net.send(
-            Envelope::seal(&a.key, b.key.address(), 0, seq, &message),
-            class,
-        );
+        a.net
+            .send(Envelope::seal(&a.key, b.key.address(), 0, seq, &message));
     }
     wait_until("every envelope", Duration::from_secs(60), || {
         b.delivered() == N as usize
@@ -53,23 +50,18 @@ fn control_overtakes_a_bulk_backlog() {
     let b = Node::start(2, b_addr, set, |_| {});
     let to = b.key.address();
     // Connect first, so the backlog is the only thing in the way.
-    a.net.send(
-        Envelope::seal(&a.key, to, 0, 0, &control(0)),
-        Class::Control,
-    );
+    a.net.send(Envelope::seal(&a.key, to, 0, 0, &control(0)));
     wait_until("the connection", SOON, || b.delivered() == 1);
 
     let envelopes: Vec<Envelope> = (1..=BLOCKS)
         .map(|seq| Envelope::seal(&a.key, to, 0, seq, &bulk(seq, BLOCK)))
         .collect();
     for envelope in envelopes {
-        a.net.send(envelope, Class::Bulk);
+        a.net.send(envelope);
     }
     let urgent = BLOCKS + 1;
-    a.net.send(
-        Envelope::seal(&a.key, to, 0, urgent, &control(urgent)),
-        Class::Control,
-    );
+    a.net
+        .send(Envelope::seal(&a.key, to, 0, urgent, &control(urgent)));
 
     wait_until("the backlog", Duration::from_secs(60), || {
         b.delivered() == BLOCKS as usize + 2

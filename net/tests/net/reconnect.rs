@@ -3,7 +3,6 @@
 use std::time::{Duration, Instant};
 
 use ieschain_core::message::Envelope;
-use ieschain_net::Class;
 
 use crate::util::{control, free_addr, key, peers, wait_until, Node, SOON};
 
@@ -16,10 +15,7 @@ fn sends_arrive_after_the_receiver_restarts() {
     let a = Node::start(1, a_addr, set.clone(), |_| {});
     let b = Node::start(2, b_addr, set.clone(), |_| {});
     let to = b.key.address();
-    a.net.send(
-        Envelope::seal(&a.key, to, 0, 0, &control(0)),
-        Class::Control,
-    );
+    a.net.send(Envelope::seal(&a.key, to, 0, 0, &control(0)));
     wait_until("the first envelope", SOON, || b.delivered() == 1);
     b.net.shutdown();
     drop(b);
@@ -35,10 +31,8 @@ fn sends_arrive_after_the_receiver_restarts() {
             "nothing arrived after the restart: {:?}",
             a.net.stats()
         );
-        a.net.send(
-            Envelope::seal(&a.key, to, 0, seq, &control(seq)),
-            Class::Control,
-        );
+        a.net
+            .send(Envelope::seal(&a.key, to, 0, seq, &control(seq)));
         seq += 1;
         std::thread::sleep(Duration::from_millis(20));
     }

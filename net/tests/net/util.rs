@@ -74,7 +74,7 @@ impl Node {
     }
 }
 
-/// A small message, for the Control class.
+/// A small message, of the Control class (`Message::traffic`).
 pub fn control(seq: u64) -> Message {
     Message::Resync {
         incarnation: 0,
@@ -82,7 +82,7 @@ pub fn control(seq: u64) -> Message {
     }
 }
 
-/// A message carrying `len` bytes, for the Bulk class.
+/// A message carrying `len` bytes, of the Bulk class.
 pub fn bulk(seq: u64, len: usize) -> Message {
     Message::DataDelivery {
         trade: Hash([seq as u8; 32]),
