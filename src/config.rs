@@ -459,17 +459,34 @@ pub struct RuntimeConfig {
     /// an outcome. `false` makes every node pay for its own checks, as on separate
     /// machines. `ieschain node` runs one node a process and has nothing to share.
     pub shared_verification: bool,
+    /// How many threads run the member nodes of one process (`run`, an embedding host),
+    /// each an actix `Arbiter` with its share of the nodes; the supervisor runs on a thread
+    /// of its own beside them (issue 12). `0`, the default, means one per core of the
+    /// machine. From 0 to [`RuntimeConfig::MAX_ACTOR_THREADS`].
+    pub actor_threads: u16,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             shared_verification: true,
+            actor_threads: 0,
         }
     }
 }
 
 impl RuntimeConfig {
+    /// The most node threads a process may ask for.
+    pub const MAX_ACTOR_THREADS: u16 = 256;
+
+    /// How many node threads to run: `actor_threads`, or the machine's cores for `0`.
+    pub fn node_threads(&self) -> usize {
+        match self.actor_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => usize::from(n),
+        }
+    }
+
     /// Whether every key has its default (then a configuration written out omits it).
     pub fn is_default(&self) -> bool {
         *self == RuntimeConfig::default()
@@ -1118,7 +1135,22 @@ impl FederationConfig {
         self.election.weight_fn()?;
         self.check_workload()?;
         self.check_consortiums()?;
-        self.check_grid_quorum()
+        self.check_grid_quorum()?;
+        self.check_runtime()
+    }
+
+    fn check_runtime(&self) -> Result<(), Problem> {
+        if self.runtime.actor_threads > RuntimeConfig::MAX_ACTOR_THREADS {
+            return Err(Problem::new(
+                "runtime.actor_threads",
+                format!(
+                    "from 0 (one per core) to {} node threads",
+                    RuntimeConfig::MAX_ACTOR_THREADS
+                ),
+                self.runtime.actor_threads,
+            ));
+        }
+        Ok(())
     }
 
     fn check_capacities(&self) -> Result<(), Problem> {

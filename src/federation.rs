@@ -1,5 +1,7 @@
 //! The federation: built from a [`FederationConfig`] and a data directory, run by actix on
-//! a thread of its own, and driven through a [`FederationHandle`] (SPEC §10).
+//! threads of its own (the supervisor and the host's tasks on one, the member nodes spread
+//! over `runtime.actor_threads` arbiters), and driven through a [`FederationHandle`]
+//! (SPEC §10).
 //!
 //! The handle is `Send` and `Clone`, and usable from any thread or any tokio runtime: its
 //! methods are `async` and talk to the actors through their mailboxes, so the host needs
@@ -54,11 +56,14 @@ use ieschain_storage::{ChainStore, HolderStore, RocksOptions, RocksStore, StoreE
 use thiserror::Error;
 use tokio::sync::{broadcast, oneshot, watch, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::config::{ConfigError, FederationConfig, Keys, SuppliedKeys};
+use crate::config::{ConfigError, FederationConfig, Keys, RuntimeConfig, SuppliedKeys};
 
 mod hooks;
+mod placement;
 mod protocols;
 mod receipts;
+
+pub(crate) use placement::Placement;
 
 pub(crate) use protocols::{
     drive as drive_protocols, newcomer as newcomer_parts, ProtocolRates, Starter,
@@ -172,6 +177,8 @@ pub struct FederationBuilder {
     max_in_flight: usize,
     /// Overrides the configuration's `runtime.shared_verification`.
     shared_verification: Option<bool>,
+    /// Overrides the configuration's `runtime.actor_threads`.
+    actor_threads: Option<usize>,
     /// The event stream, made early when a host subscribed before the start.
     events: Option<broadcast::Sender<Event>>,
 }
@@ -243,6 +250,14 @@ impl FederationBuilder {
         self
     }
 
+    /// How many threads run the member nodes (default: the configuration's
+    /// `runtime.actor_threads`, one per core unless it says otherwise; at least 1). The
+    /// supervisor and the host's tasks run on one more.
+    pub fn actor_threads(mut self, threads: usize) -> Self {
+        self.actor_threads = Some(threads.clamp(1, usize::from(RuntimeConfig::MAX_ACTOR_THREADS)));
+        self
+    }
+
     /// Opens the data directory and starts every actor on a thread of its own. The
     /// directory is opened on that thread, so the future never blocks its executor.
     pub async fn start(self) -> Result<FederationHandle, FederationError> {
@@ -310,6 +325,8 @@ pub(crate) struct Parts {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) sink: EventSink,
+    /// Where member nodes run: the node threads of a live process, or the current thread.
+    pub(crate) placement: Placement,
 }
 
 impl Parts {
@@ -454,6 +471,7 @@ impl Federation {
             keys: SuppliedKeys::default(),
             max_in_flight: MAX_IN_FLIGHT,
             shared_verification: None,
+            actor_threads: None,
             events: None,
         }
     }
@@ -525,12 +543,15 @@ impl Federation {
             let shared_verification = builder
                 .shared_verification
                 .unwrap_or(config.runtime.shared_verification);
+            let threads = builder
+                .actor_threads
+                .unwrap_or_else(|| config.runtime.node_threads());
             std::thread::Builder::new()
                 .name("ieschain-actix".into())
                 .spawn(move || {
-                    // Every node runs on this thread: with the memo, a signature one node
-                    // checked is not checked again by the next (`[runtime]`).
-                    let _memo =
+                    // With the memo, a signature one node checked is not checked again by
+                    // the next, on whichever node thread it runs (`[runtime]`).
+                    let memo =
                         shared_verification.then(ieschain_core::crypto::VerificationMemo::start);
                     let opened = RocksStore::open(&data_dir, &genesis, RocksOptions { sync })
                         .map_err(FederationError::from)
@@ -551,6 +572,14 @@ impl Federation {
                         stats.serving = serving;
                     }
                     let store: Arc<dyn ChainStore> = Arc::new(store);
+                    // The supervisor and the host's tasks run on this thread, the member
+                    // nodes on `threads` arbiters of their own (issue 12).
+                    let system = actix::System::new();
+                    let (placement, arbiters) = Placement::spawn(
+                        threads,
+                        memo.as_ref()
+                            .map(ieschain_core::crypto::VerificationMemo::share),
+                    );
                     let parts = Arc::new(Parts {
                         genesis,
                         directory,
@@ -564,13 +593,19 @@ impl Federation {
                         transport: network,
                         clock: Arc::new(SystemClock),
                         sink,
+                        placement,
                     });
-                    let system = actix::System::new();
                     let started = system.block_on(start_actors(parts.clone(), members));
                     // The guard stops the system if the host's `start` future is gone,
                     // whether before this send or after it, before taking the guard.
                     if started_tx.send(Ok(StartGuard(Some(started)))).is_ok() {
                         let _ = system.run();
+                    }
+                    for arbiter in arbiters {
+                        arbiter.stop();
+                        if arbiter.join().is_err() {
+                            log::error!("a node thread panicked");
+                        }
                     }
                     // No actor runs any more: dropping the one sender ends every stream,
                     // and whatever waits on the collector learns that it stopped.
@@ -670,9 +705,12 @@ async fn start_actors(parts: Arc<Parts>, members: Vec<(String, ConsortiumId, Key
     .start();
     let nodes = members
         .into_iter()
-        .map(|(_, consortium, key)| {
+        .filter_map(|(_, consortium, key)| {
             let address = key.address();
-            (address, parts.node(key, consortium, 0).start())
+            let node = parts
+                .placement
+                .start(address, parts.node(key, consortium, 0))?;
+            Some((address, node))
         })
         .collect();
     Started {
@@ -688,6 +726,12 @@ impl FederationHandle {
     /// without an async runtime.
     pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
         pollster::block_on(future)
+    }
+
+    /// How many threads run the member nodes (`runtime.actor_threads`, or
+    /// [`FederationBuilder::actor_threads`]); the supervisor runs on one more.
+    pub fn node_threads(&self) -> usize {
+        self.inner.parts.placement.threads()
     }
 
     /// The genesis record.

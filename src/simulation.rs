@@ -45,7 +45,7 @@ use thiserror::Error;
 
 use crate::config::{ConfigError, FederationConfig};
 use crate::faults::{FaultAction, FaultPlan};
-use crate::federation::{Collector, Parts, Stats};
+use crate::federation::{Collector, Parts, Placement, Stats};
 use crate::invariants::Invariants;
 use crate::lifecycle::StopSignal;
 use crate::trace::Trace;
@@ -403,6 +403,8 @@ impl Simulation {
             transport: network.clone() as Arc<dyn Transport>,
             clock: Arc::new(TokioClock::new(SAMPLE_EPOCH_MS)),
             sink,
+            // One thread and virtual time: every node on the simulation's own arbiter.
+            placement: Placement::here(),
         });
         let supervisor_outbox = Outbox::new(
             parts.keys.supervisor.clone(),

@@ -705,8 +705,14 @@ fn keygen_keys_sign_for_their_owner() {
 
     let data = dir.path().join("data");
     let key_flag = format!("source-wind={}", member_key.display());
-    let run = |extra: &[&str]| {
-        let mut args = vec!["run", "--data", data.to_str().unwrap(), "--duration", "1"];
+    let run = |seconds: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--data",
+            data.to_str().unwrap(),
+            "--duration",
+            seconds,
+        ];
         args.extend_from_slice(extra);
         outcome(&ieschain(&args))
     };
@@ -716,7 +722,7 @@ fn keygen_keys_sign_for_their_owner() {
         "--supervisor-key",
         supervisor_key.to_str().unwrap(),
     ];
-    let (code, stdout, stderr) = run(&with_keys);
+    let (code, stdout, stderr) = run("1", &with_keys);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains(&format!("source-wind signs with its own key {member}")),
@@ -741,14 +747,15 @@ fn keygen_keys_sign_for_their_owner() {
             .cloned()
     };
     // A second's run may end before source-wind wrote anything (its workload is a Poisson
-    // stream of 2 records a second): the directory is reopened with the same keys until it
-    // holds a chain of source-wind's, at most four times more.
+    // stream of 2 records a second, the same stream in every run of the seed): the
+    // directory is reopened with the same keys, for longer each time, until it holds a
+    // chain of source-wind's.
     let mut listing = read_listing();
-    for _ in 0..4 {
+    for seconds in ["2", "4", "8"] {
         if holds(&listing).is_some() {
             break;
         }
-        let (code, _, stderr) = run(&with_keys);
+        let (code, _, stderr) = run(seconds, &with_keys);
         assert_eq!(code, 0, "{stderr}");
         listing = read_listing();
     }
@@ -777,7 +784,7 @@ fn keygen_keys_sign_for_their_owner() {
     let (code, _, stderr) = outcome(&ieschain(&["verify", "--data", data.to_str().unwrap()]));
     assert_eq!(code, 0, "{stderr}");
     // Reopened without them: another federation.
-    let (code, _, stderr) = run(&[]);
+    let (code, _, stderr) = run("1", &[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("seed and keys"), "{stderr}");
 

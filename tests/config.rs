@@ -270,6 +270,27 @@ fn runtime_settings_parse_and_leave_the_genesis_alone() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("shared_verifcation"), "{err}");
+    assert_eq!(base.runtime.actor_threads, 0, "one per core by default");
+    assert!(base.runtime.node_threads() >= 1);
+    let two = FederationConfig::from_toml_str(
+        &format!("{VALID}\n[runtime]\nactor_threads = 2\n"),
+        "d.toml",
+    )
+    .unwrap();
+    assert_eq!(two.runtime.node_threads(), 2);
+    assert_eq!(base.config_hash().unwrap(), two.config_hash().unwrap());
+    for (value, names) in [
+        ("300", "runtime.actor_threads"),
+        ("-1", "actor_threads"),
+        ("\"two\"", "actor_threads"),
+    ] {
+        let err = FederationConfig::from_toml_str(
+            &format!("{VALID}\n[runtime]\nactor_threads = {value}\n"),
+            "e.toml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains(names), "{value}: {err}");
+    }
 }
 
 /// large.toml declares at least 10,000 members in at least four consortiums, and builds a

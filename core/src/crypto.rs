@@ -293,9 +293,39 @@ impl VerificationMemo {
     }
 }
 
+impl VerificationMemo {
+    /// A handle on this memo that another thread can join with [`SharedMemo::join`]: the
+    /// nodes of one process spread over several actor threads share one memo (issue 12).
+    pub fn share(&self) -> SharedMemo {
+        SharedMemo(self._memo.clone())
+    }
+}
+
 impl Drop for VerificationMemo {
     fn drop(&mut self) {
         VERIFIED.with(|memo| *memo.borrow_mut() = None);
+    }
+}
+
+/// A memo that threads other than its starter's may join: see [`VerificationMemo::share`].
+#[derive(Clone, Debug)]
+pub struct SharedMemo(std::sync::Arc<Memo>);
+
+impl SharedMemo {
+    /// Switches the shared memo on for this thread until the returned guard is dropped.
+    pub fn join(&self) -> VerificationMemo {
+        VERIFIED.with(|cell| *cell.borrow_mut() = Some(self.0.clone()));
+        VerificationMemo {
+            _memo: self.0.clone(),
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// Switches the shared memo on for this thread for as long as the thread lives: for a
+    /// worker thread that runs until its process stops (an actor thread), where no scope
+    /// can hold a guard.
+    pub fn join_for_good(&self) {
+        VERIFIED.with(|cell| *cell.borrow_mut() = Some(self.0.clone()));
     }
 }
 
@@ -494,6 +524,40 @@ mod tests {
         drop(memo);
         assert!(VERIFIED.with(|m| m.borrow().is_none()));
         assert_eq!(key.public().verify(&digest, &signature), Ok(()));
+    }
+
+    /// A memo shared with another thread is one memo: a signature made on the first is
+    /// known to the second, and used up there for both; a forged one is refused on both.
+    #[test]
+    fn a_shared_memo_is_one_memo_across_threads() {
+        let key = Keypair::derive(Domain::NodeKey, 7, "source-1");
+        let digest = Hash::of(Domain::Record, &[b"hello"]);
+        let memo = VerificationMemo::start();
+        let signature = key.sign(&digest);
+        let mut forged = signature;
+        forged.0[3] ^= 1;
+        let count = |m: &SharedMemo| m.0 .0.lock().map(|s| s[0].len() + s[1].len()).ok();
+        let shared = memo.share();
+        assert_eq!(count(&shared), Some(1));
+        let public = key.public();
+        let other_thread = shared.clone();
+        let (used, refused) = std::thread::spawn(move || {
+            let _joined = other_thread.join();
+            (
+                public.verify_once(&digest, &signature),
+                public.verify_once(&digest, &forged),
+            )
+        })
+        .join()
+        .expect("the checking thread ends");
+        assert_eq!(used, Ok(()));
+        assert_eq!(refused, Err(SignatureError::Invalid));
+        assert_eq!(
+            count(&shared),
+            Some(0),
+            "used up on the other thread, for both"
+        );
+        drop(memo);
     }
 
     /// The memo forgets its oldest half when its newer half fills, never all at once.

@@ -234,8 +234,15 @@ impl Network {
         let _ = finished.recv_timeout(DRAIN_GRACE + CLOSE_GRACE + Duration::from_millis(500));
         self.endpoint
             .close(VarInt::from_u32(CLOSE_DONE), b"shutdown");
-        // Does not wait, so it is allowed on an async thread.
-        runtime.shutdown_background();
+        // Waits until the runtime's tasks are gone (the endpoint's driver holds the UDP
+        // socket: a restarted node binds the same port at once), on a thread of its own:
+        // stopping a runtime from an async thread panics, waiting on a thread does not.
+        let stopper = std::thread::Builder::new()
+            .name("ieschain-net-stop".into())
+            .spawn(move || runtime.shutdown_timeout(CLOSE_GRACE));
+        if let Ok(stopper) = stopper {
+            let _ = stopper.join();
+        }
         log::info!("net: {} shut down", self.address);
     }
 }

@@ -59,16 +59,11 @@ impl FederationHandle {
             .by_address(&address)
             .cloned()
             .ok_or_else(|| FederationError::UnknownMember(name.to_string()))?;
-        use actix::Actor;
-        let parts = self.inner.parts.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = self.inner.arbiter.spawn_fn(move || {
-            let _ = tx.send(parts.node(key, consortium, incarnation).start());
-        });
-        if !spawned {
-            return Err(FederationError::Stopped);
-        }
-        let addr = rx.await.map_err(|_| FederationError::Stopped)?;
+        let parts = &self.inner.parts;
+        let addr = parts
+            .placement
+            .start(address, parts.node(key, consortium, incarnation))
+            .ok_or(FederationError::Stopped)?;
         if let Ok(mut nodes) = self.inner.nodes.lock() {
             if let Some(node) = nodes.get_mut(&address) {
                 node.addr = Some(addr);

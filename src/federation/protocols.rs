@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use actix::Actor;
 use ieschain_actors::messages::Protocol;
 use ieschain_core::message::credential_digest;
 use ieschain_core::node::Event;
@@ -349,17 +348,11 @@ impl FederationHandle {
             Some(true) => return Err(FederationError::AlreadyRunning(spec.name)),
             Some(false) => {}
             None => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let node_parts = parts.clone();
-                let node_key = key.clone();
-                let spawned = self.inner.arbiter.spawn_fn(move || {
-                    let node = node_parts.newcomer(node_key, consortium).newcomer().start();
-                    let _ = tx.send(node);
-                });
-                if !spawned {
-                    return Err(FederationError::Stopped);
-                }
-                let addr = rx.await.map_err(|_| FederationError::Stopped)?;
+                let node = parts.newcomer(key.clone(), consortium).newcomer();
+                let addr = parts
+                    .placement
+                    .start(newcomer, node)
+                    .ok_or(FederationError::Stopped)?;
                 if let Ok(mut names) = self.inner.newcomers.lock() {
                     names.insert(spec.name.clone(), newcomer);
                 }

@@ -34,9 +34,14 @@ pub(crate) struct KvStore<E> {
     genesis: Genesis,
     /// Whether writes are synced (WAL fsync) before they return.
     sync: bool,
-    /// Serialises appends: check against the head, then write, with no append between.
-    write_lock: Mutex<()>,
+    /// Serialises each holder's writes: check against the head, then write, with no other
+    /// write of that holder between. Striped by holder, so that nodes on different
+    /// threads write (and RocksDB syncs their writes, grouped) at the same time.
+    write_locks: [Mutex<()>; WRITE_STRIPES],
 }
+
+/// How many write locks a store stripes its holders over.
+const WRITE_STRIPES: usize = 16;
 
 impl<E: std::fmt::Debug> std::fmt::Debug for KvStore<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,7 +61,7 @@ impl<E: Engine> KvStore<E> {
             engine,
             genesis,
             sync,
-            write_lock: Mutex::new(()),
+            write_locks: std::array::from_fn(|_| Mutex::new(())),
         }
     }
 
@@ -93,11 +98,21 @@ impl<E: Engine> KvStore<E> {
         &self.genesis
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        // The lock guards no data, so a panic while holding it leaves nothing half-done.
-        self.write_lock
+    /// The write lock of `holder`'s stripe.
+    fn lock(&self, holder: Address) -> std::sync::MutexGuard<'_, ()> {
+        // The locks guard no data, so a panic while holding one leaves nothing half-done.
+        self.write_locks[usize::from(holder.0[0]) % WRITE_STRIPES]
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every write lock, in stripe order (one order, so no two callers deadlock): for a
+    /// write that spans holders.
+    fn lock_all(&self) -> Vec<std::sync::MutexGuard<'_, ()>> {
+        self.write_locks
+            .iter()
+            .map(|lock| lock.lock().unwrap_or_else(PoisonError::into_inner))
+            .collect()
     }
 
     fn write(&self, batch: Batch, doing: impl FnOnce() -> String) -> Result<(), StoreError> {
@@ -158,7 +173,7 @@ impl<E: Engine> KvStore<E> {
     }
 
     pub(crate) fn append(&self, holder: Address, block: &AnyBlock) -> Result<Head, StoreError> {
-        let _guard = self.lock();
+        let _guard = self.lock(holder);
         let chain = block.chain();
         let head = self.stored_head(holder, chain)?.unwrap_or_default();
         let mut batch = Batch::default();
@@ -170,7 +185,7 @@ impl<E: Engine> KvStore<E> {
     }
 
     pub(crate) fn append_many(&self, appends: &[(Address, AnyBlock)]) -> Result<(), StoreError> {
-        let _guard = self.lock();
+        let _guards = self.lock_all();
         let mut heads: BTreeMap<(Address, ChainId), Head> = BTreeMap::new();
         let mut batch = Batch::default();
         for (holder, block) in appends {
@@ -199,7 +214,7 @@ impl<E: Engine> KvStore<E> {
         holder: Address,
         writes: &[StoreWrite],
     ) -> Result<(), StoreError> {
-        let _guard = self.lock();
+        let _guard = self.lock(holder);
         let mut heads: BTreeMap<ChainId, Head> = BTreeMap::new();
         // Blocks staged by this batch, by chain: (height, hash), ascending.
         let mut staged: BTreeMap<ChainId, Vec<(u64, Hash)>> = BTreeMap::new();
@@ -482,7 +497,7 @@ impl<E: Engine> KvStore<E> {
 
     pub(crate) fn remove_negotiation(&self, holder: Address, id: Hash) -> Result<bool, StoreError> {
         // Under the write lock, so that of two concurrent removals only one says "was there".
-        let _guard = self.lock();
+        let _guard = self.lock(holder);
         let key = NegotiationKey { holder, id };
         let doing = || {
             format!(
@@ -505,7 +520,7 @@ impl<E: Engine> KvStore<E> {
     }
 
     pub(crate) fn expire_negotiations(&self, now_ms: u64) -> Result<usize, StoreError> {
-        let _guard = self.lock();
+        let _guards = self.lock_all();
         let doing = || format!("expiring negotiations at {now_ms} ms");
         // Negotiations are few (one per protocol in flight), so a full scan is cheap and
         // keeps every negotiation key starting with its holder.
@@ -545,7 +560,7 @@ impl<E: Engine> KvStore<E> {
         height: u64,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let _guard = self.lock();
+        let _guard = self.lock(holder);
         let key = BlockKey {
             holder,
             chain,

@@ -442,3 +442,46 @@ async fn pre_signed_records_commit_and_bad_ones_are_refused_typed() {
         .unwrap();
     fed.shutdown().await.unwrap();
 }
+
+/// The member nodes spread over as many threads as the builder asks (issue 12), and the
+/// federation works as on one: records from every consortium commit, a crashed member
+/// restarts (on its old thread) and writes again, and shutdown stops every thread and
+/// flushes. The default is the configuration's, one per core.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_nodes_spread_over_threads_and_work_as_on_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let fed = started_and_ready(builder(&dir.path().join("data")).actor_threads(3)).await;
+    assert_eq!(fed.node_threads(), 3);
+    let mut receipts = Vec::new();
+    let members = fed.members();
+    for lane in LANES {
+        let (_, writer) = members.iter().find(|(c, _)| *c == lane).unwrap();
+        for i in 0..5 {
+            let audience = super::fixture::external(lane);
+            let receipt = fed.submit(writer, audience, data_offer(i)).await.unwrap();
+            receipts.push((writer.clone(), receipt));
+        }
+    }
+    for (writer, receipt) in &receipts {
+        tokio::time::timeout(PATIENCE, receipt.committed())
+            .await
+            .unwrap_or_else(|_| panic!("{writer}'s record {} committed", receipt.seq()))
+            .unwrap();
+    }
+    fed.crash(WRITER).await.unwrap();
+    fed.restart(WRITER).await.unwrap();
+    let again = fed
+        .submit(WRITER, Audience::Own, data_offer(9))
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, again.committed())
+        .await
+        .expect("the restarted member's record committed")
+        .unwrap();
+    fed.shutdown().await.unwrap();
+    drop(fed); // the last handle holds the store open
+    let default = started_and_ready(builder(&dir.path().join("data"))).await;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(default.node_threads(), cores);
+    default.shutdown().await.unwrap();
+}

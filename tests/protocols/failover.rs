@@ -51,6 +51,11 @@ async fn failed_over(fed: &mut Fed, from: usize, consortium: ConsortiumId) -> Ad
 /// its receipt: its backup takes over the negotiation (from the agreement on the relay
 /// chain and the votes the grid members resend), the purchase settles, and exactly one
 /// settlement of the offer is on the relay chain.
+///
+/// The grid relay is a grid member too, and every line must approve: the crash waits
+/// until its own vote is acknowledged (replicated at the backup). A vote of its that was
+/// not would be lost with it, as any unacknowledged write may be, and the trade could not
+/// settle until it came back.
 #[tokio::test]
 async fn a_power_purchase_survives_a_grid_relay_failover_and_settles_once() {
     let (_dir, data, mut fed) = start();
@@ -64,6 +69,19 @@ async fn a_power_purchase_survives_a_grid_relay_failover_and_settles_once() {
     let purchase =
         tokio::spawn(async move { handle.buy_power(BUYER, offer, 9_000, DEADLINE).await });
     step_taken(&mut fed, mark, Protocol::PowerPurchase, 5, &grid).await;
+    fed.wait_event(
+        mark,
+        "the grid relay's own vote acknowledged",
+        |e| match e {
+            Event::Acknowledged { relay, author, .. }
+                if *relay == grid_relay && *author == grid_relay =>
+            {
+                Some(())
+            }
+            _ => None,
+        },
+    )
+    .await;
     fed.handle.crash(&fed.name(&grid_relay)).await.unwrap();
     let outcome = purchase
         .await
@@ -84,6 +102,12 @@ async fn a_power_purchase_survives_a_grid_relay_failover_and_settles_once() {
         })
         .collect();
     assert_eq!(settled, vec![outcome.trade], "settlements of the offer");
+    // The nodes run on several threads: the settlement's event may come after the relay
+    // block's in the stream. Wait for it, then count every one seen.
+    fed.wait_event(mark, "the settlement's event", |e| {
+        matches!(e, Event::TradeSettled { offer: o, .. } if *o == offer).then_some(())
+    })
+    .await;
     let events = fed
         .log
         .iter()

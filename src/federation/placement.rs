@@ -1,0 +1,119 @@
+//! Where a process runs its member nodes (issue 12): over several actix arbiters, each a
+//! thread with its own event loop, so that the nodes of one process use every core. The
+//! supervisor stays on the system's own thread beside them.
+//!
+//! Nodes share nothing but messages (the transport's mailboxes are thread-safe) and the
+//! store (whose writes are serialised per holder): placing them changes how fast they run,
+//! never what they decide. A node keeps its arbiter for the life of the process, so a
+//! restarted node runs where its previous incarnation ran.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context};
+use ieschain_actors::node::{NodeActor, MAILBOX};
+use ieschain_core::crypto::SharedMemo;
+use ieschain_core::Address;
+
+/// The node threads of a process, and which node runs on which.
+#[derive(Debug, Default)]
+pub(crate) struct Placement {
+    arbiters: Vec<ArbiterHandle>,
+    /// Each node's arbiter, by index, fixed at its first start.
+    assigned: Mutex<BTreeMap<Address, usize>>,
+}
+
+impl Placement {
+    /// No threads of its own: every node starts on the calling arbiter (the simulation,
+    /// whose nodes share one thread and virtual time).
+    pub(crate) fn here() -> Placement {
+        Placement::default()
+    }
+
+    /// `threads` new arbiters of the current actix system, each with `memo` joined for
+    /// good when there is one. The returned arbiters are the caller's to stop and join
+    /// once the system stops.
+    pub(crate) fn spawn(threads: usize, memo: Option<SharedMemo>) -> (Placement, Vec<Arbiter>) {
+        let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
+        if let Some(memo) = memo {
+            for arbiter in &arbiters {
+                let memo = memo.clone();
+                // Queued ahead of any actor, so every check on that thread sees the memo.
+                arbiter.spawn_fn(move || memo.join_for_good());
+            }
+        }
+        let placement = Placement {
+            arbiters: arbiters.iter().map(Arbiter::handle).collect(),
+            assigned: Mutex::new(BTreeMap::new()),
+        };
+        (placement, arbiters)
+    }
+
+    /// How many node threads there are; 0 for [`Placement::here`].
+    pub(crate) fn threads(&self) -> usize {
+        self.arbiters.len()
+    }
+
+    /// Starts `node`, whose address is `address`, on its arbiter: the one it ran on
+    /// before, or the next in turn. Callable from any thread with arbiters, and from an
+    /// actix thread without. `None` when that arbiter has stopped (the system is going).
+    pub(crate) fn start(&self, address: Address, node: NodeActor) -> Option<Addr<NodeActor>> {
+        let Some(index) = self.index_of(address) else {
+            return Some(node.start());
+        };
+        // What `Actor::start_in_arbiter` does, but telling whether the arbiter took it.
+        let (tx, rx) = actix::dev::channel::channel(MAILBOX);
+        let spawned = self.arbiters[index].spawn_fn(move || {
+            let context = Context::with_receiver(rx);
+            actix::spawn(context.into_future(node));
+        });
+        spawned.then(|| Addr::new(tx))
+    }
+
+    /// The arbiter `address` runs on: the one it was given at its first start, or the
+    /// next in turn; `None` without arbiters.
+    fn index_of(&self, address: Address) -> Option<usize> {
+        if self.arbiters.is_empty() {
+            return None;
+        }
+        let mut assigned = self
+            .assigned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = assigned.len() % self.arbiters.len();
+        Some(*assigned.entry(address).or_insert(next))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nodes go round the arbiters in the order they first start, and keep theirs; without
+    /// arbiters there is nowhere to go.
+    #[test]
+    fn nodes_take_turns_and_keep_their_thread() {
+        assert_eq!(Placement::here().index_of(Address([1; 20])), None);
+        let system = actix::System::new();
+        let (placement, arbiters) = system.block_on(async { Placement::spawn(3, None) });
+        assert_eq!(placement.threads(), 3);
+        let first: Vec<Option<usize>> = (0..7u8)
+            .map(|i| placement.index_of(Address([i; 20])))
+            .collect();
+        let turns = [0, 1, 2, 0, 1, 2, 0].map(Some);
+        assert_eq!(first, turns);
+        // A restart, in any order, goes back where it ran.
+        for i in [6u8, 2, 0, 5] {
+            assert_eq!(placement.index_of(Address([i; 20])), turns[usize::from(i)]);
+        }
+        assert_eq!(
+            placement.index_of(Address([9; 20])),
+            Some(1),
+            "the next in turn"
+        );
+        for arbiter in arbiters {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+    }
+}
