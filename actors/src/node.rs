@@ -30,6 +30,8 @@ pub struct NodeActor {
     outbox: Outbox,
     workload: Option<Workload>,
     tick_ms: u64,
+    /// When the node last ticked, ms: see [`NodeActor::tick_if_late`].
+    ticked_at: u64,
     /// Envelopes from unregistered senders in the current second, and which second
     /// (SPEC §12 D9: join messages only, and at a limited rate).
     unregistered: (u64, u32),
@@ -65,6 +67,7 @@ impl NodeActor {
             outbox,
             workload,
             tick_ms,
+            ticked_at: 0,
             unregistered: (0, 0),
         }
     }
@@ -111,6 +114,7 @@ impl NodeActor {
 
     fn tick(&mut self) {
         let now = self.outbox.now();
+        self.ticked_at = now;
         if let Some(workload) = &mut self.workload {
             for (audience, body) in workload.due(now, self.member.consortium()) {
                 let (_, effects) = self.member.write(audience, body, now);
@@ -119,6 +123,18 @@ impl NodeActor {
         }
         let effects = self.member.tick(now);
         self.outbox.run(effects);
+    }
+}
+
+impl NodeActor {
+    /// Ticks now if the timer is a whole period late. An actix context drains its mailbox
+    /// before it polls its timers, so a node whose mailbox never empties (fed from other
+    /// threads as fast as it reads) would never tick: no heartbeat, no window flush, no
+    /// resend, and its supervisor would depose a live relay. Called after each message.
+    fn tick_if_late(&mut self) {
+        if self.outbox.now().saturating_sub(self.ticked_at) >= 2 * self.tick_ms {
+            self.tick();
+        }
     }
 }
 
@@ -159,6 +175,13 @@ impl Handler<Deliver> for NodeActor {
     type Result = ();
 
     fn handle(&mut self, Deliver(envelope): Deliver, _: &mut Self::Context) {
+        self.deliver(envelope);
+        self.tick_if_late();
+    }
+}
+
+impl NodeActor {
+    fn deliver(&mut self, envelope: ieschain_core::message::Envelope) {
         let member = &self.member;
         if member.key_of(&envelope.header.from).is_none() {
             let second = self.outbox.now() / 1000;
@@ -225,6 +248,7 @@ impl Handler<Write> for NodeActor {
         let now = self.outbox.now();
         let (seq, effects) = self.member.write(write.audience, write.body, now);
         self.outbox.run(effects);
+        self.tick_if_late();
         Ok(seq)
     }
 }
@@ -236,6 +260,7 @@ impl Handler<WriteSigned> for NodeActor {
         let now = self.outbox.now();
         let (seq, effects) = self.member.write_signed(write.0, now)?;
         self.outbox.run(effects);
+        self.tick_if_late();
         Ok(seq)
     }
 }

@@ -22,6 +22,10 @@ pub struct SupervisorActor {
     outbox: Outbox,
     directory: Arc<Directory>,
     tick_ms: u64,
+    /// When it last ticked, ms: it ticks after a message when its timer is a whole period
+    /// late (see the member node's `tick_if_late`: a mailbox that never empties starves
+    /// an actix context's timers).
+    ticked_at: u64,
 }
 
 impl std::fmt::Debug for SupervisorActor {
@@ -44,6 +48,7 @@ impl SupervisorActor {
             outbox,
             directory,
             tick_ms: (timing.heartbeat_ms / 4).clamp(5, 50),
+            ticked_at: 0,
         }
     }
 
@@ -64,6 +69,15 @@ impl SupervisorActor {
     }
 }
 
+impl SupervisorActor {
+    fn tick(&mut self) {
+        let now = self.outbox.now();
+        self.ticked_at = now;
+        let effects = self.machine.tick(now);
+        self.outbox.run(effects);
+    }
+}
+
 impl Actor for SupervisorActor {
     type Context = Context<Self>;
 
@@ -75,10 +89,7 @@ impl Actor for SupervisorActor {
             .register(self.outbox.address(), ctx.address().recipient());
         ctx.run_interval(
             std::time::Duration::from_millis(self.tick_ms),
-            |actor, _| {
-                let effects = actor.machine.tick(actor.outbox.now());
-                actor.outbox.run(effects);
-            },
+            |actor, _| actor.tick(),
         );
     }
 
@@ -91,6 +102,15 @@ impl Handler<Deliver> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, Deliver(envelope): Deliver, _: &mut Self::Context) {
+        self.deliver(envelope);
+        if self.outbox.now().saturating_sub(self.ticked_at) >= 2 * self.tick_ms {
+            self.tick();
+        }
+    }
+}
+
+impl SupervisorActor {
+    fn deliver(&mut self, envelope: ieschain_core::message::Envelope) {
         let directory = &self.directory;
         let machine = &self.machine;
         match self.inbox.accept(&envelope, |a| {
