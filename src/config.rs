@@ -460,8 +460,8 @@ pub struct RuntimeConfig {
     /// machines. `ieschain node` runs one node a process and has nothing to share.
     pub shared_verification: bool,
     /// How many threads run the member nodes of one process (`run`, an embedding host),
-    /// each an actix `Arbiter` with its share of the nodes; the supervisor runs on a thread
-    /// of its own beside them (issue 12). `0`, the default, means one per core of the
+    /// each an actix `Arbiter` with its share of the nodes; the supervisor shares the first
+    /// (issue 12). `0`, the default, means one per core of the
     /// machine. From 0 to [`RuntimeConfig::MAX_ACTOR_THREADS`].
     pub actor_threads: u16,
 }

@@ -1,7 +1,7 @@
 //! The federation: built from a [`FederationConfig`] and a data directory, run by actix on
-//! threads of its own (the supervisor and the host's tasks on one, the member nodes spread
-//! over `runtime.actor_threads` arbiters), and driven through a [`FederationHandle`]
-//! (SPEC §10).
+//! threads of its own (the member nodes spread over `runtime.actor_threads` arbiters, the
+//! supervisor on the first of them, the host's tasks on one more), and driven through a
+//! [`FederationHandle`] (SPEC §10).
 //!
 //! The handle is `Send` and `Clone`, and usable from any thread or any tokio runtime: its
 //! methods are `async` and talk to the actors through their mailboxes, so the host needs
@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use actix::{Actor, Addr};
+use actix::Addr;
 use ieschain_actors::clock::{Clock, SystemClock};
 use ieschain_actors::messages::{NodeStatus, Status, Write, WriteSigned};
 use ieschain_actors::node::NodeActor;
@@ -252,7 +252,7 @@ impl FederationBuilder {
 
     /// How many threads run the member nodes (default: the configuration's
     /// `runtime.actor_threads`, one per core unless it says otherwise; at least 1). The
-    /// supervisor and the host's tasks run on one more.
+    /// supervisor shares the first; the host's tasks run on one more.
     pub fn actor_threads(mut self, threads: usize) -> Self {
         self.actor_threads = Some(threads.clamp(1, usize::from(RuntimeConfig::MAX_ACTOR_THREADS)));
         self
@@ -572,8 +572,8 @@ impl Federation {
                         stats.serving = serving;
                     }
                     let store: Arc<dyn ChainStore> = Arc::new(store);
-                    // The supervisor and the host's tasks run on this thread, the member
-                    // nodes on `threads` arbiters of their own (issue 12).
+                    // The host's tasks run on this thread, the member nodes and the
+                    // supervisor on `threads` arbiters of their own (issue 12).
                     let system = actix::System::new();
                     let (placement, arbiters) = Placement::spawn(
                         threads,
@@ -695,14 +695,15 @@ async fn start_actors(parts: Arc<Parts>, members: Vec<(String, ConsortiumId, Key
         parts.clock.clone(),
         parts.sink.clone(),
     );
-    // The supervisor runs until the system stops; nothing needs its address.
-    let _supervisor = SupervisorActor::new(
+    // The supervisor runs until the system stops; nothing needs its address. It shares the
+    // first node thread (see `Placement::start_supervisor`).
+    let supervisor = SupervisorActor::new(
         supervisor_outbox,
         &parts.genesis,
         parts.directory.clone(),
         parts.timing,
-    )
-    .start();
+    );
+    parts.placement.start_supervisor(supervisor);
     let nodes = members
         .into_iter()
         .filter_map(|(_, consortium, key)| {
@@ -729,7 +730,7 @@ impl FederationHandle {
     }
 
     /// How many threads run the member nodes (`runtime.actor_threads`, or
-    /// [`FederationBuilder::actor_threads`]); the supervisor runs on one more.
+    /// [`FederationBuilder::actor_threads`]); the supervisor shares the first.
     pub fn node_threads(&self) -> usize {
         self.inner.parts.placement.threads()
     }

@@ -92,7 +92,7 @@ impl Outbox {
 
     /// Seals and sends one message to each of `to`, encoding it once (issue 12).
     pub fn broadcast(&mut self, to: &[Address], message: &Message) {
-        let payload = ieschain_core::codec::encode(message);
+        let payload: Arc<[u8]> = ieschain_core::codec::encode(message).into();
         for to in to {
             let seq = self.next_seq.entry(*to).or_insert(0);
             *seq = seq.saturating_add(1);

@@ -22,10 +22,6 @@ pub struct SupervisorActor {
     outbox: Outbox,
     directory: Arc<Directory>,
     tick_ms: u64,
-    /// When it last ticked, ms: it ticks after a message when its timer is a whole period
-    /// late (see the member node's `tick_if_late`: a mailbox that never empties starves
-    /// an actix context's timers).
-    ticked_at: u64,
 }
 
 impl std::fmt::Debug for SupervisorActor {
@@ -48,7 +44,6 @@ impl SupervisorActor {
             outbox,
             directory,
             tick_ms: (timing.heartbeat_ms / 4).clamp(5, 50),
-            ticked_at: 0,
         }
     }
 
@@ -71,9 +66,7 @@ impl SupervisorActor {
 
 impl SupervisorActor {
     fn tick(&mut self) {
-        let now = self.outbox.now();
-        self.ticked_at = now;
-        let effects = self.machine.tick(now);
+        let effects = self.machine.tick(self.outbox.now());
         self.outbox.run(effects);
     }
 }
@@ -102,10 +95,9 @@ impl Handler<Deliver> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, Deliver(envelope): Deliver, _: &mut Self::Context) {
+        // No late tick here, unlike a member node: the failure detector must read the
+        // heartbeats already in its mailbox before it judges anyone silent.
         self.deliver(envelope);
-        if self.outbox.now().saturating_sub(self.ticked_at) >= 2 * self.tick_ms {
-            self.tick();
-        }
     }
 }
 

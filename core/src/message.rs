@@ -9,6 +9,7 @@
 //! a crash. An exact duplicate (a network duplicate) is dropped quietly.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bincode::{Decode, Encode};
 use thiserror::Error;
@@ -510,8 +511,9 @@ pub struct EnvelopeHeader {
 pub struct Envelope {
     /// Sender, recipient, incarnation, sequence.
     pub header: EnvelopeHeader,
-    /// The encoded [`Message`].
-    pub payload: Vec<u8>,
+    /// The encoded [`Message`], shared: a broadcast's envelopes hold one copy of it
+    /// between them, however many recipients (issue 12). Encoded as a byte vector.
+    pub payload: Arc<[u8]>,
     /// The sender's signature over [`Envelope::digest`].
     pub signature: Signature,
 }
@@ -525,18 +527,19 @@ impl Envelope {
         seq: u64,
         message: &Message,
     ) -> Envelope {
-        Self::seal_encoded(key, to, incarnation, seq, codec::encode(message))
+        Self::seal_encoded(key, to, incarnation, seq, codec::encode(message).into())
     }
 
     /// [`Envelope::seal`] of a message encoded already: a broadcast encodes its message
-    /// once for all its recipients (issue 12). `payload` must be `codec::encode` of a
-    /// [`Message`]; the recipient refuses anything else as undecodable.
+    /// once for all its recipients, and its envelopes share that one copy (issue 12).
+    /// `payload` must be `codec::encode` of a [`Message`]; the recipient refuses anything
+    /// else as undecodable.
     pub fn seal_encoded(
         key: &Keypair,
         to: Address,
         incarnation: u32,
         seq: u64,
-        payload: Vec<u8>,
+        payload: Arc<[u8]>,
     ) -> Envelope {
         let header = EnvelopeHeader {
             from: key.address(),
@@ -567,7 +570,7 @@ impl Envelope {
             incarnation,
             seq,
         };
-        let payload = codec::encode(message);
+        let payload: Arc<[u8]> = codec::encode(message).into();
         let digest = Self::digest_of(&header, &payload);
         (
             Envelope {
@@ -886,7 +889,7 @@ mod tests {
             Err(EnvelopeError::UnknownSender(_))
         ));
         let mut garbage = Envelope::seal(&newcomer, me.address(), 0, 4, &own);
-        garbage.payload = vec![0xff; 9];
+        garbage.payload = vec![0xff; 9].into();
         garbage.signature = newcomer.sign(&garbage.digest());
         assert!(matches!(
             inbox.accept(&garbage, key_of),
@@ -909,7 +912,8 @@ mod tests {
         let mut forged = Envelope::seal(&a, b.address(), 0, 1, &heartbeat());
         forged.payload = codec::encode(&Message::Discover {
             consortium: crate::ids::ConsortiumId(9),
-        });
+        })
+        .into();
         assert!(matches!(
             inbox.accept(&forged, key_of),
             Err(EnvelopeError::BadSignature(_))
@@ -933,7 +937,7 @@ mod tests {
             Err(EnvelopeError::WrongRecipient { .. })
         ));
         let mut garbage = Envelope::seal(&a, b.address(), 1, 3, &heartbeat());
-        garbage.payload = vec![0xff; 3];
+        garbage.payload = vec![0xff; 3].into();
         garbage.signature = a.sign(&garbage.digest());
         assert!(matches!(
             inbox.accept(&garbage, key_of),

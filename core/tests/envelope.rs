@@ -148,7 +148,7 @@ proptest! {
             Err(EnvelopeError::BadSignature(sender.address()))
         );
         let mut tampered = genuine.clone();
-        tampered.payload = ieschain_core::codec::encode(&message(seq + 1));
+        tampered.payload = ieschain_core::codec::encode(&message(seq + 1)).into();
         prop_assert_eq!(
             inbox.accept(&tampered, key_of),
             Err(EnvelopeError::BadSignature(sender.address()))
@@ -185,7 +185,7 @@ fn signed_garbage_payload_is_malformed() {
     {
         let mut envelope =
             Envelope::seal(&sender, receiver.address(), 0, seq as u64 + 1, &message(0));
-        envelope.payload = payload;
+        envelope.payload = payload.into();
         envelope.signature = sender.sign(&envelope.digest());
         let err = inbox.accept(&envelope, key_of).unwrap_err();
         assert!(matches!(err, EnvelopeError::Malformed { .. }), "{err}");

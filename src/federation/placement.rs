@@ -1,6 +1,6 @@
 //! Where a process runs its member nodes (issue 12): over several actix arbiters, each a
 //! thread with its own event loop, so that the nodes of one process use every core. The
-//! supervisor stays on the system's own thread beside them.
+//! supervisor shares the first ([`Placement::start_supervisor`] says why).
 //!
 //! Nodes share nothing but messages (the transport's mailboxes are thread-safe) and the
 //! store (whose writes are serialised per holder): placing them changes how fast they run,
@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context};
 use ieschain_actors::node::{NodeActor, MAILBOX};
+use ieschain_actors::supervisor::SupervisorActor;
 use ieschain_core::crypto::SharedMemo;
 use ieschain_core::Address;
 
@@ -68,6 +69,25 @@ impl Placement {
             actix::spawn(context.into_future(node));
         });
         spawned.then(|| Addr::new(tx))
+    }
+
+    /// Starts the supervisor on the first node thread (on the calling arbiter without
+    /// node threads). Not on a thread of its own: its failure detector judges the relays'
+    /// heartbeats by the clock, and on its own thread it keeps time while the node
+    /// threads, saturated (10,000 members' ticks, a flood of records), send them late; it
+    /// then deposes live relays, and each election sends notices and catch-ups to
+    /// thousands of members, which makes the threads later still. Sharing a node thread,
+    /// it runs late when they do. Its own thread waits for control traffic (heartbeats,
+    /// elections) to travel ahead of bulk (issue 12, item 4).
+    pub(crate) fn start_supervisor(&self, supervisor: SupervisorActor) {
+        match self.arbiters.first() {
+            Some(arbiter) => {
+                SupervisorActor::start_in_arbiter(arbiter, move |_| supervisor);
+            }
+            None => {
+                supervisor.start();
+            }
+        }
     }
 
     /// The arbiter `address` runs on: the one it was given at its first start, or the

@@ -46,8 +46,10 @@ async fn each_is_rejected_counted_and_survived() {
         block: accepted.clone(),
     };
     let mut payload = Envelope::seal(&key, relay, 0, 5_000, &submit);
-    let last = payload.payload.len() - 1;
-    payload.payload[last] ^= 1;
+    let mut altered = payload.payload.to_vec();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    payload.payload = altered.into();
     let mut header = Envelope::seal(&key, relay, 0, 5_001, &submit);
     header.header.seq += 1;
     let mut signature = Envelope::seal(&key, relay, 0, 5_003, &submit);

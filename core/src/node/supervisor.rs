@@ -745,12 +745,12 @@ impl Supervisor {
         }
         recipients.sort();
         recipients.dedup();
-        for to in recipients {
-            effects.push(Effect::Send {
-                to,
-                message: message.clone(),
-            });
-        }
+        // One message, encoded once, for the consortium's members and every serving relay
+        // and backup: thousands of recipients in a large federation (issue 12).
+        effects.push(Effect::Broadcast {
+            to: recipients,
+            message,
+        });
         // The newly elected learn who serves the other lanes.
         for (other_index, other) in self.watches.iter().enumerate() {
             if other_index == index || other.records.is_empty() {

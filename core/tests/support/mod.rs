@@ -774,7 +774,7 @@ pub fn envelope() -> impl Strategy<Value = Envelope> {
                     incarnation,
                     seq,
                 },
-                payload,
+                payload: payload.into(),
                 signature,
             },
         )
