@@ -706,15 +706,11 @@ fn keygen_keys_sign_for_their_owner() {
     let data = dir.path().join("data");
     let key_flag = format!("source-wind={}", member_key.display());
     let run = |seconds: &str, extra: &[&str]| {
-        let mut args = vec![
-            "run",
-            "--data",
+        outcome(&ieschain(&util::run_args(
             data.to_str().unwrap(),
-            "--duration",
             seconds,
-        ];
-        args.extend_from_slice(extra);
-        outcome(&ieschain(&args))
+            extra,
+        )))
     };
     let with_keys = [
         "--key",
@@ -889,41 +885,29 @@ fn spec_and_node_refuse_bad_input_clearly() {
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (keys, spec) = (path("keys"), path("spec.toml"));
 
-    let (code, _, stderr) = outcome(&ieschain(&[
-        "spec",
-        "--from",
-        "four-party",
-        "--keys",
-        &keys,
-        "--out",
-        &spec,
-        "--base-port",
-        "65530",
-    ]));
+    // `ieschain spec` of the built-in four-party federation into `keys` and `spec`.
+    let make_spec = |extra: &[&str]| {
+        let mut args = vec![
+            "spec",
+            "--from",
+            "four-party",
+            "--keys",
+            &keys,
+            "--out",
+            &spec,
+        ];
+        args.extend_from_slice(extra);
+        outcome(&ieschain(&args))
+    };
+    let (code, _, stderr) = make_spec(&["--base-port", "65530"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("run past port 65535"), "{stderr}");
     assert!(!dir.path().join("spec.toml").exists());
 
-    let (code, stdout, stderr) = outcome(&ieschain(&[
-        "spec",
-        "--from",
-        "four-party",
-        "--keys",
-        &keys,
-        "--out",
-        &spec,
-    ]));
+    let (code, stdout, stderr) = make_spec(&[]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("the supervisor and 17 members"), "{stdout}");
-    let (code, _, stderr) = outcome(&ieschain(&[
-        "spec",
-        "--from",
-        "four-party",
-        "--keys",
-        &keys,
-        "--out",
-        &spec,
-    ]));
+    let (code, _, stderr) = make_spec(&[]);
     assert_eq!(code, 2);
     assert!(stderr.contains("never overwritten"), "{stderr}");
 

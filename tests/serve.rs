@@ -101,15 +101,7 @@ fn stop(child: Child, signal: Signal) -> i32 {
 /// A finished four-party run of `seconds` in `data`, with `extra` flags: elections, relay
 /// lanes, records.
 fn finished_run(data: &Path, seconds: &str, extra: &[&str]) {
-    let mut args = vec![
-        "run",
-        "--data",
-        data.to_str().unwrap(),
-        "--duration",
-        seconds,
-    ];
-    args.extend_from_slice(extra);
-    let out = util::ieschain(&args);
+    let out = util::ieschain(&util::run_args(data.to_str().unwrap(), seconds, extra));
     assert!(
         out.status.success(),
         "{}",

@@ -28,6 +28,14 @@ pub fn ieschain(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `ieschain run --data DATA --duration SECONDS` followed by `extra`.
+#[allow(dead_code)] // not every test crate that includes this module runs a federation
+pub fn run_args<'a>(data: &'a str, seconds: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "--data", data, "--duration", seconds];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// The exit code, stdout and stderr of `output`, as text.
 pub fn outcome(output: &Output) -> (i32, String, String) {
     (
