@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ieschain_core::codec;
 use ieschain_core::message::{Envelope, Message};
 use ieschain_core::node::{Effect, Event};
 use ieschain_core::{Address, Keypair};
@@ -82,22 +83,42 @@ impl Outbox {
 
     /// Seals and sends one message.
     pub fn send(&mut self, to: Address, message: &Message) {
+        let mut batch = Vec::with_capacity(1);
+        self.queue(&mut batch, to, codec::encode(message).into());
+        self.seal(batch);
+    }
+
+    /// Seals and sends one message to each of `to`, encoding it once and signing it once
+    /// ([`Envelope::seal_batch`], issue 12).
+    pub fn broadcast(&mut self, to: &[Address], message: &Message) {
+        let mut batch = Vec::with_capacity(to.len());
+        self.queue_broadcast(&mut batch, to, message);
+        self.seal(batch);
+    }
+
+    /// Adds an envelope to `to` with its next seq to `batch`.
+    fn queue(&mut self, batch: &mut Batch, to: Address, payload: Arc<[u8]>) {
         let seq = self.next_seq.entry(to).or_insert(0);
         // A peer's `Resync` can set the count anywhere (see `resync`); at the top it stays
         // there, and that peer refuses the repeats: a link lost, never a node.
         *seq = seq.saturating_add(1);
-        let envelope = Envelope::seal(&self.key, to, self.incarnation, *seq, message);
-        self.transport.send(envelope);
+        batch.push((to, *seq, payload));
     }
 
-    /// Seals and sends one message to each of `to`, encoding it once (issue 12).
-    pub fn broadcast(&mut self, to: &[Address], message: &Message) {
-        let payload: Arc<[u8]> = ieschain_core::codec::encode(message).into();
+    /// Adds one envelope of `message`, encoded once, for each of `to` to `batch`.
+    fn queue_broadcast(&mut self, batch: &mut Batch, to: &[Address], message: &Message) {
+        let payload: Arc<[u8]> = codec::encode(message).into();
         for to in to {
-            let seq = self.next_seq.entry(*to).or_insert(0);
-            *seq = seq.saturating_add(1);
-            let envelope =
-                Envelope::seal_encoded(&self.key, *to, self.incarnation, *seq, payload.clone());
+            self.queue(batch, *to, payload.clone());
+        }
+    }
+
+    /// Signs `batch` once ([`Envelope::seal_batch`]) and sends its envelopes, in order.
+    fn seal(&mut self, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        for envelope in Envelope::seal_batch(&self.key, self.incarnation, &batch) {
             self.transport.send(envelope);
         }
     }
@@ -190,11 +211,21 @@ impl Outbox {
     /// Carries out `effects` in order. A failed persist stops the rest: nothing that
     /// follows a write (an acknowledgement, a broadcast) may go out without it.
     pub fn run(&mut self, effects: Vec<Effect>) {
+        // The envelopes of one turn are signed together, once (issue 12): sends are
+        // queued, and sealed and sent before each persist and at the end, so nothing
+        // leaves before a persist that precedes it in `effects` (D4), and the order of
+        // the envelopes is the order of the effects.
+        let mut batch: Batch = Vec::new();
         for effect in effects {
             match effect {
-                Effect::Send { to, message } => self.send(to, &message),
-                Effect::Broadcast { to, message } => self.broadcast(&to, &message),
+                Effect::Send { to, message } => {
+                    self.queue(&mut batch, to, codec::encode(&message).into())
+                }
+                Effect::Broadcast { to, message } => {
+                    self.queue_broadcast(&mut batch, &to, &message)
+                }
                 Effect::Persist(writes) => {
+                    self.seal(std::mem::take(&mut batch));
                     if let Err(err) = self.store.write(&writes) {
                         log::error!(
                             "node {}: persist failed, dropping what follows: {err}",
@@ -228,14 +259,12 @@ impl Outbox {
                         (Ok(blocks), Ok(head)) => {
                             let head = head.map_or(0, |h| h.height);
                             let head = upto.map_or(head, |upto| head.min(upto));
-                            self.send(
-                                to,
-                                &Message::SyncBlocks {
-                                    chain,
-                                    blocks,
-                                    head,
-                                },
-                            );
+                            let reply = Message::SyncBlocks {
+                                chain,
+                                blocks,
+                                head,
+                            };
+                            self.queue(&mut batch, to, codec::encode(&reply).into());
                         }
                         (Err(err), _) | (_, Err(err)) => {
                             log::warn!(
@@ -248,8 +277,12 @@ impl Outbox {
                 Effect::Emit(event) => self.emit(&event),
             }
         }
+        self.seal(batch);
     }
 }
+
+/// Envelopes to seal together: recipient, seq, encoded message.
+type Batch = Vec<(Address, u64, Arc<[u8]>)>;
 
 #[cfg(test)]
 mod tests {

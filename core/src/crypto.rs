@@ -51,6 +51,8 @@ pub enum Domain {
     Countersign,
     /// Data sold in a data trade (SPEC §6.3): its digest on the chain.
     Data,
+    /// The payload of a transport envelope, hashed once however many envelopes carry it.
+    EnvelopePayload,
 }
 
 impl Domain {
@@ -67,13 +69,14 @@ impl Domain {
             Domain::RegistryEntry => "ieschain registry entry v1",
             Domain::ElectionSeed => "ieschain election v1",
             Domain::Genesis => "ieschain genesis v1",
-            Domain::Envelope => "ieschain envelope v1",
+            Domain::Envelope => "ieschain envelope v2",
             Domain::Credential => "ieschain credential v1",
             Domain::NodeKey => "ieschain node key v1",
             Domain::SupervisorKey => "ieschain supervisor v1",
             Domain::AdmissionKey => "ieschain admission key v1",
             Domain::Countersign => "ieschain countersign v1",
             Domain::Data => "ieschain data v1",
+            Domain::EnvelopePayload => "ieschain envelope payload v1",
         }
     }
 }

@@ -83,11 +83,45 @@ impl MerkleProof {
         })
     }
 
+    /// The proofs of every leaf of `leaves`, in order: [`MerkleProof::build`] of each
+    /// index, with the tree's levels built once (a broadcast's envelopes, issue 12).
+    pub fn build_all(leaves: &[Hash]) -> Vec<MerkleProof> {
+        let mut levels = vec![leaves.to_vec()];
+        while levels.last().is_some_and(|level| level.len() > 1) {
+            let next = next_level(&levels[levels.len() - 1]);
+            levels.push(next);
+        }
+        (0..leaves.len())
+            .map(|index| {
+                let mut at = index;
+                let mut siblings = Vec::with_capacity(levels.len());
+                for level in &levels[..levels.len() - 1] {
+                    if let Some(sibling) = level.get(at ^ 1) {
+                        siblings.push(*sibling);
+                    }
+                    at /= 2;
+                }
+                MerkleProof {
+                    index: index as u64,
+                    leaf_count: leaves.len() as u64,
+                    siblings,
+                }
+            })
+            .collect()
+    }
+
     /// Whether `leaf` is at this proof's index under `root`, given that the tree has
     /// `leaf_count` leaves (which the caller must check, see [`MerkleProof`]).
     pub fn verify(&self, root: &Hash, leaf: &Hash) -> bool {
+        self.root_of(leaf).is_some_and(|computed| computed == *root)
+    }
+
+    /// The root that `leaf` at this proof's index leads to through its siblings, or `None`
+    /// when the siblings do not fit `index` and `leaf_count` (too few or too many). The
+    /// same caution as [`MerkleProof::verify`]: `leaf_count` is the prover's word.
+    pub fn root_of(&self, leaf: &Hash) -> Option<Hash> {
         if self.index >= self.leaf_count {
-            return false;
+            return None;
         }
         let mut hash = *leaf;
         let mut at = self.index;
@@ -96,9 +130,7 @@ impl MerkleProof {
         while len > 1 {
             let sibling = at ^ 1;
             if sibling < len {
-                let Some(other) = siblings.next() else {
-                    return false;
-                };
+                let other = siblings.next()?;
                 hash = if at % 2 == 0 {
                     node(&hash, other)
                 } else {
@@ -108,7 +140,7 @@ impl MerkleProof {
             at /= 2;
             len = len.div_ceil(2);
         }
-        siblings.next().is_none() && hash == *root
+        siblings.next().is_none().then_some(hash)
     }
 }
 
@@ -149,5 +181,36 @@ mod tests {
             }
             assert!(MerkleProof::build(&l, n).is_none());
         }
+    }
+
+    #[test]
+    fn build_all_gives_each_leaf_its_own_proof() {
+        for n in 0..40 {
+            let l = leaves(n);
+            let all = MerkleProof::build_all(&l);
+            assert_eq!(all.len(), n);
+            for (i, proof) in all.iter().enumerate() {
+                assert_eq!(
+                    Some(proof),
+                    MerkleProof::build(&l, i).as_ref(),
+                    "n={n} i={i}"
+                );
+                assert_eq!(proof.root_of(&l[i]), Some(root(&l)), "n={n} i={i}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_proof_with_a_sibling_too_many_or_too_few_leads_nowhere() {
+        let l = leaves(5);
+        let mut long = MerkleProof::build(&l, 2).unwrap();
+        long.siblings.push(l[0]);
+        assert_eq!(long.root_of(&l[2]), None);
+        let mut short = MerkleProof::build(&l, 2).unwrap();
+        short.siblings.pop();
+        assert_eq!(short.root_of(&l[2]), None);
+        let mut beyond = MerkleProof::build(&l, 2).unwrap();
+        beyond.index = beyond.leaf_count;
+        assert_eq!(beyond.root_of(&l[2]), None);
     }
 }

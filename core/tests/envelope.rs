@@ -166,6 +166,97 @@ proptest! {
         );
         prop_assert_eq!(inbox.accept(&genuine, key_of), Ok(message(seq)));
     }
+
+    /// The envelopes of one broadcast are signed once together (issue 12), yet each is its
+    /// own recipient's alone, at its own seq: moved to another recipient, renumbered, with
+    /// its payload, proof or signature changed, or stripped of its proof, it is refused,
+    /// and none of that uses up its seq. Then it is accepted, once.
+    #[test]
+    fn a_broadcast_signed_once_is_still_one_envelope_per_recipient(
+        count in 2usize..12,
+        pick in any::<prop::sample::Index>(),
+        other in any::<prop::sample::Index>(),
+        first_seq in 1u64..1000,
+        flip in 0usize..32,
+    ) {
+        let (sender, _, _) = keys();
+        let recipients: Vec<Keypair> = (0..count)
+            .map(|i| Keypair::derive(Domain::NodeKey, 5, &format!("member-{i}")))
+            .collect();
+        let mut inboxes: Vec<Inbox> = recipients.iter().map(|r| Inbox::new(r.address())).collect();
+        let key_of = |a: &Address| -> Option<PublicKey> {
+            (*a == sender.address()).then(|| sender.public())
+        };
+        let addressed: Vec<(Address, u64)> = recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.address(), first_seq + i as u64))
+            .collect();
+        let payload: std::sync::Arc<[u8]> = ieschain_core::codec::encode(&message(first_seq)).into();
+        let items: Vec<_> = addressed.iter().map(|(to, seq)| (*to, *seq, payload.clone())).collect();
+        let envelopes = Envelope::seal_batch(&sender, 0, &items);
+        prop_assert_eq!(envelopes.len(), count);
+        prop_assert!(envelopes.iter().all(|e| e.signature == envelopes[0].signature && e.proof.is_some()));
+
+        let i = pick.index(count);
+        let j = (i + 1 + other.index(count - 1)) % count;
+        let genuine = &envelopes[i];
+        let bad = Err(EnvelopeError::BadSignature(sender.address()));
+
+        let mut moved = genuine.clone();
+        moved.header.to = recipients[j].address();
+        prop_assert_eq!(inboxes[j].accept(&moved, key_of), bad.clone());
+        let misdelivered = matches!(
+            inboxes[j].accept(genuine, key_of),
+            Err(EnvelopeError::WrongRecipient { .. })
+        );
+        prop_assert!(misdelivered);
+        let mut renumbered = genuine.clone();
+        renumbered.header.seq += 1;
+        prop_assert_eq!(inboxes[i].accept(&renumbered, key_of), bad.clone());
+        let mut tampered = genuine.clone();
+        tampered.payload = ieschain_core::codec::encode(&message(first_seq + 1)).into();
+        prop_assert_eq!(inboxes[i].accept(&tampered, key_of), bad.clone());
+        let mut bent = genuine.clone();
+        if let Some(proof) = bent.proof.as_mut() {
+            proof.siblings[0].0[flip] ^= 1;
+        }
+        prop_assert_eq!(inboxes[i].accept(&bent, key_of), bad.clone());
+        let mut stripped = genuine.clone();
+        stripped.proof = None;
+        prop_assert_eq!(inboxes[i].accept(&stripped, key_of), bad.clone());
+        let mut forged = genuine.clone();
+        forged.signature.0[flip] ^= 1;
+        prop_assert_eq!(inboxes[i].accept(&forged, key_of), bad);
+
+        for (k, envelope) in envelopes.iter().enumerate() {
+            prop_assert_eq!(inboxes[k].accept(envelope, key_of), Ok(message(first_seq)));
+        }
+        let again = matches!(
+            inboxes[i].accept(genuine, key_of),
+            Err(EnvelopeError::Duplicate { .. })
+        );
+        prop_assert!(again);
+    }
+}
+
+/// A batch of one is an envelope signed alone, as `seal` makes it.
+#[test]
+fn a_batch_of_one_is_an_envelope_signed_alone() {
+    let (sender, receiver, _) = keys();
+    let payload: std::sync::Arc<[u8]> = ieschain_core::codec::encode(&message(4)).into();
+    let one = Envelope::seal_batch(&sender, 2, &[(receiver.address(), 9, payload)]);
+    assert_eq!(
+        one,
+        vec![Envelope::seal(
+            &sender,
+            receiver.address(),
+            2,
+            9,
+            &message(4)
+        )]
+    );
+    assert!(one[0].proof.is_none());
 }
 
 /// A correctly signed envelope whose payload is not a message is refused as malformed
@@ -186,9 +277,40 @@ fn signed_garbage_payload_is_malformed() {
         let mut envelope =
             Envelope::seal(&sender, receiver.address(), 0, seq as u64 + 1, &message(0));
         envelope.payload = payload.into();
-        envelope.signature = sender.sign(&envelope.digest());
+        envelope.signature = sender.sign(&envelope.digest().unwrap());
         let err = inbox.accept(&envelope, key_of).unwrap_err();
         assert!(matches!(err, EnvelopeError::Malformed { .. }), "{err}");
         assert!(err.is_hostile());
     }
+}
+
+/// One turn's envelopes, to several recipients with different messages, some to the same
+/// recipient, are signed once: each is accepted by its recipient at its seq, and two of
+/// them with their payloads swapped are refused as badly signed.
+#[test]
+fn a_turns_envelopes_signed_together_keep_their_own_payloads() {
+    let (sender, a, b) = keys();
+    let key_of = |x: &Address| (*x == sender.address()).then(|| sender.public());
+    let encoded =
+        |seq: u64| -> std::sync::Arc<[u8]> { ieschain_core::codec::encode(&message(seq)).into() };
+    let items = vec![
+        (a.address(), 1, encoded(10)),
+        (b.address(), 1, encoded(11)),
+        (a.address(), 2, encoded(12)),
+    ];
+    let envelopes = Envelope::seal_batch(&sender, 0, &items);
+    assert!(envelopes
+        .iter()
+        .all(|e| e.signature == envelopes[0].signature));
+    let mut swapped = envelopes[0].clone();
+    swapped.payload = envelopes[2].payload.clone();
+    let mut inbox_a = Inbox::new(a.address());
+    let mut inbox_b = Inbox::new(b.address());
+    assert_eq!(
+        inbox_a.accept(&swapped, key_of),
+        Err(EnvelopeError::BadSignature(sender.address()))
+    );
+    assert_eq!(inbox_a.accept(&envelopes[2], key_of), Ok(message(12)));
+    assert_eq!(inbox_b.accept(&envelopes[1], key_of), Ok(message(11)));
+    assert_eq!(inbox_a.accept(&envelopes[0], key_of), Ok(message(10)));
 }

@@ -246,12 +246,10 @@ impl Handler<Deliver> for Echo {
     type Result = ();
 
     fn handle(&mut self, Deliver(envelope): Deliver, _: &mut Context<Self>) {
-        if self
-            .peer_key
-            .verify(&envelope.digest(), &envelope.signature)
-            .is_err()
-            || codec::decode::<Message>(&envelope.payload).is_err()
-        {
+        let genuine = envelope
+            .digest()
+            .is_some_and(|digest| self.peer_key.verify(&digest, &envelope.signature).is_ok());
+        if !genuine || codec::decode::<Message>(&envelope.payload).is_err() {
             return;
         }
         match self.done.take() {

@@ -756,7 +756,7 @@ pub fn message_names(m: &Message) -> &'static str {
 }
 
 /// Any envelope: a header, a payload that is either an encoded message or arbitrary bytes,
-/// and any signature.
+/// a broadcast's proof or none, and any signature.
 pub fn envelope() -> impl Strategy<Value = Envelope> {
     (
         (address(), address(), any::<u32>(), any::<u64>()),
@@ -764,10 +764,11 @@ pub fn envelope() -> impl Strategy<Value = Envelope> {
             message().prop_map(|m| ieschain_core::codec::encode(&m)),
             vec(any::<u8>(), 0..64),
         ],
+        proptest::option::of(merkle_proof()),
         signature(),
     )
         .prop_map(
-            |((from, to, incarnation, seq), payload, signature)| Envelope {
+            |((from, to, incarnation, seq), payload, proof, signature)| Envelope {
                 header: EnvelopeHeader {
                     from,
                     to,
@@ -775,6 +776,7 @@ pub fn envelope() -> impl Strategy<Value = Envelope> {
                     seq,
                 },
                 payload: payload.into(),
+                proof,
                 signature,
             },
         )

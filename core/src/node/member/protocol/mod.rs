@@ -48,8 +48,23 @@ use crate::record::{data_digest, Audience, Record, RecordBody, RecordKind};
 use crate::registry::RegistryEntry;
 pub(super) use grid::GridDesk;
 
-/// Offers and data offers a member remembers having seen, newest kept.
+/// The most offers (or data offers) one member remembers having seen, newest kept, so that
+/// a host may still bid on (or buy) one after it arrived.
 const SEEN_LIMIT: usize = 4096;
+
+/// The most offers the members of one consortium remember between them (issue 12, item
+/// 7): each keeps its share, `SEEN_PER_CONSORTIUM / members`, within
+/// `SEEN_MIN..=SEEN_LIMIT`. At 10,000 members every member kept 4,096 offers, and the
+/// seen sets, not the chains, were the federation's memory.
+const SEEN_PER_CONSORTIUM: usize = 1 << 16;
+
+/// The fewest offers a member remembers, however large its consortium.
+const SEEN_MIN: usize = 8;
+
+/// How many offers a member of a consortium of `members` remembers.
+fn seen_limit(members: usize) -> usize {
+    (SEEN_PER_CONSORTIUM / members.max(1)).clamp(SEEN_MIN, SEEN_LIMIT)
+}
 
 /// Why a host's protocol request was refused at once.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -686,13 +701,30 @@ impl Member {
         let author = record.content.author;
         match &record.content.body {
             RecordBody::PowerOffer { .. } | RecordBody::DataTrade { .. } => {
+                // Only the load consortium bids on power, and only the service consortium
+                // buys data (`bid_power`, `buy_data`): anyone else never acts on an offer,
+                // and does not keep it.
+                let buyers = if record.kind() == RecordKind::PowerOffer {
+                    self.timing.protocols.load
+                } else {
+                    self.timing.protocols.service
+                };
+                if buyers != Some(self.consortium) {
+                    return;
+                }
                 let digest = record.digest();
+                let limit = seen_limit(
+                    self.genesis
+                        .consortiums
+                        .get(self.consortium.0 as usize)
+                        .map_or(1, |c| c.members.len()),
+                );
                 if let std::collections::btree_map::Entry::Vacant(entry) =
                     self.proto.seen.entry(digest)
                 {
                     entry.insert(record.clone());
                     self.proto.seen_order.push_back(digest);
-                    while self.proto.seen_order.len() > SEEN_LIMIT {
+                    while self.proto.seen_order.len() > limit {
                         if let Some(old) = self.proto.seen_order.pop_front() {
                             self.proto.seen.remove(&old);
                         }
@@ -868,4 +900,28 @@ pub(super) fn forward_steps(
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member keeps its consortium's share of remembered offers: all 4,096 in a small
+    /// consortium, fewer in a large one, so that a consortium's members keep at most
+    /// `SEEN_PER_CONSORTIUM` between them up to 8,192 members, and at least `SEEN_MIN`
+    /// each beyond.
+    #[test]
+    fn a_member_remembers_its_consortiums_share_of_offers() {
+        assert_eq!(seen_limit(0), SEEN_LIMIT);
+        assert_eq!(seen_limit(5), SEEN_LIMIT);
+        assert_eq!(seen_limit(16), SEEN_LIMIT);
+        assert_eq!(seen_limit(2_500), 26);
+        assert_eq!(seen_limit(100_000), SEEN_MIN);
+        for members in [1, 7, 17, 100, 1_000, 2_500, 8_192] {
+            assert!(
+                members * seen_limit(members) <= SEEN_PER_CONSORTIUM,
+                "{members}"
+            );
+        }
+    }
 }
