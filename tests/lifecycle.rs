@@ -76,7 +76,11 @@ fn end(mut child: Child, lines: &mpsc::Receiver<String>) -> (i32, Vec<String>) {
         rest.push(line);
     }
     let status = child.wait().unwrap();
-    (status.code().unwrap_or(-1), rest)
+    // Killed by a signal: minus its number, so that a failure names it.
+    let code = status.code().unwrap_or_else(|| {
+        -std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(1)
+    });
+    (code, rest)
 }
 
 /// The report at `path`, checked against the published schema.

@@ -93,12 +93,13 @@ pub fn run(quick: bool, load: f64, stop: &StopSignal) -> Result<Value> {
                 serve_timeout: SERVE_TIMEOUT,
                 failovers: 0,
             },
+            Some(stop),
         ))
         .context("the in-process run")?;
     drop(runtime);
-    if stop.requested() {
+    let Some(in_process) = in_process else {
         bail!("stopped by a signal");
-    }
+    };
     let cluster = run_cluster(&config, &temp.path().join("cluster"), warm_up, window, stop)
         .context("the cluster run")?;
     let value = json!({

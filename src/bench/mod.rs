@@ -147,24 +147,22 @@ pub fn run(options: &Options) -> Result<Value> {
         let mut config = FederationConfig::four_party();
         config.timing.period = Duration::from_secs(600);
         config.runtime.shared_verification = shared;
-        runtime.block_on(unless_stopped(
-            stop,
-            load::run(
-                &temp.path().join(name),
-                RunSpec {
-                    config,
-                    load,
-                    warm_up: d.warm_up,
-                    window: d.window,
-                    drain: d.drain,
-                    serve_timeout: Duration::from_secs(10),
-                    failovers: 0,
-                },
-            ),
+        runtime.block_on(load::run(
+            &temp.path().join(name),
+            RunSpec {
+                config,
+                load,
+                warm_up: d.warm_up,
+                window: d.window,
+                drain: d.drain,
+                serve_timeout: Duration::from_secs(10),
+                failovers: 0,
+            },
+            Some(stop),
         ))
     };
     let saturated = saturated_run("four-party-saturated", Load::Saturate, true);
-    let Some(saturated) = saturated.transpose()? else {
+    let Some(saturated) = saturated? else {
         return Ok(stopped(
             started,
             json!({ "limits": limits_json(&limits, cores) }),
@@ -172,7 +170,7 @@ pub fn run(options: &Options) -> Result<Value> {
     };
     // The same with each node checking every signature it takes, as on its own machine.
     let per_node = saturated_run("four-party-per-node", Load::Saturate, false);
-    let Some(per_node) = per_node.transpose()? else {
+    let Some(per_node) = per_node? else {
         return Ok(stopped(
             started,
             json!({ "limits": limits_json(&limits, cores), "saturated_records_per_s": saturated.records_per_s }),
@@ -181,7 +179,7 @@ pub fn run(options: &Options) -> Result<Value> {
 
     progress.step(2, "four-party federation, saturated, pre-signed ...");
     let signed = saturated_run("four-party-signed", Load::SaturateSigned, true);
-    let Some(signed) = signed.transpose()? else {
+    let Some(signed) = signed? else {
         return Ok(stopped(
             started,
             json!({ "limits": limits_json(&limits, cores), "saturated_records_per_s": saturated.records_per_s }),
@@ -192,23 +190,21 @@ pub fn run(options: &Options) -> Result<Value> {
         3,
         "four-party federation, its own workload, then failovers ...",
     );
-    let nominal = runtime.block_on(unless_stopped(
-        stop,
-        load::run(
-            &temp.path().join("four-party-nominal"),
-            RunSpec {
-                config: FederationConfig::four_party(),
-                load: Load::Workload,
-                warm_up: Duration::from_secs(1),
-                window: d.latency_window,
-                drain: Duration::ZERO,
-                serve_timeout: Duration::from_secs(10),
-                failovers: d.failovers,
-            },
-        ),
+    let nominal = runtime.block_on(load::run(
+        &temp.path().join("four-party-nominal"),
+        RunSpec {
+            config: FederationConfig::four_party(),
+            load: Load::Workload,
+            warm_up: Duration::from_secs(1),
+            window: d.latency_window,
+            drain: Duration::ZERO,
+            serve_timeout: Duration::from_secs(10),
+            failovers: d.failovers,
+        },
+        Some(stop),
     ));
     drop(runtime);
-    let Some(nominal) = nominal.transpose()? else {
+    let Some(nominal) = nominal? else {
         return Ok(stopped(
             started,
             json!({ "limits": limits_json(&limits, cores), "saturated_records_per_s": saturated.records_per_s }),
@@ -260,18 +256,6 @@ pub fn run(options: &Options) -> Result<Value> {
     });
     print!("{}", table(&value));
     Ok(value)
-}
-
-/// `fut`'s output, or `None` once a stop is asked first (`fut` is then dropped: the
-/// federation it measures is abandoned with its temporary directory).
-async fn unless_stopped<T>(
-    stop: &StopSignal,
-    fut: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    tokio::select! {
-        out = fut => Some(out),
-        () = stop.wait() => None,
-    }
 }
 
 /// The JSON of a bench stopped by a signal: `stopped_by_signal`, the seconds it ran, and
@@ -783,18 +767,21 @@ pub fn scale_child(members: u64, quick: bool) -> Result<Value> {
         .enable_all()
         .build()?;
     let started = Instant::now();
-    let result = runtime.block_on(load::run(
-        &temp.path().join("federation"),
-        RunSpec {
-            config,
-            load: Load::Saturate,
-            warm_up: d.scale_warm_up,
-            window: d.scale_window,
-            drain: Duration::ZERO,
-            serve_timeout: Duration::from_secs(if quick { 10 } else { 30 }),
-            failovers: 0,
-        },
-    ))?;
+    let result = runtime
+        .block_on(load::run(
+            &temp.path().join("federation"),
+            RunSpec {
+                config,
+                load: Load::Saturate,
+                warm_up: d.scale_warm_up,
+                window: d.scale_window,
+                drain: Duration::ZERO,
+                serve_timeout: Duration::from_secs(if quick { 10 } else { 30 }),
+                failovers: 0,
+            },
+            None,
+        ))?
+        .context("the scale child's run ended without a result")?;
     let peak = peak_rss_mib()?;
     Ok(json!({
         "members": result.members,
