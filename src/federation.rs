@@ -575,10 +575,19 @@ impl Federation {
                     // The host's tasks run on this thread, the member nodes and the
                     // supervisor on `threads` arbiters of their own (issue 12).
                     let system = actix::System::new();
+                    let leads = genesis
+                        .consortiums
+                        .iter()
+                        .flat_map(|c| c.members.iter())
+                        .filter(|m| m.relay_capable)
+                        .map(|m| m.address)
+                        .collect();
                     let (placement, arbiters) = Placement::spawn(
                         threads,
                         memo.as_ref()
                             .map(ieschain_core::crypto::VerificationMemo::share),
+                        leads,
+                        members.len(),
                     );
                     let parts = Arc::new(Parts {
                         genesis,

@@ -77,9 +77,9 @@ fn end(mut child: Child, lines: &mpsc::Receiver<String>) -> (i32, Vec<String>) {
     }
     let status = child.wait().unwrap();
     // Killed by a signal: minus its number, so that a failure names it.
-    let code = status.code().unwrap_or_else(|| {
-        -std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(1)
-    });
+    let code = status
+        .code()
+        .unwrap_or_else(|| -std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(1));
     (code, rest)
 }
 

@@ -7,7 +7,7 @@
 //! never what they decide. A node keeps its arbiter for the life of the process, so a
 //! restarted node runs where its previous incarnation ran.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context};
@@ -17,11 +17,34 @@ use ieschain_core::crypto::SharedMemo;
 use ieschain_core::Address;
 
 /// The node threads of a process, and which node runs on which.
+///
+/// Relay-capable members (the nodes whose heartbeats the supervisor judges by the clock,
+/// and which serve as relays and backups) and plain members take turns on separate
+/// arbiters when plain members are many: the relay-capable ones, with the supervisor, on
+/// the first `lead_threads`, in proportion to their number (at least one), the plain ones
+/// on the rest. An actix thread runs its ready actors in turn, so a relay that shared a
+/// thread with 5,000 members waited for each of them to read its forwarded block before
+/// its heartbeat went out, and the supervisor deposed it (issue 12: 3 to 8 elections in
+/// each 10,000-member window). When the relay-capable members are many (the four-party
+/// federation: 10 of 16), every node takes turns on every thread.
 #[derive(Debug, Default)]
 pub(crate) struct Placement {
     arbiters: Vec<ArbiterHandle>,
-    /// Each node's arbiter, by index, fixed at its first start.
-    assigned: Mutex<BTreeMap<Address, usize>>,
+    /// The relay-capable members.
+    leads: BTreeSet<Address>,
+    /// How many of the arbiters, from the first, run the relay-capable members; all of
+    /// them when it is every arbiter.
+    lead_threads: usize,
+    turns: Mutex<Turns>,
+}
+
+/// Each node's arbiter, by index, fixed at its first start, and how many nodes of each
+/// kind were placed.
+#[derive(Debug, Default)]
+struct Turns {
+    assigned: BTreeMap<Address, usize>,
+    leads: usize,
+    plain: usize,
 }
 
 impl Placement {
@@ -32,10 +55,16 @@ impl Placement {
     }
 
     /// `threads` new arbiters of the current actix system, each with `memo` joined for
-    /// good when there is one. The returned arbiters are the caller's to stop and join
-    /// once the system stops.
-    pub(crate) fn spawn(threads: usize, memo: Option<SharedMemo>) -> (Placement, Vec<Arbiter>) {
-        let arbiters: Vec<Arbiter> = (0..threads.max(1)).map(|_| Arbiter::new()).collect();
+    /// good when there is one, for `members` members of which `leads` are relay-capable.
+    /// The returned arbiters are the caller's to stop and join once the system stops.
+    pub(crate) fn spawn(
+        threads: usize,
+        memo: Option<SharedMemo>,
+        leads: BTreeSet<Address>,
+        members: usize,
+    ) -> (Placement, Vec<Arbiter>) {
+        let threads = threads.max(1);
+        let arbiters: Vec<Arbiter> = (0..threads).map(|_| Arbiter::new()).collect();
         if let Some(memo) = memo {
             for arbiter in &arbiters {
                 let memo = memo.clone();
@@ -45,7 +74,9 @@ impl Placement {
         }
         let placement = Placement {
             arbiters: arbiters.iter().map(Arbiter::handle).collect(),
-            assigned: Mutex::new(BTreeMap::new()),
+            lead_threads: lead_threads(threads, leads.len(), members),
+            leads,
+            turns: Mutex::new(Turns::default()),
         };
         (placement, arbiters)
     }
@@ -91,18 +122,41 @@ impl Placement {
     }
 
     /// The arbiter `address` runs on: the one it was given at its first start, or the
-    /// next in turn; `None` without arbiters.
+    /// next in turn among its kind's; `None` without arbiters.
     fn index_of(&self, address: Address) -> Option<usize> {
-        if self.arbiters.is_empty() {
+        let threads = self.arbiters.len();
+        if threads == 0 {
             return None;
         }
-        let mut assigned = self
-            .assigned
+        let mut turns = self
+            .turns
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let next = assigned.len() % self.arbiters.len();
-        Some(*assigned.entry(address).or_insert(next))
+        if let Some(index) = turns.assigned.get(&address) {
+            return Some(*index);
+        }
+        let index = if self.lead_threads >= threads {
+            turns.assigned.len() % threads
+        } else if self.leads.contains(&address) {
+            turns.leads += 1;
+            (turns.leads - 1) % self.lead_threads
+        } else {
+            turns.plain += 1;
+            self.lead_threads + (turns.plain - 1) % (threads - self.lead_threads)
+        };
+        turns.assigned.insert(address, index);
+        Some(index)
     }
+}
+
+/// How many of `threads` arbiters run the `leads` relay-capable members of `members`:
+/// their share of the threads, rounded up, at least one; every thread when that leaves
+/// none for the plain members.
+fn lead_threads(threads: usize, leads: usize, members: usize) -> usize {
+    if threads < 2 || leads == 0 || members <= leads {
+        return threads;
+    }
+    (threads * leads).div_ceil(members).clamp(1, threads)
 }
 
 #[cfg(test)]
@@ -115,7 +169,9 @@ mod tests {
     fn nodes_take_turns_and_keep_their_thread() {
         assert_eq!(Placement::here().index_of(Address([1; 20])), None);
         let system = actix::System::new();
-        let (placement, arbiters) = system.block_on(async { Placement::spawn(3, None) });
+        // Relay-capable members are many here (5 of 7): everyone takes turns everywhere.
+        let leads: BTreeSet<Address> = (0..5u8).map(|i| Address([i; 20])).collect();
+        let (placement, arbiters) = system.block_on(async { Placement::spawn(3, None, leads, 7) });
         assert_eq!(placement.threads(), 3);
         let first: Vec<Option<usize>> = (0..7u8)
             .map(|i| placement.index_of(Address([i; 20])))
@@ -130,6 +186,36 @@ mod tests {
             placement.index_of(Address([9; 20])),
             Some(1),
             "the next in turn"
+        );
+        for arbiter in arbiters {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
+    }
+
+    /// With many plain members, the relay-capable ones take turns on their share of the
+    /// threads (the first), the plain ones on the rest, each keeping its thread.
+    #[test]
+    fn relay_capable_members_keep_threads_of_their_own() {
+        assert_eq!(lead_threads(2, 10, 16), 2, "four-party: all mixed");
+        assert_eq!(lead_threads(2, 100, 10_000), 1);
+        assert_eq!(lead_threads(4, 100, 10_000), 1);
+        assert_eq!(lead_threads(4, 300, 1_000), 2);
+        assert_eq!(lead_threads(1, 100, 10_000), 1);
+        assert_eq!(lead_threads(3, 0, 10), 3);
+        let system = actix::System::new();
+        let leads: BTreeSet<Address> = (0..2u8).map(|i| Address([i; 20])).collect();
+        let (placement, arbiters) =
+            system.block_on(async { Placement::spawn(3, None, leads, 100) });
+        let placed: Vec<Option<usize>> = (0..7u8)
+            .map(|i| placement.index_of(Address([i; 20])))
+            .collect();
+        assert_eq!(placed, [0, 0, 1, 2, 1, 2, 1].map(Some));
+        assert_eq!(placement.index_of(Address([1; 20])), Some(0), "kept");
+        assert_eq!(
+            placement.index_of(Address([9; 20])),
+            Some(2),
+            "a newcomer is plain"
         );
         for arbiter in arbiters {
             arbiter.stop();
