@@ -782,10 +782,16 @@ impl Member {
         if block.header.lane == self.consortium {
             return;
         }
-        let members = self.consortium_members();
-        // Which of the forwarded records each member gets, by index: members that get the
-        // same records get one message, built and encoded once (issue 12).
-        let mut per_member: BTreeMap<Address, Vec<usize>> = BTreeMap::new();
+        let mut members = self.consortium_members();
+        members.sort_unstable();
+        members.dedup();
+        // Which of the forwarded records each member gets, by index: the records for the
+        // whole consortium (`common`), and for some members also records addressed to
+        // them (`own`). Members that get the same records get one message, built and
+        // encoded once (issue 12); the common records are listed once, not once per
+        // member (at 10,000 members that was a map entry per member and record).
+        let mut common: Vec<usize> = Vec::new();
+        let mut own: BTreeMap<Address, Vec<usize>> = BTreeMap::new();
         let mut broadcast_here: Vec<&Record> = Vec::new();
         let records: Vec<&Record> = block
             .blocks
@@ -797,17 +803,15 @@ impl Member {
         for (index, record) in records.iter().enumerate() {
             match &record.content.audience {
                 Audience::Members(list) => {
-                    for m in list.iter().filter(|m| members.contains(m)) {
-                        per_member.entry(*m).or_default().push(index);
+                    for m in list.iter().filter(|m| members.binary_search(m).is_ok()) {
+                        own.entry(*m).or_default().push(index);
                     }
                 }
                 Audience::Consortiums(list) if !list.contains(&self.consortium) => {}
                 Audience::Own => {}
                 Audience::Consortiums(_) | Audience::Everyone => {
                     broadcast_here.push(record);
-                    for m in &members {
-                        per_member.entry(*m).or_default().push(index);
-                    }
+                    common.push(index);
                 }
             }
         }
@@ -820,12 +824,29 @@ impl Member {
         ));
         let mut mine = Vec::new();
         let mut groups: BTreeMap<Vec<usize>, Vec<Address>> = BTreeMap::new();
-        for (to, indexes) in per_member {
+        let mut only_common: Vec<Address> = Vec::new();
+        let mut place = |to: Address, indexes: Vec<usize>, mine: &mut Vec<usize>| {
             if to == self.me {
-                mine = indexes;
-                continue;
+                *mine = indexes;
+            } else {
+                groups.entry(indexes).or_default().push(to);
             }
-            groups.entry(indexes).or_default().push(to);
+        };
+        if !common.is_empty() {
+            for to in &members {
+                match own.remove(to) {
+                    Some(extra) => place(*to, merged(&common, &extra), &mut mine),
+                    None if *to == self.me => mine = common.clone(),
+                    None => only_common.push(*to),
+                }
+            }
+        }
+        for (to, extra) in own {
+            place(to, extra, &mut mine);
+        }
+        if !only_common.is_empty() {
+            // No member with records of its own gets exactly the common ones.
+            groups.entry(common).or_default().extend(only_common);
         }
         for (indexes, to) in groups {
             effects.push(Effect::Broadcast {
@@ -900,4 +921,22 @@ fn is_forwarded(kind: RecordKind) -> bool {
             | RecordKind::DistributedEnergy
             | RecordKind::MeterReading
     )
+}
+
+/// Two ascending lists of indexes as one, ascending.
+fn merged(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
 }
