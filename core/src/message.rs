@@ -510,7 +510,7 @@ pub struct EnvelopeHeader {
 /// A signed message in transit.
 ///
 /// The signature covers the envelope's *leaf*, the hash of its header and of its
-/// payload's hash ([`Envelope::leaf`]). An envelope sent alone signs its leaf. The
+/// payload's hash. An envelope sent alone signs its leaf. The
 /// envelopes a node sends at one turn (a broadcast's, or all that one message made it
 /// send) are signed together: their leaves form a Merkle tree, the sender signs its root
 /// once, and each envelope carries the path from its own leaf to that root (issue 12: a
