@@ -140,6 +140,8 @@ pub struct Member {
     own_checked: Option<Address>,
     next_heartbeat: u64,
     discovered: bool,
+    /// When a relay or backup that does not know who serves every lane asks again.
+    next_discover: u64,
     holder: Option<Box<Holder>>,
     duty: Duty,
     /// The protocols of SPEC §6.
@@ -194,6 +196,7 @@ impl Member {
             own_checked: None,
             next_heartbeat: 0,
             discovered: false,
+            next_discover: 0,
             holder: None,
             duty: Duty::None,
             proto: protocol::Protocols::default(),
@@ -367,6 +370,17 @@ impl Member {
         let mut effects = Vec::new();
         if !self.discovered {
             self.discovered = true;
+            self.next_discover = now + self.timing.retry_ms();
+            effects.push(self.discover());
+        } else if !matches!(self.duty, Duty::None)
+            && self.serving.len() < self.genesis.consortiums.len()
+            && now >= self.next_discover
+        {
+            // A relay or backup sends its lane's blocks to the other lanes' relays and
+            // fetches theirs, so it must know them all. The supervisor's notices after a
+            // restart may reach it before it listens (nodes start one by one): it asks
+            // again, and the supervisor answers a relay or backup with every lane.
+            self.next_discover = now + self.timing.retry_ms();
             effects.push(self.discover());
         }
         self.lanes_tick(now, &mut effects);
@@ -375,6 +389,7 @@ impl Member {
             effects.push(self.heartbeat(now));
         }
         self.relay_tick(now, &mut effects);
+        self.anti_entropy_tick(now, &mut effects);
         self.backup_tick(now, &mut effects);
         self.converge_own_lane(now, &mut effects);
         self.protocol_tick(now, &mut effects);
@@ -598,6 +613,22 @@ impl Member {
             },
         );
         if consortium != self.consortium {
+            // An active relay asks the lane's (new) relay for the blocks it lacks: those
+            // released before either knew of the other reach it only so.
+            if matches!(&self.duty, Duty::Relay(duty) if duty.is_active())
+                && election.relay != self.me
+            {
+                let have = self.locator_of(consortium);
+                let from = self.relay_lane_head(consortium).map_or(0, |h| h.height) + 1;
+                self.ask_sync(
+                    election.relay,
+                    ChainId::Relay(consortium),
+                    from,
+                    have,
+                    now,
+                    effects,
+                );
+            }
             return;
         }
         // Resend the unacknowledged blocks to the (possibly new) relay (D4).

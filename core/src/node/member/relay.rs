@@ -88,6 +88,8 @@ pub(super) struct RelayDuty {
     waiting_since: Option<u64>,
     silent_reported: bool,
     next_retry: u64,
+    /// When this relay next asks the other lanes' relays for their lanes (anti-entropy).
+    next_anti_entropy: u64,
     /// Newcomers this relay registered, with the height of the block that carries them.
     pub(super) registered_at: BTreeMap<Address, u64>,
     /// Election records for the next block to carry (only under the deliberate bug
@@ -122,6 +124,7 @@ impl RelayDuty {
             waiting_since: None,
             silent_reported: false,
             next_retry: 0,
+            next_anti_entropy: 0,
             registered_at: BTreeMap::new(),
             carry: Vec::new(),
         }
@@ -894,6 +897,13 @@ impl Member {
             }
         }
         self.take_early_submissions(now, effects);
+        self.ask_other_lanes(now, effects);
+        self.release_ready(now, effects);
+    }
+
+    /// Asks each other lane's relay, as this node knows them, for that lane's blocks
+    /// above its copy (a sync request with its locator; one pending per peer and lane).
+    fn ask_other_lanes(&mut self, now: u64, effects: &mut Vec<Effect>) {
         let others: Vec<(ConsortiumId, Address)> = self
             .serving
             .iter()
@@ -905,9 +915,32 @@ impl Member {
             let from = self.relay_lane_head(other).map_or(0, |h| h.height) + 1;
             self.ask_sync(relay, ChainId::Relay(other), from, have, now, effects);
         }
-        self.release_ready(now, effects);
+    }
+
+    /// Anti-entropy: an active relay asks the other lanes' relays for their lanes every
+    /// [`ANTI_ENTROPY_SUSPECTS`] failure-detector windows. A relay block reaches the
+    /// relays its producer knew of when it released it; one that a relay produced before
+    /// it learned of the others (a restart whose supervisor notices arrive in another
+    /// order than the nodes start) was never sent again, and with no next block on that
+    /// lane nobody asked for it: acknowledged blocks then stayed off the other relays'
+    /// copies (`reopened_federation_continues_its_lanes_without_forks` timed out in about
+    /// one run of eight). A timer decides only when to ask, never what is accepted.
+    pub(super) fn anti_entropy_tick(&mut self, now: u64, effects: &mut Vec<Effect>) {
+        let period = ANTI_ENTROPY_SUSPECTS * self.timing.suspect_ms();
+        let Duty::Relay(duty) = &mut self.duty else {
+            return;
+        };
+        if !duty.is_active() || now < duty.next_anti_entropy {
+            return;
+        }
+        duty.next_anti_entropy = now + period.max(1);
+        self.ask_other_lanes(now, effects);
     }
 }
+
+/// How many failure-detector windows (`suspect_after × heartbeat_interval`) apart an
+/// active relay asks the other lanes' relays for their lanes.
+const ANTI_ENTROPY_SUSPECTS: u64 = 5;
 
 /// Record kinds a relay forwards to its members: what they act on. The services other
 /// than data offers are published on the chains but not pushed to every member.
