@@ -222,6 +222,12 @@ proptest! {
             proof.siblings[0].0[flip] ^= 1;
         }
         prop_assert_eq!(inboxes[i].accept(&bent, key_of), bad.clone());
+        // A path that does not fit its index and leaf count leads to no root at all.
+        let mut padded = genuine.clone();
+        if let Some(proof) = padded.proof.as_mut() {
+            proof.siblings.extend(proof.siblings.clone());
+        }
+        prop_assert_eq!(inboxes[i].accept(&padded, key_of), bad.clone());
         let mut stripped = genuine.clone();
         stripped.proof = None;
         prop_assert_eq!(inboxes[i].accept(&stripped, key_of), bad.clone());

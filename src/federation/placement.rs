@@ -187,10 +187,7 @@ mod tests {
             Some(1),
             "the next in turn"
         );
-        for arbiter in arbiters {
-            arbiter.stop();
-            let _ = arbiter.join();
-        }
+        stop(arbiters);
     }
 
     /// With many plain members, the relay-capable ones take turns on their share of the
@@ -217,6 +214,10 @@ mod tests {
             Some(2),
             "a newcomer is plain"
         );
+        stop(arbiters);
+    }
+
+    fn stop(arbiters: Vec<Arbiter>) {
         for arbiter in arbiters {
             arbiter.stop();
             let _ = arbiter.join();

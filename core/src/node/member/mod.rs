@@ -618,16 +618,7 @@ impl Member {
             if matches!(&self.duty, Duty::Relay(duty) if duty.is_active())
                 && election.relay != self.me
             {
-                let have = self.locator_of(consortium);
-                let from = self.relay_lane_head(consortium).map_or(0, |h| h.height) + 1;
-                self.ask_sync(
-                    election.relay,
-                    ChainId::Relay(consortium),
-                    from,
-                    have,
-                    now,
-                    effects,
-                );
+                self.ask_lane(consortium, election.relay, now, effects);
             }
             return;
         }

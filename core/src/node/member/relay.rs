@@ -911,10 +911,21 @@ impl Member {
             .map(|(c, s)| (*c, s.relay))
             .collect();
         for (other, relay) in others {
-            let have = self.locator_of(other);
-            let from = self.relay_lane_head(other).map_or(0, |h| h.height) + 1;
-            self.ask_sync(relay, ChainId::Relay(other), from, have, now, effects);
+            self.ask_lane(other, relay, now, effects);
         }
+    }
+
+    /// Asks `relay` for `lane`'s relay blocks above this node's copy, with its locator.
+    pub(super) fn ask_lane(
+        &mut self,
+        lane: ConsortiumId,
+        relay: Address,
+        now: u64,
+        effects: &mut Vec<Effect>,
+    ) {
+        let have = self.locator_of(lane);
+        let from = self.relay_lane_head(lane).map_or(0, |h| h.height) + 1;
+        self.ask_sync(relay, ChainId::Relay(lane), from, have, now, effects);
     }
 
     /// Anti-entropy: an active relay asks the other lanes' relays for their lanes every
